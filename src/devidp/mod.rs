@@ -1,0 +1,1 @@
+//! Development OpenID provider (loopback only), used by `portcullis demo` and the tests.

@@ -1,0 +1,1 @@
+//! Forwarding to the upstream: header hygiene, pooled client, streaming, upgrades.
