@@ -1,0 +1,372 @@
+//! Configuration: figment layering into [`raw::RawConfig`], then validation into
+//! the typed [`Config`] the gateway runs on. Every validation error names the
+//! key it is about, and no error ever contains a secret.
+
+pub mod raw;
+mod secret_key;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+pub use self::raw::RawConfig;
+pub use self::secret_key::parse_session_secret;
+use crate::secret::{SecretBytes, SecretString};
+
+/// A configuration problem, always tied to the key that causes it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value that cannot be used.
+    #[error("{key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    /// The file or environment could not be read or parsed into the expected shape.
+    #[error("{0}")]
+    Load(String),
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, problem: problem.into() }
+}
+
+/// How a confidential client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    SecretBasic,
+    /// Client id and secret in the form body.
+    SecretPost,
+}
+
+/// The client's credentials. A public client has no secret at all, so sending
+/// one by mistake is not representable.
+#[derive(Clone, Debug)]
+pub enum ClientCredentials {
+    /// PKCE only; no secret is ever sent.
+    Public,
+    /// A confidential client.
+    Confidential { secret: SecretString, method: ClientAuthMethod },
+}
+
+/// `[oidc]`, validated.
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    /// The issuer, exactly as the provider's metadata must state it.
+    pub issuer: String,
+    pub client_id: String,
+    pub credentials: ClientCredentials,
+    pub scopes: Vec<String>,
+    /// The callback registered with the provider, sent unchanged at authorize and token.
+    pub redirect_url: Url,
+    pub id_token_algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub clock_skew: Duration,
+    pub http_timeout: Duration,
+}
+
+/// `[session]`, validated.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Keys for sealing cookies; the first seals, all open.
+    pub keys: Vec<SecretBytes>,
+    /// The configured cookie name, without any `__Host-` prefix.
+    pub cookie_name: String,
+    pub lifetime: Duration,
+    pub login_timeout: Duration,
+    pub cache_max_entries: u64,
+}
+
+/// `[proxy]`, validated.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+/// Output format of the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`, validated.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The validated configuration the gateway runs on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The origin users reach the gateway at (no path).
+    pub public_url: Url,
+    pub upstream: Url,
+    /// Hosts (besides our own) that redirects after login/logout may target.
+    pub allowed_redirect_hosts: Vec<String>,
+    pub oidc: OidcConfig,
+    pub session: SessionConfig,
+    pub proxy: ProxyConfig,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Loads defaults < `config_file` < `PORTCULLIS_*` and validates the result.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = raw::figment(config_file)
+            .extract()
+            .map_err(|error| ConfigError::Load(describe_figment_error(&error)))?;
+        Self::from_raw(raw)
+    }
+
+    /// Validates a raw configuration.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = raw
+            .listen
+            .parse()
+            .map_err(|_| invalid("listen", "must be an address with a port, e.g. 127.0.0.1:4180"))?;
+
+        let public_url = parse_origin(raw.public_url.as_deref())?;
+        let upstream_text = raw.upstream.as_deref().ok_or_else(|| invalid("upstream", "is required"))?;
+        let upstream = Url::parse(upstream_text)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .filter(|url| url.query().is_none() && url.fragment().is_none())
+            .ok_or_else(|| invalid("upstream", "must be an http(s) URL without query, e.g. http://127.0.0.1:8080"))?;
+
+        for host in &raw.allowed_redirect_hosts {
+            if host.is_empty() || host.contains(['/', '@', ' ', '\\']) {
+                return Err(invalid("allowed_redirect_hosts", "entries must be bare host names like app.example.com"));
+            }
+        }
+
+        let oidc = validate_oidc(raw.oidc, &public_url)?;
+        let session = validate_session(raw.session)?;
+
+        let log = LogConfig {
+            format: match raw.log.format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
+            },
+            level: raw.log.level,
+        };
+
+        let proxy = ProxyConfig {
+            connect_timeout: non_zero("proxy.connect_timeout", raw.proxy.connect_timeout)?,
+            response_timeout: non_zero("proxy.response_timeout", raw.proxy.response_timeout)?,
+            pool_idle_timeout: raw.proxy.pool_idle_timeout,
+            pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+        };
+
+        Ok(Self {
+            listen,
+            public_url,
+            upstream,
+            allowed_redirect_hosts: raw.allowed_redirect_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            oidc,
+            session,
+            proxy,
+            log,
+        })
+    }
+
+    /// Whether users reach the gateway over TLS (cookies then get `Secure` and `__Host-`).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() { Err(invalid(key, "must be longer than zero")) } else { Ok(value) }
+}
+
+fn parse_origin(text: Option<&str>) -> Result<Url, ConfigError> {
+    const KEY: &str = "public_url";
+    let text = text.ok_or_else(|| invalid(KEY, "is required: the origin users see, e.g. https://app.example.com"))?;
+    let url = Url::parse(text).map_err(|_| invalid(KEY, "must be an absolute http(s) URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(KEY, "must be an http(s) URL with a host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid(KEY, "must be an origin only (scheme, host, port), without path, query or credentials"));
+    }
+    Ok(url)
+}
+
+/// Loopback hosts, where plain HTTP is acceptable for a provider.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, ConfigError> {
+    let issuer = raw.issuer.ok_or_else(|| invalid("oidc.issuer", "is required"))?;
+    let issuer_url = Url::parse(&issuer).map_err(|_| invalid("oidc.issuer", "must be an absolute URL"))?;
+    let secure = issuer_url.scheme() == "https"
+        || (issuer_url.scheme() == "http" && (is_loopback_host(&issuer_url) || raw.dangerous_allow_insecure_http_issuer));
+    if !secure || issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(invalid("oidc.issuer", "must be an https URL without query or fragment (http only on loopback)"));
+    }
+
+    let client_id = raw.client_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| invalid("oidc.client_id", "is required"))?;
+
+    let method = match raw.client_auth_method.as_str() {
+        "client_secret_basic" => ClientAuthMethod::SecretBasic,
+        "client_secret_post" => ClientAuthMethod::SecretPost,
+        _ => return Err(invalid("oidc.client_auth_method", "must be \"client_secret_basic\" or \"client_secret_post\"")),
+    };
+    let secret = match (raw.client_secret, raw.client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("oidc.client_secret", "set either client_secret or client_secret_file, not both"));
+        }
+        (Some(secret), None) => Some(secret),
+        (None, Some(path)) => Some(SecretString::new(
+            std::fs::read_to_string(&path)
+                .map_err(|error| invalid("oidc.client_secret_file", format!("cannot read {}: {error}", path.display())))?
+                .trim()
+                .to_owned(),
+        )),
+        (None, None) => None,
+    };
+    let credentials = match secret {
+        None => ClientCredentials::Public,
+        Some(secret) if secret.expose().is_empty() => {
+            return Err(invalid("oidc.client_secret", "is empty; remove it for a public client"));
+        }
+        Some(secret) => ClientCredentials::Confidential { secret, method },
+    };
+
+    if !raw.scopes.iter().any(|scope| scope == "openid") {
+        return Err(invalid("oidc.scopes", "must include \"openid\""));
+    }
+    if raw.scopes.iter().any(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
+        return Err(invalid("oidc.scopes", "each scope must be a single non-empty word"));
+    }
+
+    let redirect_url = match raw.redirect_url {
+        Some(text) => {
+            let url = Url::parse(&text).map_err(|_| invalid("oidc.redirect_url", "must be an absolute URL"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+                return Err(invalid("oidc.redirect_url", "must be an http(s) URL without fragment"));
+            }
+            if url.path() != "/oauth2/callback" {
+                return Err(invalid("oidc.redirect_url", "its path must be /oauth2/callback, where the gateway answers"));
+            }
+            url
+        }
+        None => public_url
+            .join("/oauth2/callback")
+            .map_err(|_| invalid("public_url", "cannot derive the callback URL"))?,
+    };
+
+    let mut id_token_algorithms = Vec::new();
+    for name in &raw.id_token_algorithms {
+        let algorithm: jsonwebtoken::Algorithm = name
+            .parse()
+            .map_err(|_| invalid("oidc.id_token_algorithms", format!("unknown algorithm {name:?}")))?;
+        if matches!(algorithm, jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512) {
+            return Err(invalid("oidc.id_token_algorithms", "HMAC algorithms are not accepted; use the provider's asymmetric keys"));
+        }
+        id_token_algorithms.push(algorithm);
+    }
+    if id_token_algorithms.is_empty() {
+        return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
+    }
+
+    Ok(OidcConfig {
+        issuer,
+        client_id,
+        credentials,
+        scopes: raw.scopes,
+        redirect_url,
+        id_token_algorithms,
+        clock_skew: raw.clock_skew,
+        http_timeout: non_zero("oidc.http_timeout", raw.http_timeout)?,
+    })
+}
+
+fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> {
+    let keys = match (raw.secret, raw.secret_file) {
+        (Some(_), Some(_)) => return Err(invalid("session.secret", "set either secret or secret_file, not both")),
+        (Some(secret), None) => vec![parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secret", problem))?],
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| invalid("session.secret_file", format!("cannot read {}: {error}", path.display())))?;
+            let mut keys = Vec::new();
+            for line in text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')) {
+                keys.push(parse_session_secret(line).map_err(|problem| invalid("session.secret_file", problem))?);
+            }
+            if keys.is_empty() {
+                return Err(invalid("session.secret_file", "holds no key"));
+            }
+            keys
+        }
+        (None, None) => {
+            return Err(invalid("session.secret", "is required: generate one with `portcullis secret`"));
+        }
+    };
+    let name_ok = !raw.cookie_name.is_empty()
+        && raw.cookie_name.len() <= 64
+        && raw.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !raw.cookie_name.to_ascii_lowercase().starts_with("__host-")
+        && !raw.cookie_name.to_ascii_lowercase().starts_with("__secure-");
+    if !name_ok {
+        return Err(invalid("session.cookie_name", "must be 1-64 letters, digits, '_' or '-', without a __Host-/__Secure- prefix (added automatically)"));
+    }
+    if raw.lifetime < Duration::from_secs(60) {
+        return Err(invalid("session.lifetime", "must be at least one minute"));
+    }
+    if raw.login_timeout < Duration::from_secs(30) || raw.login_timeout > Duration::from_secs(3600) {
+        return Err(invalid("session.login_timeout", "must be between 30s and 1h"));
+    }
+    if raw.cache_max_entries == 0 {
+        return Err(invalid("session.cache_max_entries", "must be at least 1"));
+    }
+    Ok(SessionConfig {
+        keys,
+        cookie_name: raw.cookie_name,
+        lifetime: raw.lifetime,
+        login_timeout: raw.login_timeout,
+        cache_max_entries: raw.cache_max_entries,
+    })
+}
+
+/// Figment errors name the key and the expected shape; they can quote the
+/// offending value, which may be a secret, so values are never included.
+fn describe_figment_error(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = if error.path.is_empty() { "(top level)".to_owned() } else { error.path.join(".") };
+            let problem = match &error.kind {
+                figment::error::Kind::InvalidType(_, expected) => format!("has the wrong type, expected {expected}"),
+                figment::error::Kind::InvalidValue(_, expected) => format!("has an invalid value, expected {expected}"),
+                figment::error::Kind::UnknownField(field, _) => {
+                    let full = if error.path.is_empty() { field.clone() } else { format!("{key}.{field}") };
+                    return format!("{full}: unknown key");
+                }
+                figment::error::Kind::MissingField(field) => {
+                    let full = if error.path.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+                    return format!("{full}: is required");
+                }
+                figment::error::Kind::Message(message) => message.clone(),
+                other => other.to_string(),
+            };
+            format!("{key}: {problem}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

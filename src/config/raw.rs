@@ -1,0 +1,151 @@
+//! The raw configuration as operators write it: a serde mirror of the TOML file
+//! and the `PORTCULLIS_*` environment, layered by figment. Nothing here is
+//! trusted yet; [`super::Config::from_raw`] validates it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretString;
+
+/// Everything an operator can set. Unknown keys are errors, so a typo never
+/// silently leaves a default in place.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address the gateway listens on.
+    pub listen: String,
+    /// The origin users see, e.g. `https://app.example.com`.
+    pub public_url: Option<String>,
+    /// Where authenticated requests are forwarded.
+    pub upstream: Option<String>,
+    /// Extra hosts a post-login or post-logout redirect may point at.
+    pub allowed_redirect_hosts: Vec<String>,
+    /// OpenID Connect provider and client.
+    pub oidc: RawOidc,
+    /// Session cookies.
+    pub session: RawSession,
+    /// Upstream connection behaviour.
+    pub proxy: RawProxy,
+    /// Logging.
+    pub log: RawLog,
+}
+
+/// `[oidc]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub client_auth_method: String,
+    pub scopes: Vec<String>,
+    pub redirect_url: Option<String>,
+    /// Signing algorithms accepted for ID tokens.
+    pub id_token_algorithms: Vec<String>,
+    /// Allowed clock difference with the provider.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Timeout of each call to the provider.
+    #[serde(with = "humantime_serde")]
+    pub http_timeout: Duration,
+    /// Allows an `http://` issuer that is not on loopback. Never in production.
+    pub dangerous_allow_insecure_http_issuer: bool,
+}
+
+/// `[session]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    #[serde(skip_serializing)]
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub cookie_name: String,
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// How long a login attempt (the flow cookie) stays valid.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Live sessions kept in the in-memory token cache.
+    pub cache_max_entries: u64,
+}
+
+/// `[proxy]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `portcullis=debug`.
+    pub level: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4180".to_owned(),
+            public_url: None,
+            upstream: None,
+            allowed_redirect_hosts: Vec::new(),
+            oidc: RawOidc {
+                issuer: None,
+                client_id: None,
+                client_secret: None,
+                client_secret_file: None,
+                client_auth_method: "client_secret_basic".to_owned(),
+                scopes: vec!["openid".to_owned(), "profile".to_owned(), "email".to_owned()],
+                redirect_url: None,
+                id_token_algorithms: ["RS256", "PS256", "ES256", "ES384", "RS384", "RS512", "PS384", "PS512", "EdDSA"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                clock_skew: Duration::from_secs(60),
+                http_timeout: Duration::from_secs(10),
+                dangerous_allow_insecure_http_issuer: false,
+            },
+            session: RawSession {
+                secret: None,
+                secret_file: None,
+                cookie_name: "_portcullis".to_owned(),
+                lifetime: Duration::from_secs(12 * 3600),
+                login_timeout: Duration::from_secs(600),
+                cache_max_entries: 200_000,
+            },
+            proxy: RawProxy {
+                connect_timeout: Duration::from_secs(5),
+                response_timeout: Duration::from_secs(60),
+                pool_idle_timeout: Duration::from_secs(90),
+                pool_max_idle_per_host: 256,
+            },
+            log: RawLog { format: "text".to_owned(), level: "info".to_owned() },
+        }
+    }
+}
+
+/// Layers defaults < TOML file (when given) < `PORTCULLIS_*` environment
+/// (`__` separates nesting: `PORTCULLIS_OIDC__CLIENT_ID`).
+pub fn figment(config_file: Option<&std::path::Path>) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = config_file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment.merge(Env::prefixed("PORTCULLIS_").split("__").ignore(&["CONFIG"]))
+}

@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::result_large_err)]
+
+use figment::Jail;
+
+use super::*;
+
+const GOOD_SECRET: &str = "q83vEjh5ZtNcXo0aNxyY5eWwIulXf1ESc3K0tkuqYzk=";
+
+fn load_from(jail: &mut Jail, toml: &str) -> Result<Config, ConfigError> {
+    jail.create_file("portcullis.toml", toml).unwrap();
+    Config::load(Some(Path::new("portcullis.toml")))
+}
+
+fn minimal(extra: &str) -> String {
+    format!(
+        r#"
+public_url = "https://app.example.com"
+upstream = "http://127.0.0.1:8080"
+{extra}
+[oidc]
+issuer = "https://idp.example.com"
+client_id = "portcullis"
+[session]
+secret = "{GOOD_SECRET}"
+"#
+    )
+}
+
+fn error_text(result: Result<Config, ConfigError>) -> String {
+    match result {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn minimal_file_gives_safe_defaults() {
+    Jail::expect_with(|jail| {
+        let config = load_from(jail, &minimal("")).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:4180");
+        assert!(matches!(config.oidc.credentials, ClientCredentials::Public));
+        assert_eq!(config.oidc.scopes, ["openid", "profile", "email"]);
+        assert_eq!(config.oidc.redirect_url.as_str(), "https://app.example.com/oauth2/callback");
+        assert!(config.is_https());
+        assert_eq!(config.session.cookie_name, "_portcullis");
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_the_file_with_double_underscore_nesting() {
+    Jail::expect_with(|jail| {
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_ID", "from-env");
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "s3cret-value");
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_AUTH_METHOD", "client_secret_post");
+        jail.set_env("PORTCULLIS_LISTEN", "0.0.0.0:9000");
+        let config = load_from(jail, &minimal("")).unwrap();
+        assert_eq!(config.oidc.client_id, "from-env");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        match &config.oidc.credentials {
+            ClientCredentials::Confidential { secret, method } => {
+                assert_eq!(secret.expose(), "s3cret-value");
+                assert_eq!(*method, ClientAuthMethod::SecretPost);
+            }
+            ClientCredentials::Public => panic!("expected a confidential client"),
+        }
+        assert!(!format!("{config:?}").contains("s3cret-value"), "Debug must not show the secret");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_key() {
+    Jail::expect_with(|jail| {
+        let cases = [
+            (minimal("").replace("https://idp.example.com", "http://idp.example.com"), "oidc.issuer"),
+            (minimal("").replace("client_id = \"portcullis\"", ""), "oidc.client_id"),
+            (minimal("").replace(GOOD_SECRET, "c2hvcnQ="), "session.secret"),
+            (minimal("").replace(GOOD_SECRET, "CHANGE-ME-generate-with-portcullis-secret"), "session.secret"),
+            (minimal("").replace(GOOD_SECRET, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), "session.secret"),
+            (minimal("").replace("https://app.example.com", "https://app.example.com/sub"), "public_url"),
+            (minimal("").replace("http://127.0.0.1:8080", "ftp://x"), "upstream"),
+            (minimal("listen = \"nonsense\""), "listen"),
+            (minimal("").replace("[session]", "[session]\ncookie_name = \"__Host-x\""), "session.cookie_name"),
+            (minimal("").replace("[oidc]", "[oidc]\nscopes = [\"email\"]"), "oidc.scopes"),
+            (minimal("").replace("[oidc]", "[oidc]\nid_token_algorithms = [\"HS256\"]"), "oidc.id_token_algorithms"),
+            (minimal("").replace("[oidc]", "[oidc]\nclient_secret = \"\""), "oidc.client_secret"),
+            (minimal("").replace("[oidc]", "[oidc]\ncleint_id = \"typo\""), "oidc.cleint_id"),
+            (minimal("").replace("[oidc]", "[oidc]\nhttp_timeout = \"soon\""), "oidc.http_timeout"),
+        ];
+        for (toml, key) in cases {
+            let text = error_text(load_from(jail, &toml));
+            assert!(text.contains(key), "error {text:?} does not name {key}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_never_print_secrets() {
+    Jail::expect_with(|jail| {
+        let leaked = "dG9vLXNob3J0LXNlY3JldC12YWx1ZQ==";
+        let text = error_text(load_from(jail, &minimal("").replace(GOOD_SECRET, leaked)));
+        assert!(text.contains("session.secret"));
+        assert!(!text.contains(leaked));
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "[not, a, string");
+        let text = error_text(load_from(jail, &minimal("")));
+        assert!(!text.contains("not, a"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn secret_file_holds_several_keys_first_seals() {
+    Jail::expect_with(|jail| {
+        jail.create_file("keys", &format!("# newest first\n{GOOD_SECRET}\nZm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG8=\n"))?;
+        let toml = minimal("").replace(&format!("secret = \"{GOOD_SECRET}\""), "secret_file = \"keys\"");
+        let config = load_from(jail, &toml).unwrap();
+        assert_eq!(config.session.keys.len(), 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_shipped_example_is_complete_but_refuses_its_sample_secret() {
+    Jail::expect_with(|jail| {
+        let example = include_str!("../../config/portcullis.toml");
+        let text = error_text(load_from(jail, example));
+        assert!(text.starts_with("session.secret"), "{text}");
+        jail.set_env("PORTCULLIS_SESSION__SECRET", GOOD_SECRET);
+        let config = load_from(jail, example).unwrap();
+        assert_eq!(config.oidc.scopes.first().map(String::as_str), Some("openid"));
+        Ok(())
+    });
+}

@@ -1,0 +1,227 @@
+//! `/oauth2/callback`: the end of a login. `state` is checked against the flow
+//! cookie before anything else; then the provider's answer, the code exchange
+//! (same verifier, same redirect_uri) and the ID token; then the session.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use super::login::seconds;
+use super::{Gateway, Outcome, RequestId};
+use crate::body::ProxyBody;
+use crate::oidc::id_token::{self, Expectations};
+use crate::oidc::pkce::PkceVerifier;
+use crate::oidc::token::{self, TokenError, sanitise_error_code};
+use crate::pages::{self, Audience};
+use crate::proxy::IdentityHeaders;
+use crate::session::cache::ActiveSession;
+use crate::session::cookies::single_cookie_value;
+use crate::session::data::{SESSION_FORMAT, SessionData};
+use crate::session::flow::{FLOW_FORMAT, LoginFlow};
+use crate::session::seal::Purpose;
+
+/// Access-token lifetime assumed when the provider does not say (RFC 6749 §5.1 makes `expires_in` optional).
+const DEFAULT_ACCESS_TOKEN_SECONDS: i64 = 300;
+/// A cookie larger than this is refused by browsers (RFC 6265 §6.1 minimum).
+pub(super) const MAX_COOKIE_BYTES: usize = 4000;
+
+#[derive(Default)]
+struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+fn parse_params(query: Option<&str>) -> CallbackParams {
+    let mut params = CallbackParams::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match key.as_ref() {
+            "state" => &mut params.state,
+            "code" => &mut params.code,
+            "error" => &mut params.error,
+            "iss" => &mut params.iss,
+            _ => continue,
+        };
+        // A repeated parameter is ambiguous (RFC 6749 §3.1): refuse by making it unusable.
+        *slot = if slot.is_some() { Some(String::new()) } else { Some(value.into_owned()) };
+    }
+    params
+}
+
+fn is_plain_token(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Gateway {
+    pub(super) async fn callback(&self, request: &Request<Incoming>, request_id: &RequestId, outcome: &mut Outcome) -> Response<ProxyBody> {
+        let params = parse_params(request.uri().query());
+        let refuse = |status: StatusCode, code: &str, message: &str| {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
+            self.fail(Audience::Browser, status, code, message, request_id)
+        };
+        let restart = "This sign-in link has expired or was opened in another browser. Please start again from the page you wanted.";
+
+        // 1. state, against the flow cookie named after it.
+        let Some(state) = params.state.as_deref().filter(|state| is_plain_token(state)) else {
+            return refuse(StatusCode::BAD_REQUEST, "missing_state", restart);
+        };
+        let flow_name = self.cookies.flow_name(state);
+        let flow = single_cookie_value(request.headers(), &flow_name)
+            .and_then(|sealed| self.keys.open(Purpose::Flow, &flow_name, sealed).ok())
+            .and_then(|(json, _)| serde_json::from_slice::<LoginFlow>(&json).ok())
+            .filter(|flow| flow.v == FLOW_FORMAT);
+        let mut response = match flow {
+            // Constant time: the state is a secret binding this browser to this login.
+            Some(flow) if bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) => {
+                if flow.expires_at <= self.clock.now() {
+                    refuse(StatusCode::BAD_REQUEST, "login_expired", restart)
+                } else {
+                    self.finish_login(flow, &params, request_id, outcome).await
+                }
+            }
+            _ => refuse(StatusCode::BAD_REQUEST, "state_mismatch", restart),
+        };
+        // The flow cookie is single-use, whatever the outcome.
+        if let Some(clear) = self.cookies.clear(&flow_name) {
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
+        response
+    }
+
+    async fn finish_login(&self, flow: LoginFlow, params: &CallbackParams, request_id: &RequestId, outcome: &mut Outcome) -> Response<ProxyBody> {
+        let refuse = |status: StatusCode, code: &str, message: &str| {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
+            self.fail(Audience::Browser, status, code, message, request_id)
+        };
+        let Some(provider) = self.provider.current() else {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable", "The sign-in service is unavailable right now. Please try again in a minute.");
+        };
+
+        // 2. RFC 9207: the response must come from our issuer (mix-up defence).
+        let issuer = &self.config.oidc.issuer;
+        match params.iss.as_deref() {
+            Some(iss) if iss != issuer => {
+                return refuse(StatusCode::BAD_REQUEST, "issuer_mismatch", "The sign-in response came from an unexpected identity provider.");
+            }
+            None if provider.metadata.authorization_response_iss_parameter_supported => {
+                return refuse(StatusCode::BAD_REQUEST, "issuer_missing", "The sign-in response did not name its identity provider.");
+            }
+            _ => {}
+        }
+
+        // 3. The provider's own refusal.
+        if let Some(error) = &params.error {
+            let code = sanitise_error_code(error);
+            let message = if code == "access_denied" {
+                "The sign-in was cancelled or access was denied by the identity provider.".to_owned()
+            } else {
+                format!("The identity provider could not sign you in (error: {code}).")
+            };
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "idp_error", idp_error = %code);
+            return self.fail(Audience::Browser, StatusCode::FORBIDDEN, "idp_error", &message, request_id);
+        }
+        let Some(code) = params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048) else {
+            return refuse(StatusCode::BAD_REQUEST, "missing_code", "The sign-in response carried no authorization code.");
+        };
+        let Ok(verifier) = PkceVerifier::from_stored(flow.code_verifier) else {
+            return refuse(StatusCode::BAD_REQUEST, "state_mismatch", "This sign-in attempt is invalid. Please start again.");
+        };
+
+        // 4. Code exchange with the same redirect_uri and verifier.
+        let tokens = match token::exchange_code(self.provider.client(), &provider.metadata.token_endpoint, &self.config.oidc, code, &verifier).await {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "token_endpoint", %error);
+                let (status, message) = match error {
+                    TokenError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is unavailable right now. Please try again in a minute."),
+                    TokenError::Rejected { .. } | TokenError::Invalid(_) => (StatusCode::BAD_GATEWAY, "The identity provider did not accept this sign-in. Please start again."),
+                };
+                return self.fail(Audience::Browser, status, "token_exchange_failed", message, request_id);
+            }
+        };
+
+        // 5. The ID token.
+        let now = self.clock.now();
+        let Some(raw_id_token) = tokens.id_token.as_ref() else {
+            return refuse(StatusCode::BAD_GATEWAY, "id_token_missing", "The identity provider's answer could not be verified.");
+        };
+        let expectations = Expectations {
+            issuer,
+            client_id: &self.config.oidc.client_id,
+            nonce: Some(&flow.nonce),
+            algorithms: &self.config.oidc.id_token_algorithms,
+            now,
+            skew_seconds: seconds(self.config.oidc.clock_skew),
+        };
+        let claims = match id_token::validate(raw_id_token.expose(), &provider.jwks, &expectations).await {
+            Ok(claims) => claims,
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "id_token_invalid", %error);
+                return self.fail(Audience::Browser, StatusCode::BAD_GATEWAY, "id_token_invalid", "The identity provider's answer could not be verified.", request_id);
+            }
+        };
+
+        // 6. The session.
+        let Ok(session_id) = crate::random::token::<16>() else {
+            return self.internal_error(request_id);
+        };
+        let lifetime = seconds(self.config.session.lifetime);
+        let expires_in = tokens.expires_in.and_then(|s| i64::try_from(s).ok()).unwrap_or(DEFAULT_ACCESS_TOKEN_SECONDS);
+        let data = SessionData {
+            v: SESSION_FORMAT,
+            id: session_id,
+            iss: claims.iss,
+            sub: claims.sub,
+            email: claims.email,
+            email_verified: claims.email_verified,
+            name: claims.name,
+            preferred_username: claims.preferred_username,
+            groups: claims.groups.unwrap_or_default(),
+            created_at: now,
+            expires_at: now.saturating_add(lifetime),
+            access_token: tokens.access_token.expose().to_owned(),
+            access_expires_at: now.saturating_add(expires_in),
+            refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
+        };
+        let Some(set_cookie) = self.seal_session(&data) else {
+            tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
+            return self.fail(Audience::Browser, StatusCode::INTERNAL_SERVER_ERROR, "session_too_large", "Your account's sign-in data is too large for this gateway's cookie.", request_id);
+        };
+        if let Some(active) = active_session(&data) {
+            self.cache.insert(data.id.clone(), Arc::new(active)).await;
+        }
+        tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %data.sub);
+        outcome.user = Some(data.sub.clone());
+
+        let mut response = pages::redirect(&flow.return_to);
+        response.headers_mut().append(header::SET_COOKIE, set_cookie);
+        response
+    }
+
+    /// The `Set-Cookie` for a session, or `None` if it cannot be sealed or is too large.
+    pub(super) fn seal_session(&self, data: &SessionData) -> Option<http::HeaderValue> {
+        let json = serde_json::to_vec(data).ok()?;
+        let name = self.cookies.session_name();
+        let sealed = self.keys.seal(Purpose::Session, name, &json).ok()?;
+        if sealed.len() + name.len() > MAX_COOKIE_BYTES {
+            return None;
+        }
+        self.cookies.set(name, &sealed, self.config.session.lifetime)
+    }
+}
+
+/// The cache entry for a session: headers prepared once.
+pub(super) fn active_session(data: &SessionData) -> Option<ActiveSession> {
+    let identity = IdentityHeaders::new(
+        &data.sub,
+        data.email.as_deref(),
+        data.preferred_username.as_deref(),
+        &data.groups,
+        Some(&data.access_token),
+    )
+    .ok()?;
+    Some(ActiveSession { identity, access_expires_at: data.access_expires_at })
+}

@@ -1,0 +1,130 @@
+//! Starting a login: browsers are redirected to the provider with a fresh
+//! PKCE verifier, `state` and `nonce` sealed in a flow cookie; API clients get
+//! a 401 they can act on, never a redirect.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::{Gateway, RequestId};
+use crate::body::ProxyBody;
+use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
+use crate::oidc::pkce::PkceVerifier;
+use crate::pages::{self, Audience};
+use crate::random;
+use crate::session::cookies::flow_cookie_names;
+use crate::session::flow::{FLOW_FORMAT, LoginFlow};
+use crate::session::seal::Purpose;
+
+/// Login attempts kept at once per browser; older flow cookies are cleared so
+/// a crawler or a stuck tab cannot grow the Cookie header without bound.
+const MAX_PARALLEL_FLOWS: usize = 4;
+
+impl Gateway {
+    /// The answer to a request without a valid session.
+    pub(super) async fn unauthenticated(
+        &self,
+        request: &Request<Incoming>,
+        audience: Audience,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        match audience {
+            Audience::Browser => {
+                let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                let return_to = self.redirects.sanitise(target);
+                self.begin_login(request, return_to, request_id).await
+            }
+            Audience::Api => {
+                let mut response = self.fail(
+                    Audience::Api,
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Authentication is required: sign in through a browser, or send a valid session.",
+                    request_id,
+                );
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+                response
+            }
+        }
+    }
+
+    /// `/oauth2/start?rd=/path`: an explicit login.
+    pub(super) async fn start_login_explicit(&self, request: &Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
+        let requested = request
+            .uri()
+            .query()
+            .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "rd").map(|(_, value)| value.into_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let return_to = self.redirects.sanitise(&requested);
+        self.begin_login(request, return_to, request_id).await
+    }
+
+    async fn begin_login(&self, request: &Request<Incoming>, return_to: String, request_id: &RequestId) -> Response<ProxyBody> {
+        let Some(provider) = self.provider.current() else {
+            tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
+            let mut response = self.fail(
+                Audience::Browser,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unavailable",
+                "The sign-in service is unavailable right now. Please try again in a minute.",
+                request_id,
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            return response;
+        };
+        let secrets = (|| Ok::<_, random::RandomError>((PkceVerifier::generate()?, random::token::<16>()?, random::token::<16>()?)))();
+        let Ok((verifier, state, nonce)) = secrets else {
+            return self.internal_error(request_id);
+        };
+        let flow = LoginFlow {
+            v: FLOW_FORMAT,
+            state: state.clone(),
+            nonce: nonce.clone(),
+            code_verifier: verifier.expose().to_owned(),
+            return_to,
+            expires_at: self.clock.now().saturating_add(seconds(self.config.session.login_timeout)),
+        };
+        let challenge = verifier.challenge();
+        let Ok(location) = authorization_url(
+            &provider.metadata.authorization_endpoint,
+            &self.config.oidc,
+            &AuthorizationRequest { state: &state, nonce: &nonce, challenge: &challenge },
+        ) else {
+            return self.internal_error(request_id);
+        };
+        let flow_name = self.cookies.flow_name(&state);
+        let sealed = serde_json::to_vec(&flow).ok().and_then(|json| self.keys.seal(Purpose::Flow, &flow_name, &json).ok());
+        let Some(set_flow) = sealed.and_then(|sealed| self.cookies.set(&flow_name, &sealed, self.config.session.login_timeout)) else {
+            return self.internal_error(request_id);
+        };
+
+        let mut response = pages::redirect(location.as_str());
+        let headers = response.headers_mut();
+        let stale: Vec<String> = flow_cookie_names(request.headers(), &self.cookies).map(str::to_owned).collect();
+        for name in stale.iter().rev().skip(MAX_PARALLEL_FLOWS - 1) {
+            if let Some(clear) = self.cookies.clear(name) {
+                headers.append(header::SET_COOKIE, clear);
+            }
+        }
+        headers.append(header::SET_COOKIE, set_flow);
+        tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_started");
+        response
+    }
+
+    pub(super) fn internal_error(&self, request_id: &RequestId) -> Response<ProxyBody> {
+        tracing::error!(request_id = %request_id, "internal error while handling a login");
+        self.fail(
+            Audience::Browser,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side. Please try again.",
+            request_id,
+        )
+    }
+}
+
+/// Whole seconds of a duration, saturating.
+pub(super) fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,222 @@
+//! The gateway: one decision per request, in explicit phases —
+//! route → authenticate → forward — each a plain async function that either
+//! continues or answers. See `docs/architecture.md`.
+
+mod audience;
+mod callback;
+mod login;
+mod request_id;
+mod session_auth;
+mod sign_out;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::oidc::http_client::IdpHttpClient;
+use crate::oidc::provider::Provider;
+use crate::pages::{self, Audience, ErrorPage};
+use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
+use crate::redirect::RedirectPolicy;
+use crate::session::cache::SessionCache;
+use crate::session::cookies::CookieJarSpec;
+use crate::session::seal::KeyRing;
+
+pub use self::request_id::RequestId;
+
+/// Paths the gateway answers itself.
+pub mod paths {
+    pub const PING: &str = "/ping";
+    pub const READY: &str = "/ready";
+    pub const START: &str = "/oauth2/start";
+    pub const CALLBACK: &str = "/oauth2/callback";
+    pub const SIGN_OUT: &str = "/oauth2/sign_out";
+}
+
+/// What the server knows about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    pub client_addr: SocketAddr,
+    /// Whether the client reached the gateway over TLS.
+    pub tls: bool,
+}
+
+/// Building the gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("session keys: {0}")]
+    Keys(#[from] crate::session::seal::KeyError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] proxy::ProxyError),
+    #[error("provider HTTP client: {0}")]
+    Client(#[from] std::io::Error),
+}
+
+/// Shared state of the gateway: configuration, provider, keys, cache, upstream.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Config,
+    clock: Clock,
+    provider: Arc<Provider>,
+    keys: KeyRing,
+    cookies: CookieJarSpec,
+    cache: SessionCache,
+    upstream: Upstream,
+    redirects: RedirectPolicy,
+    request_ids: request_id::RequestIds,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated configuration. The provider is not
+    /// contacted here; see [`Gateway::provider`].
+    pub fn new(config: Config, clock: Clock) -> Result<Self, GatewayError> {
+        let client = IdpHttpClient::new(config.oidc.http_timeout)?;
+        let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
+        let keys = KeyRing::new(&config.session.keys)?;
+        let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
+        let cache = SessionCache::new(config.session.cache_max_entries);
+        let upstream = Upstream::new(
+            config.upstream.clone(),
+            UpstreamSettings {
+                connect_timeout: config.proxy.connect_timeout,
+                response_timeout: config.proxy.response_timeout,
+                pool_idle_timeout: config.proxy.pool_idle_timeout,
+                pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+            },
+        )?;
+        let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
+        Ok(Self {
+            config,
+            clock,
+            provider,
+            keys,
+            cookies,
+            cache,
+            upstream,
+            redirects,
+            request_ids: request_id::RequestIds::new(),
+        })
+    }
+
+    /// The identity provider handle (load it before or while serving).
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.provider
+    }
+
+    /// The configuration this gateway runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the gateway can log users in (provider metadata and keys loaded).
+    pub fn is_ready(&self) -> bool {
+        self.provider.current().is_some()
+    }
+
+    /// Handles one request: route, authenticate, forward. Logs one line.
+    pub async fn handle(&self, request: Request<Incoming>, connection: Connection) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let request_id = self.request_ids.take(request.headers());
+        let method = request.method().clone();
+        // Only the path is logged: queries can carry codes and states.
+        let path = request.uri().path().to_owned();
+        let mut outcome = Outcome::default();
+        let mut response = self.route(request, connection, &request_id, &mut outcome).await;
+        if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %request_id,
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = outcome.user.as_deref().unwrap_or("-"),
+            "request"
+        );
+        response
+    }
+
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        connection: Connection,
+        request_id: &RequestId,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
+        match request.uri().path() {
+            paths::PING => return pages::text(StatusCode::OK, "OK"),
+            paths::READY => {
+                return if self.is_ready() {
+                    pages::text(StatusCode::OK, "ready")
+                } else {
+                    pages::text(StatusCode::SERVICE_UNAVAILABLE, "identity provider not loaded")
+                };
+            }
+            paths::START => return self.start_login_explicit(&request, request_id).await,
+            paths::CALLBACK => return self.callback(&request, request_id, outcome).await,
+            paths::SIGN_OUT => return self.sign_out(&request).await,
+            _ => {}
+        }
+
+        let authenticated = self.authenticate(request.headers()).await;
+        let Some(session) = authenticated.session else {
+            let audience = audience::classify(request.method(), request.headers());
+            let mut response = self.unauthenticated(&request, audience, request_id).await;
+            if authenticated.clear_cookie
+                && let Some(clear) = self.cookies.clear(self.cookies.session_name())
+            {
+                response.headers_mut().append(header::SET_COOKIE, clear);
+            }
+            return response;
+        };
+        outcome.user = Some(session.subject.clone());
+
+        let request_id_header = HeaderValue::try_from(request_id.as_str()).ok();
+        let is_ours = |name: &str| self.cookies.is_ours(name);
+        let context = ForwardContext {
+            client_addr: connection.client_addr,
+            client_scheme: if connection.tls { "https" } else { "http" },
+            is_gateway_cookie: &is_ours,
+            identity: Some(&session.active.identity),
+            request_id: request_id_header.as_ref(),
+        };
+        let mut response = match proxy::forward(&self.upstream, request, context).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(request_id = %request_id, %error, "upstream request failed");
+                let message = if error.status() == StatusCode::GATEWAY_TIMEOUT {
+                    "The service behind this gateway did not answer in time. Try again shortly."
+                } else {
+                    "The service behind this gateway is unavailable. Try again shortly."
+                };
+                pages::error(
+                    Audience::Browser,
+                    &ErrorPage { status: error.status(), code: "upstream_unavailable", message, request_id: request_id.as_str() },
+                )
+            }
+        };
+        if let Some(cookie) = authenticated.reissued_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+
+    /// A page or JSON error for the client, chosen by audience.
+    fn fail(&self, audience: Audience, status: StatusCode, code: &str, message: &str, request_id: &RequestId) -> Response<ProxyBody> {
+        pages::error(audience, &ErrorPage { status, code, message, request_id: request_id.as_str() })
+    }
+}
+
+/// What the access log records besides the response.
+#[derive(Debug, Default)]
+struct Outcome {
+    user: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! The HTTP client for calls to the identity provider: TLS verified against
+//! the system roots, every call bounded in time and in response size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Responses from the provider larger than this are refused (metadata, JWKS
+/// and token responses are a few kilobytes).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// A failed call to the provider. Carries no response body or secret.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpHttpError {
+    #[error("the provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("could not reach the provider: {0}")]
+    Unreachable(String),
+    #[error("the provider's response was larger than {MAX_RESPONSE_BYTES} bytes or broke off")]
+    Body,
+    #[error("invalid request URL")]
+    BadUrl,
+}
+
+/// A response read in full (bounded).
+#[derive(Debug)]
+pub struct IdpResponse {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// A pooled client for the provider; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct IdpHttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl IdpHttpClient {
+    /// A client that verifies TLS against the system's root certificates.
+    pub fn new(timeout: Duration) -> std::io::Result<Self> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
+        Ok(Self { client, timeout })
+    }
+
+    /// `GET url` accepting JSON.
+    pub async fn get(&self, url: &str) -> Result<IdpResponse, IdpHttpError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| IdpHttpError::BadUrl)?;
+        self.send(request).await
+    }
+
+    /// `POST url` with an `application/x-www-form-urlencoded` body and an
+    /// optional `Authorization` header (client authentication).
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        authorization: Option<HeaderValue>,
+    ) -> Result<IdpResponse, IdpHttpError> {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        if let Some(value) = authorization {
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body))).map_err(|_| IdpHttpError::BadUrl)?;
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpHttpError> {
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|error| {
+                IdpHttpError::Unreachable(if error.is_connect() { "connection failed".to_owned() } else { error.to_string() })
+            })?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|_| IdpHttpError::Body)?
+                .to_bytes();
+            Ok(IdpResponse { status, body })
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| IdpHttpError::Timeout(self.timeout))?
+    }
+}

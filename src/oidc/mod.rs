@@ -1,0 +1,12 @@
+//! OpenID Connect client: discovery, keys, PKCE, the authorization request,
+//! the token endpoint and ID-token validation. Everything that talks to the
+//! provider lives here, off the authenticated-request hot path.
+
+pub mod authorize;
+pub mod discovery;
+pub mod http_client;
+pub mod id_token;
+pub mod jwks;
+pub mod pkce;
+pub mod provider;
+pub mod token;

@@ -1,1 +1,0 @@
-//! Forwarding to the upstream: header hygiene, pooled client, streaming, upgrades.

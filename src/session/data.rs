@@ -1,0 +1,47 @@
+//! What a session cookie holds: identity, lifetimes and the tokens needed to
+//! carry on after a restart or on another replica.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixSeconds;
+
+/// The current session payload format.
+pub const SESSION_FORMAT: u8 = 1;
+
+/// The sealed content of a session cookie.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SessionData {
+    /// Format version; other versions are refused (login again).
+    pub v: u8,
+    /// Random session id: the token-cache key and the unit of revocation.
+    pub id: String,
+    pub iss: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    pub created_at: UnixSeconds,
+    /// Absolute end of the session, whatever the cookie's `Max-Age` says.
+    pub expires_at: UnixSeconds,
+    pub access_token: String,
+    pub access_expires_at: UnixSeconds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionData")
+            .field("sub", &self.sub)
+            .field("expires_at", &self.expires_at)
+            .field("access_expires_at", &self.access_expires_at)
+            .finish_non_exhaustive()
+    }
+}

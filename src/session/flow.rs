@@ -1,0 +1,27 @@
+//! The login flow: the secrets of one login attempt, sealed into a
+//! short-lived cookie named after its `state`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixSeconds;
+
+/// The current flow payload format.
+pub const FLOW_FORMAT: u8 = 1;
+
+/// One login attempt.
+#[derive(Serialize, Deserialize)]
+pub struct LoginFlow {
+    pub v: u8,
+    pub state: String,
+    pub nonce: String,
+    pub code_verifier: String,
+    /// Validated same-origin (or allow-listed) target after login.
+    pub return_to: String,
+    pub expires_at: UnixSeconds,
+}
+
+impl std::fmt::Debug for LoginFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginFlow").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}

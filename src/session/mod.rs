@@ -1,0 +1,8 @@
+//! Sessions: the sealed cookies (flow and session), what they hold, and the
+//! in-memory cache that keeps the authenticated hot path free of token work.
+
+pub mod cache;
+pub mod cookies;
+pub mod data;
+pub mod flow;
+pub mod seal;
