@@ -1,0 +1,1 @@
+//! End-to-end tests of forwarding over loopback TCP.
