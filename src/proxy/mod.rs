@@ -57,7 +57,8 @@ impl std::fmt::Debug for ForwardContext<'_> {
 /// Why a request could not be forwarded; [`ProxyError::status`] is what the client gets.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The upstream refused, reset or closed the connection (502).
+    /// The upstream could not be connected to (refused, connect timeout, DNS) or
+    /// reset/closed the connection before answering (502).
     #[error("upstream unreachable")]
     Unreachable,
     /// No response headers within the response timeout (504).

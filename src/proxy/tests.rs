@@ -188,9 +188,9 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
+                // As the real gateway: HTTP/1.1 (with upgrades) or HTTP/2 prior knowledge.
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
             });
         }
@@ -575,4 +575,44 @@ async fn upgrade_refused_by_upstream_passes_through_with_upgrade_headers_sent() 
     let (_, seen) = response.reported();
     assert_eq!(values(&seen, "connection"), ["upgrade"]);
     assert_eq!(values(&seen, "upgrade"), ["echo"]);
+}
+
+#[tokio::test]
+async fn http2_client_is_forwarded_as_http1_with_host_from_authority() {
+    let (upstream_addr, _hooks, _first) = start_upstream().await;
+    let gateway = start_gateway(
+        upstream_at(&format!("http://{upstream_addr}"), GUARD),
+        Some(alice()),
+    )
+    .await;
+
+    let client: Client<HttpConnector, ProxyBody> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = Request::get(format!("http://{gateway}/h2?q=1"))
+        .header("cookie", "a=1")
+        .header("cookie", "_pc_session=secret")
+        .header("cookie", "b=2")
+        .header("x_forwarded_user", "evil")
+        .body(crate::body::empty())
+        .unwrap();
+    let response = guarded(client.request(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = guarded(response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    let report = RawResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    };
+    let (uri, seen) = report.reported();
+    assert_eq!(uri, "/h2?q=1");
+    let authority = gateway.to_string();
+    assert_eq!(values(&seen, "host"), [authority.as_str()]);
+    assert_eq!(values(&seen, "x-forwarded-host"), [authority.as_str()]);
+    assert_eq!(values(&seen, "cookie"), ["a=1; b=2"]);
+    assert_eq!(values(&seen, "x-forwarded-user"), ["alice"]);
 }
