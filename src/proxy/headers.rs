@@ -1,0 +1,463 @@
+//! Pure header hygiene for forwarded requests and responses.
+//!
+//! Every function here works on a `HeaderMap` with static name lists, allocates
+//! only when something actually has to change, and never looks at a value more
+//! than it must. The order in which `forward` applies them matters: hop-by-hop
+//! first, then client-sent identity, then gateway cookies, then `X-Forwarded-*`.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{
+    AUTHORIZATION, CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+
+/// `Keep-Alive`, a hop-by-hop header without an `http` constant.
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection`, the non-standard predecessor of `Connection`.
+pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Forwarded-For`: the client IP as the gateway saw it.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme the client used to reach the gateway.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the host the client asked the gateway for.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`: the gateway's request correlation id.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1, plus the
+/// legacy `Keep-Alive`/`Proxy-Connection` of RFC 7230 §A.1.2 and
+/// `Proxy-Authorization`, which is addressed to this hop only, RFC 9110 §11.7.2).
+pub static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+];
+
+/// Identity headers only the gateway may set; lowercase, `-` also matching `_`.
+///
+/// The forwarding headers are here too because some upstream stacks (CGI-style
+/// environments) fold `X_Forwarded_For` and `X-Forwarded-For` into one variable.
+const SPOOFABLE: [&[u8]; 11] = [
+    b"x-forwarded-user",
+    b"x-forwarded-email",
+    b"x-forwarded-groups",
+    b"x-forwarded-preferred-username",
+    b"x-forwarded-access-token",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-remote-user",
+    b"remote-user",
+    b"forwarded",
+];
+
+/// Every header starting with this (with `-` also matching `_`) is gateway-owned.
+const SPOOFABLE_PREFIX: &[u8] = b"x-auth-request-";
+
+/// Whether any `Connection` header lists `token` (case-insensitive, RFC 9110 §7.6.1).
+pub fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        connection_tokens(value).any(|listed| listed.eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// The `Upgrade` value of an upgrade request (`Connection: upgrade` plus `Upgrade`), if any.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let protocol = headers.get(UPGRADE)?;
+    connection_has_token(headers, "upgrade").then(|| protocol.clone())
+}
+
+/// Removes hop-by-hop headers and every header nominated in `Connection` (RFC 9110 §7.6.1).
+///
+/// `Host` is never removed even if nominated: it identifies the target, not the hop.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Allocates only when a client nominates something beyond the usual tokens.
+    let mut nominated: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        for token in connection_tokens(value) {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(HOST.as_str().as_bytes())
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                nominated.push(name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    for name in nominated {
+        headers.remove(name);
+    }
+}
+
+/// Removes every client-sent identity header, and `Authorization` when `strip_authorization`.
+///
+/// Names match case-insensitively and with `_` in place of `-`, so
+/// `X-AUTH_REQUEST_EMAIL` and `x_forwarded_user` are caught too.
+pub fn remove_spoofed_identity(headers: &mut HeaderMap, strip_authorization: bool) {
+    let mut spoofed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_spoofable(name.as_str().as_bytes()) {
+            spoofed.push(name.clone());
+        }
+    }
+    for name in spoofed {
+        headers.remove(name);
+    }
+    if strip_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+}
+
+/// Whether `name` is a gateway-owned identity header in any case/underscore variant.
+pub fn is_spoofable(name: &[u8]) -> bool {
+    // Cheap first-byte filter: every listed name starts with x, r or f.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'x' | b'r' | b'f') => {}
+        _ => return false,
+    }
+    SPOOFABLE
+        .iter()
+        .any(|pattern| name.len() == pattern.len() && same_name_prefix(name, pattern))
+        || (name.len() > SPOOFABLE_PREFIX.len() && same_name_prefix(name, SPOOFABLE_PREFIX))
+}
+
+/// Whether `name` starts with the lowercase `pattern`, ignoring case and `_`/`-`.
+fn same_name_prefix(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() >= pattern.len()
+        && name.iter().zip(pattern).all(|(&n, &p)| {
+            let n = n.to_ascii_lowercase();
+            n == p || (n == b'_' && p == b'-')
+        })
+}
+
+/// Removes the gateway's own cookies from every `Cookie` header.
+///
+/// Several `Cookie` headers (as HTTP/2 sends them) are joined into one with
+/// "; " (RFC 9113 §8.2.3, RFC 6265 §5.4); the header is dropped if nothing is
+/// left. Headers with no gateway cookie and a single `Cookie` line are untouched.
+pub fn remove_gateway_cookies(headers: &mut HeaderMap, is_gateway_cookie: &dyn Fn(&str) -> bool) {
+    let mut count = 0usize;
+    let mut total_len = 0usize;
+    let mut has_gateway_cookie = false;
+    for value in headers.get_all(COOKIE) {
+        count += 1;
+        total_len += value.len() + 2;
+        has_gateway_cookie = has_gateway_cookie
+            || cookie_pairs(value).any(|pair| is_gateway_pair(pair, is_gateway_cookie));
+    }
+    if count <= 1 && !has_gateway_cookie {
+        return;
+    }
+    let mut joined = Vec::with_capacity(total_len);
+    for value in headers.get_all(COOKIE) {
+        for pair in cookie_pairs(value) {
+            if pair.is_empty() || is_gateway_pair(pair, is_gateway_cookie) {
+                continue;
+            }
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(pair);
+        }
+    }
+    headers.remove(COOKIE);
+    if joined.is_empty() {
+        return;
+    }
+    // The bytes came from valid header values joined by "; ", so this cannot fail;
+    // if it somehow did, dropping the cookies fails closed.
+    if let Ok(mut value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+        value.set_sensitive(true);
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Trimmed `name=value` pairs of one `Cookie` header value (RFC 6265 §4.2.1).
+fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Whether a `name=value` pair's name is one the gateway owns.
+fn is_gateway_pair(pair: &[u8], is_gateway_cookie: &dyn Fn(&str) -> bool) -> bool {
+    let name = match pair.iter().position(|b| *b == b'=') {
+        Some(eq) => pair.get(..eq).unwrap_or_default(),
+        None => pair,
+    };
+    // A name that is not UTF-8 cannot be one the gateway set.
+    std::str::from_utf8(name.trim_ascii()).is_ok_and(is_gateway_cookie)
+}
+
+/// Comma-separated tokens of a `Connection` value, trimmed.
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+}
+
+/// What the gateway knows about how the client reached it.
+#[derive(Debug)]
+pub struct Forwarding<'a> {
+    /// The client's IP address.
+    pub client_ip: IpAddr,
+    /// `http` or `https`.
+    pub client_scheme: &'a str,
+    /// The original `Host` (or HTTP/2 `:authority`), if the client sent one.
+    pub original_host: Option<HeaderValue>,
+    /// The gateway's request id, if any.
+    pub request_id: Option<&'a HeaderValue>,
+}
+
+/// Sets (replacing any client value) `X-Forwarded-For/-Proto/-Host`, keeps the
+/// original `Host` for the upstream, and sets `X-Request-Id` when given.
+pub fn set_forwarding(headers: &mut HeaderMap, forwarding: Forwarding<'_>) {
+    match ip_header_value(forwarding.client_ip) {
+        Some(ip) => headers.insert(X_FORWARDED_FOR, ip),
+        None => headers.remove(X_FORWARDED_FOR),
+    };
+    match scheme_header_value(forwarding.client_scheme) {
+        Some(proto) => headers.insert(X_FORWARDED_PROTO, proto),
+        None => headers.remove(X_FORWARDED_PROTO),
+    };
+    match forwarding.original_host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+            // HTTP/2 carries the host in `:authority` only; give the upstream a Host.
+            headers.entry(HOST).or_insert(host);
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+    if let Some(request_id) = forwarding.request_id {
+        headers.insert(X_REQUEST_ID, request_id.clone());
+    }
+}
+
+/// The client IP as a header value, IPv4-mapped IPv6 shown as plain IPv4.
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    // Formats on the stack: the longest IPv6 text form is 45 bytes.
+    let mut buffer = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{}", ip.to_canonical()).ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(buffer.get(..len)?).ok()
+}
+
+/// `http`/`https` as static values; anything else parsed once.
+fn scheme_header_value(scheme: &str) -> Option<HeaderValue> {
+    match scheme {
+        "https" => Some(HeaderValue::from_static("https")),
+        "http" => Some(HeaderValue::from_static("http")),
+        other => HeaderValue::from_str(other).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_removed() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret-Hop , close"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-secret-hop", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+            ("host", "example.test"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn host_cannot_be_nominated_away() {
+        let mut headers = map(&[("connection", "host"), ("host", "a.test")]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.get(HOST).unwrap(), "a.test");
+    }
+
+    #[test]
+    fn upgrade_is_detected_only_with_connection_upgrade() {
+        let upgrade = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_protocol(&upgrade).unwrap(), "websocket");
+        let no_connection = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_protocol(&no_connection).is_none());
+        let no_upgrade = map(&[("connection", "upgrade")]);
+        assert!(upgrade_protocol(&no_upgrade).is_none());
+    }
+
+    #[test]
+    fn spoofable_names_match_in_case_and_underscore_variants() {
+        for name in [
+            "X-Forwarded-User",
+            "x_forwarded_user",
+            "X-FORWARDED_EMAIL",
+            "x-forwarded-groups",
+            "X_Forwarded_Preferred_Username",
+            "x-forwarded-access-token",
+            "X-Auth-Request-User",
+            "X-AUTH_REQUEST_EMAIL",
+            "x_auth_request_access_token",
+            "X-Remote-User",
+            "remote_user",
+            "Remote-User",
+            "Forwarded",
+            "x_forwarded_for",
+        ] {
+            assert!(is_spoofable(name.as_bytes()), "{name} must be stripped");
+        }
+        for name in [
+            "x-forwarded-prefix",
+            "x-auth-request-",
+            "x-forwarded-users",
+            "accept",
+            "x-request-id",
+            "forwarded-for",
+        ] {
+            assert!(!is_spoofable(name.as_bytes()), "{name} must pass");
+        }
+    }
+
+    #[test]
+    fn spoofed_identity_and_authorization_are_removed() {
+        let mut headers = map(&[
+            ("x_forwarded_user", "evil"),
+            ("x-auth-request-groups", "admins"),
+            ("authorization", "Basic evil"),
+            ("accept", "*/*"),
+        ]);
+        remove_spoofed_identity(&mut headers, false);
+        assert!(headers.get("x_forwarded_user").is_none());
+        assert!(headers.get("x-auth-request-groups").is_none());
+        assert!(headers.get(AUTHORIZATION).is_some());
+        remove_spoofed_identity(&mut headers, true);
+        assert!(headers.get(AUTHORIZATION).is_none());
+        assert_eq!(headers.len(), 1);
+    }
+
+    fn is_gateway(name: &str) -> bool {
+        name.starts_with("_pc_")
+    }
+
+    #[test]
+    fn gateway_cookies_are_removed_and_others_joined() {
+        let mut headers = map(&[
+            ("cookie", "a=1; _pc_session=secret;b=2"),
+            ("cookie", "_pc_csrf=x"),
+            ("cookie", " c=3 "),
+        ]);
+        remove_gateway_cookies(&mut headers, &is_gateway);
+        let cookies: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn cookie_header_is_dropped_when_only_gateway_cookies() {
+        let mut headers = map(&[("cookie", "_pc_session=secret"), ("cookie", "_pc_x=1")]);
+        remove_gateway_cookies(&mut headers, &is_gateway);
+        assert!(headers.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn cookie_without_gateway_cookies_is_untouched() {
+        let mut headers = map(&[("cookie", "a=1;b=2")]);
+        remove_gateway_cookies(&mut headers, &is_gateway);
+        assert_eq!(headers.get(COOKIE).unwrap(), "a=1;b=2");
+    }
+
+    #[test]
+    fn forwarding_headers_replace_client_values() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil.test"),
+            ("host", "app.test"),
+        ]);
+        let request_id = HeaderValue::from_static("req-1");
+        let original_host = headers.get(HOST).cloned();
+        set_forwarding(
+            &mut headers,
+            Forwarding {
+                client_ip: "::ffff:10.0.0.7".parse().unwrap(),
+                client_scheme: "https",
+                original_host,
+                request_id: Some(&request_id),
+            },
+        );
+        assert_eq!(headers.get(X_FORWARDED_FOR).unwrap(), "10.0.0.7");
+        assert_eq!(headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(headers.get(X_FORWARDED_HOST).unwrap(), "app.test");
+        assert_eq!(headers.get(HOST).unwrap(), "app.test");
+        assert_eq!(headers.get(X_REQUEST_ID).unwrap(), "req-1");
+        assert_eq!(headers.get_all(X_FORWARDED_FOR).iter().count(), 1);
+    }
+
+    #[test]
+    fn http2_authority_becomes_host() {
+        let mut headers = HeaderMap::new();
+        set_forwarding(
+            &mut headers,
+            Forwarding {
+                client_ip: "2001:db8::1".parse().unwrap(),
+                client_scheme: "http",
+                original_host: Some(HeaderValue::from_static("h2.test:8443")),
+                request_id: None,
+            },
+        );
+        assert_eq!(headers.get(HOST).unwrap(), "h2.test:8443");
+        assert_eq!(headers.get(X_FORWARDED_HOST).unwrap(), "h2.test:8443");
+        assert_eq!(headers.get(X_FORWARDED_FOR).unwrap(), "2001:db8::1");
+        assert!(headers.get(X_REQUEST_ID).is_none());
+    }
+}

@@ -1,0 +1,165 @@
+//! The identity headers the gateway injects for an authenticated user.
+//!
+//! They are validated and built once per session (at login or refresh) so that
+//! forwarding a request only clones ready `HeaderValue`s (cheap `Bytes` clones).
+
+use std::fmt;
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue};
+
+/// `X-Forwarded-User`: the user's stable identifier (the `sub` claim or similar).
+pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+/// `X-Forwarded-Email`: the user's email, when known.
+pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+/// `X-Forwarded-Preferred-Username`: the user's display login name, when known.
+pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-forwarded-preferred-username");
+/// `X-Forwarded-Groups`: the user's groups, comma-joined.
+pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+
+/// Headers injected for an authenticated user, built once per session (at login/refresh) so the hot path only clones.
+///
+/// `Debug` shows which headers are present but never the bearer token.
+#[derive(Clone)]
+pub struct IdentityHeaders {
+    user: HeaderValue,
+    email: Option<HeaderValue>,
+    preferred_username: Option<HeaderValue>,
+    groups: Option<HeaderValue>,
+    /// `Bearer <token>`, marked sensitive so HPACK never indexes it.
+    authorization: Option<HeaderValue>,
+}
+
+impl IdentityHeaders {
+    /// Validates every value as a header value; fails if any contains bytes a header cannot carry.
+    ///
+    /// Groups are comma-joined; an empty group list sends no `X-Forwarded-Groups`.
+    pub fn new(
+        user: &str,
+        email: Option<&str>,
+        preferred_username: Option<&str>,
+        groups: &[String],
+        access_token: Option<&str>,
+    ) -> Result<Self, InvalidHeaderValue> {
+        let groups = if groups.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::from_str(&groups.join(","))?)
+        };
+        let authorization = access_token
+            .map(|token| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+                value.set_sensitive(true);
+                Ok::<_, InvalidHeaderValue>(value)
+            })
+            .transpose()?;
+        Ok(Self {
+            user: HeaderValue::from_str(user)?,
+            email: email.map(HeaderValue::from_str).transpose()?,
+            preferred_username: preferred_username.map(HeaderValue::from_str).transpose()?,
+            groups,
+            authorization,
+        })
+    }
+
+    /// Whether an `Authorization: Bearer` header will be injected (so the client's must go).
+    pub fn has_token(&self) -> bool {
+        self.authorization.is_some()
+    }
+
+    /// Inserts (replacing) the identity headers into an outgoing request's headers.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(X_FORWARDED_USER, self.user.clone());
+        let optional = [
+            (X_FORWARDED_EMAIL, &self.email),
+            (X_FORWARDED_PREFERRED_USERNAME, &self.preferred_username),
+            (X_FORWARDED_GROUPS, &self.groups),
+            (AUTHORIZATION, &self.authorization),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
+    }
+}
+
+impl fmt::Debug for IdentityHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityHeaders")
+            .field("user", &self.user)
+            .field("email", &self.email)
+            .field("preferred_username", &self.preferred_username)
+            .field("groups", &self.groups)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "Bearer <redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+
+    #[test]
+    fn debug_redacts_token() {
+        let identity = IdentityHeaders::new(
+            "u1",
+            Some("u@example.test"),
+            None,
+            &["a".into(), "b".into()],
+            Some("tok-SECRET-123"),
+        )
+        .unwrap();
+        let shown = format!("{identity:?}");
+        assert!(!shown.contains("tok-SECRET-123"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn apply_inserts_all_present_headers() {
+        let identity = IdentityHeaders::new(
+            "u1",
+            Some("u@example.test"),
+            Some("jdoe"),
+            &["a".into(), "b c".into()],
+            Some("tok"),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_USER, HeaderValue::from_static("old"));
+        identity.apply(&mut headers);
+        assert_eq!(headers.get(X_FORWARDED_USER).unwrap(), "u1");
+        assert_eq!(headers.get(X_FORWARDED_EMAIL).unwrap(), "u@example.test");
+        assert_eq!(headers.get(X_FORWARDED_PREFERRED_USERNAME).unwrap(), "jdoe");
+        assert_eq!(headers.get(X_FORWARDED_GROUPS).unwrap(), "a,b c");
+        let authorization = headers.get(AUTHORIZATION).unwrap();
+        assert_eq!(authorization, "Bearer tok");
+        assert!(authorization.is_sensitive());
+        assert_eq!(headers.len(), 5);
+    }
+
+    #[test]
+    fn minimal_identity_has_no_optional_headers() {
+        let identity = IdentityHeaders::new("u1", None, None, &[], None).unwrap();
+        assert!(!identity.has_token());
+        let mut headers = HeaderMap::new();
+        identity.apply(&mut headers);
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        assert!(IdentityHeaders::new("u\n1", None, None, &[], None).is_err());
+        assert!(IdentityHeaders::new("u", None, None, &[], Some("t\r\nX: y")).is_err());
+    }
+}

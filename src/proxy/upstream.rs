@@ -1,0 +1,284 @@
+//! The upstream: one pooled HTTP(S) client, target URI building and the response timeout.
+//!
+//! Everything derivable from the configured base URL (scheme, authority, path
+//! prefix) is parsed once in [`Upstream::new`], so building a target URI per
+//! request is at most one string join.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+
+use super::ProxyError;
+use crate::body::ProxyBody;
+
+/// Timeouts and pool limits of the upstream client.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// How long a TCP connect may take (TLS handshake excluded).
+    pub connect_timeout: Duration,
+    /// How long to wait for the upstream's response headers, connecting included.
+    pub response_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// How many idle connections are kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamSettings {
+    /// 5 s connect, 30 s until response headers, 90 s pool idle, 64 idle connections.
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 64,
+        }
+    }
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// The forwarding target: base URL plus a pooled keep-alive client; cloning is one `Arc` bump.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: url::Url,
+    scheme: Scheme,
+    authority: Authority,
+    /// The base path without its trailing `/`; `None` when the base path is `/`.
+    path_prefix: Option<String>,
+    client: UpstreamClient,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// Builds the client for an `http` or `https` base URL without userinfo, query or fragment.
+    ///
+    /// TLS uses rustls with aws-lc-rs and the platform's native roots; HTTP/2 is
+    /// used when the upstream offers it by ALPN, HTTP/1.1 otherwise.
+    pub fn new(base: url::Url, settings: UpstreamSettings) -> Result<Self, ProxyError> {
+        let scheme = match base.scheme() {
+            "http" => Scheme::HTTP,
+            "https" => Scheme::HTTPS,
+            other => {
+                return Err(ProxyError::InvalidUpstream(format!(
+                    "scheme {other:?} is not http or https"
+                )));
+            }
+        };
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(invalid("must not contain credentials"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment"));
+        }
+        let host = base.host_str().ok_or_else(|| invalid("has no host"))?;
+        let authority = match base.port() {
+            Some(port) => Authority::try_from(format!("{host}:{port}")),
+            None => Authority::try_from(host),
+        }
+        .map_err(|_| invalid("has an invalid host"))?;
+        let trimmed = base.path().trim_end_matches('/');
+        let path_prefix = (!trimmed.is_empty()).then(|| trimmed.to_owned());
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_nodelay(true);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(&scheme)?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .build(connector);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base,
+                scheme,
+                authority,
+                path_prefix,
+                client,
+                response_timeout: settings.response_timeout,
+            }),
+        })
+    }
+
+    /// The configured base URL.
+    pub fn base(&self) -> &url::Url {
+        &self.inner.base
+    }
+
+    /// Base scheme and authority, base path as a prefix (no double slash), then the request's path and query unchanged.
+    pub fn target_uri(&self, request_uri: &Uri) -> Result<Uri, ProxyError> {
+        let path = request_uri.path();
+        // Only origin-form paths are forwarded (`OPTIONS *` and odd forms are not).
+        if !path.starts_with('/') {
+            return Err(ProxyError::BadRequest);
+        }
+        let request_path_and_query = request_uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path_and_query = match &self.inner.path_prefix {
+            None => request_path_and_query,
+            Some(prefix) => {
+                let tail = request_path_and_query.as_str();
+                let mut joined = String::with_capacity(prefix.len() + tail.len());
+                joined.push_str(prefix);
+                joined.push_str(tail);
+                PathAndQuery::from_maybe_shared(Bytes::from(joined))
+                    .map_err(|_| ProxyError::BadRequest)?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.inner.scheme.clone());
+        parts.authority = Some(self.inner.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)
+    }
+
+    /// Sends a prepared request; fails with `Timeout` if no response headers arrive in time.
+    pub(super) async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(
+            self.inner.response_timeout,
+            self.inner.client.request(request),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(super::classify_client_error(&error)),
+            Err(_elapsed) => Err(ProxyError::Timeout),
+        }
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base", &self.inner.base.as_str())
+            .field("response_timeout", &self.inner.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(reason: &str) -> ProxyError {
+    ProxyError::InvalidUpstream(format!("upstream URL {reason}"))
+}
+
+/// rustls with the aws-lc-rs provider and native roots.
+///
+/// A plain-http upstream never does TLS, so a machine without a CA bundle may
+/// still proxy to it; an https upstream without roots is a configuration error.
+fn tls_config(scheme: &Scheme) -> Result<ClientConfig, ProxyError> {
+    let builder = || {
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| ProxyError::InvalidUpstream(format!("TLS setup failed: {error}")))
+    };
+    match builder()?.with_native_roots() {
+        Ok(config) => Ok(config.with_no_client_auth()),
+        Err(_) if *scheme == Scheme::HTTP => Ok(builder()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()),
+        Err(error) => Err(ProxyError::InvalidUpstream(format!(
+            "no usable native root certificates: {error}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+
+    fn upstream(base: &str) -> Upstream {
+        Upstream::new(base.parse().unwrap(), UpstreamSettings::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn target_uri_joins_base_path_without_double_slash() {
+        let request: Uri = "/a/b?x=1&y=%2F".parse().unwrap();
+        for (base, expected) in [
+            ("http://up.test:8080", "http://up.test:8080/a/b?x=1&y=%2F"),
+            ("http://up.test/", "http://up.test/a/b?x=1&y=%2F"),
+            ("https://up.test/app", "https://up.test/app/a/b?x=1&y=%2F"),
+            ("https://up.test/app/", "https://up.test/app/a/b?x=1&y=%2F"),
+            ("http://[::1]:9000/p/", "http://[::1]:9000/p/a/b?x=1&y=%2F"),
+        ] {
+            assert_eq!(
+                upstream(base).target_uri(&request).unwrap(),
+                expected,
+                "{base}"
+            );
+        }
+        let root: Uri = "/".parse().unwrap();
+        assert_eq!(
+            upstream("http://up.test/app/").target_uri(&root).unwrap(),
+            "http://up.test/app/"
+        );
+    }
+
+    #[tokio::test]
+    async fn absolute_form_requests_keep_only_path_and_query() {
+        let request: Uri = "http://client.test/x?q".parse().unwrap();
+        assert_eq!(
+            upstream("http://up.test").target_uri(&request).unwrap(),
+            "http://up.test/x?q"
+        );
+    }
+
+    #[tokio::test]
+    async fn asterisk_form_is_rejected() {
+        let request: Uri = "*".parse().unwrap();
+        assert!(matches!(
+            upstream("http://up.test").target_uri(&request),
+            Err(ProxyError::BadRequest)
+        ));
+    }
+
+    #[tokio::test]
+    async fn invalid_bases_are_rejected() {
+        for base in [
+            "ftp://up.test",
+            "http://u:p@up.test",
+            "http://up.test/?q=1",
+            "http://up.test/#f",
+        ] {
+            assert!(
+                matches!(
+                    Upstream::new(base.parse().unwrap(), UpstreamSettings::default()),
+                    Err(ProxyError::InvalidUpstream(_))
+                ),
+                "{base}"
+            );
+        }
+    }
+}
