@@ -14,16 +14,12 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes the gateway made itself.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// An empty body.
 pub fn empty() -> ProxyBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
 }
 
 /// Boxes any streaming body whose error converts into [`BoxError`].

@@ -42,7 +42,8 @@ pub fn error(audience: Audience, page: &ErrorPage<'_>) -> Response<ProxyBody> {
     let (content_type, body) = match audience {
         Audience::Api => (
             "application/json",
-            serde_json::json!({ "error": page.code, "message": page.message, "request_id": page.request_id }).to_string(),
+            serde_json::json!({ "error": page.code, "message": page.message, "request_id": page.request_id })
+                .to_string(),
         ),
         Audience::Browser => ("text/html; charset=utf-8", html_page(page)),
     };
@@ -113,10 +114,17 @@ mod tests {
     fn html_is_escaped_and_hardened() {
         let response = error(
             Audience::Browser,
-            &ErrorPage { status: StatusCode::BAD_REQUEST, code: "x", message: "<script>alert(1)</script>", request_id: "r\"1" },
+            &ErrorPage {
+                status: StatusCode::BAD_REQUEST,
+                code: "x",
+                message: "<script>alert(1)</script>",
+                request_id: "r\"1",
+            },
         );
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-        assert!(response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(
+            response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'")
+        );
         assert_eq!(escape_html("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 }

@@ -71,7 +71,7 @@ impl RedirectPolicy {
         }
         let host = absolute.host_str()?.to_ascii_lowercase();
         let scheme_ok = absolute.scheme() == "https" || absolute.scheme() == self.origin.scheme();
-        (scheme_ok && self.allowed_hosts.iter().any(|allowed| *allowed == host)).then(|| absolute.to_string())
+        (scheme_ok && self.allowed_hosts.contains(&host)).then(|| absolute.to_string())
     }
 }
 

@@ -45,7 +45,12 @@ impl Default for ServerLimits {
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then stops
 /// accepting and waits (up to the drain timeout) for open requests.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -97,7 +102,11 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: ServerL
 }
 
 /// A panic while handling one request becomes a 500 for that request only.
-async fn handle_isolated(gateway: Arc<Gateway>, request: Request<Incoming>, connection: Connection) -> http::Response<crate::body::ProxyBody> {
+async fn handle_isolated(
+    gateway: Arc<Gateway>,
+    request: Request<Incoming>,
+    connection: Connection,
+) -> http::Response<crate::body::ProxyBody> {
     match AssertUnwindSafe(gateway.handle(request, connection)).catch_unwind().await {
         Ok(response) => response,
         Err(_) => {

@@ -117,18 +117,15 @@ pub struct Config {
 impl Config {
     /// Loads defaults < `config_file` < `PORTCULLIS_*` and validates the result.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = raw::figment(config_file)
-            .extract()
-            .map_err(|error| ConfigError::Load(describe_figment_error(&error)))?;
+        let raw: RawConfig =
+            raw::figment(config_file).extract().map_err(|error| ConfigError::Load(describe_figment_error(&error)))?;
         Self::from_raw(raw)
     }
 
     /// Validates a raw configuration.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .map_err(|_| invalid("listen", "must be an address with a port, e.g. 127.0.0.1:4180"))?;
+        let listen: SocketAddr =
+            raw.listen.parse().map_err(|_| invalid("listen", "must be an address with a port, e.g. 127.0.0.1:4180"))?;
 
         let public_url = parse_origin(raw.public_url.as_deref())?;
         let upstream_text = raw.upstream.as_deref().ok_or_else(|| invalid("upstream", "is required"))?;
@@ -212,17 +209,21 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     let issuer = raw.issuer.ok_or_else(|| invalid("oidc.issuer", "is required"))?;
     let issuer_url = Url::parse(&issuer).map_err(|_| invalid("oidc.issuer", "must be an absolute URL"))?;
     let secure = issuer_url.scheme() == "https"
-        || (issuer_url.scheme() == "http" && (is_loopback_host(&issuer_url) || raw.dangerous_allow_insecure_http_issuer));
+        || (issuer_url.scheme() == "http"
+            && (is_loopback_host(&issuer_url) || raw.dangerous_allow_insecure_http_issuer));
     if !secure || issuer_url.query().is_some() || issuer_url.fragment().is_some() {
         return Err(invalid("oidc.issuer", "must be an https URL without query or fragment (http only on loopback)"));
     }
 
-    let client_id = raw.client_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| invalid("oidc.client_id", "is required"))?;
+    let client_id =
+        raw.client_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| invalid("oidc.client_id", "is required"))?;
 
     let method = match raw.client_auth_method.as_str() {
         "client_secret_basic" => ClientAuthMethod::SecretBasic,
         "client_secret_post" => ClientAuthMethod::SecretPost,
-        _ => return Err(invalid("oidc.client_auth_method", "must be \"client_secret_basic\" or \"client_secret_post\"")),
+        _ => {
+            return Err(invalid("oidc.client_auth_method", "must be \"client_secret_basic\" or \"client_secret_post\""));
+        }
     };
     let secret = match (raw.client_secret, raw.client_secret_file) {
         (Some(_), Some(_)) => {
@@ -231,7 +232,9 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         (Some(secret), None) => Some(secret),
         (None, Some(path)) => Some(SecretString::new(
             std::fs::read_to_string(&path)
-                .map_err(|error| invalid("oidc.client_secret_file", format!("cannot read {}: {error}", path.display())))?
+                .map_err(|error| {
+                    invalid("oidc.client_secret_file", format!("cannot read {}: {error}", path.display()))
+                })?
                 .trim()
                 .to_owned(),
         )),
@@ -259,22 +262,30 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
                 return Err(invalid("oidc.redirect_url", "must be an http(s) URL without fragment"));
             }
             if url.path() != "/oauth2/callback" {
-                return Err(invalid("oidc.redirect_url", "its path must be /oauth2/callback, where the gateway answers"));
+                return Err(invalid(
+                    "oidc.redirect_url",
+                    "its path must be /oauth2/callback, where the gateway answers",
+                ));
             }
             url
         }
-        None => public_url
-            .join("/oauth2/callback")
-            .map_err(|_| invalid("public_url", "cannot derive the callback URL"))?,
+        None => {
+            public_url.join("/oauth2/callback").map_err(|_| invalid("public_url", "cannot derive the callback URL"))?
+        }
     };
 
     let mut id_token_algorithms = Vec::new();
     for name in &raw.id_token_algorithms {
-        let algorithm: jsonwebtoken::Algorithm = name
-            .parse()
-            .map_err(|_| invalid("oidc.id_token_algorithms", format!("unknown algorithm {name:?}")))?;
-        if matches!(algorithm, jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512) {
-            return Err(invalid("oidc.id_token_algorithms", "HMAC algorithms are not accepted; use the provider's asymmetric keys"));
+        let algorithm: jsonwebtoken::Algorithm =
+            name.parse().map_err(|_| invalid("oidc.id_token_algorithms", format!("unknown algorithm {name:?}")))?;
+        if matches!(
+            algorithm,
+            jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512
+        ) {
+            return Err(invalid(
+                "oidc.id_token_algorithms",
+                "HMAC algorithms are not accepted; use the provider's asymmetric keys",
+            ));
         }
         id_token_algorithms.push(algorithm);
     }
@@ -297,7 +308,9 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
 fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> {
     let keys = match (raw.secret, raw.secret_file) {
         (Some(_), Some(_)) => return Err(invalid("session.secret", "set either secret or secret_file, not both")),
-        (Some(secret), None) => vec![parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secret", problem))?],
+        (Some(secret), None) => {
+            vec![parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secret", problem))?]
+        }
         (None, Some(path)) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|error| invalid("session.secret_file", format!("cannot read {}: {error}", path.display())))?;
@@ -320,7 +333,10 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         && !raw.cookie_name.to_ascii_lowercase().starts_with("__host-")
         && !raw.cookie_name.to_ascii_lowercase().starts_with("__secure-");
     if !name_ok {
-        return Err(invalid("session.cookie_name", "must be 1-64 letters, digits, '_' or '-', without a __Host-/__Secure- prefix (added automatically)"));
+        return Err(invalid(
+            "session.cookie_name",
+            "must be 1-64 letters, digits, '_' or '-', without a __Host-/__Secure- prefix (added automatically)",
+        ));
     }
     if raw.lifetime < Duration::from_secs(60) {
         return Err(invalid("session.lifetime", "must be at least one minute"));

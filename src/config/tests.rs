@@ -103,9 +103,9 @@ fn errors_never_print_secrets() {
         let text = error_text(load_from(jail, &minimal("").replace(GOOD_SECRET, leaked)));
         assert!(text.contains("session.secret"));
         assert!(!text.contains(leaked));
-        jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "[not, a, string");
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "[leakme1, leakme2]");
         let text = error_text(load_from(jail, &minimal("")));
-        assert!(!text.contains("not, a"), "{text}");
+        assert!(!text.contains("leakme"), "{text}");
         Ok(())
     });
 }
@@ -113,7 +113,10 @@ fn errors_never_print_secrets() {
 #[test]
 fn secret_file_holds_several_keys_first_seals() {
     Jail::expect_with(|jail| {
-        jail.create_file("keys", &format!("# newest first\n{GOOD_SECRET}\nZm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG8=\n"))?;
+        jail.create_file(
+            "keys",
+            &format!("# newest first\n{GOOD_SECRET}\nZm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG8=\n"),
+        )?;
         let toml = minimal("").replace(&format!("secret = \"{GOOD_SECRET}\""), "secret_file = \"keys\"");
         let config = load_from(jail, &toml).unwrap();
         assert_eq!(config.session.keys.len(), 2);

@@ -56,7 +56,12 @@ fn is_plain_token(text: &str) -> bool {
 }
 
 impl Gateway {
-    pub(super) async fn callback(&self, request: &Request<Incoming>, request_id: &RequestId, outcome: &mut Outcome) -> Response<ProxyBody> {
+    pub(super) async fn callback(
+        &self,
+        request: &Request<Incoming>,
+        request_id: &RequestId,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
         let params = parse_params(request.uri().query());
         let refuse = |status: StatusCode, code: &str, message: &str| {
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
@@ -91,23 +96,41 @@ impl Gateway {
         response
     }
 
-    async fn finish_login(&self, flow: LoginFlow, params: &CallbackParams, request_id: &RequestId, outcome: &mut Outcome) -> Response<ProxyBody> {
+    async fn finish_login(
+        &self,
+        flow: LoginFlow,
+        params: &CallbackParams,
+        request_id: &RequestId,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
         let refuse = |status: StatusCode, code: &str, message: &str| {
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
             self.fail(Audience::Browser, status, code, message, request_id)
         };
         let Some(provider) = self.provider.current() else {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable", "The sign-in service is unavailable right now. Please try again in a minute.");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unavailable",
+                "The sign-in service is unavailable right now. Please try again in a minute.",
+            );
         };
 
         // 2. RFC 9207: the response must come from our issuer (mix-up defence).
         let issuer = &self.config.oidc.issuer;
         match params.iss.as_deref() {
             Some(iss) if iss != issuer => {
-                return refuse(StatusCode::BAD_REQUEST, "issuer_mismatch", "The sign-in response came from an unexpected identity provider.");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "issuer_mismatch",
+                    "The sign-in response came from an unexpected identity provider.",
+                );
             }
             None if provider.metadata.authorization_response_iss_parameter_supported => {
-                return refuse(StatusCode::BAD_REQUEST, "issuer_missing", "The sign-in response did not name its identity provider.");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "issuer_missing",
+                    "The sign-in response did not name its identity provider.",
+                );
             }
             _ => {}
         }
@@ -124,20 +147,42 @@ impl Gateway {
             return self.fail(Audience::Browser, StatusCode::FORBIDDEN, "idp_error", &message, request_id);
         }
         let Some(code) = params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048) else {
-            return refuse(StatusCode::BAD_REQUEST, "missing_code", "The sign-in response carried no authorization code.");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "missing_code",
+                "The sign-in response carried no authorization code.",
+            );
         };
         let Ok(verifier) = PkceVerifier::from_stored(flow.code_verifier) else {
-            return refuse(StatusCode::BAD_REQUEST, "state_mismatch", "This sign-in attempt is invalid. Please start again.");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "state_mismatch",
+                "This sign-in attempt is invalid. Please start again.",
+            );
         };
 
         // 4. Code exchange with the same redirect_uri and verifier.
-        let tokens = match token::exchange_code(self.provider.client(), &provider.metadata.token_endpoint, &self.config.oidc, code, &verifier).await {
+        let tokens = match token::exchange_code(
+            self.provider.client(),
+            &provider.metadata.token_endpoint,
+            &self.config.oidc,
+            code,
+            &verifier,
+        )
+        .await
+        {
             Ok(tokens) => tokens,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "token_endpoint", %error);
                 let (status, message) = match error {
-                    TokenError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is unavailable right now. Please try again in a minute."),
-                    TokenError::Rejected { .. } | TokenError::Invalid(_) => (StatusCode::BAD_GATEWAY, "The identity provider did not accept this sign-in. Please start again."),
+                    TokenError::Unavailable(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The sign-in service is unavailable right now. Please try again in a minute.",
+                    ),
+                    TokenError::Rejected { .. } | TokenError::Invalid(_) => (
+                        StatusCode::BAD_GATEWAY,
+                        "The identity provider did not accept this sign-in. Please start again.",
+                    ),
                 };
                 return self.fail(Audience::Browser, status, "token_exchange_failed", message, request_id);
             }
@@ -146,7 +191,11 @@ impl Gateway {
         // 5. The ID token.
         let now = self.clock.now();
         let Some(raw_id_token) = tokens.id_token.as_ref() else {
-            return refuse(StatusCode::BAD_GATEWAY, "id_token_missing", "The identity provider's answer could not be verified.");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                "id_token_missing",
+                "The identity provider's answer could not be verified.",
+            );
         };
         let expectations = Expectations {
             issuer,
@@ -160,7 +209,13 @@ impl Gateway {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "id_token_invalid", %error);
-                return self.fail(Audience::Browser, StatusCode::BAD_GATEWAY, "id_token_invalid", "The identity provider's answer could not be verified.", request_id);
+                return self.fail(
+                    Audience::Browser,
+                    StatusCode::BAD_GATEWAY,
+                    "id_token_invalid",
+                    "The identity provider's answer could not be verified.",
+                    request_id,
+                );
             }
         };
 
@@ -188,7 +243,13 @@ impl Gateway {
         };
         let Some(set_cookie) = self.seal_session(&data) else {
             tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
-            return self.fail(Audience::Browser, StatusCode::INTERNAL_SERVER_ERROR, "session_too_large", "Your account's sign-in data is too large for this gateway's cookie.", request_id);
+            return self.fail(
+                Audience::Browser,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "session_too_large",
+                "Your account's sign-in data is too large for this gateway's cookie.",
+                request_id,
+            );
         };
         if let Some(active) = active_session(&data) {
             self.cache.insert(data.id.clone(), Arc::new(active)).await;

@@ -43,24 +43,39 @@ impl Gateway {
                     "Authentication is required: sign in through a browser, or send a valid session.",
                     request_id,
                 );
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
                 response
             }
         }
     }
 
     /// `/oauth2/start?rd=/path`: an explicit login.
-    pub(super) async fn start_login_explicit(&self, request: &Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
+    pub(super) async fn start_login_explicit(
+        &self,
+        request: &Request<Incoming>,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
         let requested = request
             .uri()
             .query()
-            .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "rd").map(|(_, value)| value.into_owned()))
+            .and_then(|query| {
+                form_urlencoded::parse(query.as_bytes())
+                    .find(|(key, _)| key == "rd")
+                    .map(|(_, value)| value.into_owned())
+            })
             .unwrap_or_else(|| "/".to_owned());
         let return_to = self.redirects.sanitise(&requested);
         self.begin_login(request, return_to, request_id).await
     }
 
-    async fn begin_login(&self, request: &Request<Incoming>, return_to: String, request_id: &RequestId) -> Response<ProxyBody> {
+    async fn begin_login(
+        &self,
+        request: &Request<Incoming>,
+        return_to: String,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
         let Some(provider) = self.provider.current() else {
             tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
             let mut response = self.fail(
@@ -73,7 +88,9 @@ impl Gateway {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             return response;
         };
-        let secrets = (|| Ok::<_, random::RandomError>((PkceVerifier::generate()?, random::token::<16>()?, random::token::<16>()?)))();
+        let secrets = (|| {
+            Ok::<_, random::RandomError>((PkceVerifier::generate()?, random::token::<16>()?, random::token::<16>()?))
+        })();
         let Ok((verifier, state, nonce)) = secrets else {
             return self.internal_error(request_id);
         };
@@ -94,8 +111,11 @@ impl Gateway {
             return self.internal_error(request_id);
         };
         let flow_name = self.cookies.flow_name(&state);
-        let sealed = serde_json::to_vec(&flow).ok().and_then(|json| self.keys.seal(Purpose::Flow, &flow_name, &json).ok());
-        let Some(set_flow) = sealed.and_then(|sealed| self.cookies.set(&flow_name, &sealed, self.config.session.login_timeout)) else {
+        let sealed =
+            serde_json::to_vec(&flow).ok().and_then(|json| self.keys.seal(Purpose::Flow, &flow_name, &json).ok());
+        let Some(set_flow) =
+            sealed.and_then(|sealed| self.cookies.set(&flow_name, &sealed, self.config.session.login_timeout))
+        else {
             return self.internal_error(request_id);
         };
 

@@ -199,7 +199,12 @@ impl Gateway {
                 };
                 pages::error(
                     Audience::Browser,
-                    &ErrorPage { status: error.status(), code: "upstream_unavailable", message, request_id: request_id.as_str() },
+                    &ErrorPage {
+                        status: error.status(),
+                        code: "upstream_unavailable",
+                        message,
+                        request_id: request_id.as_str(),
+                    },
                 )
             }
         };
@@ -210,7 +215,14 @@ impl Gateway {
     }
 
     /// A page or JSON error for the client, chosen by audience.
-    fn fail(&self, audience: Audience, status: StatusCode, code: &str, message: &str, request_id: &RequestId) -> Response<ProxyBody> {
+    fn fail(
+        &self,
+        audience: Audience,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
         pages::error(audience, &ErrorPage { status, code, message, request_id: request_id.as_str() })
     }
 }

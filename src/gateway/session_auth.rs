@@ -61,6 +61,10 @@ impl Gateway {
             }
         };
         let reissued_cookie = if sealed_with_old_key { self.seal_session(&data) } else { None };
-        Authentication { session: Some(AuthenticatedSession { subject: data.sub, active }), clear_cookie: false, reissued_cookie }
+        Authentication {
+            session: Some(AuthenticatedSession { subject: data.sub, active }),
+            clear_cookie: false,
+            reissued_cookie,
+        }
     }
 }

@@ -23,7 +23,11 @@ impl Gateway {
         let requested = request
             .uri()
             .query()
-            .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "rd").map(|(_, value)| value.into_owned()))
+            .and_then(|query| {
+                form_urlencoded::parse(query.as_bytes())
+                    .find(|(key, _)| key == "rd")
+                    .map(|(_, value)| value.into_owned())
+            })
             .unwrap_or_else(|| "/".to_owned());
         let mut response = pages::redirect(&self.redirects.sanitise(&requested));
         let headers = response.headers_mut();

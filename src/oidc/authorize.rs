@@ -15,7 +15,11 @@ pub struct AuthorizationRequest<'a> {
 }
 
 /// The provider's authorization URL with our parameters appended to any it already has.
-pub fn authorization_url(endpoint: &str, oidc: &OidcConfig, request: &AuthorizationRequest<'_>) -> Result<Url, url::ParseError> {
+pub fn authorization_url(
+    endpoint: &str,
+    oidc: &OidcConfig,
+    request: &AuthorizationRequest<'_>,
+) -> Result<Url, url::ParseError> {
     let mut url = Url::parse(endpoint)?;
     let scope = oidc.scopes.join(" ");
     url.query_pairs_mut()

@@ -93,7 +93,11 @@ impl IdpHttpClient {
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpHttpError> {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|error| {
-                IdpHttpError::Unreachable(if error.is_connect() { "connection failed".to_owned() } else { error.to_string() })
+                IdpHttpError::Unreachable(if error.is_connect() {
+                    "connection failed".to_owned()
+                } else {
+                    error.to_string()
+                })
             })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)

@@ -142,7 +142,8 @@ pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Re
         _ => {}
     }
     if let Some(expected) = expect.nonce {
-        let matches = claims.nonce.as_deref().is_some_and(|found| bool::from(found.as_bytes().ct_eq(expected.as_bytes())));
+        let matches =
+            claims.nonce.as_deref().is_some_and(|found| bool::from(found.as_bytes().ct_eq(expected.as_bytes())));
         if !matches {
             return Err(IdTokenError::NonceMismatch);
         }

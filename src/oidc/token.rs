@@ -123,7 +123,10 @@ async fn request(
 type Form<'a> = Vec<(&'a str, &'a str)>;
 
 /// Adds client authentication to a grant. Public clients send only their id.
-fn authenticate<'a>(oidc: &'a OidcConfig, grant: &[(&'a str, &'a str)]) -> Result<(Form<'a>, Option<HeaderValue>), TokenError> {
+fn authenticate<'a>(
+    oidc: &'a OidcConfig,
+    grant: &[(&'a str, &'a str)],
+) -> Result<(Form<'a>, Option<HeaderValue>), TokenError> {
     let mut form: Form<'a> = grant.to_vec();
     match &oidc.credentials {
         ClientCredentials::Public => {

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{
-    AUTHORIZATION, CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue,
-    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 
 /// `Keep-Alive`, a hop-by-hop header without an `http` constant.
@@ -30,16 +30,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1, plus the
 /// legacy `Keep-Alive`/`Proxy-Connection` of RFC 7230 §A.1.2 and
 /// `Proxy-Authorization`, which is addressed to this hop only, RFC 9110 §11.7.2).
-pub static HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHORIZATION,
-];
+pub static HOP_BY_HOP: [HeaderName; 8] =
+    [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, PROXY_AUTHORIZATION];
 
 /// Identity headers only the gateway may set; lowercase, `-` also matching `_`.
 ///
@@ -64,9 +56,10 @@ const SPOOFABLE_PREFIX: &[u8] = b"x-auth-request-";
 
 /// Whether any `Connection` header lists `token` (case-insensitive, RFC 9110 §7.6.1).
 pub fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(CONNECTION).iter().any(|value| {
-        connection_tokens(value).any(|listed| listed.eq_ignore_ascii_case(token.as_bytes()))
-    })
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|value| connection_tokens(value).any(|listed| listed.eq_ignore_ascii_case(token.as_bytes())))
 }
 
 /// The `Upgrade` value of an upgrade request (`Connection: upgrade` plus `Upgrade`), if any.
@@ -86,9 +79,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             if token.is_empty()
                 || token.eq_ignore_ascii_case(b"close")
                 || token.eq_ignore_ascii_case(HOST.as_str().as_bytes())
-                || HOP_BY_HOP
-                    .iter()
-                    .any(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+                || HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
             {
                 continue;
             }
@@ -131,9 +122,7 @@ pub fn is_spoofable(name: &[u8]) -> bool {
         Some(b'x' | b'r' | b'f') => {}
         _ => return false,
     }
-    SPOOFABLE
-        .iter()
-        .any(|pattern| name.len() == pattern.len() && same_name_prefix(name, pattern))
+    SPOOFABLE.iter().any(|pattern| name.len() == pattern.len() && same_name_prefix(name, pattern))
         || (name.len() > SPOOFABLE_PREFIX.len() && same_name_prefix(name, SPOOFABLE_PREFIX))
 }
 
@@ -158,8 +147,8 @@ pub fn remove_gateway_cookies(headers: &mut HeaderMap, is_gateway_cookie: &dyn F
     for value in headers.get_all(COOKIE) {
         count += 1;
         total_len += value.len() + 2;
-        has_gateway_cookie = has_gateway_cookie
-            || cookie_pairs(value).any(|pair| is_gateway_pair(pair, is_gateway_cookie));
+        has_gateway_cookie =
+            has_gateway_cookie || cookie_pairs(value).any(|pair| is_gateway_pair(pair, is_gateway_cookie));
     }
     if count <= 1 && !has_gateway_cookie {
         return;
@@ -190,10 +179,7 @@ pub fn remove_gateway_cookies(headers: &mut HeaderMap, is_gateway_cookie: &dyn F
 
 /// Trimmed `name=value` pairs of one `Cookie` header value (RFC 6265 §4.2.1).
 fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    value
-        .as_bytes()
-        .split(|b| *b == b';')
-        .map(<[u8]>::trim_ascii)
+    value.as_bytes().split(|b| *b == b';').map(<[u8]>::trim_ascii)
 }
 
 /// Whether a `name=value` pair's name is one the gateway owns.
@@ -208,10 +194,7 @@ fn is_gateway_pair(pair: &[u8], is_gateway_cookie: &dyn Fn(&str) -> bool) -> boo
 
 /// Comma-separated tokens of a `Connection` value, trimmed.
 fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    value
-        .as_bytes()
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
+    value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// What the gateway knows about how the client reached it.
@@ -274,22 +257,14 @@ fn scheme_header_value(scheme: &str) -> Option<HeaderValue> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
         headers
     }
@@ -326,10 +301,7 @@ mod tests {
 
     #[test]
     fn upgrade_is_detected_only_with_connection_upgrade() {
-        let upgrade = map(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
-        ]);
+        let upgrade = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(upgrade_protocol(&upgrade).unwrap(), "websocket");
         let no_connection = map(&[("upgrade", "websocket")]);
         assert!(upgrade_protocol(&no_connection).is_none());
@@ -357,14 +329,9 @@ mod tests {
         ] {
             assert!(is_spoofable(name.as_bytes()), "{name} must be stripped");
         }
-        for name in [
-            "x-forwarded-prefix",
-            "x-auth-request-",
-            "x-forwarded-users",
-            "accept",
-            "x-request-id",
-            "forwarded-for",
-        ] {
+        for name in
+            ["x-forwarded-prefix", "x-auth-request-", "x-forwarded-users", "accept", "x-request-id", "forwarded-for"]
+        {
             assert!(!is_spoofable(name.as_bytes()), "{name} must pass");
         }
     }
@@ -392,11 +359,8 @@ mod tests {
 
     #[test]
     fn gateway_cookies_are_removed_and_others_joined() {
-        let mut headers = map(&[
-            ("cookie", "a=1; _pc_session=secret;b=2"),
-            ("cookie", "_pc_csrf=x"),
-            ("cookie", " c=3 "),
-        ]);
+        let mut headers =
+            map(&[("cookie", "a=1; _pc_session=secret;b=2"), ("cookie", "_pc_csrf=x"), ("cookie", " c=3 ")]);
         remove_gateway_cookies(&mut headers, &is_gateway);
         let cookies: Vec<_> = headers.get_all(COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1; b=2; c=3"]);

@@ -12,8 +12,7 @@ pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-us
 /// `X-Forwarded-Email`: the user's email, when known.
 pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// `X-Forwarded-Preferred-Username`: the user's display login name, when known.
-pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName =
-    HeaderName::from_static("x-forwarded-preferred-username");
+pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
 /// `X-Forwarded-Groups`: the user's groups, comma-joined.
 pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 
@@ -41,11 +40,7 @@ impl IdentityHeaders {
         groups: &[String],
         access_token: Option<&str>,
     ) -> Result<Self, InvalidHeaderValue> {
-        let groups = if groups.is_empty() {
-            None
-        } else {
-            Some(HeaderValue::from_str(&groups.join(","))?)
-        };
+        let groups = if groups.is_empty() { None } else { Some(HeaderValue::from_str(&groups.join(","))?) };
         let authorization = access_token
             .map(|token| {
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
@@ -91,35 +86,22 @@ impl fmt::Debug for IdentityHeaders {
             .field("email", &self.email)
             .field("preferred_username", &self.preferred_username)
             .field("groups", &self.groups)
-            .field(
-                "authorization",
-                &self.authorization.as_ref().map(|_| "Bearer <redacted>"),
-            )
+            .field("authorization", &self.authorization.as_ref().map(|_| "Bearer <redacted>"))
             .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 
     #[test]
     fn debug_redacts_token() {
-        let identity = IdentityHeaders::new(
-            "u1",
-            Some("u@example.test"),
-            None,
-            &["a".into(), "b".into()],
-            Some("tok-SECRET-123"),
-        )
-        .unwrap();
+        let identity =
+            IdentityHeaders::new("u1", Some("u@example.test"), None, &["a".into(), "b".into()], Some("tok-SECRET-123"))
+                .unwrap();
         let shown = format!("{identity:?}");
         assert!(!shown.contains("tok-SECRET-123"), "{shown}");
         assert!(shown.contains("redacted"));
@@ -127,14 +109,9 @@ mod tests {
 
     #[test]
     fn apply_inserts_all_present_headers() {
-        let identity = IdentityHeaders::new(
-            "u1",
-            Some("u@example.test"),
-            Some("jdoe"),
-            &["a".into(), "b c".into()],
-            Some("tok"),
-        )
-        .unwrap();
+        let identity =
+            IdentityHeaders::new("u1", Some("u@example.test"), Some("jdoe"), &["a".into(), "b c".into()], Some("tok"))
+                .unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_USER, HeaderValue::from_static("old"));
         identity.apply(&mut headers);

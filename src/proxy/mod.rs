@@ -19,12 +19,9 @@ use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Extensions, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-pub use headers::{
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable,
-};
+pub use headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable};
 pub use identity::{
-    IdentityHeaders, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
-    X_FORWARDED_USER,
+    IdentityHeaders, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 pub use upstream::{Upstream, UpstreamSettings};
 
@@ -112,20 +109,15 @@ pub async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = upstream.target_uri(req.uri())?;
     // HTTP/2 has no Upgrade mechanism (RFC 9113 §8.6); only HTTP/1.1 requests tunnel.
-    let upgrade_protocol = if req.version() == Version::HTTP_11 {
-        headers::upgrade_protocol(req.headers())
-    } else {
-        None
-    };
-    let client_upgrade = upgrade_protocol
-        .as_ref()
-        .map(|_| hyper::upgrade::on(&mut req));
+    let upgrade_protocol =
+        if req.version() == Version::HTTP_11 { headers::upgrade_protocol(req.headers()) } else { None };
+    let client_upgrade = upgrade_protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     // HTTP/2 carries the host in `:authority`, which hyper keeps in the URI.
-    let original_host = req.headers().get(HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-    });
+    let original_host = req
+        .headers()
+        .get(HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
 
     let (mut parts, incoming) = req.into_parts();
     let headers = &mut parts.headers;
@@ -134,10 +126,7 @@ pub async fn forward(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol.clone());
     }
-    headers::remove_spoofed_identity(
-        headers,
-        ctx.identity.is_some_and(IdentityHeaders::has_token),
-    );
+    headers::remove_spoofed_identity(headers, ctx.identity.is_some_and(IdentityHeaders::has_token));
     headers::remove_gateway_cookies(headers, ctx.is_gateway_cookie);
     headers::set_forwarding(
         headers,
@@ -190,10 +179,7 @@ fn classify_client_error(error: &hyper_util::client::legacy::Error) -> ProxyErro
             if hyper_error.is_parse() || hyper_error.is_parse_status() {
                 return ProxyError::BadResponse;
             }
-            if hyper_error.is_incomplete_message()
-                || hyper_error.is_closed()
-                || hyper_error.is_canceled()
-            {
+            if hyper_error.is_incomplete_message() || hyper_error.is_closed() || hyper_error.is_canceled() {
                 return ProxyError::Unreachable;
             }
         }

@@ -4,12 +4,7 @@
 //! [`forward`] exactly as the real gateway will; requests come from raw TCP
 //! (to control header spelling on the wire) or a hyper-util client.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,13 +40,8 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 
@@ -62,17 +52,12 @@ struct Hooks {
 }
 
 async fn guarded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(GUARD, future)
-        .await
-        .expect("test step took too long")
+    tokio::time::timeout(GUARD, future).await.expect("test step took too long")
 }
 
 /// The test upstream: `/ws` echoes after a 101, `/upload` counts, `/download`
 /// streams from the test, anything else reports the request line and headers.
-async fn upstream_handler(
-    hooks: Arc<Hooks>,
-    mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+async fn upstream_handler(hooks: Arc<Hooks>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     match req.uri().path() {
         "/ws" if req.headers().contains_key(http::header::UPGRADE) => {
             let on_upgrade = hyper::upgrade::on(&mut req);
@@ -109,10 +94,7 @@ async fn upstream_handler(
         _ => {
             let mut report = format!("uri: {}\n", req.uri());
             for (name, value) in req.headers() {
-                report.push_str(&format!(
-                    "{name}: {}\n",
-                    String::from_utf8_lossy(value.as_bytes())
-                ));
+                report.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
             }
             Ok(Response::builder()
                 .header("connection", "x-upstream-hop")
@@ -127,10 +109,7 @@ async fn upstream_handler(
 
 async fn start_upstream() -> (SocketAddr, Arc<Hooks>, mpsc::Receiver<()>) {
     let (first_tx, first_rx) = mpsc::channel(1);
-    let hooks = Arc::new(Hooks {
-        upload_first_chunk: first_tx,
-        download_body: Mutex::new(None),
-    });
+    let hooks = Arc::new(Hooks { upload_first_chunk: first_tx, download_body: Mutex::new(None) });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = hooks.clone();
@@ -199,10 +178,7 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
 }
 
 fn upstream_at(base: &str, response_timeout: Duration) -> Upstream {
-    let settings = UpstreamSettings {
-        response_timeout,
-        ..UpstreamSettings::default()
-    };
+    let settings = UpstreamSettings { response_timeout, ..UpstreamSettings::default() };
     Upstream::new(base.parse().unwrap(), settings).unwrap()
 }
 
@@ -226,21 +202,13 @@ struct RawResponse {
 
 impl RawResponse {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The upstream's report: `(lowercase name, value)` lines plus the URI it saw.
     fn reported(&self) -> (String, Vec<(String, String)>) {
         let mut lines = self.body.lines();
-        let uri = lines
-            .next()
-            .unwrap()
-            .strip_prefix("uri: ")
-            .unwrap()
-            .to_owned();
+        let uri = lines.next().unwrap().strip_prefix("uri: ").unwrap().to_owned();
         let headers = lines
             .map(|line| {
                 let (name, value) = line.split_once(": ").unwrap();
@@ -260,33 +228,18 @@ async fn raw_request(addr: SocketAddr, head: &str) -> RawResponse {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines
         .map(|line| {
             let (name, value) = line.split_once(':').unwrap();
             (name.trim().to_ascii_lowercase(), value.trim().to_owned())
         })
         .collect();
-    RawResponse {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    RawResponse { status, headers, body: body.to_owned() }
 }
 
 fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .collect()
+    headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
 }
 
 const SPOOFED: &[&str] = &[
@@ -406,51 +359,35 @@ fn http_client() -> Client<HttpConnector, ProxyBody> {
 #[tokio::test]
 async fn large_request_body_streams_before_it_is_complete() {
     let (upstream_addr, _hooks, mut upload_first_chunk) = start_upstream().await;
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{upstream_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{upstream_addr}"), GUARD), Some(alice())).await;
 
     let (chunks, receiver) = mpsc::channel::<Bytes>(4);
-    let request = Request::post(format!("http://{gateway}/upload"))
-        .body(crate::body::boxed(ChannelBody(receiver)))
-        .unwrap();
+    let request =
+        Request::post(format!("http://{gateway}/upload")).body(crate::body::boxed(ChannelBody(receiver))).unwrap();
     let pending = tokio::spawn(http_client().request(request));
     chunks.send(Bytes::from(vec![7u8; CHUNK])).await.unwrap();
     // The upstream sees the first chunk while the rest does not exist yet: nothing buffers whole.
     guarded(upload_first_chunk.recv()).await.unwrap();
     for _ in 1..LARGE / CHUNK {
-        guarded(chunks.send(Bytes::from(vec![7u8; CHUNK])))
-            .await
-            .unwrap();
+        guarded(chunks.send(Bytes::from(vec![7u8; CHUNK]))).await.unwrap();
     }
     drop(chunks);
 
     let response = guarded(pending).await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body = guarded(response.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = guarded(response.into_body().collect()).await.unwrap().to_bytes();
     assert_eq!(body, format!("bytes={LARGE}"));
 }
 
 #[tokio::test]
 async fn large_response_body_streams_before_it_is_complete() {
     let (upstream_addr, hooks, _first) = start_upstream().await;
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{upstream_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{upstream_addr}"), GUARD), Some(alice())).await;
 
     let (chunks, receiver) = mpsc::channel::<Bytes>(4);
     *hooks.download_body.lock().await = Some(receiver);
     chunks.send(Bytes::from(vec![1u8; CHUNK])).await.unwrap();
-    let request = Request::get(format!("http://{gateway}/download"))
-        .body(crate::body::empty())
-        .unwrap();
+    let request = Request::get(format!("http://{gateway}/download")).body(crate::body::empty()).unwrap();
     let response = guarded(http_client().request(request)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
@@ -480,17 +417,9 @@ async fn unreachable_upstream_answers_502() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed_addr = closed.local_addr().unwrap();
     drop(closed);
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{closed_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{closed_addr}"), GUARD), Some(alice())).await;
 
-    let response = raw_request(
-        gateway,
-        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let response = raw_request(gateway, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
     assert_eq!(response.status, 502);
     assert_eq!(response.header("x-proxy-error"), Some("unreachable"));
     assert_eq!(ProxyError::Unreachable.status(), StatusCode::BAD_GATEWAY);
@@ -511,11 +440,7 @@ async fn silent_upstream_answers_504() {
     let upstream = upstream_at(&format!("http://{silent_addr}"), Duration::from_millis(200));
     let gateway = start_gateway(upstream, Some(alice())).await;
 
-    let response = raw_request(
-        gateway,
-        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let response = raw_request(gateway, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
     assert_eq!(response.status, 504);
     assert_eq!(response.header("x-proxy-error"), Some("timeout"));
     assert_eq!(ProxyError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -524,11 +449,7 @@ async fn silent_upstream_answers_504() {
 #[tokio::test]
 async fn upgrade_is_tunnelled_both_ways() {
     let (upstream_addr, _hooks, _first) = start_upstream().await;
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{upstream_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{upstream_addr}"), GUARD), Some(alice())).await;
 
     let mut stream = TcpStream::connect(gateway).await.unwrap();
     stream
@@ -545,10 +466,7 @@ async fn upgrade_is_tunnelled_both_ways() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
 
-    for message in [
-        &b"hello through the tunnel"[..],
-        &[0u8, 255, 13, 10, 42][..],
-    ] {
+    for message in [&b"hello through the tunnel"[..], &[0u8, 255, 13, 10, 42][..]] {
         stream.write_all(message).await.unwrap();
         let mut echoed = vec![0u8; message.len()];
         guarded(stream.read_exact(&mut echoed)).await.unwrap();
@@ -559,11 +477,7 @@ async fn upgrade_is_tunnelled_both_ways() {
 #[tokio::test]
 async fn upgrade_refused_by_upstream_passes_through_with_upgrade_headers_sent() {
     let (upstream_addr, _hooks, _first) = start_upstream().await;
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{upstream_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{upstream_addr}"), GUARD), Some(alice())).await;
 
     // `/report` does not upgrade: the upstream answers 200, which is relayed as is.
     let response = raw_request(
@@ -580,15 +494,9 @@ async fn upgrade_refused_by_upstream_passes_through_with_upgrade_headers_sent() 
 #[tokio::test]
 async fn http2_client_is_forwarded_as_http1_with_host_from_authority() {
     let (upstream_addr, _hooks, _first) = start_upstream().await;
-    let gateway = start_gateway(
-        upstream_at(&format!("http://{upstream_addr}"), GUARD),
-        Some(alice()),
-    )
-    .await;
+    let gateway = start_gateway(upstream_at(&format!("http://{upstream_addr}"), GUARD), Some(alice())).await;
 
-    let client: Client<HttpConnector, ProxyBody> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let client: Client<HttpConnector, ProxyBody> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
     let request = Request::get(format!("http://{gateway}/h2?q=1"))
         .header("cookie", "a=1")
         .header("cookie", "_pc_session=secret")
@@ -599,15 +507,8 @@ async fn http2_client_is_forwarded_as_http1_with_host_from_authority() {
     let response = guarded(client.request(request)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.version(), http::Version::HTTP_2);
-    let body = guarded(response.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
-    let report = RawResponse {
-        status: 200,
-        headers: Vec::new(),
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    };
+    let body = guarded(response.into_body().collect()).await.unwrap().to_bytes();
+    let report = RawResponse { status: 200, headers: Vec::new(), body: String::from_utf8(body.to_vec()).unwrap() };
     let (uri, seen) = report.reported();
     assert_eq!(uri, "/h2?q=1");
     let authority = gateway.to_string();

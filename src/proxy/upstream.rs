@@ -74,9 +74,7 @@ impl Upstream {
             "http" => Scheme::HTTP,
             "https" => Scheme::HTTPS,
             other => {
-                return Err(ProxyError::InvalidUpstream(format!(
-                    "scheme {other:?} is not http or https"
-                )));
+                return Err(ProxyError::InvalidUpstream(format!("scheme {other:?} is not http or https")));
             }
         };
         if !base.username().is_empty() || base.password().is_some() {
@@ -134,10 +132,8 @@ impl Upstream {
         if !path.starts_with('/') {
             return Err(ProxyError::BadRequest);
         }
-        let request_path_and_query = request_uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let request_path_and_query =
+            request_uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         let path_and_query = match &self.inner.path_prefix {
             None => request_path_and_query,
             Some(prefix) => {
@@ -145,8 +141,7 @@ impl Upstream {
                 let mut joined = String::with_capacity(prefix.len() + tail.len());
                 joined.push_str(prefix);
                 joined.push_str(tail);
-                PathAndQuery::from_maybe_shared(Bytes::from(joined))
-                    .map_err(|_| ProxyError::BadRequest)?
+                PathAndQuery::from_maybe_shared(Bytes::from(joined)).map_err(|_| ProxyError::BadRequest)?
             }
         };
         let mut parts = http::uri::Parts::default();
@@ -157,16 +152,8 @@ impl Upstream {
     }
 
     /// Sends a prepared request; fails with `Timeout` if no response headers arrive in time.
-    pub(super) async fn send(
-        &self,
-        request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(
-            self.inner.response_timeout,
-            self.inner.client.request(request),
-        )
-        .await
-        {
+    pub(super) async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.inner.response_timeout, self.inner.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(super::classify_client_error(&error)),
             Err(_elapsed) => Err(ProxyError::Timeout),
@@ -199,23 +186,16 @@ fn tls_config(scheme: &Scheme) -> Result<ClientConfig, ProxyError> {
     };
     match builder()?.with_native_roots() {
         Ok(config) => Ok(config.with_no_client_auth()),
-        Err(_) if *scheme == Scheme::HTTP => Ok(builder()?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()),
-        Err(error) => Err(ProxyError::InvalidUpstream(format!(
-            "no usable native root certificates: {error}"
-        ))),
+        Err(_) if *scheme == Scheme::HTTP => {
+            Ok(builder()?.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+        }
+        Err(error) => Err(ProxyError::InvalidUpstream(format!("no usable native root certificates: {error}"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 
@@ -233,45 +213,27 @@ mod tests {
             ("https://up.test/app/", "https://up.test/app/a/b?x=1&y=%2F"),
             ("http://[::1]:9000/p/", "http://[::1]:9000/p/a/b?x=1&y=%2F"),
         ] {
-            assert_eq!(
-                upstream(base).target_uri(&request).unwrap(),
-                expected,
-                "{base}"
-            );
+            assert_eq!(upstream(base).target_uri(&request).unwrap(), expected, "{base}");
         }
         let root: Uri = "/".parse().unwrap();
-        assert_eq!(
-            upstream("http://up.test/app/").target_uri(&root).unwrap(),
-            "http://up.test/app/"
-        );
+        assert_eq!(upstream("http://up.test/app/").target_uri(&root).unwrap(), "http://up.test/app/");
     }
 
     #[tokio::test]
     async fn absolute_form_requests_keep_only_path_and_query() {
         let request: Uri = "http://client.test/x?q".parse().unwrap();
-        assert_eq!(
-            upstream("http://up.test").target_uri(&request).unwrap(),
-            "http://up.test/x?q"
-        );
+        assert_eq!(upstream("http://up.test").target_uri(&request).unwrap(), "http://up.test/x?q");
     }
 
     #[tokio::test]
     async fn asterisk_form_is_rejected() {
         let request: Uri = "*".parse().unwrap();
-        assert!(matches!(
-            upstream("http://up.test").target_uri(&request),
-            Err(ProxyError::BadRequest)
-        ));
+        assert!(matches!(upstream("http://up.test").target_uri(&request), Err(ProxyError::BadRequest)));
     }
 
     #[tokio::test]
     async fn invalid_bases_are_rejected() {
-        for base in [
-            "ftp://up.test",
-            "http://u:p@up.test",
-            "http://up.test/?q=1",
-            "http://up.test/#f",
-        ] {
+        for base in ["ftp://up.test", "http://u:p@up.test", "http://up.test/?q=1", "http://up.test/#f"] {
             assert!(
                 matches!(
                     Upstream::new(base.parse().unwrap(), UpstreamSettings::default()),

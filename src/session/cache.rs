@@ -26,7 +26,12 @@ pub struct SessionCache {
 struct UntilTokenExpiry;
 
 impl moka::Expiry<String, Arc<ActiveSession>> for UntilTokenExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Arc<ActiveSession>, _now: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<ActiveSession>,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
         let now = crate::clock::Clock::system().now();
         Some(Duration::from_secs(u64::try_from(value.access_expires_at.saturating_sub(now)).unwrap_or(0).max(1)))
     }

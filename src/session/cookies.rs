@@ -22,11 +22,7 @@ impl CookieJarSpec {
     /// public URL is https.
     pub fn new(base_name: &str, secure: bool) -> Self {
         let prefix = if secure { "__Host-" } else { "" };
-        Self {
-            session_name: format!("{prefix}{base_name}"),
-            flow_prefix: format!("{prefix}{base_name}_flow_"),
-            secure,
-        }
+        Self { session_name: format!("{prefix}{base_name}"), flow_prefix: format!("{prefix}{base_name}_flow_"), secure }
     }
 
     /// The session cookie's name.
