@@ -7,5 +7,6 @@
 pub mod body;
 pub mod clock;
 pub mod devidp;
+pub mod echo;
 pub mod proxy;
 pub mod secret;
