@@ -9,6 +9,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod devidp;
+pub mod echo;
 pub mod gateway;
 pub mod oidc;
 pub mod pages;

@@ -222,7 +222,10 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         "client_secret_basic" => ClientAuthMethod::SecretBasic,
         "client_secret_post" => ClientAuthMethod::SecretPost,
         _ => {
-            return Err(invalid("oidc.client_auth_method", "must be \"client_secret_basic\" or \"client_secret_post\""));
+            return Err(invalid(
+                "oidc.client_auth_method",
+                "must be \"client_secret_basic\" or \"client_secret_post\"",
+            ));
         }
     };
     let secret = match (raw.client_secret, raw.client_secret_file) {

@@ -1,1 +1,297 @@
 //! Development OpenID provider (loopback only), used by `portcullis demo` and the tests.
+//!
+//! A small but correct OpenID Connect provider: authorization code flow with
+//! mandatory PKCE S256, ES256-signed ID and access tokens, refresh tokens with
+//! optional rotation and reuse detection, userinfo, revocation (RFC 7009) and
+//! RP-initiated logout. [`Faults`] lets tests make it misbehave at runtime.
+//! It only ever binds to loopback addresses: it has fixed demo passwords.
+
+// Handlers return a ready `Response` as their error: error paths are cold here,
+// so boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod authorize;
+mod client_auth;
+mod discovery;
+mod faults;
+mod keys;
+mod login_page;
+mod logout;
+mod mint;
+mod revocation;
+mod store;
+mod token;
+mod userinfo;
+mod web;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use faults::{FaultFlag, FaultText, Faults};
+
+use crate::clock::Clock;
+
+/// Paths of the provider's endpoints, relative to the issuer.
+mod paths {
+    pub const DISCOVERY: &str = "/.well-known/openid-configuration";
+    pub const AUTHORIZE: &str = "/authorize";
+    pub const TOKEN: &str = "/token";
+    pub const JWKS: &str = "/jwks";
+    pub const USERINFO: &str = "/userinfo";
+    pub const REVOKE: &str = "/revoke";
+    pub const END_SESSION: &str = "/logout";
+}
+
+/// A user who can sign in at the development provider.
+#[derive(Clone, Debug)]
+pub struct DevUser {
+    /// Login name; also the `preferred_username` claim.
+    pub username: String,
+    /// Plain-text password (development only).
+    pub password: String,
+    /// The `email` claim.
+    pub email: String,
+    /// The `name` claim.
+    pub name: String,
+    /// The `groups` claim.
+    pub groups: Vec<String>,
+    /// The `email_verified` claim.
+    pub email_verified: bool,
+}
+
+/// Configuration of the development provider: one client and its users.
+#[derive(Clone, Debug)]
+pub struct DevProviderConfig {
+    /// The one registered client.
+    pub client_id: String,
+    /// `None` = public client: token requests carrying any client secret are rejected.
+    pub client_secret: Option<String>,
+    /// Registered redirect URIs, matched as exact strings.
+    pub redirect_uris: Vec<String>,
+    /// Registered post-logout redirect URIs, matched as exact strings.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Users who can sign in.
+    pub users: Vec<DevUser>,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of ID tokens.
+    pub id_token_ttl: Duration,
+    /// The refresh grant issues a new refresh token and invalidates the old one;
+    /// reusing an old one revokes the whole family. When off, the refresh grant
+    /// answers without a `refresh_token` and the old one stays valid.
+    pub rotate_refresh_tokens: bool,
+    /// Source of every `iat`/`exp` and of code expiry (tests move it forward).
+    pub clock: Clock,
+}
+
+impl DevProviderConfig {
+    /// A public client with users alice/alice (admins, staff) and bob/bob (staff),
+    /// 5 minute access and ID tokens, refresh token rotation on.
+    pub fn demo(client_id: impl Into<String>, redirect_uri: String) -> Self {
+        let user = |name: &str, full_name: &str, groups: &[&str]| DevUser {
+            username: name.to_owned(),
+            password: name.to_owned(),
+            email: format!("{name}@example.test"),
+            name: full_name.to_owned(),
+            groups: groups.iter().map(|group| (*group).to_owned()).collect(),
+            email_verified: true,
+        };
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+            redirect_uris: vec![redirect_uri],
+            post_logout_redirect_uris: Vec::new(),
+            users: vec![user("alice", "Alice Example", &["admins", "staff"]), user("bob", "Bob Example", &["staff"])],
+            access_token_ttl: Duration::from_secs(300),
+            id_token_ttl: Duration::from_secs(300),
+            rotate_refresh_tokens: true,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// State shared by every request handler.
+struct Shared {
+    issuer: String,
+    config: DevProviderConfig,
+    faults: Faults,
+    keys: Mutex<keys::KeyRing>,
+    store: Mutex<store::Store>,
+    token_requests: Mutex<HashMap<String, u64>>,
+    revoked_tokens: AtomicU64,
+}
+
+impl Shared {
+    fn keys(&self) -> MutexGuard<'_, keys::KeyRing> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn store(&self) -> MutexGuard<'_, store::Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    fn is_public_client(&self) -> bool {
+        self.config.client_secret.is_none()
+    }
+
+    fn count_token_request(&self, grant_type: &str) {
+        let mut counts = self.token_requests.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry(grant_type.to_owned()).or_insert(0) += 1;
+    }
+}
+
+/// A running development provider; dropping it (or [`DevProvider::shutdown`]) stops the server.
+#[derive(Debug)]
+pub struct DevProvider {
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+impl DevProvider {
+    /// Serves the provider on `listener`; refuses (`InvalidInput`) a listener that is not on loopback.
+    pub async fn start(listener: TcpListener, config: DevProviderConfig) -> io::Result<DevProvider> {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the development provider only binds to loopback, not {addr}"),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            issuer: format!("http://{addr}"),
+            config,
+            faults: Faults::default(),
+            keys: Mutex::new(keys::KeyRing::generate()?),
+            store: Mutex::new(store::Store::default()),
+            token_requests: Mutex::new(HashMap::new()),
+            revoked_tokens: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        Ok(DevProvider { shared, server })
+    }
+
+    /// The issuer identifier, `http://127.0.0.1:PORT` without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        &self.shared.issuer
+    }
+
+    /// Runtime knobs that make the provider misbehave; all off by default.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// How many requests reached the token endpoint with this `grant_type`
+    /// (including failed ones and those answered by a fault).
+    pub fn token_requests(&self, grant_type: &str) -> u64 {
+        self.shared.token_requests.lock().unwrap_or_else(PoisonError::into_inner).get(grant_type).copied().unwrap_or(0)
+    }
+
+    /// Replaces the signing key with a new one under a new `kid`; the JWKS then
+    /// serves only the new key (the provider itself still accepts its old tokens).
+    pub fn rotate_signing_key(&self) {
+        if let Err(error) = self.shared.keys().rotate() {
+            // Key generation failing is an aws-lc internal error; keep serving the old key.
+            tracing::error!(%error, "development provider could not generate a new signing key");
+        }
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn current_kid(&self) -> String {
+        self.shared.keys().current().kid().to_owned()
+    }
+
+    /// How many calls to the revocation endpoint revoked something.
+    pub fn revoked_tokens(&self) -> u64 {
+        self.shared.revoked_tokens.load(Ordering::SeqCst)
+    }
+
+    /// A signed back-channel logout token (OpenID Back-Channel Logout 1.0) for
+    /// `username` and optionally a session id (`sid` from an ID token); `None`
+    /// if the user is unknown. The caller delivers it (POST `logout_token=...`).
+    pub fn backchannel_logout_token(&self, username: &str, sid: Option<&str>) -> Option<String> {
+        mint::logout_token(&self.shared, username, sid)
+    }
+
+    /// Stops the server and drops every open connection.
+    pub fn shutdown(self) {
+        // Drop does the work.
+    }
+}
+
+impl Drop for DevProvider {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every connection task.
+        self.server.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else {
+                    // Transient accept errors (e.g. too many open files): back off briefly.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                connections.spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, std::convert::Infallible>(route(shared, request).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // A client hanging up mid-request is not our problem.
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_finished) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
+    use hyper::Method;
+    let path = request.uri().path().to_owned();
+    if path == paths::TOKEN && request.method() == Method::POST {
+        // The token endpoint counts requests even during an outage, so it checks the fault itself.
+        return token::handle(&shared, request).await;
+    }
+    if shared.faults.unavailable.get() {
+        return web::unavailable();
+    }
+    match (request.method().clone(), path.as_str()) {
+        (Method::GET, paths::DISCOVERY) => discovery::configuration(&shared),
+        (Method::GET, paths::JWKS) => discovery::jwks(&shared),
+        (Method::GET, paths::AUTHORIZE) => authorize::show(&shared, &request),
+        (Method::POST, paths::AUTHORIZE) => authorize::submit(&shared, request).await,
+        (Method::GET | Method::POST, paths::USERINFO) => userinfo::handle(&shared, &request),
+        (Method::POST, paths::REVOKE) => revocation::handle(&shared, request).await,
+        (Method::GET, paths::END_SESSION) => logout::end_session(&shared, &request),
+        (_, paths::DISCOVERY | paths::JWKS | paths::AUTHORIZE | paths::TOKEN)
+        | (_, paths::USERINFO | paths::REVOKE | paths::END_SESSION) => web::method_not_allowed(),
+        _ => web::not_found(),
+    }
+}

@@ -1,0 +1,63 @@
+//! Runtime fault switches that make the provider misbehave on purpose (for tests).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// A fault that is either on or off; changed through a shared reference.
+#[derive(Debug, Default)]
+pub struct FaultFlag(AtomicBool);
+
+impl FaultFlag {
+    /// Turns the fault on (`true`) or off.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the fault is on.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A fault carrying an OAuth error code; `None` means off.
+#[derive(Debug, Default)]
+pub struct FaultText(Mutex<Option<String>>);
+
+impl FaultText {
+    /// Sets the error code to answer with, or `None` to turn the fault off.
+    pub fn set(&self, value: Option<&str>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value.map(str::to_owned);
+    }
+
+    /// The current error code, if the fault is on.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Every fault the development provider can simulate; all off by default.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// ID tokens carry a nonce other than the one sent at authorize.
+    pub id_token_wrong_nonce: FaultFlag,
+    /// ID tokens are issued for another audience.
+    pub id_token_wrong_audience: FaultFlag,
+    /// ID tokens name another issuer.
+    pub id_token_wrong_issuer: FaultFlag,
+    /// ID tokens are signed with a key absent from the JWKS, under the published `kid`.
+    pub id_token_bad_signature: FaultFlag,
+    /// ID tokens are already expired when issued.
+    pub id_token_expired: FaultFlag,
+    /// ID tokens are unsigned (`alg: none`).
+    pub id_token_alg_none: FaultFlag,
+    /// The token endpoint answers 400 `{"error": <this>}`.
+    pub token_endpoint_error: FaultText,
+    /// The authorize endpoint redirects back with `error=<this>&state=...`.
+    pub authorize_error: FaultText,
+    /// Every endpoint answers 503, as in an outage.
+    pub unavailable: FaultFlag,
+    /// Discovery advertises only `plain` as a code challenge method.
+    pub omit_s256: FaultFlag,
+    /// Authorization responses lack the RFC 9207 `iss` parameter.
+    pub omit_iss_parameter: FaultFlag,
+}
