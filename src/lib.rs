@@ -8,6 +8,7 @@
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod devidp;
 pub mod echo;
 pub mod gateway;

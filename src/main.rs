@@ -1,1 +1,161 @@
-fn main() {}
+//! The `portcullis` command: parses the CLI, loads configuration, sets up
+//! logging and hands over to the library. No logic lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Parser, Subcommand};
+use portcullis::clock::Clock;
+use portcullis::config::{Config, LogFormat};
+
+/// Portcullis: an OpenID Connect authentication gateway in front of your service.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    /// Configuration file (TOML); PORTCULLIS_* environment variables override it.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gateway (the default).
+    Run,
+    /// Try the whole login locally: a development provider, an echo upstream and the gateway, on loopback.
+    Demo {
+        /// Where the demo gateway listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:4180")]
+        listen: SocketAddr,
+    },
+    /// Validate the configuration and exit, without serving.
+    CheckConfig,
+    /// Print a fresh random session key (base64 of 32 bytes).
+    Secret,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portcullis: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Secret => print_secret(),
+        Command::CheckConfig => check_config(cli.config),
+        Command::Demo { listen } => runtime.block_on(demo(listen)),
+        Command::Run => runtime.block_on(run(cli.config)),
+    }
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(config.as_deref()).map_err(|error| {
+        eprintln!("portcullis: invalid configuration: {error}");
+        ExitCode::from(2)
+    })
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output is the key")]
+fn print_secret() -> ExitCode {
+    match portcullis::random::bytes::<32>() {
+        Ok(key) => {
+            println!("{}", STANDARD.encode(key));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("portcullis: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output is the verdict")]
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            println!(
+                "configuration is valid: protecting {} at {} with provider {}",
+                config.upstream, config.public_url, config.oidc.issuer
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn run(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    portcullis::telemetry::init(config.log.format, &config.log.level);
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.listen, %error, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        listen = %config.listen, public_url = %config.public_url, upstream = %config.upstream,
+        issuer = %config.oidc.issuer, version = env!("CARGO_PKG_VERSION"),
+        "portcullis starting"
+    );
+    let gateway = match portcullis::start(config, Clock::system()).await {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    portcullis::run(gateway, listener, shutdown_signal()).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::print_stdout, reason = "the demo tells the user where to go")]
+async fn demo(listen: SocketAddr) -> ExitCode {
+    portcullis::telemetry::init(LogFormat::Text, "info");
+    let on_ready = |addresses: &portcullis::demo::DemoAddresses| {
+        println!(
+            "portcullis demo: open {} in a browser (users alice/alice and bob/bob; provider {}, echo upstream {})",
+            addresses.gateway, addresses.provider, addresses.upstream
+        );
+    };
+    match portcullis::demo::run(listen, on_ready, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portcullis demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown signal received; draining");
+}
