@@ -62,6 +62,8 @@ pub struct OidcConfig {
     pub id_token_algorithms: Vec<jsonwebtoken::Algorithm>,
     pub clock_skew: Duration,
     pub http_timeout: Duration,
+    pub end_session_on_sign_out: bool,
+    pub post_logout_redirect_url: Url,
 }
 
 /// `[session]`, validated.
@@ -72,6 +74,9 @@ pub struct SessionConfig {
     /// The configured cookie name, without any `__Host-` prefix.
     pub cookie_name: String,
     pub lifetime: Duration,
+    /// `None`: no idle timeout.
+    pub idle_timeout: Option<Duration>,
+    pub refresh_margin: Duration,
     pub login_timeout: Duration,
     pub cache_max_entries: u64,
 }
@@ -296,8 +301,18 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
     }
 
+    let post_logout_redirect_url = match raw.post_logout_redirect_url {
+        Some(text) => Url::parse(&text)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none())
+            .ok_or_else(|| invalid("oidc.post_logout_redirect_url", "must be an absolute http(s) URL"))?,
+        None => public_url.clone(),
+    };
+
     Ok(OidcConfig {
         issuer,
+        end_session_on_sign_out: raw.end_session_on_sign_out,
+        post_logout_redirect_url,
         client_id,
         credentials,
         scopes: raw.scopes,
@@ -309,12 +324,21 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
 }
 
 fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> {
-    let keys = match (raw.secret, raw.secret_file) {
-        (Some(_), Some(_)) => return Err(invalid("session.secret", "set either secret or secret_file, not both")),
-        (Some(secret), None) => {
+    let keys = match (raw.secret, raw.secrets, raw.secret_file) {
+        (Some(secret), None, None) => {
             vec![parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secret", problem))?]
         }
-        (None, Some(path)) => {
+        (None, Some(secrets), None) => {
+            let mut keys = Vec::with_capacity(secrets.len());
+            for secret in &secrets {
+                keys.push(parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secrets", problem))?);
+            }
+            if keys.is_empty() {
+                return Err(invalid("session.secrets", "holds no key"));
+            }
+            keys
+        }
+        (None, None, Some(path)) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|error| invalid("session.secret_file", format!("cannot read {}: {error}", path.display())))?;
             let mut keys = Vec::new();
@@ -326,9 +350,10 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
             }
             keys
         }
-        (None, None) => {
+        (None, None, None) => {
             return Err(invalid("session.secret", "is required: generate one with `portcullis secret`"));
         }
+        _ => return Err(invalid("session.secret", "set only one of secret, secrets and secret_file")),
     };
     let name_ok = !raw.cookie_name.is_empty()
         && raw.cookie_name.len() <= 64
@@ -347,6 +372,12 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
     if raw.login_timeout < Duration::from_secs(30) || raw.login_timeout > Duration::from_secs(3600) {
         return Err(invalid("session.login_timeout", "must be between 30s and 1h"));
     }
+    if !raw.idle_timeout.is_zero() && raw.idle_timeout < Duration::from_secs(60) {
+        return Err(invalid("session.idle_timeout", "must be at least one minute, or 0s to disable it"));
+    }
+    if raw.refresh_margin > Duration::from_secs(3600) {
+        return Err(invalid("session.refresh_margin", "must be at most one hour"));
+    }
     if raw.cache_max_entries == 0 {
         return Err(invalid("session.cache_max_entries", "must be at least 1"));
     }
@@ -354,6 +385,8 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         keys,
         cookie_name: raw.cookie_name,
         lifetime: raw.lifetime,
+        idle_timeout: (!raw.idle_timeout.is_zero()).then_some(raw.idle_timeout),
+        refresh_margin: raw.refresh_margin,
         login_timeout: raw.login_timeout,
         cache_max_entries: raw.cache_max_entries,
     })

@@ -55,6 +55,12 @@ pub struct RawOidc {
     /// Timeout of each call to the provider.
     #[serde(with = "humantime_serde")]
     pub http_timeout: Duration,
+    /// On sign-out, also end the provider's session (RP-initiated logout) when
+    /// the provider has an `end_session_endpoint`.
+    pub end_session_on_sign_out: bool,
+    /// Where the provider sends the browser after its logout; must be registered
+    /// there. Default: `{public_url}/`.
+    pub post_logout_redirect_url: Option<String>,
     /// Allows an `http://` issuer that is not on loopback. Never in production.
     pub dangerous_allow_insecure_http_issuer: bool,
 }
@@ -65,10 +71,20 @@ pub struct RawOidc {
 pub struct RawSession {
     #[serde(skip_serializing)]
     pub secret: Option<SecretString>,
+    /// Several keys for rotation: the first seals, all open.
+    #[serde(skip_serializing)]
+    pub secrets: Option<Vec<SecretString>>,
     pub secret_file: Option<PathBuf>,
     pub cookie_name: String,
+    /// Absolute session lifetime, from login.
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
+    /// A session unused for this long ends; `0s` disables the idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Access tokens this close to expiry are refreshed before forwarding.
+    #[serde(with = "humantime_serde")]
+    pub refresh_margin: Duration,
     /// How long a login attempt (the flow cookie) stays valid.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
@@ -119,13 +135,18 @@ impl Default for RawConfig {
                     .to_vec(),
                 clock_skew: Duration::from_secs(60),
                 http_timeout: Duration::from_secs(10),
+                end_session_on_sign_out: false,
+                post_logout_redirect_url: None,
                 dangerous_allow_insecure_http_issuer: false,
             },
             session: RawSession {
                 secret: None,
+                secrets: None,
                 secret_file: None,
                 cookie_name: "_portcullis".to_owned(),
                 lifetime: Duration::from_secs(12 * 3600),
+                idle_timeout: Duration::from_secs(2 * 3600),
+                refresh_margin: Duration::from_secs(60),
                 login_timeout: Duration::from_secs(600),
                 cache_max_entries: 200_000,
             },
