@@ -2,7 +2,7 @@
 # The project's whole test suite: format, lints, unit + integration tests, the browser test and the dependency audit.
 #
 #   tests/run-all.sh              everything (what CI runs through .ci/run)
-#   tests/run-all.sh --quick      fmt + cargo test only (skips clippy, the browser test and cargo-deny)
+#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, cargo-deny)
 #   tests/run-all.sh --deps-only  only install the system and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
@@ -140,6 +140,10 @@ if [ "$mode" = full ]; then
     step "cargo clippy --all-targets --locked -- -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
 fi
+
+failed_step="mock OpenID provider self-test"
+step "node --test tests/e2e/*.test.mjs (the mock OpenID provider the Rust tests use)"
+node --test tests/e2e/*.test.mjs
 
 failed_step="cargo test"
 step "cargo test --locked (PORTCULLIS_MOCK_IDP=$PORTCULLIS_MOCK_IDP)"

@@ -55,7 +55,14 @@
 import { createHash } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { OAuth2Server } from 'oauth2-mock-server';
+
+const { OAuth2Server } = await import('oauth2-mock-server').catch((error) => {
+  process.stderr.write(
+    `mock-idp: cannot load oauth2-mock-server (${error.code ?? error.message}): ` +
+      'run `npm ci` in tests/e2e, or tests/run-all.sh --deps-only\n',
+  );
+  process.exit(3);
+});
 
 const CODE_LIFETIME_MS = 60_000;
 const SHUTDOWN_GRACE_MS = 2_000;
