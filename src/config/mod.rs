@@ -331,7 +331,9 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         (None, Some(secrets), None) => {
             let mut keys = Vec::with_capacity(secrets.len());
             for secret in &secrets {
-                keys.push(parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secrets", problem))?);
+                keys.push(
+                    parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secrets", problem))?,
+                );
             }
             if keys.is_empty() {
                 return Err(invalid("session.secrets", "holds no key"));

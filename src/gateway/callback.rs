@@ -24,8 +24,6 @@ use crate::session::seal::Purpose;
 
 /// Access-token lifetime assumed when the provider does not say (RFC 6749 §5.1 makes `expires_in` optional).
 const DEFAULT_ACCESS_TOKEN_SECONDS: i64 = 300;
-/// A cookie larger than this is refused by browsers (RFC 6265 §6.1 minimum).
-pub(super) const MAX_COOKIE_BYTES: usize = 4000;
 
 #[derive(Default)]
 struct CallbackParams {
@@ -84,7 +82,7 @@ impl Gateway {
                 if flow.expires_at <= self.clock.now() {
                     refuse(StatusCode::BAD_REQUEST, "login_expired", restart)
                 } else {
-                    self.finish_login(flow, &params, request_id, outcome).await
+                    self.finish_login(flow, &params, request.headers(), request_id, outcome).await
                 }
             }
             _ => refuse(StatusCode::BAD_REQUEST, "state_mismatch", restart),
@@ -100,6 +98,7 @@ impl Gateway {
         &self,
         flow: LoginFlow,
         params: &CallbackParams,
+        request_headers: &http::HeaderMap,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -235,13 +234,17 @@ impl Gateway {
             name: claims.name,
             preferred_username: claims.preferred_username,
             groups: claims.groups.unwrap_or_default(),
+            sid: claims.sid,
             created_at: now,
+            last_seen_at: now,
             expires_at: now.saturating_add(lifetime),
             access_token: tokens.access_token.expose().to_owned(),
             access_expires_at: now.saturating_add(expires_in),
             refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
+            id_token: Some(raw_id_token.expose().to_owned()),
         };
-        let Some(set_cookie) = self.seal_session(&data) else {
+        let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
+        let Some(set_cookies) = self.seal_session(&data, held_parts) else {
             tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
             return self.fail(
                 Audience::Browser,
@@ -258,19 +261,18 @@ impl Gateway {
         outcome.user = Some(data.sub.clone());
 
         let mut response = pages::redirect(&flow.return_to);
-        response.headers_mut().append(header::SET_COOKIE, set_cookie);
+        for set_cookie in set_cookies {
+            response.headers_mut().append(header::SET_COOKIE, set_cookie);
+        }
         response
     }
 
-    /// The `Set-Cookie` for a session, or `None` if it cannot be sealed or is too large.
-    pub(super) fn seal_session(&self, data: &SessionData) -> Option<http::HeaderValue> {
+    /// The `Set-Cookie` headers for a session (split into parts when large),
+    /// or `None` if it cannot be sealed or is larger than the part limit.
+    pub(super) fn seal_session(&self, data: &SessionData, held_parts: usize) -> Option<Vec<http::HeaderValue>> {
         let json = serde_json::to_vec(data).ok()?;
-        let name = self.cookies.session_name();
-        let sealed = self.keys.seal(Purpose::Session, name, &json).ok()?;
-        if sealed.len() + name.len() > MAX_COOKIE_BYTES {
-            return None;
-        }
-        self.cookies.set(name, &sealed, self.config.session.lifetime)
+        let sealed = self.keys.seal(Purpose::Session, self.cookies.session_name(), &json).ok()?;
+        self.cookies.set_session(&sealed, self.config.session.lifetime, held_parts)
     }
 }
 

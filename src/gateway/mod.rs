@@ -3,8 +3,11 @@
 //! continues or answers. See `docs/architecture.md`.
 
 mod audience;
+mod backchannel;
 mod callback;
+mod form;
 mod login;
+mod refresh;
 mod request_id;
 mod session_auth;
 mod sign_out;
@@ -26,6 +29,7 @@ use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
 use crate::redirect::RedirectPolicy;
 use crate::session::cache::SessionCache;
 use crate::session::cookies::CookieJarSpec;
+use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 
 pub use self::request_id::RequestId;
@@ -37,6 +41,7 @@ pub mod paths {
     pub const START: &str = "/oauth2/start";
     pub const CALLBACK: &str = "/oauth2/callback";
     pub const SIGN_OUT: &str = "/oauth2/sign_out";
+    pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/backchannel_logout";
 }
 
 /// What the server knows about the connection a request came on.
@@ -67,6 +72,9 @@ pub struct Gateway {
     keys: KeyRing,
     cookies: CookieJarSpec,
     cache: SessionCache,
+    ended: EndedSessions,
+    refreshes: refresh::RefreshFlights,
+    used_logout_tokens: moka::future::Cache<String, ()>,
     upstream: Upstream,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
@@ -81,6 +89,8 @@ impl Gateway {
         let keys = KeyRing::new(&config.session.keys)?;
         let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
         let cache = SessionCache::new(config.session.cache_max_entries);
+        let ended = EndedSessions::new(config.session.lifetime, config.session.cache_max_entries);
+        let refreshes = refresh::flights(config.session.cache_max_entries);
         let upstream = Upstream::new(
             config.upstream.clone(),
             UpstreamSettings {
@@ -98,6 +108,12 @@ impl Gateway {
             keys,
             cookies,
             cache,
+            ended,
+            refreshes,
+            used_logout_tokens: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(backchannel::JTI_MEMORY)
+                .build(),
             upstream,
             redirects,
             request_ids: request_id::RequestIds::new(),
@@ -162,18 +178,30 @@ impl Gateway {
             }
             paths::START => return self.start_login_explicit(&request, request_id).await,
             paths::CALLBACK => return self.callback(&request, request_id, outcome).await,
-            paths::SIGN_OUT => return self.sign_out(&request).await,
+            paths::SIGN_OUT => return self.sign_out(request, request_id).await,
+            paths::BACKCHANNEL_LOGOUT => return self.backchannel_logout(request, request_id).await,
             _ => {}
         }
 
         let authenticated = self.authenticate(request.headers()).await;
         let Some(session) = authenticated.session else {
             let audience = audience::classify(request.method(), request.headers());
+            if authenticated.provider_unavailable {
+                let mut response = self.fail(
+                    audience,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "idp_unavailable",
+                    "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.",
+                    request_id,
+                );
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return response;
+            }
             let mut response = self.unauthenticated(&request, audience, request_id).await;
-            if authenticated.clear_cookie
-                && let Some(clear) = self.cookies.clear(self.cookies.session_name())
-            {
-                response.headers_mut().append(header::SET_COOKIE, clear);
+            if authenticated.clear_cookie {
+                for clear in self.cookies.clear_session(request.headers()) {
+                    response.headers_mut().append(header::SET_COOKIE, clear);
+                }
             }
             return response;
         };
@@ -208,7 +236,7 @@ impl Gateway {
                 )
             }
         };
-        if let Some(cookie) = authenticated.reissued_cookie {
+        for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response

@@ -1,5 +1,6 @@
 //! Authenticating a request from its session cookie: the hot path. One AEAD
-//! open, one cache lookup; no token parsing and no provider call.
+//! open, a few cache lookups; no token parsing and no provider call unless
+//! the access token is about to expire.
 
 use std::sync::Arc;
 
@@ -7,10 +8,15 @@ use http::{HeaderMap, HeaderValue};
 
 use super::Gateway;
 use super::callback::active_session;
+use super::login::seconds;
+use super::refresh::RefreshOutcome;
 use crate::session::cache::ActiveSession;
-use crate::session::cookies::single_cookie_value;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::seal::Purpose;
+
+/// The idle clock in the cookie is advanced at most this often (re-sealing
+/// on every request would cost more than it tells).
+const IDLE_TOUCH_SECONDS: i64 = 60;
 
 /// An authenticated user.
 #[derive(Debug)]
@@ -25,46 +31,90 @@ pub(super) struct Authentication {
     pub session: Option<AuthenticatedSession>,
     /// A cookie was presented but is no good: clear it.
     pub clear_cookie: bool,
-    /// The session cookie re-sealed (newest key), to send back.
-    pub reissued_cookie: Option<HeaderValue>,
+    /// The access token has expired and the provider cannot refresh it now.
+    pub provider_unavailable: bool,
+    /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+impl Authentication {
+    fn invalid() -> Self {
+        Self { clear_cookie: true, ..Self::default() }
+    }
 }
 
 impl Gateway {
     pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Authentication {
-        let name = self.cookies.session_name();
-        let Some(sealed) = single_cookie_value(headers, name) else {
+        let Some(cookie) = self.cookies.read_session(headers) else {
             return Authentication::default();
         };
-        let invalid = Authentication { clear_cookie: true, ..Authentication::default() };
-        let Ok((json, sealed_with_old_key)) = self.keys.open(Purpose::Session, name, sealed) else {
-            return invalid;
+        let Ok((json, sealed_with_old_key)) =
+            self.keys.open(Purpose::Session, self.cookies.session_name(), &cookie.sealed())
+        else {
+            return Authentication::invalid();
         };
-        let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
-            return invalid;
+        let Ok(mut data) = serde_json::from_slice::<SessionData>(&json) else {
+            return Authentication::invalid();
         };
         let now = self.clock.now();
-        if data.v != SESSION_FORMAT || data.iss != self.config.oidc.issuer || data.expires_at <= now {
-            return invalid;
+        let idle_expired =
+            self.config.session.idle_timeout.is_some_and(|idle| data.last_seen_at.saturating_add(seconds(idle)) <= now);
+        if data.v != SESSION_FORMAT || data.iss != self.config.oidc.issuer || data.expires_at <= now || idle_expired {
+            return Authentication::invalid();
         }
-        if data.access_expires_at <= now {
-            // Refreshing comes with the session lifecycle work; until then an
-            // expired access token means signing in again.
-            return invalid;
+        if self.ended.has_ended(&data.id, &data.sub, data.sid.as_deref(), data.created_at).await {
+            return Authentication::invalid();
         }
-        let active = match self.cache.get(&data.id, data.access_expires_at).await {
-            Some(active) => active,
-            None => {
-                let Some(active) = active_session(&data) else { return invalid };
-                let active = Arc::new(active);
-                self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
-                active
+
+        let mut reseal = sealed_with_old_key || now.saturating_sub(data.last_seen_at) >= IDLE_TOUCH_SECONDS;
+        let refresh_due = data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        let active = if refresh_due && data.refresh_token.is_some() {
+            match self.refresh(&data).await.as_ref() {
+                RefreshOutcome::Refreshed { data: refreshed, active } => {
+                    data = SessionData::clone(refreshed);
+                    reseal = true;
+                    Arc::clone(active)
+                }
+                RefreshOutcome::Ended => return Authentication::invalid(),
+                RefreshOutcome::Unavailable if data.access_expires_at > now => {
+                    match self.cached_or_built(&data).await {
+                        Some(active) => active,
+                        None => return Authentication::invalid(),
+                    }
+                }
+                RefreshOutcome::Unavailable => {
+                    return Authentication { provider_unavailable: true, ..Authentication::default() };
+                }
+            }
+        } else if data.access_expires_at <= now {
+            // Expired and nothing to refresh it with: sign in again.
+            return Authentication::invalid();
+        } else {
+            match self.cached_or_built(&data).await {
+                Some(active) => active,
+                None => return Authentication::invalid(),
             }
         };
-        let reissued_cookie = if sealed_with_old_key { self.seal_session(&data) } else { None };
+
+        let mut set_cookies = Vec::new();
+        if reseal {
+            data.last_seen_at = now;
+            set_cookies = self.seal_session(&data, cookie.part_count()).unwrap_or_default();
+        }
         Authentication {
             session: Some(AuthenticatedSession { subject: data.sub, active }),
             clear_cookie: false,
-            reissued_cookie,
+            provider_unavailable: false,
+            set_cookies,
         }
+    }
+
+    async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
+        if let Some(active) = self.cache.get(&data.id, data.access_expires_at).await {
+            return Some(active);
+        }
+        let active = Arc::new(active_session(data)?);
+        self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
+        Some(active)
     }
 }

@@ -1,42 +1,154 @@
-//! `/oauth2/sign_out`: ends the session in this browser and on this gateway.
+//! `/oauth2/sign_out`: ends the session in this browser, on this gateway and,
+//! when configured, at the provider.
+//!
+//! Cross-site requests cannot sign a user out: a GET signs out only when
+//! Fetch Metadata shows the user's own navigation (`same-origin` or `none`);
+//! anything else gets a confirmation page whose POST carries a CSRF token
+//! bound to the session.
 
-use http::{Request, Response, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::Gateway;
-use crate::body::ProxyBody;
-use crate::pages;
-use crate::session::cookies::{flow_cookie_names, single_cookie_value};
+use super::form::{read_form, single};
+use super::{Gateway, RequestId};
+use crate::body::{ProxyBody, full};
+use crate::oidc::token;
+use crate::pages::{self, Audience, escape_html};
 use crate::session::data::SessionData;
 use crate::session::seal::Purpose;
 
+const CSRF_LABEL: &str = "sign-out";
+
 impl Gateway {
-    pub(super) async fn sign_out(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
-        let name = self.cookies.session_name();
-        let session = single_cookie_value(request.headers(), name)
-            .and_then(|sealed| self.keys.open(Purpose::Session, name, sealed).ok())
-            .and_then(|(json, _)| serde_json::from_slice::<SessionData>(&json).ok());
-        if let Some(data) = &session {
-            self.cache.remove(&data.id).await;
-            tracing::info!(target: "portcullis::auth", event = "signed_out", user = %data.sub);
-        }
-        let requested = request
-            .uri()
-            .query()
-            .and_then(|query| {
-                form_urlencoded::parse(query.as_bytes())
-                    .find(|(key, _)| key == "rd")
-                    .map(|(_, value)| value.into_owned())
-            })
-            .unwrap_or_else(|| "/".to_owned());
-        let mut response = pages::redirect(&self.redirects.sanitise(&requested));
-        let headers = response.headers_mut();
-        let stale: Vec<String> = flow_cookie_names(request.headers(), &self.cookies).map(str::to_owned).collect();
-        for cookie in std::iter::once(name.to_owned()).chain(stale) {
-            if let Some(clear) = self.cookies.clear(&cookie) {
-                headers.append(header::SET_COOKIE, clear);
+    pub(super) async fn sign_out(&self, request: Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
+        let session = self.session_for_sign_out(request.headers());
+        let headers = request.headers().clone();
+        let fetch_site =
+            headers.get("sec-fetch-site").and_then(|value| value.to_str().ok()).map(str::to_ascii_lowercase);
+        let user_initiated = matches!(fetch_site.as_deref(), Some("same-origin" | "none"));
+
+        let (confirmed, requested) = match *request.method() {
+            Method::GET | Method::HEAD => (user_initiated, query_value(request.uri().query(), "rd")),
+            Method::POST => {
+                if !self.origin_allowed(&headers) {
+                    return self.fail(
+                        Audience::Browser,
+                        StatusCode::FORBIDDEN,
+                        "cross_site",
+                        "Sign-out must come from this site.",
+                        request_id,
+                    );
+                }
+                let form = read_form(request).await.unwrap_or_default();
+                let token_ok = match (&session, single(&form, "csrf")) {
+                    (Some(data), Some(token)) => self.keys.verify_mac(CSRF_LABEL, &data.id, token),
+                    // Without a session there is nothing to protect.
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                };
+                (token_ok || fetch_site.as_deref() == Some("same-origin"), single(&form, "rd").map(str::to_owned))
             }
+            _ => {
+                return self.fail(
+                    Audience::Api,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "Use GET or POST.",
+                    request_id,
+                );
+            }
+        };
+        let target = self.redirects.sanitise(requested.as_deref().unwrap_or("/"));
+        if !confirmed {
+            return self.confirmation_page(session.as_ref(), &target);
+        }
+
+        let mut location = target;
+        if let Some(data) = &session {
+            self.ended.end_session(&data.id).await;
+            self.cache.remove(&data.id).await;
+            self.revoke_tokens(data, request_id).await;
+            if let Some(end_session) = self.provider_logout_url(data) {
+                location = end_session;
+            }
+            tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "signed_out", user = %data.sub);
+        }
+        let mut response = pages::redirect(&location);
+        for clear in self.cookies.clear_all(&headers) {
+            response.headers_mut().append(header::SET_COOKIE, clear);
         }
         response
     }
+
+    fn session_for_sign_out(&self, headers: &HeaderMap) -> Option<SessionData> {
+        let cookie = self.cookies.read_session(headers)?;
+        let (json, _) = self.keys.open(Purpose::Session, self.cookies.session_name(), &cookie.sealed()).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// A POST's `Origin`, when sent, must be ours.
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        match headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) {
+            None => true,
+            Some(origin) => url::Url::parse(origin).is_ok_and(|url| url.origin() == self.config.public_url.origin()),
+        }
+    }
+
+    /// RFC 7009: revoke the refresh token (which ends its grant) and the access
+    /// token. Failures are logged; the local sign-out happens regardless.
+    async fn revoke_tokens(&self, data: &SessionData, request_id: &RequestId) {
+        let Some(provider) = self.provider.current() else { return };
+        let Some(endpoint) = provider.metadata.revocation_endpoint.as_deref() else { return };
+        let tokens =
+            [(data.refresh_token.as_deref(), "refresh_token"), (Some(data.access_token.as_str()), "access_token")];
+        for (value, hint) in tokens {
+            let Some(value) = value else { continue };
+            if let Err(error) = token::revoke(self.provider.client(), endpoint, &self.config.oidc, value, hint).await {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
+            }
+        }
+    }
+
+    /// OIDC RP-Initiated Logout 1.0 §2, when configured and offered.
+    fn provider_logout_url(&self, data: &SessionData) -> Option<String> {
+        if !self.config.oidc.end_session_on_sign_out {
+            return None;
+        }
+        let provider = self.provider.current()?;
+        let mut url = url::Url::parse(provider.metadata.end_session_endpoint.as_deref()?).ok()?;
+        let state = crate::random::token::<16>().ok()?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(id_token) = &data.id_token {
+                query.append_pair("id_token_hint", id_token);
+            }
+            query
+                .append_pair("client_id", &self.config.oidc.client_id)
+                .append_pair("post_logout_redirect_uri", self.config.oidc.post_logout_redirect_url.as_str())
+                .append_pair("state", &state);
+        }
+        Some(url.to_string())
+    }
+
+    fn confirmation_page(&self, session: Option<&SessionData>, target: &str) -> Response<ProxyBody> {
+        let csrf = session.map(|data| self.keys.mac(CSRF_LABEL, &data.id)).unwrap_or_default();
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title>\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<style>body{{font-family:system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}}\
+button{{font-size:1rem;padding:.5rem 1.2rem}}</style></head><body><h1>Sign out?</h1>\
+<form method=\"post\" action=\"/oauth2/sign_out\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"rd\" value=\"{target}\"><button type=\"submit\">Sign out</button></form></body></html>",
+            csrf = escape_html(&csrf),
+            target = escape_html(target),
+        );
+        let mut response = Response::new(full(body));
+        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+        pages::harden(&mut response);
+        response
+    }
+}
+
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }

@@ -4,6 +4,7 @@
 
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::jwks::Jwks;
@@ -94,39 +95,9 @@ pub struct Expectations<'a> {
 
 /// Verifies the signature and claims of `token`.
 pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Result<IdTokenClaims, IdTokenError> {
-    // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
-    let header = decode_header(token).map_err(|_| IdTokenError::Malformed)?;
-    if !expect.algorithms.contains(&header.alg) {
-        return Err(IdTokenError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
-    }
-    let candidates = jwks.keys_for(header.kid.as_deref()).await;
-    if candidates.is_empty() {
-        return Err(IdTokenError::UnknownKey);
-    }
-
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[expect.issuer]);
-    validation.set_audience(&[expect.client_id]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    // Expiry is checked below against the gateway's clock, not the system's.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-
-    let mut last_error = IdTokenError::UnknownKey;
-    let mut verified = None;
-    // A key that declares an algorithm is only used with that algorithm
-    // (no RSA key verifying an ES256 token, no key confusion).
-    for candidate in candidates.iter().filter(|key| key.algorithm.is_none_or(|alg| alg == header.alg)) {
-        match decode::<IdTokenClaims>(token, &candidate.key, &validation) {
-            Ok(data) => {
-                verified = Some(data.claims);
-                break;
-            }
-            Err(error) => last_error = IdTokenError::Invalid(error.kind_name()),
-        }
-    }
-    let claims = verified.ok_or(last_error)?;
-
+    let claims: IdTokenClaims =
+        verify_signed(token, jwks, expect.algorithms, expect.issuer, expect.client_id, &["exp", "iss", "aud", "sub"])
+            .await?;
     if claims.exp.saturating_add(expect.skew_seconds) <= expect.now {
         return Err(IdTokenError::Expired);
     }
@@ -149,6 +120,45 @@ pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Re
         }
     }
     Ok(claims)
+}
+
+/// Verifies a JWT's signature with a provider key and an allow-listed
+/// algorithm, its `iss` and its `aud`, and that `required` claims exist.
+/// Time claims are left to the caller, who owns the clock.
+pub async fn verify_signed<T: DeserializeOwned>(
+    token: &str,
+    jwks: &Jwks,
+    algorithms: &[Algorithm],
+    issuer: &str,
+    audience: &str,
+    required: &[&str],
+) -> Result<T, IdTokenError> {
+    // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
+    let header = decode_header(token).map_err(|_| IdTokenError::Malformed)?;
+    if !algorithms.contains(&header.alg) {
+        return Err(IdTokenError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+    }
+    let candidates = jwks.keys_for(header.kid.as_deref()).await;
+    if candidates.is_empty() {
+        return Err(IdTokenError::UnknownKey);
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(required);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+
+    let mut last_error = IdTokenError::UnknownKey;
+    // A key that declares an algorithm is only used with that algorithm
+    // (no RSA key verifying an ES256 token, no key confusion).
+    for candidate in candidates.iter().filter(|key| key.algorithm.is_none_or(|alg| alg == header.alg)) {
+        match decode::<T>(token, &candidate.key, &validation) {
+            Ok(data) => return Ok(data.claims),
+            Err(error) => last_error = IdTokenError::Invalid(error.kind_name()),
+        }
+    }
+    Err(last_error)
 }
 
 /// A short, secret-free name for a jsonwebtoken error kind (for logs).

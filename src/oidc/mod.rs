@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod http_client;
 pub mod id_token;
 pub mod jwks;
+pub mod logout_token;
 pub mod pkce;
 pub mod provider;
 pub mod token;

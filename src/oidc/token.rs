@@ -155,3 +155,24 @@ fn authenticate<'a>(
 pub fn sanitise_error_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect()
 }
+
+/// Revokes a token (RFC 7009 §2.1). The provider's answer only matters for
+/// the log: local sign-out goes ahead whatever happens here.
+pub async fn revoke(
+    client: &IdpHttpClient,
+    revocation_endpoint: &str,
+    oidc: &OidcConfig,
+    token: &str,
+    token_type_hint: &str,
+) -> Result<(), TokenError> {
+    let params = [("token", token), ("token_type_hint", token_type_hint)];
+    let (form, authorization) = authenticate(oidc, &params)?;
+    let response = client.post_form(revocation_endpoint, &form, authorization).await?;
+    if response.status.is_success() {
+        Ok(())
+    } else if response.status.is_server_error() {
+        Err(TokenError::Unavailable(format!("HTTP {}", response.status.as_u16())))
+    } else {
+        Err(TokenError::Rejected { code: format!("HTTP {}", response.status.as_u16()) })
+    }
+}

@@ -36,9 +36,73 @@ impl CookieJarSpec {
         format!("{}{state}", self.flow_prefix)
     }
 
-    /// Whether a cookie belongs to the gateway (never forwarded upstream).
+    /// Whether a cookie belongs to the gateway (never forwarded upstream):
+    /// the session cookie, its numbered parts and the flow cookies.
     pub fn is_ours(&self, name: &str) -> bool {
-        name == self.session_name || name.starts_with(&self.flow_prefix)
+        name.strip_prefix(self.session_name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    }
+
+    /// The name of part `index` of a split session cookie (part 0 is the session cookie itself).
+    pub fn part_name(&self, index: usize) -> String {
+        if index == 0 { self.session_name.clone() } else { format!("{}_{index}", self.session_name) }
+    }
+
+    /// The sealed session from the request, reassembled from its parts.
+    /// `None` when absent, ambiguous, or over the part limit.
+    pub fn read_session<'a>(&self, headers: &'a HeaderMap) -> Option<SessionCookie<'a>> {
+        let first = single_cookie_value(headers, &self.session_name)?;
+        let mut parts = vec![first];
+        for index in 1..=MAX_SESSION_PARTS {
+            match single_cookie_value(headers, &self.part_name(index)) {
+                Some(part) if index < MAX_SESSION_PARTS => parts.push(part),
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        Some(SessionCookie { parts })
+    }
+
+    /// `Set-Cookie` headers storing `sealed`, split into parts that each fit a
+    /// browser's per-cookie limit; parts the browser holds beyond the new count are cleared.
+    pub fn set_session(&self, sealed: &str, max_age: Duration, held_parts: usize) -> Option<Vec<HeaderValue>> {
+        let chunks: Vec<&str> = split_str(sealed, SESSION_PART_BYTES);
+        if chunks.len() > MAX_SESSION_PARTS {
+            return None;
+        }
+        let mut headers = Vec::with_capacity(chunks.len().max(held_parts));
+        for (index, chunk) in chunks.iter().enumerate() {
+            headers.push(self.set(&self.part_name(index), chunk, max_age)?);
+        }
+        for index in chunks.len()..held_parts {
+            headers.push(self.clear(&self.part_name(index))?);
+        }
+        Some(headers)
+    }
+
+    /// `Set-Cookie` headers deleting the session cookie and any parts the request carries (flows stay).
+    pub fn clear_session(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
+        let mut names: Vec<String> = vec![self.session_name.clone()];
+        for name in cookie_names(headers) {
+            let is_part = name
+                .strip_prefix(self.session_name.as_str())
+                .and_then(|rest| rest.strip_prefix('_'))
+                .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()));
+            if is_part && !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names.iter().filter_map(|name| self.clear(name)).collect()
+    }
+
+    /// `Set-Cookie` headers deleting the session cookie and every part and flow cookie the request carries.
+    pub fn clear_all(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
+        let mut names: Vec<String> = vec![self.session_name.clone()];
+        for name in cookie_names(headers) {
+            if self.is_ours(name) && !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names.iter().filter_map(|name| self.clear(name)).collect()
     }
 
     /// `Set-Cookie` for a new value, valid for `max_age`.
@@ -67,30 +131,76 @@ impl CookieJarSpec {
     }
 }
 
-/// Every value of the cookie `name` in the request (there may be several:
-/// HTTP/2 splits `Cookie`, and attackers send duplicates).
-pub fn request_cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// Session cookies larger than this are split (browsers keep at least 4096
+/// bytes per cookie, name and attributes included: RFC 6265 §6.1).
+pub const SESSION_PART_BYTES: usize = 3800;
+/// At most this many parts (about 30 KB of session).
+pub const MAX_SESSION_PARTS: usize = 8;
+
+/// A sealed session as the browser sent it, possibly in several parts.
+#[derive(Debug)]
+pub struct SessionCookie<'a> {
+    parts: Vec<&'a str>,
+}
+
+impl SessionCookie<'_> {
+    /// The sealed value, reassembled.
+    pub fn sealed(&self) -> std::borrow::Cow<'_, str> {
+        match self.parts.as_slice() {
+            [single] => std::borrow::Cow::Borrowed(single),
+            parts => std::borrow::Cow::Owned(parts.concat()),
+        }
+    }
+
+    /// How many parts the browser holds.
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
+    }
+}
+
+fn split_str(text: &str, size: usize) -> Vec<&str> {
+    // Sealed values are base64url (ASCII), so any byte offset is a char boundary.
+    let mut parts = Vec::with_capacity(text.len() / size + 1);
+    let mut rest = text;
+    while rest.len() > size {
+        let (head, tail) = rest.split_at(size);
+        parts.push(head);
+        rest = tail;
+    }
+    parts.push(rest);
+    parts
+}
+
+fn cookie_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(move |pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value.trim_matches('"'))
-        })
+        .filter_map(|pair| pair.trim().split_once('=').map(|(name, _)| name))
 }
 
 /// The single value of cookie `name`; `None` when absent or ambiguous
 /// (several different values: a tossed cookie must not pick the session).
-pub fn single_cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
-    let mut values = request_cookie_values(headers, name);
-    let first = values.next()?;
-    if values.any(|other| other != first) {
-        tracing::warn!(cookie = name, "several different values for one gateway cookie; ignoring them");
-        return None;
+pub fn single_cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut found: Option<&'h str> = None;
+    for value in headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()) {
+        for pair in value.split(';') {
+            let Some((key, value)) = pair.trim().split_once('=') else { continue };
+            if key != name {
+                continue;
+            }
+            let value = value.trim_matches('"');
+            match found {
+                Some(first) if first != value => {
+                    tracing::warn!(cookie = name, "several different values for one gateway cookie; ignoring them");
+                    return None;
+                }
+                _ => found = Some(value),
+            }
+        }
     }
-    Some(first)
+    found
 }
 
 /// Names of the flow cookies the request carries.
@@ -131,6 +241,26 @@ mod tests {
         assert!(!text.contains("Secure"));
         assert!(text.contains("Max-Age=0"));
         assert!(spec.is_ours("_p") && spec.is_ours(&spec.flow_name("abc")) && !spec.is_ours("_px"));
+        assert!(spec.is_ours("_p_3") && !spec.is_ours("p_3"));
+    }
+
+    #[test]
+    fn big_sessions_split_and_reassemble() {
+        let spec = CookieJarSpec::new("_p", true);
+        let sealed = "x".repeat(SESSION_PART_BYTES * 2 + 10);
+        let set = spec.set_session(&sealed, Duration::from_secs(60), 5).unwrap();
+        assert_eq!(set.len(), 5, "3 parts plus 2 stale parts cleared");
+        let mut headers = HeaderMap::new();
+        let pairs: Vec<String> =
+            set.iter().take(3).map(|value| value.to_str().unwrap().split(';').next().unwrap().to_owned()).collect();
+        headers.insert(header::COOKIE, HeaderValue::try_from(pairs.join("; ")).unwrap());
+        let read = spec.read_session(&headers).unwrap();
+        assert_eq!(read.part_count(), 3);
+        assert_eq!(read.sealed(), sealed);
+        assert!(
+            spec.set_session(&"y".repeat(SESSION_PART_BYTES * MAX_SESSION_PARTS + 1), Duration::from_secs(1), 0)
+                .is_none()
+        );
     }
 
     #[test]

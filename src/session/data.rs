@@ -27,13 +27,21 @@ pub struct SessionData {
     pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The provider's session id (`sid`), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub created_at: UnixSeconds,
+    /// Last use, for the idle timeout; updated at most once a minute.
+    pub last_seen_at: UnixSeconds,
     /// Absolute end of the session, whatever the cookie's `Max-Age` says.
     pub expires_at: UnixSeconds,
     pub access_token: String,
     pub access_expires_at: UnixSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// Kept for `id_token_hint` at provider logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for SessionData {

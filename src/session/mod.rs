@@ -4,5 +4,6 @@
 pub mod cache;
 pub mod cookies;
 pub mod data;
+pub mod ended;
 pub mod flow;
 pub mod seal;

@@ -6,7 +6,7 @@
 //! configured: the first seals, any opens (rotation without logging users out).
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::hkdf;
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use crate::secret::SecretBytes;
 const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 2 + NONCE_LEN;
 /// Sealed values larger than this are refused before any work is done.
-pub const MAX_SEALED_LEN: usize = 16 * 1024;
+pub const MAX_SEALED_LEN: usize = 32 * 1024;
 
 /// What a sealed value is for; part of the authenticated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +52,7 @@ pub enum OpenError {
 struct CookieKey {
     id: u8,
     aead: LessSafeKey,
+    mac: hmac::Key,
 }
 
 /// The configured keys, ready to seal and open.
@@ -95,7 +96,8 @@ impl KeyRing {
             // A one-byte id from the secret's hash tells which key sealed a value, so
             // opening tries one key, not all of them. Collisions only cost a retry.
             let id = Sha256::digest(material).first().copied().unwrap_or(0);
-            keys.push(CookieKey { id, aead: LessSafeKey::new(unbound) });
+            let mac_okm = prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256).map_err(|_| KeyError)?;
+            keys.push(CookieKey { id, aead: LessSafeKey::new(unbound), mac: hmac::Key::from(mac_okm) });
         }
         Ok(Self { keys })
     }
@@ -147,6 +149,31 @@ impl KeyRing {
         }
         Err(if any_candidate { OpenError::Forged } else { OpenError::UnknownKey })
     }
+}
+
+impl KeyRing {
+    /// A MAC of `message` for `label` with the newest key (e.g. a CSRF token bound to a session id).
+    pub fn mac(&self, label: &str, message: &str) -> String {
+        self.keys.first().map(|key| URL_SAFE_NO_PAD.encode(mac_tag(&key.mac, label, message))).unwrap_or_default()
+    }
+
+    /// Checks a MAC made by [`KeyRing::mac`] with any configured key, in constant time.
+    pub fn verify_mac(&self, label: &str, message: &str, tag: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else { return false };
+        let mut data = Vec::with_capacity(label.len() + message.len() + 1);
+        data.extend_from_slice(label.as_bytes());
+        data.push(0);
+        data.extend_from_slice(message.as_bytes());
+        self.keys.iter().any(|key| hmac::verify(&key.mac, &data, &tag).is_ok())
+    }
+}
+
+fn mac_tag(key: &hmac::Key, label: &str, message: &str) -> hmac::Tag {
+    let mut context = hmac::Context::with_key(key);
+    context.update(label.as_bytes());
+    context.update(&[0]);
+    context.update(message.as_bytes());
+    context.sign()
 }
 
 fn associated_data(purpose: Purpose, cookie_name: &str, key_id: u8) -> Vec<u8> {
@@ -209,6 +236,17 @@ mod tests {
         assert_eq!(rotated.open(Purpose::Session, "_p", &sealed).unwrap(), (b"x".to_vec(), true));
         let removed = ring(&[2]);
         assert!(removed.open(Purpose::Session, "_p", &sealed).is_err());
+    }
+
+    #[test]
+    fn macs_verify_only_for_the_same_label_and_message() {
+        let keys = ring(&[4]);
+        let tag = keys.mac("sign-out", "session-1");
+        assert!(keys.verify_mac("sign-out", "session-1", &tag));
+        assert!(!keys.verify_mac("sign-out", "session-2", &tag));
+        assert!(!keys.verify_mac("other", "session-1", &tag));
+        assert!(!keys.verify_mac("sign-out", "session-1", "AAAA"));
+        assert!(ring(&[5, 4]).verify_mac("sign-out", "session-1", &tag), "older keys still verify");
     }
 
     #[test]

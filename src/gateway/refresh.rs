@@ -1,0 +1,139 @@
+//! Refreshing access tokens: one token-endpoint call per session however many
+//! requests need it at once. Outcomes are kept briefly per (session, token
+//! generation): requests still carrying the old cookie get the new tokens
+//! instead of replaying a rotated refresh token, and failures back off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use super::Gateway;
+use super::callback::active_session;
+use super::login::seconds;
+use crate::clock::UnixSeconds;
+use crate::oidc::id_token::{self, Expectations};
+use crate::oidc::token::{self, TokenError};
+use crate::secret::SecretString;
+use crate::session::cache::ActiveSession;
+use crate::session::data::SessionData;
+
+/// How long a success or an ended session is remembered for late requests with the old cookie.
+const SETTLED_FOR: Duration = Duration::from_secs(120);
+/// How long a session waits after a failed refresh before trying again.
+const BACKOFF: Duration = Duration::from_secs(10);
+
+/// The result of one refresh attempt for one token generation.
+#[derive(Debug)]
+pub(super) enum RefreshOutcome {
+    /// New tokens: the session to seal into the cookie and to serve with.
+    Refreshed { data: Box<SessionData>, active: Arc<ActiveSession> },
+    /// The provider refused the refresh token: the session is over.
+    Ended,
+    /// The provider could not be asked; try again after the backoff.
+    Unavailable,
+}
+
+/// Single-flight refreshes keyed by session id and the access-token expiry
+/// being replaced.
+pub(super) type RefreshFlights = Cache<(String, UnixSeconds), Arc<RefreshOutcome>>;
+
+struct OutcomeExpiry;
+
+impl moka::Expiry<(String, UnixSeconds), Arc<RefreshOutcome>> for OutcomeExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &(String, UnixSeconds),
+        value: &Arc<RefreshOutcome>,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(match value.as_ref() {
+            RefreshOutcome::Unavailable => BACKOFF,
+            RefreshOutcome::Refreshed { .. } | RefreshOutcome::Ended => SETTLED_FOR,
+        })
+    }
+}
+
+/// The flight table, bounded like the session cache.
+pub(super) fn flights(max_entries: u64) -> RefreshFlights {
+    Cache::builder().max_capacity(max_entries).expire_after(OutcomeExpiry).build()
+}
+
+impl Gateway {
+    /// Refreshes `data`'s tokens, joining a refresh already under way for it.
+    pub(super) async fn refresh(&self, data: &SessionData) -> Arc<RefreshOutcome> {
+        let key = (data.id.clone(), data.access_expires_at);
+        self.refreshes.get_with(key, async { Arc::new(self.refresh_once(data).await) }).await
+    }
+
+    async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
+        let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
+        let Some(provider) = self.provider.current() else { return RefreshOutcome::Unavailable };
+        let refresh_token = SecretString::new(refresh_token);
+        let tokens = match token::refresh(
+            self.provider.client(),
+            &provider.metadata.token_endpoint,
+            &self.config.oidc,
+            &refresh_token,
+        )
+        .await
+        {
+            Ok(tokens) => tokens,
+            Err(TokenError::Rejected { code }) => {
+                tracing::info!(target: "portcullis::auth", event = "refresh_rejected", reason = %code, user = %data.sub);
+                return RefreshOutcome::Ended;
+            }
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", event = "refresh_failed", %error, user = %data.sub);
+                return RefreshOutcome::Unavailable;
+            }
+        };
+
+        let now = self.clock.now();
+        let mut refreshed = data.clone();
+        if let Some(raw) = tokens.id_token.as_ref() {
+            let expectations = Expectations {
+                issuer: &self.config.oidc.issuer,
+                client_id: &self.config.oidc.client_id,
+                nonce: None,
+                algorithms: &self.config.oidc.id_token_algorithms,
+                now,
+                skew_seconds: seconds(self.config.oidc.clock_skew),
+            };
+            match id_token::validate(raw.expose(), &provider.jwks, &expectations).await {
+                // OIDC Core §12.2: a refreshed ID token must be about the same user.
+                Ok(claims) if claims.sub == data.sub && claims.iss == data.iss => {
+                    refreshed.email = claims.email.or(refreshed.email);
+                    refreshed.email_verified = claims.email_verified.or(refreshed.email_verified);
+                    refreshed.name = claims.name.or(refreshed.name);
+                    refreshed.preferred_username = claims.preferred_username.or(refreshed.preferred_username);
+                    if let Some(groups) = claims.groups {
+                        refreshed.groups = groups;
+                    }
+                    refreshed.id_token = Some(raw.expose().to_owned());
+                }
+                Ok(_) => {
+                    tracing::warn!(target: "portcullis::auth", event = "refresh_rejected", reason = "subject_changed", user = %data.sub);
+                    return RefreshOutcome::Ended;
+                }
+                Err(error) => {
+                    tracing::warn!(target: "portcullis::auth", event = "refresh_rejected", reason = "id_token_invalid", %error, user = %data.sub);
+                    return RefreshOutcome::Ended;
+                }
+            }
+        }
+        let expires_in = tokens.expires_in.and_then(|s| i64::try_from(s).ok()).unwrap_or(300);
+        refreshed.access_token = tokens.access_token.expose().to_owned();
+        refreshed.access_expires_at = now.saturating_add(expires_in);
+        refreshed.last_seen_at = now;
+        // Without rotation the provider omits refresh_token: keep the one we have.
+        if let Some(rotated) = tokens.refresh_token {
+            refreshed.refresh_token = Some(rotated.expose().to_owned());
+        }
+        let Some(active) = active_session(&refreshed) else { return RefreshOutcome::Ended };
+        let active = Arc::new(active);
+        self.cache.insert(refreshed.id.clone(), Arc::clone(&active)).await;
+        tracing::info!(target: "portcullis::auth", event = "refreshed", user = %data.sub);
+        RefreshOutcome::Refreshed { data: Box::new(refreshed), active }
+    }
+}
