@@ -109,6 +109,9 @@ fn id_token(
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(authorization.auth_time));
     claims.insert("sid".into(), json!(authorization.sid));
+    if let Some(padding) = faults.id_token_padding.get() {
+        claims.insert("padding".into(), json!(padding));
+    }
     if faults.id_token_wrong_nonce.get() {
         claims.insert("nonce".into(), json!(format!("wrong-{}", random_token(16))));
     } else if let Some(nonce) = nonce {
