@@ -28,6 +28,8 @@ pub enum DemoError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Start(#[from] crate::StartError),
+    #[error(transparent)]
+    Serve(#[from] crate::ServeError),
     #[error("random number generator failed")]
     Random,
 }
@@ -82,7 +84,7 @@ pub async fn run(
 
     let gateway = crate::start(config, Clock::system()).await?;
     on_ready(&DemoAddresses { gateway: format!("{public_url}/"), provider: provider.issuer().to_owned(), upstream });
-    crate::run(gateway, gateway_listener, shutdown).await;
+    crate::run(gateway, gateway_listener, shutdown).await?;
 
     let _ = stop_echo.send(());
     let _ = echo.await;

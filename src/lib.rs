@@ -21,6 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,7 +61,47 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
     Ok(gateway)
 }
 
-/// Serves a started gateway on `listener` until `shutdown` completes.
-pub async fn run(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    server::serve(listener, gateway, server::ServerLimits::default(), shutdown).await;
+/// Serving failed before it began (TLS files unusable, listener trouble).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: std::net::SocketAddr, error: std::io::Error },
+}
+
+/// Serves a started gateway on `listener` until `shutdown` completes: TLS when
+/// `[tls]` is configured (with certificate reloading and the optional
+/// redirect listener), plain HTTP otherwise.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let Some(tls_config) = gateway.config().tls.clone() else {
+        server::serve(listener, None, gateway, shutdown).await;
+        return Ok(());
+    };
+    let certificate = Arc::new(tls::ReloadingCertificate::load(tls_config.files.clone())?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&certificate))?);
+    let watcher = tokio::spawn(Arc::clone(&certificate).watch(tls_config.reload_interval));
+    let (stop_redirect, redirect_stopped) = tokio::sync::oneshot::channel::<()>();
+    let redirect = match tls_config.redirect_http_listen {
+        Some(addr) => {
+            let redirect_listener =
+                TcpListener::bind(addr).await.map_err(|error| ServeError::Listen { addr, error })?;
+            let origin = gateway.config().public_url.clone();
+            Some(tokio::spawn(server::serve_https_redirect(redirect_listener, origin, async move {
+                let _ = redirect_stopped.await;
+            })))
+        }
+        None => None,
+    };
+    server::serve(listener, Some(acceptor), gateway, shutdown).await;
+    let _ = stop_redirect.send(());
+    if let Some(redirect) = redirect {
+        let _ = redirect.await;
+    }
+    watcher.abort();
+    Ok(())
 }

@@ -115,7 +115,10 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    portcullis::run(gateway, listener, shutdown_signal()).await;
+    if let Err(error) = portcullis::run(gateway, listener, shutdown_signal()).await {
+        tracing::error!(%error, "cannot serve");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

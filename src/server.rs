@@ -1,6 +1,7 @@
-//! The listener: accepts connections, speaks HTTP/1.1 and HTTP/2 (with
-//! upgrades), bounds slow clients, isolates panics to one request, and drains
-//! in-flight requests on shutdown.
+//! The listener: accepts connections (plain or TLS), speaks HTTP/1.1 and
+//! HTTP/2 with upgrades, bounds slow and numerous clients, isolates panics to
+//! one request, and shuts down gracefully: not-ready at once, accepting for a
+//! grace period, then draining in-flight requests up to a deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,43 +15,88 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
+use crate::config::ServerConfig;
 use crate::gateway::{Connection, Gateway};
 use crate::pages;
 
-/// Limits applied to every client connection.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerLimits {
-    /// Time allowed to send the request head (slow-loris defence).
-    pub header_read_timeout: Duration,
-    /// Time to let in-flight requests finish after shutdown starts.
-    pub drain_timeout: Duration,
-    /// HTTP/1 read buffer, which bounds the request head.
-    pub max_header_bytes: usize,
-    pub max_concurrent_streams: u32,
-}
+/// Serves `gateway` on `listener` (TLS when `tls` is given) until `shutdown`
+/// completes, then drains as configured in `[server]`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = gateway.config().server;
+    let builder = Arc::new(http_builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stop_accepting: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(25),
-            max_header_bytes: 64 * 1024,
-            max_concurrent_streams: 250,
-        }
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown, if stop_accepting.is_none() => {
+                // Not ready at once, so load balancers stop sending new clients;
+                // keep accepting for the grace period while they notice.
+                gateway.begin_draining();
+                tracing::info!(grace = ?limits.shutdown_grace, "shutting down: not ready; still accepting during the grace period");
+                stop_accepting = Some(Box::pin(tokio::time::sleep(limits.shutdown_grace)));
+                continue;
+            }
+            () = async { if let Some(sleep) = stop_accepting.as_mut() { sleep.await } }, if stop_accepting.is_some() => break,
+        };
+        let (stream, client_addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving open connections.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(limit = limits.max_connections, "connection limit reached; refusing a connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let context = ConnectionTask {
+            gateway: Arc::clone(&gateway),
+            builder: Arc::clone(&builder),
+            watcher: graceful.watcher(),
+            info: Connection { client_addr, tls: tls.is_some() },
+        };
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => context.serve(stream).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => context.serve(stream).await,
+                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+        });
+    }
+
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then stops
-/// accepting and waits (up to the drain timeout) for open requests.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    limits: ServerLimits,
-    shutdown: impl Future<Output = ()>,
-) {
+fn http_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -61,43 +107,34 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
 
-    loop {
-        let (stream, client_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: keep serving existing connections.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection_info = Connection { client_addr, tls: false };
-        let gateway = Arc::clone(&gateway);
+struct ConnectionTask {
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    info: Connection,
+}
+
+impl ConnectionTask {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let gateway = self.gateway;
+        let info = self.info;
         let service = service_fn(move |request: Request<Incoming>| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(handle_isolated(gateway, request, connection_info).await) }
+            async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
+        let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        if let Err(error) = self.watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
     }
 }
 
@@ -114,4 +151,34 @@ async fn handle_isolated(
             pages::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+/// A plain-HTTP listener that only redirects to the https public URL
+/// (`308`, so methods and bodies are kept by clients that follow it).
+pub async fn serve_https_redirect(listener: TcpListener, public_origin: url::Url, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let origin = Arc::new(public_origin.as_str().trim_end_matches('/').to_owned());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted { Ok(accepted) => accepted, Err(_) => continue },
+            () = &mut shutdown => return,
+        };
+        let origin = Arc::clone(&origin);
+        tokio::spawn(redirect_connection(stream, origin));
+    }
+}
+
+async fn redirect_connection(stream: TcpStream, origin: Arc<String>) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        let origin = Arc::clone(&origin);
+        async move {
+            let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let mut response = pages::redirect(&format!("{origin}{path}"));
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
 }

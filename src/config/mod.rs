@@ -104,6 +104,26 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// `[tls]`, validated: present only when the listener serves TLS.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub files: crate::tls::CertificateFiles,
+    pub reload_interval: Duration,
+    pub redirect_http_listen: Option<SocketAddr>,
+}
+
+/// `[server]`, validated.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerConfig {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_url_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    pub shutdown_grace: Duration,
+    pub drain_timeout: Duration,
+}
+
 /// The validated configuration the gateway runs on.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -117,6 +137,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub proxy: ProxyConfig,
     pub log: LogConfig,
+    pub tls: Option<TlsConfig>,
+    pub server: ServerConfig,
 }
 
 impl Config {
@@ -165,7 +187,34 @@ impl Config {
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
         };
 
+        let tls = match (raw.tls.cert_file, raw.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                files: crate::tls::CertificateFiles { cert_file, key_file },
+                reload_interval: non_zero("tls.reload_interval", raw.tls.reload_interval)?,
+                redirect_http_listen: raw.tls.redirect_http_listen.map(|text| text.parse()).transpose().map_err(
+                    |_| invalid("tls.redirect_http_listen", "must be an address with a port, e.g. 0.0.0.0:80"),
+                )?,
+            }),
+            (None, None) if raw.tls.redirect_http_listen.is_some() => {
+                return Err(invalid("tls.redirect_http_listen", "needs tls.cert_file and tls.key_file"));
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("tls.key_file", "is required with tls.cert_file")),
+            (None, Some(_)) => return Err(invalid("tls.cert_file", "is required with tls.key_file")),
+        };
+        let server = ServerConfig {
+            header_read_timeout: non_zero("server.header_read_timeout", raw.server.header_read_timeout)?,
+            max_header_bytes: at_least("server.max_header_bytes", raw.server.max_header_bytes, 4096)?,
+            max_url_bytes: at_least("server.max_url_bytes", raw.server.max_url_bytes, 256)?,
+            max_connections: at_least("server.max_connections", raw.server.max_connections, 1)?,
+            max_concurrent_streams: raw.server.max_concurrent_streams.max(1),
+            shutdown_grace: raw.server.shutdown_grace,
+            drain_timeout: raw.server.drain_timeout,
+        };
+
         Ok(Self {
+            tls,
+            server,
             listen,
             public_url,
             upstream,
@@ -185,6 +234,10 @@ impl Config {
 
 fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() { Err(invalid(key, "must be longer than zero")) } else { Ok(value) }
+}
+
+fn at_least(key: &'static str, value: usize, minimum: usize) -> Result<usize, ConfigError> {
+    if value < minimum { Err(invalid(key, format!("must be at least {minimum}"))) } else { Ok(value) }
 }
 
 fn parse_origin(text: Option<&str>) -> Result<Url, ConfigError> {

@@ -32,6 +32,41 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     /// Logging.
     pub log: RawLog,
+    /// TLS on the listener.
+    pub tls: RawTls,
+    /// Connection limits and timeouts of the listener.
+    pub server: RawServer,
+}
+
+/// `[tls]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// How often the files are checked for a renewed certificate.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// A plain-HTTP listener that only redirects to https.
+    pub redirect_http_listen: Option<String>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_url_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    /// After SIGTERM, keep accepting this long while load balancers notice /ready failing.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Then wait at most this long for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 /// `[oidc]`
@@ -157,6 +192,21 @@ impl Default for RawConfig {
                 pool_max_idle_per_host: 256,
             },
             log: RawLog { format: "text".to_owned(), level: "info".to_owned() },
+            tls: RawTls {
+                cert_file: None,
+                key_file: None,
+                reload_interval: Duration::from_secs(30),
+                redirect_http_listen: None,
+            },
+            server: RawServer {
+                header_read_timeout: Duration::from_secs(10),
+                max_header_bytes: 32 * 1024,
+                max_url_bytes: 8 * 1024,
+                max_connections: 10_000,
+                max_concurrent_streams: 250,
+                shutdown_grace: Duration::from_secs(5),
+                drain_timeout: Duration::from_secs(20),
+            },
         }
     }
 }

@@ -78,6 +78,7 @@ pub struct Gateway {
     upstream: Upstream,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -117,6 +118,7 @@ impl Gateway {
             upstream,
             redirects,
             request_ids: request_id::RequestIds::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -130,9 +132,15 @@ impl Gateway {
         &self.config
     }
 
-    /// Whether the gateway can log users in (provider metadata and keys loaded).
+    /// Whether the gateway should get traffic: not shutting down, and able to
+    /// log users in (provider metadata and keys loaded).
     pub fn is_ready(&self) -> bool {
-        self.provider.current().is_some()
+        !self.draining.load(std::sync::atomic::Ordering::Relaxed) && self.provider.current().is_some()
+    }
+
+    /// Shutdown has begun: report not-ready from now on.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Handles one request: route, authenticate, forward. Logs one line.
@@ -143,7 +151,10 @@ impl Gateway {
         // Only the path is logged: queries can carry codes and states.
         let path = request.uri().path().to_owned();
         let mut outcome = Outcome::default();
-        let mut response = self.route(request, connection, &request_id, &mut outcome).await;
+        let mut response = match self.refuse_malformed(&request, &request_id) {
+            Some(refusal) => refusal,
+            None => self.route(request, connection, &request_id, &mut outcome).await,
+        };
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert("x-request-id", value);
         }
@@ -240,6 +251,31 @@ impl Gateway {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
+    }
+
+    /// Requests no part of the gateway or upstream should interpret: overlong
+    /// targets (414) and several `Host` headers (400, RFC 9112 §3.2).
+    fn refuse_malformed(&self, request: &Request<Incoming>, request_id: &RequestId) -> Option<Response<ProxyBody>> {
+        let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target_len > self.config.server.max_url_bytes {
+            return Some(self.fail(
+                Audience::Api,
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                "The request URL is too long.",
+                request_id,
+            ));
+        }
+        if request.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return Some(self.fail(
+                Audience::Api,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Several Host headers.",
+                request_id,
+            ));
+        }
+        None
     }
 
     /// A page or JSON error for the client, chosen by audience.
