@@ -125,6 +125,7 @@ impl ConnectionTask {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let _open = self.gateway.metrics().connection_opened();
         let gateway = self.gateway;
         let info = self.info;
         let service = service_fn(move |request: Request<Incoming>| {
@@ -181,4 +182,40 @@ async fn redirect_connection(stream: TcpStream, origin: Arc<String>) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
     let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+}
+
+/// Serves `GET /metrics` (Prometheus text) on its own listener, so metrics are
+/// not exposed wherever the gateway itself is.
+pub async fn serve_metrics(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted { Ok(accepted) => accepted, Err(_) => continue },
+            () = &mut shutdown => return,
+        };
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let gateway = Arc::clone(&gateway);
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        let mut response = http::Response::new(crate::body::full(gateway.render_metrics()));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        response
+                    } else {
+                        pages::text(StatusCode::NOT_FOUND, "not found")
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
 }

@@ -139,6 +139,8 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: Option<TlsConfig>,
     pub server: ServerConfig,
+    /// Where `GET /metrics` is served; `None` when disabled.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -212,7 +214,19 @@ impl Config {
             drain_timeout: raw.server.drain_timeout,
         };
 
+        let metrics_listen = if raw.metrics.enabled {
+            Some(
+                raw.metrics
+                    .listen
+                    .parse()
+                    .map_err(|_| invalid("metrics.listen", "must be an address with a port, e.g. 127.0.0.1:9464"))?,
+            )
+        } else {
+            None
+        };
+
         Ok(Self {
+            metrics_listen,
             tls,
             server,
             listen,

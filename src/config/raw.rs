@@ -36,6 +36,17 @@ pub struct RawConfig {
     pub tls: RawTls,
     /// Connection limits and timeouts of the listener.
     pub server: RawServer,
+    /// The Prometheus endpoint.
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: bool,
+    /// A separate listener for `GET /metrics`, so metrics stay off the public port.
+    pub listen: String,
 }
 
 /// `[tls]`
@@ -198,6 +209,7 @@ impl Default for RawConfig {
                 reload_interval: Duration::from_secs(30),
                 redirect_http_listen: None,
             },
+            metrics: RawMetrics { enabled: true, listen: "127.0.0.1:9464".to_owned() },
             server: RawServer {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 32 * 1024,

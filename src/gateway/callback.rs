@@ -61,8 +61,9 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let params = parse_params(request.uri().query());
-        let refuse = |status: StatusCode, code: &str, message: &str| {
+        let refuse = |status: StatusCode, code: &'static str, message: &str| {
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
+            self.metrics.login("failed", code);
             self.fail(Audience::Browser, status, code, message, request_id)
         };
         let restart = "This sign-in link has expired or was opened in another browser. Please start again from the page you wanted.";
@@ -102,8 +103,9 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        let refuse = |status: StatusCode, code: &str, message: &str| {
+        let refuse = |status: StatusCode, code: &'static str, message: &str| {
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
+            self.metrics.login("failed", code);
             self.fail(Audience::Browser, status, code, message, request_id)
         };
         let Some(provider) = self.provider.current() else {
@@ -143,6 +145,7 @@ impl Gateway {
                 format!("The identity provider could not sign you in (error: {code}).")
             };
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "idp_error", idp_error = %code);
+            self.metrics.login("failed", "idp_error");
             return self.fail(Audience::Browser, StatusCode::FORBIDDEN, "idp_error", &message, request_id);
         }
         let Some(code) = params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048) else {
@@ -161,18 +164,21 @@ impl Gateway {
         };
 
         // 4. Code exchange with the same redirect_uri and verifier.
-        let tokens = match token::exchange_code(
+        let exchange_started = std::time::Instant::now();
+        let exchanged = token::exchange_code(
             self.provider.client(),
             &provider.metadata.token_endpoint,
             &self.config.oidc,
             code,
             &verifier,
         )
-        .await
-        {
+        .await;
+        self.metrics.idp_call("token_exchange", exchange_started.elapsed().as_secs_f64());
+        let tokens = match exchanged {
             Ok(tokens) => tokens,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "token_endpoint", %error);
+                self.metrics.login("failed", "token_endpoint");
                 let (status, message) = match error {
                     TokenError::Unavailable(_) => (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -208,6 +214,7 @@ impl Gateway {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "id_token_invalid", %error);
+                self.metrics.login("failed", "id_token_invalid");
                 return self.fail(
                     Audience::Browser,
                     StatusCode::BAD_GATEWAY,
@@ -258,6 +265,7 @@ impl Gateway {
             self.cache.insert(data.id.clone(), Arc::new(active)).await;
         }
         tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %data.sub);
+        self.metrics.login("succeeded", "-");
         outcome.user = Some(data.sub.clone());
 
         let mut response = pages::redirect(&flow.return_to);

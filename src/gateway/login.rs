@@ -129,6 +129,7 @@ impl Gateway {
         }
         headers.append(header::SET_COOKIE, set_flow);
         tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_started");
+        self.metrics.login("started", "-");
         response
     }
 

@@ -31,6 +31,7 @@ use crate::session::cache::SessionCache;
 use crate::session::cookies::CookieJarSpec;
 use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
+use crate::telemetry::metrics::Metrics;
 
 pub use self::request_id::RequestId;
 
@@ -79,6 +80,7 @@ pub struct Gateway {
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
     draining: std::sync::atomic::AtomicBool,
+    metrics: Metrics,
 }
 
 impl Gateway {
@@ -119,6 +121,7 @@ impl Gateway {
             redirects,
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            metrics: Metrics::new(),
         })
     }
 
@@ -136,6 +139,16 @@ impl Gateway {
     /// log users in (provider metadata and keys loaded).
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed) && self.provider.current().is_some()
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text exposition of the metrics.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.cache.len())
     }
 
     /// Shutdown has begun: report not-ready from now on.
@@ -158,6 +171,7 @@ impl Gateway {
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert("x-request-id", value);
         }
+        self.metrics.request(outcome.route, response.status());
         tracing::info!(
             target: "portcullis::access",
             request_id = %request_id,
@@ -178,6 +192,7 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
+        outcome.route = route_class(request.uri().path());
         match request.uri().path() {
             paths::PING => return pages::text(StatusCode::OK, "OK"),
             paths::READY => {
@@ -195,6 +210,14 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers()).await;
+        let (decision, reason) =
+            match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
+                (Some(_), _, _) => ("authenticated", "session"),
+                (None, true, _) => ("unavailable", "idp_unavailable"),
+                (None, false, true) => ("unauthenticated", "invalid_session"),
+                (None, false, false) => ("unauthenticated", "no_session"),
+            };
+        self.metrics.auth_decision(decision, reason);
         let Some(session) = authenticated.session else {
             let audience = audience::classify(request.method(), request.headers());
             if authenticated.provider_unavailable {
@@ -227,7 +250,10 @@ impl Gateway {
             identity: Some(&session.active.identity),
             request_id: request_id_header.as_ref(),
         };
-        let mut response = match proxy::forward(&self.upstream, request, context).await {
+        let started = Instant::now();
+        let forwarded = proxy::forward(&self.upstream, request, context).await;
+        self.metrics.upstream_response(started.elapsed().as_secs_f64());
+        let mut response = match forwarded {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(request_id = %request_id, %error, "upstream request failed");
@@ -291,8 +317,28 @@ impl Gateway {
     }
 }
 
-/// What the access log records besides the response.
-#[derive(Debug, Default)]
+/// What the access log and metrics record besides the response.
+#[derive(Debug)]
 struct Outcome {
     user: Option<String>,
+    route: &'static str,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self { user: None, route: "other" }
+    }
+}
+
+/// The route class of a path, a metric label.
+fn route_class(path: &str) -> &'static str {
+    match path {
+        paths::PING => "ping",
+        paths::READY => "ready",
+        paths::START => "login",
+        paths::CALLBACK => "callback",
+        paths::SIGN_OUT => "sign_out",
+        paths::BACKCHANNEL_LOGOUT => "backchannel_logout",
+        _ => "proxy",
+    }
 }

@@ -70,21 +70,25 @@ impl Gateway {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
         let Some(provider) = self.provider.current() else { return RefreshOutcome::Unavailable };
         let refresh_token = SecretString::new(refresh_token);
-        let tokens = match token::refresh(
+        let started = std::time::Instant::now();
+        let result = token::refresh(
             self.provider.client(),
             &provider.metadata.token_endpoint,
             &self.config.oidc,
             &refresh_token,
         )
-        .await
-        {
+        .await;
+        self.metrics.idp_call("refresh", started.elapsed().as_secs_f64());
+        let tokens = match result {
             Ok(tokens) => tokens,
             Err(TokenError::Rejected { code }) => {
+                self.metrics.refresh("rejected");
                 tracing::info!(target: "portcullis::auth", event = "refresh_rejected", reason = %code, user = %data.sub);
                 return RefreshOutcome::Ended;
             }
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", event = "refresh_failed", %error, user = %data.sub);
+                self.metrics.refresh("unavailable");
                 return RefreshOutcome::Unavailable;
             }
         };
@@ -134,6 +138,7 @@ impl Gateway {
         let active = Arc::new(active);
         self.cache.insert(refreshed.id.clone(), Arc::clone(&active)).await;
         tracing::info!(target: "portcullis::auth", event = "refreshed", user = %data.sub);
+        self.metrics.refresh("refreshed");
         RefreshOutcome::Refreshed { data: Box::new(refreshed), active }
     }
 }

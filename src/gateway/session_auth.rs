@@ -111,8 +111,10 @@ impl Gateway {
 
     async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
         if let Some(active) = self.cache.get(&data.id, data.access_expires_at).await {
+            self.metrics.cache_lookup(true);
             return Some(active);
         }
+        self.metrics.cache_lookup(false);
         let active = Arc::new(active_session(data)?);
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)

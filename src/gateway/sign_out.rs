@@ -103,7 +103,10 @@ impl Gateway {
             [(data.refresh_token.as_deref(), "refresh_token"), (Some(data.access_token.as_str()), "access_token")];
         for (value, hint) in tokens {
             let Some(value) = value else { continue };
-            if let Err(error) = token::revoke(self.provider.client(), endpoint, &self.config.oidc, value, hint).await {
+            let started = std::time::Instant::now();
+            let result = token::revoke(self.provider.client(), endpoint, &self.config.oidc, value, hint).await;
+            self.metrics.idp_call("revoke", started.elapsed().as_secs_f64());
+            if let Err(error) = result {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
             }
         }

@@ -14,3 +14,5 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+pub mod metrics;
