@@ -115,6 +115,23 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = gateway.config().metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(metrics_listener) => {
+                tracing::info!(listen = %addr, "metrics at /metrics");
+                let metrics_gateway = std::sync::Arc::clone(&gateway);
+                tokio::spawn(portcullis::server::serve_metrics(
+                    metrics_listener,
+                    metrics_gateway,
+                    std::future::pending(),
+                ));
+            }
+            Err(error) => {
+                tracing::error!(listen = %addr, %error, "cannot listen for metrics (set metrics.listen, or metrics.enabled = false)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if let Err(error) = portcullis::run(gateway, listener, shutdown_signal()).await {
         tracing::error!(%error, "cannot serve");
         return ExitCode::FAILURE;
