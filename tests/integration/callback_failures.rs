@@ -126,7 +126,11 @@ async fn callback_from_another_issuer_is_refused() {
     assert_eq!(query_params(&callback)["iss"], world.provider.issuer());
     let reply = browser.finish_login(&with_param(&callback, "iss", "https://evil.example")).await;
     assert_refused_without_session(&reply, &browser, StatusCode::BAD_REQUEST);
-    assert_eq!(world.provider.token_requests("authorization_code"), 0, "mix-up: the code never goes to the token endpoint");
+    assert_eq!(
+        world.provider.token_requests("authorization_code"),
+        0,
+        "mix-up: the code never goes to the token endpoint"
+    );
 }
 
 #[tokio::test]
@@ -182,14 +186,32 @@ async fn every_id_token_defect_is_refused() {
 }
 
 #[tokio::test]
-async fn flow_older_than_the_login_timeout_is_refused() {
+async fn callback_with_a_repeated_state_is_refused() {
     let world = TestWorld::start().await;
     let browser = world.browser();
     let pending = browser.start_login("/").await;
     let callback = browser.sign_in_at_provider(&pending, "alice", "alice").await;
-    world.clock.advance(601);
+    let doubled = format!("{callback}&state={}", pending.state());
+    let reply = browser.finish_login(&doubled).await;
+    assert_refused_without_session(&reply, &browser, StatusCode::BAD_REQUEST);
+    assert_eq!(world.provider.token_requests("authorization_code"), 0);
+}
+
+#[tokio::test]
+async fn flow_older_than_the_login_timeout_is_refused() {
+    let world =
+        TestWorld::builder().tweak(|raw| raw.session.login_timeout = std::time::Duration::from_secs(60)).start().await;
+    let browser = world.browser();
+    let pending = browser.start_login("/").await;
+    let callback = browser.sign_in_at_provider(&pending, "alice", "alice").await;
+    world.clock.advance(59);
+    let early = world.browser();
+    early.set_cookie(&pending.flow_cookie_name, &pending.flow_cookie_value);
+    // Still inside the timeout: the flow is accepted (the provider refuses nothing either).
+    assert_eq!(early.finish_login(&callback).await.expect_redirect(), "/");
+    world.clock.advance(2);
     let reply = browser.finish_login(&callback).await;
     assert_refused_without_session(&reply, &browser, StatusCode::BAD_REQUEST);
     assert!(reply.body.contains("expired"), "{}", reply.body);
-    assert_eq!(world.provider.token_requests("authorization_code"), 0);
+    assert_eq!(world.provider.token_requests("authorization_code"), 1, "only the timely callback was exchanged");
 }

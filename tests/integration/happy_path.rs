@@ -185,3 +185,19 @@ async fn confidential_client_logs_in_with_basic_and_with_post() {
         assert_eq!(single(&reply.json(), "x-forwarded-email"), "bob@example.test");
     }
 }
+
+#[tokio::test]
+async fn many_abandoned_logins_keep_at_most_four_flow_cookies() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    let mut last = None;
+    for tab in 0..7 {
+        last = Some(browser.start_login(&format!("/tab/{tab}")).await);
+        let flows = browser.cookie_names().into_iter().filter(|name| name.contains("_flow_")).count();
+        assert!(flows <= 4, "after {} logins the browser holds {flows} flow cookies", tab + 1);
+    }
+    let last = last.expect("seven logins started");
+    assert!(browser.cookie(&last.flow_cookie_name).is_some(), "the newest flow is kept");
+    let callback = browser.sign_in_at_provider(&last, "alice", "alice").await;
+    assert_eq!(browser.finish_login(&callback).await.expect_redirect(), "/tab/6");
+}

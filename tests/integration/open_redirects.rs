@@ -115,7 +115,9 @@ async fn same_origin_absolute_rd_is_kept() {
 #[tokio::test]
 async fn protocol_relative_request_paths_do_not_produce_an_off_site_return() {
     let world = TestWorld::start().await;
-    for path in ["//evil.example/x", "//evil.example", "/\\evil.example/x", "///evil.example/x", "/%2F%2Fevil.example/x"] {
+    for path in
+        ["//evil.example/x", "//evil.example", "/\\evil.example/x", "///evil.example/x", "/%2F%2Fevil.example/x"]
+    {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nSec-Fetch-Mode: navigate\r\nConnection: close\r\n\r\n",
             world.gateway_addr

@@ -98,3 +98,17 @@ async fn restart_with_another_secret_ends_the_session() {
     world.restart_gateway(Some(random_session_secret())).await;
     assert_rejected(&world, &old, "cookie sealed with the old secret").await;
 }
+
+#[tokio::test]
+async fn duplicate_session_cookies_are_ambiguous_and_refused() {
+    // Cookie tossing: a sibling site plants a second cookie with our name.
+    let world = TestWorld::start().await;
+    let browser = logged_in(&world).await;
+    let name = world.session_cookie_name();
+    let header = format!("{name}={}; {name}=planted-by-an-attacker", browser.session_value());
+    let program = world.browser();
+    let reply = program
+        .send(http::Method::GET, "/private", &[("accept", "application/json"), ("cookie", &header)], Default::default())
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+}

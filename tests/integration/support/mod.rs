@@ -11,8 +11,8 @@ pub mod world;
 use std::future::Future;
 use std::time::Duration;
 
-pub use self::browser::{Browser, PendingLogin, query_params, with_param};
-pub use self::http::{Reply, SetCookie, raw_exchange};
+pub use self::browser::{Browser, query_params, with_param};
+pub use self::http::{Reply, raw_exchange};
 pub use self::world::{CLIENT_ID, TestWorld, random_session_secret};
 
 /// Polls `condition` every 50 ms until it holds or `limit` passes; returns

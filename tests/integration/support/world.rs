@@ -223,11 +223,6 @@ impl TestWorld {
         if self.https { "__Host-_portcullis".to_owned() } else { "_portcullis".to_owned() }
     }
 
-    /// The session secret the gateway seals with.
-    pub fn session_secret(&self) -> &str {
-        &self.session_secret
-    }
-
     fn key_ring(&self) -> KeyRing {
         let bytes = STANDARD.decode(&self.session_secret).expect("base64 secret");
         KeyRing::new(&[SecretBytes::new(bytes)]).expect("a key ring")
