@@ -215,3 +215,17 @@ async fn flow_older_than_the_login_timeout_is_refused() {
     assert!(reply.body.contains("expired"), "{}", reply.body);
     assert_eq!(world.provider.token_requests("authorization_code"), 1, "only the timely callback was exchanged");
 }
+
+#[tokio::test]
+async fn session_cookie_presented_as_the_flow_cookie_is_refused() {
+    let world = TestWorld::start().await;
+    let victim = world.browser();
+    victim.login().await;
+    let browser = world.browser();
+    let pending = browser.start_login("/").await;
+    let callback = browser.sign_in_at_provider(&pending, "alice", "alice").await;
+    browser.set_cookie(&pending.flow_cookie_name, &victim.session_value());
+    let reply = browser.finish_login(&callback).await;
+    assert_refused_without_session(&reply, &browser, StatusCode::BAD_REQUEST);
+    assert_eq!(world.provider.token_requests("authorization_code"), 1, "only the victim's own login was exchanged");
+}

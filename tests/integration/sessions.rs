@@ -3,6 +3,8 @@
 //! never a 500 and never the upstream; restarts keep sessions only with the
 //! same secret.
 
+use std::time::Duration;
+
 use http::StatusCode;
 
 use crate::support::{Browser, TestWorld, random_session_secret};
@@ -73,11 +75,32 @@ async fn flow_cookie_presented_as_the_session_is_refused() {
 
 #[tokio::test]
 async fn session_is_refused_after_its_lifetime() {
-    let world = TestWorld::start().await;
+    // A lifetime shorter than the access token's (300 s), so only the session's own end can refuse it.
+    let world = TestWorld::builder().tweak(|raw| raw.session.lifetime = Duration::from_secs(120)).start().await;
     let browser = logged_in(&world).await;
     let old = browser.session_value();
-    world.clock.advance(12 * 3600 + 1);
-    assert_rejected(&world, &old, "expired session").await;
+    world.clock.advance(119);
+    assert_eq!(browser.api_get("/private").await.status, StatusCode::OK, "still inside the lifetime");
+    world.clock.advance(2);
+    assert_rejected(&world, &old, "session past its lifetime").await;
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_never_forwarded() {
+    let world = TestWorld::start().await;
+    let browser = logged_in(&world).await;
+    let token = world.open_session(&browser.session_value()).access_token;
+    world.clock.advance(301);
+    let reply = browser.api_get("/private").await;
+    // Today the user signs in again (401); once refresh exists, a 200 must carry a new token.
+    match reply.status {
+        StatusCode::UNAUTHORIZED => {}
+        StatusCode::OK => {
+            let forwarded = reply.json()["headers"]["authorization"][0].as_str().unwrap_or_default().to_owned();
+            assert_ne!(forwarded, format!("Bearer {token}"), "the expired access token was forwarded");
+        }
+        other => panic!("unexpected {other}: {}", reply.body),
+    }
 }
 
 #[tokio::test]
