@@ -1,0 +1,17 @@
+//! End-to-end tests of the gateway: a real development provider, a real
+//! upstream and the real gateway on loopback TCP, driven by a scripted browser.
+//! One module per feature or threat; the harness is in [`support`].
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+mod api_clients;
+mod callback_failures;
+mod happy_path;
+mod log_hygiene;
+mod open_redirects;
+mod provider_outage;
+mod sessions;
+mod sign_out;
+mod spoofing;
+mod upstream;

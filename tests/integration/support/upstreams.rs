@@ -1,0 +1,97 @@
+//! Upstreams a test can bring instead of the echo server: one that only counts
+//! what reaches it, a WebSocket echo, and an address where nothing listens.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// An upstream that counts requests (and body bytes) and answers `200 counted`.
+#[derive(Debug)]
+pub struct CountingUpstream {
+    pub url: String,
+    requests: Arc<AtomicUsize>,
+    body_bytes: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingUpstream {
+    /// Starts it on loopback.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the counting upstream");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let body_bytes = Arc::new(AtomicUsize::new(0));
+        let (counted, bytes) = (Arc::clone(&requests), Arc::clone(&body_bytes));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (counted, bytes) = (Arc::clone(&counted), Arc::clone(&bytes));
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (counted, bytes) = (Arc::clone(&counted), Arc::clone(&bytes));
+                        async move {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let body = request.into_body().collect().await.map(|body| body.to_bytes().len());
+                            bytes.fetch_add(body.unwrap_or(0), Ordering::SeqCst);
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"counted"))))
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { url, requests, body_bytes, task }
+    }
+
+    /// Requests that reached the upstream so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes that reached the upstream so far.
+    pub fn body_bytes(&self) -> usize {
+        self.body_bytes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A WebSocket server that echoes every text or binary message; returns its `http://` URL.
+pub async fn websocket_echo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the WebSocket upstream");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(message)) = socket.next().await {
+                    if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An `http://` URL on loopback where nothing listens (bound, then released).
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    drop(listener);
+    url
+}

@@ -1,0 +1,262 @@
+//! A whole deployment on loopback for one test: the development provider, an
+//! upstream (the echo server unless the test brings its own) and the gateway,
+//! all on `127.0.0.1:0`, sharing one test [`Clock`]. Dropping it stops them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use portcullis::clock::Clock;
+use portcullis::config::{Config, RawConfig};
+use portcullis::devidp::{DevProvider, DevProviderConfig, Faults};
+use portcullis::secret::{SecretBytes, SecretString};
+use portcullis::session::data::SessionData;
+use portcullis::session::flow::LoginFlow;
+use portcullis::session::seal::{KeyRing, Purpose};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::browser::Browser;
+use super::http::Reply;
+use super::logs;
+
+/// The client id registered at the provider for the gateway.
+pub const CLIENT_ID: &str = "portcullis-itest";
+
+type Tweak = Arc<dyn Fn(&mut RawConfig) + Send + Sync>;
+type ProviderSetup = Box<dyn FnOnce(&Faults)>;
+
+/// Options for a [`TestWorld`].
+#[must_use]
+pub struct WorldBuilder {
+    https: bool,
+    client_secret: Option<(String, String)>,
+    upstream: Option<String>,
+    provider_setup: Vec<ProviderSetup>,
+    tweak: Option<Tweak>,
+}
+
+/// A fresh random session secret, base64.
+pub fn random_session_secret() -> String {
+    STANDARD.encode(portcullis::random::bytes::<32>().expect("randomness"))
+}
+
+impl WorldBuilder {
+    /// Users reach the gateway at an `https://` public URL (the socket stays
+    /// plain HTTP; only cookie names and attributes change).
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
+    /// A confidential client: `secret` registered at the provider and sent by
+    /// the gateway with `method` (`client_secret_basic` or `client_secret_post`).
+    pub fn confidential(mut self, secret: &str, method: &str) -> Self {
+        self.client_secret = Some((secret.to_owned(), method.to_owned()));
+        self
+    }
+
+    /// Forwards to `url` instead of a fresh echo server.
+    pub fn upstream(mut self, url: String) -> Self {
+        self.upstream = Some(url);
+        self
+    }
+
+    /// Changes the provider's faults before the gateway first contacts it.
+    pub fn before_gateway_start(mut self, setup: impl FnOnce(&Faults) + 'static) -> Self {
+        self.provider_setup.push(Box::new(setup));
+        self
+    }
+
+    /// Adjusts the gateway's raw configuration (applied on every (re)start).
+    pub fn tweak(mut self, tweak: impl Fn(&mut RawConfig) + Send + Sync + 'static) -> Self {
+        self.tweak = Some(Arc::new(tweak));
+        self
+    }
+
+    /// Starts everything; fails the test if the gateway does not start.
+    pub async fn start(self) -> TestWorld {
+        self.try_start().await.unwrap_or_else(|error| panic!("the gateway did not start: {error}"))
+    }
+
+    /// Starts everything, returning the gateway's start error as is.
+    pub async fn try_start(self) -> Result<TestWorld, portcullis::StartError> {
+        logs::install();
+        let clock = Clock::system();
+        let gateway_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the gateway");
+        let gateway_addr = gateway_listener.local_addr().expect("gateway address");
+        let scheme = if self.https { "https" } else { "http" };
+        let public_url = format!("{scheme}://{gateway_addr}");
+
+        let mut provider_config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
+        provider_config.clock = clock.clone();
+        provider_config.client_secret = self.client_secret.as_ref().map(|(secret, _)| secret.clone());
+        provider_config.post_logout_redirect_uris = vec![format!("{public_url}/")];
+        let provider_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the provider");
+        let provider = DevProvider::start(provider_listener, provider_config).await.expect("start the provider");
+        for setup in self.provider_setup {
+            setup(provider.faults());
+        }
+
+        let (upstream_url, echo) = match self.upstream {
+            Some(url) => (url, None),
+            None => {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the echo upstream");
+                let url = format!("http://{}", listener.local_addr().expect("echo address"));
+                let (stop, stopped) = oneshot::channel::<()>();
+                let task = tokio::spawn(async move {
+                    let _ = portcullis::echo::serve_echo(listener, async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                });
+                (url, Some((stop, task)))
+            }
+        };
+
+        let mut world = TestWorld {
+            provider,
+            clock,
+            gateway_addr,
+            public_url,
+            upstream_url,
+            session_secret: random_session_secret(),
+            client_secret: self.client_secret,
+            https: self.https,
+            tweak: self.tweak,
+            gateway_task: None,
+            echo,
+        };
+        world.start_gateway(gateway_listener).await?;
+        Ok(world)
+    }
+}
+
+/// Provider, upstream and gateway, running.
+pub struct TestWorld {
+    pub provider: DevProvider,
+    /// The clock shared by provider and gateway; `advance` it instead of sleeping.
+    pub clock: Clock,
+    pub gateway_addr: SocketAddr,
+    /// The public origin, without a trailing slash.
+    pub public_url: String,
+    pub upstream_url: String,
+    session_secret: String,
+    client_secret: Option<(String, String)>,
+    https: bool,
+    tweak: Option<Tweak>,
+    gateway_task: Option<JoinHandle<()>>,
+    echo: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl TestWorld {
+    /// Options for a new world.
+    pub fn builder() -> WorldBuilder {
+        WorldBuilder { https: false, client_secret: None, upstream: None, provider_setup: Vec::new(), tweak: None }
+    }
+
+    /// A default world: public client, plain HTTP public URL, echo upstream.
+    pub async fn start() -> TestWorld {
+        Self::builder().start().await
+    }
+
+    fn raw_config(&self) -> RawConfig {
+        let mut raw = RawConfig {
+            listen: self.gateway_addr.to_string(),
+            public_url: Some(self.public_url.clone()),
+            upstream: Some(self.upstream_url.clone()),
+            ..RawConfig::default()
+        };
+        raw.oidc.issuer = Some(self.provider.issuer().to_owned());
+        raw.oidc.client_id = Some(CLIENT_ID.to_owned());
+        if let Some((secret, method)) = &self.client_secret {
+            raw.oidc.client_secret = Some(SecretString::new(secret.clone()));
+            raw.oidc.client_auth_method = method.clone();
+        }
+        raw.oidc.http_timeout = Duration::from_secs(5);
+        raw.session.secret = Some(SecretString::new(self.session_secret.clone()));
+        raw.proxy.connect_timeout = Duration::from_secs(2);
+        raw.proxy.response_timeout = Duration::from_secs(10);
+        if let Some(tweak) = &self.tweak {
+            tweak(&mut raw);
+        }
+        raw
+    }
+
+    async fn start_gateway(&mut self, listener: TcpListener) -> Result<(), portcullis::StartError> {
+        let config = Config::from_raw(self.raw_config()).expect("a valid test configuration");
+        let gateway = portcullis::start(config, self.clock.clone()).await?;
+        self.gateway_task = Some(tokio::spawn(portcullis::run(gateway, listener, std::future::pending())));
+        Ok(())
+    }
+
+    /// Stops the gateway and starts a new instance on the same address, with the
+    /// same provider, upstream and configuration, and `secret` as its session
+    /// secret (or the current one).
+    pub async fn restart_gateway(&mut self, secret: Option<String>) {
+        if let Some(task) = self.gateway_task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(secret) = secret {
+            self.session_secret = secret;
+        }
+        let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind the gateway address");
+        self.start_gateway(listener).await.unwrap_or_else(|error| panic!("the gateway did not restart: {error}"));
+    }
+
+    /// A browser with an empty cookie jar.
+    pub fn browser(&self) -> Browser {
+        Browser::new(
+            format!("http://{}", self.gateway_addr),
+            self.public_url.clone(),
+            self.provider.issuer().to_owned(),
+            self.session_cookie_name(),
+        )
+    }
+
+    /// The session cookie's name (`__Host-` prefixed over https).
+    pub fn session_cookie_name(&self) -> String {
+        if self.https { "__Host-_portcullis".to_owned() } else { "_portcullis".to_owned() }
+    }
+
+    fn key_ring(&self) -> KeyRing {
+        let bytes = STANDARD.decode(&self.session_secret).expect("base64 secret");
+        KeyRing::new(&[SecretBytes::new(bytes)]).expect("a key ring")
+    }
+
+    /// Opens a session cookie value with the gateway's key (tests only: to learn
+    /// the tokens it holds).
+    pub fn open_session(&self, value: &str) -> SessionData {
+        let (json, _) =
+            self.key_ring().open(Purpose::Session, &self.session_cookie_name(), value).expect("a sealed session");
+        serde_json::from_slice(&json).expect("session JSON")
+    }
+
+    /// Opens a flow cookie value (to learn its verifier and return path).
+    pub fn open_flow(&self, name: &str, value: &str) -> LoginFlow {
+        let (json, _) = self.key_ring().open(Purpose::Flow, name, value).expect("a sealed flow");
+        serde_json::from_slice(&json).expect("flow JSON")
+    }
+
+    /// `GET /ready` (plain HTTP, no cookies).
+    pub async fn ready(&self) -> Reply {
+        self.browser().api_get("/ready").await
+    }
+}
+
+impl Drop for TestWorld {
+    fn drop(&mut self) {
+        if let Some(task) = self.gateway_task.take() {
+            task.abort();
+        }
+        if let Some((stop, task)) = self.echo.take() {
+            let _ = stop.send(());
+            task.abort();
+        }
+        // The provider stops when it is dropped.
+    }
+}
