@@ -33,8 +33,11 @@ impl RedirectPolicy {
         if requested.is_empty() || requested.len() > MAX_TARGET_LEN || has_forbidden_chars(requested) {
             return None;
         }
-        // Decode a few times: a target may be double-encoded to slip `//` or `\` past one decode.
-        let mut decoded = requested.to_owned();
+        // The path (not the query, which may legitimately encode anything) is
+        // decoded a few times: a target may be double-encoded to slip `//` or `\`
+        // past one decode.
+        let raw_path = requested.split(['?', '#']).next().unwrap_or_default();
+        let mut decoded = raw_path.to_owned();
         for _ in 0..3 {
             let next = percent_decode_str(&decoded).decode_utf8().ok()?.into_owned();
             if has_forbidden_chars(&next) || is_protocol_relative(&next) {
@@ -51,7 +54,8 @@ impl RedirectPolicy {
                 return None;
             }
             let resolved = self.origin.join(requested).ok()?;
-            if resolved.origin() != self.origin.origin() {
+            // Dot segments can collapse into `//host` (`/.//evil`): check the result too.
+            if resolved.origin() != self.origin.origin() || is_protocol_relative(resolved.path()) {
                 return None;
             }
             let mut path = resolved.path().to_owned();
@@ -63,7 +67,7 @@ impl RedirectPolicy {
         }
 
         let absolute = Url::parse(requested).ok()?;
-        if !absolute.username().is_empty() || absolute.password().is_some() {
+        if !absolute.username().is_empty() || absolute.password().is_some() || is_protocol_relative(absolute.path()) {
             return None;
         }
         if absolute.origin() == self.origin.origin() {
@@ -132,6 +136,15 @@ mod tests {
 
     #[test]
     fn dot_segments_stay_on_our_origin() {
-        assert_eq!(policy().sanitise("/a/../../b"), "/b");
+        let policy = policy();
+        assert_eq!(policy.sanitise("/a/../../b"), "/b");
+        for target in ["/.//evil.example", "/..//evil.example", "/a/..//evil.example/x", "/%2e//evil.example"] {
+            assert_eq!(policy.sanitise(target), FALLBACK, "{target:?} collapsed into a protocol-relative path");
+        }
+    }
+
+    #[test]
+    fn queries_keep_their_encoded_characters() {
+        assert_eq!(policy().sanitise("/search?q=two%20words&p=%5C%09"), "/search?q=two%20words&p=%5C%09");
     }
 }

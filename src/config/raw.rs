@@ -230,5 +230,16 @@ pub fn figment(config_file: Option<&std::path::Path>) -> Figment {
     if let Some(path) = config_file {
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment.merge(Env::prefixed("PORTCULLIS_").split("__").ignore(&["CONFIG"]))
+    figment.merge(
+        Env::prefixed("PORTCULLIS_").split("__").ignore(&["CONFIG"]).filter(|key| !is_service_link(key.as_str())),
+    )
+}
+
+/// Kubernetes injects "service link" variables for every Service in the
+/// namespace; a Service named `portcullis` yields `PORTCULLIS_PORT`,
+/// `PORTCULLIS_SERVICE_HOST`, `PORTCULLIS_PORT_4180_TCP_ADDR` and so on. They
+/// are not configuration, and must not fail the strict key check.
+fn is_service_link(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "port" || key.starts_with("port_") || key.starts_with("service_")
 }

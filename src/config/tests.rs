@@ -136,3 +136,18 @@ fn the_shipped_example_is_complete_but_refuses_its_sample_secret() {
         Ok(())
     });
 }
+
+#[test]
+fn kubernetes_service_link_variables_are_not_configuration() {
+    Jail::expect_with(|jail| {
+        jail.set_env("PORTCULLIS_PORT", "tcp://10.0.0.1:4180");
+        jail.set_env("PORTCULLIS_SERVICE_HOST", "10.0.0.1");
+        jail.set_env("PORTCULLIS_SERVICE_PORT_HTTP", "4180");
+        jail.set_env("PORTCULLIS_PORT_4180_TCP_ADDR", "10.0.0.1");
+        let config = load_from(jail, &minimal("")).unwrap();
+        assert_eq!(config.oidc.client_id, "portcullis");
+        jail.set_env("PORTCULLIS_LISTN", "0.0.0.0:1");
+        assert!(error_text(load_from(jail, &minimal(""))).contains("listn"), "real typos still fail");
+        Ok(())
+    });
+}

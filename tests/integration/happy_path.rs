@@ -52,7 +52,6 @@ async fn login_returns_to_the_protected_path_and_query_and_upstream_sees_the_ide
 }
 
 #[tokio::test]
-#[ignore = "BUG: a return path whose query holds an encoded space (%20) is replaced by / (redirect.rs decodes the query)"]
 async fn login_returns_to_a_query_with_an_encoded_space() {
     let world = TestWorld::start().await;
     let browser = world.browser();

@@ -63,7 +63,6 @@ const DOT_SEGMENT_ESCAPES: &[&str] =
     &["/.//evil.example", "/..//evil.example", "/a/..//evil.example/x", "/%2e//evil.example"];
 
 #[tokio::test]
-#[ignore = "BUG: rd=/.//evil.example resolves to Location //evil.example (redirect.rs returns the resolved path unchecked)"]
 async fn dot_segments_cannot_smuggle_a_protocol_relative_target() {
     let world = TestWorld::start().await;
     let browser = world.browser();

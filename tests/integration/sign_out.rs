@@ -1,12 +1,16 @@
 //! Sign-out: the session cookie (and any flow cookie) is deleted with the
-//! attributes it was set with, and the next navigation goes to login.
+//! attributes it was set with, the session ends on the gateway (a copied
+//! cookie stops working), tokens are revoked at the provider, and a
+//! cross-site request cannot sign anybody out.
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 
 use crate::support::TestWorld;
+use crate::support::browser::CROSS_SITE_NAVIGATION;
 
 #[tokio::test]
-async fn sign_out_deletes_the_cookies_and_the_next_navigation_logs_in_again() {
+async fn sign_out_deletes_the_cookies_ends_the_session_and_revokes_the_tokens() {
     let world = TestWorld::builder().https().start().await;
     let browser = world.browser();
     browser.login_at("/home", "alice", "alice").await;
@@ -14,6 +18,7 @@ async fn sign_out_deletes_the_cookies_and_the_next_navigation_logs_in_again() {
     // An explicit login start while signed in leaves a flow cookie behind.
     let pending = browser.start_login("/oauth2/start?rd=/later").await;
     assert!(browser.cookie(&pending.flow_cookie_name).is_some());
+    let revoked_before = world.provider.revoked_tokens();
 
     let reply = browser.navigate("/oauth2/sign_out").await;
     assert_eq!(reply.expect_redirect(), "/");
@@ -25,17 +30,16 @@ async fn sign_out_deletes_the_cookies_and_the_next_navigation_logs_in_again() {
     assert!(flow.is_deletion());
     flow.assert_locked_down(true);
     assert!(browser.cookie_names().is_empty(), "{:?}", browser.cookie_names());
+    assert!(world.provider.revoked_tokens() > revoked_before, "the refresh and access tokens are revoked");
 
     let next = browser.navigate("/home").await.expect_redirect();
     assert!(next.starts_with(&format!("{}/authorize?", world.provider.issuer())), "{next}");
     assert_eq!(browser.api_get("/home").await.status, StatusCode::UNAUTHORIZED);
 
-    // A copy of the cookie taken before sign-out: today only the cache entry is
-    // dropped, so the copy still authenticates (observed: 200) until it expires.
-    // Not asserted either way; server-side revocation is future work.
+    // A copy of the cookie taken before sign-out no longer authenticates.
     let thief = world.browser();
     thief.set_cookie("__Host-_portcullis", &copied);
-    let _copy_still_works = thief.api_get("/home").await.status == StatusCode::OK;
+    assert_eq!(thief.api_get("/home").await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -45,4 +49,71 @@ async fn sign_out_without_a_session_is_harmless() {
     let reply = browser.navigate("/oauth2/sign_out?rd=%2Fbye").await;
     assert_eq!(reply.expect_redirect(), "/bye");
     assert!(reply.set_cookie("_portcullis").is_some_and(|cookie| cookie.is_deletion()));
+}
+
+#[tokio::test]
+async fn a_cross_site_request_cannot_sign_the_user_out() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/home", "alice", "alice").await;
+
+    // An <img> or link on another site, and a client that sends no Fetch Metadata at all.
+    let cross_site = browser.send(Method::GET, "/oauth2/sign_out", &CROSS_SITE_NAVIGATION, Bytes::new()).await;
+    let unmarked = browser.send(Method::GET, "/oauth2/sign_out", &[("accept", "text/html")], Bytes::new()).await;
+    for reply in [&cross_site, &unmarked] {
+        assert_eq!(reply.status, StatusCode::OK, "a confirmation page, not a sign-out");
+        assert!(reply.body.contains("Sign out?") && reply.body.contains("method=\"post\""));
+        assert!(reply.set_cookies().is_empty(), "nothing is cleared");
+    }
+    assert_eq!(browser.api_get("/home").await.status, StatusCode::OK, "still signed in");
+
+    // A forged POST without the CSRF token, and one from a foreign Origin.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let forged = browser.send(Method::POST, "/oauth2/sign_out", &form, Bytes::from_static(b"csrf=forged")).await;
+    assert_eq!(forged.status, StatusCode::OK, "a confirmation page again");
+    let foreign = [("content-type", "application/x-www-form-urlencoded"), ("origin", "https://evil.example")];
+    let foreign_post = browser.send(Method::POST, "/oauth2/sign_out", &foreign, Bytes::new()).await;
+    assert_eq!(foreign_post.status, StatusCode::FORBIDDEN);
+    assert_eq!(browser.api_get("/home").await.status, StatusCode::OK, "still signed in");
+
+    // The confirmation page's own form signs out.
+    let csrf = hidden_field(&cross_site.body, "csrf");
+    let body = format!("csrf={csrf}&rd=%2Fbye");
+    let confirmed = browser.send(Method::POST, "/oauth2/sign_out", &form, Bytes::from(body)).await;
+    assert_eq!(confirmed.expect_redirect(), "/bye");
+    assert_eq!(browser.api_get("/home").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sign_out_can_end_the_provider_session() {
+    let world = TestWorld::builder().tweak(|raw| raw.oidc.end_session_on_sign_out = true).start().await;
+    let browser = world.browser();
+    browser.login_at("/home", "alice", "alice").await;
+    let location = browser.navigate("/oauth2/sign_out").await.expect_redirect();
+    assert!(location.starts_with(&format!("{}/logout?", world.provider.issuer())), "{location}");
+    let params = crate::support::query_params(&location);
+    assert!(params.get("id_token_hint").is_some_and(|hint| hint.split('.').count() == 3));
+    let post_logout = params.get("post_logout_redirect_uri").expect("a post-logout redirect");
+    assert!(post_logout.starts_with("http://127.0.0.1:") && post_logout.ends_with('/'), "{post_logout}");
+    assert!(params.get("state").is_some_and(|state| state.len() >= 22));
+}
+
+#[tokio::test]
+async fn sign_out_goes_ahead_when_revocation_fails() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/home", "alice", "alice").await;
+    let copied = browser.session_value();
+    world.provider.faults().unavailable.set(true);
+    assert_eq!(browser.navigate("/oauth2/sign_out").await.expect_redirect(), "/");
+    let thief = world.browser();
+    thief.set_cookie("_portcullis", &copied);
+    assert_eq!(thief.api_get("/home").await.status, StatusCode::UNAUTHORIZED);
+}
+
+fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).map(|at| at + marker.len()).expect("the hidden field");
+    let rest = html.get(start..).expect("field text");
+    rest.split('"').next().expect("a closing quote").to_owned()
 }

@@ -15,10 +15,19 @@ use hyper_util::rt::TokioExecutor;
 use super::http::{EXCHANGE_TIMEOUT, Reply};
 
 /// Headers a browser sends on a top-level navigation.
-pub const NAVIGATION: [(&str, &str); 3] = [
+pub const NAVIGATION: [(&str, &str); 4] = [
     ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
     ("sec-fetch-mode", "navigate"),
     ("sec-fetch-dest", "document"),
+    ("sec-fetch-site", "same-origin"),
+];
+
+/// A navigation started by another site (a link or `<img>` elsewhere).
+pub const CROSS_SITE_NAVIGATION: [(&str, &str); 4] = [
+    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+    ("sec-fetch-site", "cross-site"),
 ];
 
 /// A login that has been started at the gateway and not finished yet.

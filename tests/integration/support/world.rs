@@ -148,7 +148,7 @@ pub struct TestWorld {
     client_secret: Option<(String, String)>,
     https: bool,
     tweak: Option<Tweak>,
-    gateway_task: Option<JoinHandle<()>>,
+    gateway_task: Option<JoinHandle<Result<(), portcullis::ServeError>>>,
     echo: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
