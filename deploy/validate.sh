@@ -142,11 +142,13 @@ for doc in docs:
         container["securityContext"]["readOnlyRootFilesystem"] = False
         container["readinessProbe"]["httpGet"]["path"] = "/ping"
         container["imagePullPolcy"] = "Always"  # a typo the strict schema must refuse
+        doc["spec"]["template"]["spec"]["enableServiceLinks"] = True
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
 EOF
 if "$vpython" "$deploy_dir/tools/manifests.py" policy "$broken" > "$work/broken-policy.txt"; then
     fail "policy refuses a broken Deployment"
-elif grep -q readOnlyRootFilesystem "$work/broken-policy.txt" && grep -q readinessProbe "$work/broken-policy.txt"; then
+elif grep -q readOnlyRootFilesystem "$work/broken-policy.txt" && grep -q readinessProbe "$work/broken-policy.txt" \
+    && grep -q enableServiceLinks "$work/broken-policy.txt"; then
     pass "policy refuses a broken Deployment"
 else
     fail "policy refuses a broken Deployment (for the wrong reasons)"

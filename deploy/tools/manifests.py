@@ -6,8 +6,8 @@
       privilege escalation, all capabilities dropped, RuntimeDefault seccomp,
       resource requests and limits); every Portcullis container probed on
       /ping (startup, liveness) and /ready (readiness) on its own port, with
-      its config mounted read-only; pods without a service account token and
-      with a grace period longer than Portcullis's drain; Services aimed at
+      its config mounted read-only; pods without a service account token or
+      service-link variables, and with a grace period longer than Portcullis's drain; Services aimed at
       Portcullis; no secret inside a ConfigMap; a PodDisruptionBudget for
       multi-replica gateways; the loopback upstream in sidecar pods.
 
@@ -94,6 +94,10 @@ class Policy:
         pod = pod_spec(obj)
         if pod.get("automountServiceAccountToken") is not False:
             self.fail(where, "automountServiceAccountToken must be false")
+        if pod.get("enableServiceLinks") is not False:
+            # Service links inject PORTCULLIS_SERVICE_HOST, PORTCULLIS_PORT... for a
+            # Service named portcullis, which Portcullis reads as unknown keys.
+            self.fail(where, "enableServiceLinks must be false")
         if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
             self.fail(where, "must not use host namespaces")
         all_containers = pod.get("initContainers", []) + pod.get("containers", [])
