@@ -14,4 +14,5 @@ mod provider_outage;
 mod sessions;
 mod sign_out;
 mod spoofing;
+mod third_party_provider;
 mod upstream;
