@@ -21,7 +21,9 @@ use crate::session::data::SessionData;
 /// How long a success or an ended session is remembered for late requests with the old cookie.
 const SETTLED_FOR: Duration = Duration::from_secs(120);
 /// How long a session waits after a failed refresh before trying again.
-const BACKOFF: Duration = Duration::from_secs(10);
+const BACKOFF_SECONDS: i64 = 10;
+/// Failed outcomes are dropped after this (memory bound; the retry time decides).
+const FAILURE_KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// The result of one refresh attempt for one token generation.
 #[derive(Debug)]
@@ -30,8 +32,8 @@ pub(super) enum RefreshOutcome {
     Refreshed { data: Box<SessionData>, active: Arc<ActiveSession> },
     /// The provider refused the refresh token: the session is over.
     Ended,
-    /// The provider could not be asked; try again after the backoff.
-    Unavailable,
+    /// The provider could not be asked; try again from `retry_at` (gateway clock).
+    Unavailable { retry_at: UnixSeconds },
 }
 
 /// Single-flight refreshes keyed by session id and the access-token expiry
@@ -48,7 +50,7 @@ impl moka::Expiry<(String, UnixSeconds), Arc<RefreshOutcome>> for OutcomeExpiry 
         _now: std::time::Instant,
     ) -> Option<Duration> {
         Some(match value.as_ref() {
-            RefreshOutcome::Unavailable => BACKOFF,
+            RefreshOutcome::Unavailable { .. } => FAILURE_KEPT_FOR,
             RefreshOutcome::Refreshed { .. } | RefreshOutcome::Ended => SETTLED_FOR,
         })
     }
@@ -63,12 +65,21 @@ impl Gateway {
     /// Refreshes `data`'s tokens, joining a refresh already under way for it.
     pub(super) async fn refresh(&self, data: &SessionData) -> Arc<RefreshOutcome> {
         let key = (data.id.clone(), data.access_expires_at);
+        // Backoff runs on the gateway's clock: once it has passed, the failure is forgotten and one request tries again.
+        if let Some(previous) = self.refreshes.get(&key).await
+            && let RefreshOutcome::Unavailable { retry_at } = previous.as_ref()
+            && *retry_at <= self.clock.now()
+        {
+            self.refreshes.invalidate(&key).await;
+        }
         self.refreshes.get_with(key, async { Arc::new(self.refresh_once(data).await) }).await
     }
 
     async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
-        let Some(provider) = self.provider.current() else { return RefreshOutcome::Unavailable };
+        let Some(provider) = self.provider.current() else {
+            return RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) };
+        };
         let refresh_token = SecretString::new(refresh_token);
         let started = std::time::Instant::now();
         let result = token::refresh(
@@ -89,7 +100,7 @@ impl Gateway {
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", event = "refresh_failed", %error, user = %data.sub);
                 self.metrics.refresh("unavailable");
-                return RefreshOutcome::Unavailable;
+                return RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) };
             }
         };
 

@@ -76,13 +76,13 @@ impl Gateway {
                     Arc::clone(active)
                 }
                 RefreshOutcome::Ended => return Authentication::invalid(),
-                RefreshOutcome::Unavailable if data.access_expires_at > now => {
+                RefreshOutcome::Unavailable { .. } if data.access_expires_at > now => {
                     match self.cached_or_built(&data).await {
                         Some(active) => active,
                         None => return Authentication::invalid(),
                     }
                 }
-                RefreshOutcome::Unavailable => {
+                RefreshOutcome::Unavailable { .. } => {
                     return Authentication { provider_unavailable: true, ..Authentication::default() };
                 }
             }

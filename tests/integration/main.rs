@@ -11,6 +11,7 @@ mod happy_path;
 mod log_hygiene;
 mod open_redirects;
 mod provider_outage;
+mod session_lifecycle;
 mod sessions;
 mod sign_out;
 mod spoofing;

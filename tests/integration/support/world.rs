@@ -128,6 +128,7 @@ impl WorldBuilder {
             https: self.https,
             tweak: self.tweak,
             gateway_task: None,
+            older_secrets: Vec::new(),
             echo,
         };
         world.start_gateway(gateway_listener).await?;
@@ -149,6 +150,8 @@ pub struct TestWorld {
     https: bool,
     tweak: Option<Tweak>,
     gateway_task: Option<JoinHandle<Result<(), portcullis::ServeError>>>,
+    /// Older keys configured after the current one (`session.secrets`), for rotation tests.
+    older_secrets: Vec<String>,
     echo: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -177,7 +180,12 @@ impl TestWorld {
             raw.oidc.client_auth_method = method.clone();
         }
         raw.oidc.http_timeout = Duration::from_secs(5);
-        raw.session.secret = Some(SecretString::new(self.session_secret.clone()));
+        if self.older_secrets.is_empty() {
+            raw.session.secret = Some(SecretString::new(self.session_secret.clone()));
+        } else {
+            let keys = std::iter::once(&self.session_secret).chain(&self.older_secrets);
+            raw.session.secrets = Some(keys.map(|key| SecretString::new(key.clone())).collect());
+        }
         raw.proxy.connect_timeout = Duration::from_secs(2);
         raw.proxy.response_timeout = Duration::from_secs(10);
         if let Some(tweak) = &self.tweak {
@@ -206,6 +214,18 @@ impl TestWorld {
         }
         let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind the gateway address");
         self.start_gateway(listener).await.unwrap_or_else(|error| panic!("the gateway did not restart: {error}"));
+    }
+
+    /// Restarts the gateway with `keys` as `session.secrets` (the first seals, all open).
+    pub async fn restart_gateway_with_keys(&mut self, keys: &[String]) {
+        let (first, older) = keys.split_first().expect("at least one key");
+        self.older_secrets = older.to_vec();
+        self.restart_gateway(Some(first.clone())).await;
+    }
+
+    /// The current session key (base64), the one that seals.
+    pub fn session_secret(&self) -> String {
+        self.session_secret.clone()
     }
 
     /// A browser with an empty cookie jar.

@@ -1,0 +1,344 @@
+//! The session lifecycle (issue 3): refresh before expiry with exactly one
+//! provider call however many requests wait, refresh failures, idle and
+//! absolute lifetimes, key rotation across restarts, large tokens split over
+//! several cookies, and back-channel logout. Time moves by the shared clock.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+
+use crate::support::{Browser, Reply, TestWorld};
+
+/// The dev provider's access tokens live 300 s; the gateway refreshes within 60 s of expiry.
+const INTO_REFRESH_WINDOW: i64 = 250;
+const PAST_EXPIRY: i64 = 310;
+
+fn upstream_bearer(reply: &Reply) -> String {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let seen: serde_json::Value = serde_json::from_str(&reply.body).expect("echo JSON");
+    seen["headers"]["authorization"][0].as_str().unwrap_or_default().to_owned()
+}
+
+fn session_cookie_from(reply: &Reply) -> Option<String> {
+    reply.set_cookie("_portcullis").filter(|cookie| !cookie.is_deletion()).map(|cookie| cookie.value)
+}
+
+#[tokio::test]
+async fn a_token_near_expiry_is_refreshed_once_and_the_rotated_token_is_written_back() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let before = world.open_session(&browser.session_value());
+
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    let reply = browser.api_get("/data").await;
+    let bearer = upstream_bearer(&reply);
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+    let after = world.open_session(&session_cookie_from(&reply).expect("the refreshed session is written back"));
+    assert_eq!(bearer, format!("Bearer {}", after.access_token), "the new token goes upstream");
+    assert_ne!(after.access_token, before.access_token);
+    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token is kept");
+    assert!(after.access_expires_at > before.access_expires_at);
+    assert_eq!((after.id.as_str(), after.sub.as_str()), (before.id.as_str(), before.sub.as_str()));
+
+    // The next request needs no refresh.
+    upstream_bearer(&browser.api_get("/data").await);
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_cause_exactly_one_refresh() {
+    let world = TestWorld::start().await;
+    let browser = Arc::new(world.browser());
+    browser.login_at("/", "alice", "alice").await;
+    world.clock.advance(INTO_REFRESH_WINDOW);
+
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..200 {
+        let browser = Arc::clone(&browser);
+        requests.spawn(async move {
+            // Every request carries the old cookie: the jar is read before any answer comes back.
+            browser.send(Method::GET, &format!("/data/{index}"), &[("accept", "application/json")], Bytes::new()).await
+        });
+    }
+    let mut bearers = std::collections::HashSet::new();
+    while let Some(reply) = requests.join_next().await {
+        bearers.insert(upstream_bearer(&reply.expect("request task")));
+    }
+    assert_eq!(world.provider.token_requests("refresh_token"), 1, "one refresh for 200 waiting requests");
+    assert_eq!(bearers.len(), 1, "all 200 went upstream with the same, new token");
+}
+
+#[tokio::test]
+async fn a_stale_cookie_after_rotation_gets_the_new_tokens_not_a_second_refresh() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let stale = browser.session_value();
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    let fresh_bearer = upstream_bearer(&browser.api_get("/a").await);
+
+    // Another tab still sends the old cookie (its refresh token is rotated out and
+    // would trip the provider's reuse detection).
+    let other_tab = world.browser();
+    other_tab.set_cookie("_portcullis", &stale);
+    let reply = other_tab.api_get("/b").await;
+    assert_eq!(upstream_bearer(&reply), fresh_bearer);
+    assert!(session_cookie_from(&reply).is_some(), "the stale tab gets the new cookie");
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+    // The session is still alive at the provider: the first tab keeps working after the next expiry.
+    world.clock.advance(INTO_REFRESH_WINDOW + 60);
+    upstream_bearer(&browser.api_get("/c").await);
+    assert_eq!(world.provider.token_requests("refresh_token"), 2);
+}
+
+#[tokio::test]
+async fn invalid_grant_ends_the_session() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    world.provider.faults().token_endpoint_error.set(Some("invalid_grant"));
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    let api = browser.api_get("/data").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    assert!(api.set_cookie("_portcullis").is_some_and(|cookie| cookie.is_deletion()), "the dead session is cleared");
+}
+
+#[tokio::test]
+async fn a_provider_outage_does_not_end_sessions_and_refresh_backs_off() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let old = world.open_session(&browser.session_value());
+    world.provider.faults().unavailable.set(true);
+
+    // Due for refresh but still valid: served with the current token.
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    assert_eq!(upstream_bearer(&browser.api_get("/a").await), format!("Bearer {}", old.access_token));
+    let attempts = world.provider.token_requests("refresh_token");
+    assert_eq!(attempts, 1);
+    // Within the backoff, no new attempt.
+    assert_eq!(upstream_bearer(&browser.api_get("/b").await), format!("Bearer {}", old.access_token));
+    assert_eq!(world.provider.token_requests("refresh_token"), attempts, "refresh backs off");
+
+    // Expired while the provider is down: a clear 503, and the session is kept.
+    world.clock.advance(PAST_EXPIRY - INTO_REFRESH_WINDOW);
+    let down = browser.navigate("/c").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(down.headers.contains_key("retry-after"));
+    assert!(down.set_cookie("_portcullis").is_none(), "the session cookie is not cleared");
+
+    // The provider comes back: after the backoff the next request refreshes.
+    world.provider.faults().unavailable.set(false);
+    world.clock.advance(11);
+    let back = browser.api_get("/d").await;
+    assert_ne!(upstream_bearer(&back), format!("Bearer {}", old.access_token));
+}
+
+#[tokio::test]
+async fn idle_sessions_end_and_active_ones_stay() {
+    let world =
+        TestWorld::builder().tweak(|raw| raw.session.idle_timeout = std::time::Duration::from_secs(600)).start().await;
+    let active = world.browser();
+    active.login_at("/", "alice", "alice").await;
+    let idle = world.browser();
+    idle.login_at("/", "bob", "bob").await;
+
+    for _ in 0..3 {
+        world.clock.advance(540);
+        upstream_bearer(&active.api_get("/keep-alive").await);
+    }
+    assert_eq!(idle.api_get("/late").await.status, StatusCode::UNAUTHORIZED, "bob was idle for 27 minutes");
+    upstream_bearer(&active.api_get("/still-here").await);
+}
+
+#[tokio::test]
+async fn an_ignored_max_age_gains_nothing_after_the_absolute_lifetime() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            raw.session.lifetime = std::time::Duration::from_secs(900);
+            raw.session.idle_timeout = std::time::Duration::ZERO;
+        })
+        .start()
+        .await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let kept = browser.session_value();
+    for _ in 0..3 {
+        world.clock.advance(280);
+        upstream_bearer(&browser.api_get("/x").await);
+    }
+    world.clock.advance(100);
+    // The attacker keeps sending the cookie the browser would have dropped.
+    let replay = world.browser();
+    replay.set_cookie("_portcullis", &kept);
+    assert_eq!(replay.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn rotating_keys_logs_nobody_out_and_removing_one_ends_only_its_cookies() {
+    let mut world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let old_key = world.session_secret();
+    let new_key = crate::support::random_session_secret();
+
+    world.restart_gateway_with_keys(&[new_key.clone(), old_key.clone()]).await;
+    let reply = browser.api_get("/after-rotation").await;
+    upstream_bearer(&reply);
+    let resealed = session_cookie_from(&reply).expect("re-sealed with the newest key on first use");
+    assert_eq!(world.open_session(&resealed).sub, world.open_session(&browser.session_value()).sub);
+
+    let stranger = world.browser();
+    stranger.login_at("/", "bob", "bob").await;
+    world.restart_gateway_with_keys(&[new_key]).await;
+    upstream_bearer(&browser.api_get("/after-removal").await);
+    upstream_bearer(&stranger.api_get("/after-removal").await);
+}
+
+#[tokio::test]
+async fn a_cookie_sealed_with_a_removed_key_no_longer_opens() {
+    let mut world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let old_key = world.session_secret();
+    let new_key = crate::support::random_session_secret();
+    world.restart_gateway_with_keys(&[new_key.clone(), old_key]).await;
+    let untouched = world.browser();
+    untouched.set_cookie("_portcullis", &browser.session_value());
+    world.restart_gateway_with_keys(&[new_key]).await;
+    assert_eq!(untouched.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+}
+
+fn assembled_session(browser: &Browser) -> (String, usize) {
+    let mut sealed = browser.session_value();
+    let mut parts = 1;
+    while let Some(part) = browser.cookie(&format!("_portcullis_{parts}")) {
+        sealed.push_str(&part);
+        parts += 1;
+    }
+    (sealed, parts)
+}
+
+#[tokio::test]
+async fn a_ten_kilobyte_id_token_is_split_over_cookies_and_never_forwarded() {
+    let world = TestWorld::start().await;
+    world.provider.faults().id_token_padding.set(Some(&"g".repeat(10 * 1024)));
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let (sealed, parts) = assembled_session(&browser);
+    assert!(parts >= 3, "a {}-byte session in {parts} cookies", sealed.len());
+    let session = world.open_session(&sealed);
+    assert!(session.id_token.as_ref().is_some_and(|token| token.len() > 10 * 1024));
+
+    let reply = browser.api_get("/big").await;
+    upstream_bearer(&reply);
+    let seen: serde_json::Value = serde_json::from_str(&reply.body).expect("echo JSON");
+    assert!(seen["headers"]["cookie"].is_null(), "no gateway cookie part reaches the upstream: {}", seen["headers"]);
+
+    // Sign-out clears every part.
+    let signed_out = browser.navigate("/oauth2/sign_out").await;
+    for index in 1..parts {
+        let name = format!("_portcullis_{index}");
+        assert!(signed_out.set_cookie(&name).is_some_and(|cookie| cookie.is_deletion()), "{name} is cleared");
+    }
+    assert!(browser.cookie_names().is_empty(), "{:?}", browser.cookie_names());
+}
+
+#[tokio::test]
+async fn a_shrinking_session_clears_its_stale_parts() {
+    let world = TestWorld::start().await;
+    world.provider.faults().id_token_padding.set(Some(&"g".repeat(8 * 1024)));
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let (_, parts_before) = assembled_session(&browser);
+    world.provider.faults().id_token_padding.set(None);
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    upstream_bearer(&browser.api_get("/x").await);
+    let (sealed, parts_after) = assembled_session(&browser);
+    assert!(parts_after < parts_before, "{parts_before} parts became {parts_after}");
+    assert!(browser.cookie(&format!("_portcullis_{parts_after}")).is_none());
+    world.open_session(&sealed);
+}
+
+async fn post_logout_token(browser: &Browser, token: &str) -> Reply {
+    let body = format!("logout_token={token}");
+    browser
+        .send(
+            Method::POST,
+            "/oauth2/backchannel_logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(body),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn back_channel_logout_ends_the_users_sessions_at_once() {
+    let world = TestWorld::start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    let alice_elsewhere = world.browser();
+    alice_elsewhere.login_at("/", "alice", "alice").await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+
+    let provider_side = world.browser();
+    let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let reply = post_logout_token(&provider_side, &token).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+
+    assert_eq!(alice.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(alice_elsewhere.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+    upstream_bearer(&bob.api_get("/x").await);
+    // Logging in again after the logout works (logouts have one-second granularity:
+    // sessions created in the logout's second end too, erring on the safe side).
+    world.clock.advance(1);
+    let again = world.browser();
+    again.login_at("/", "alice", "alice").await;
+    upstream_bearer(&again.api_get("/x").await);
+    // The same token cannot be replayed.
+    assert_eq!(post_logout_token(&provider_side, &token).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn back_channel_logout_by_sid_ends_only_that_provider_session() {
+    let world = TestWorld::start().await;
+    let first = world.browser();
+    first.login_at("/", "alice", "alice").await;
+    let second = world.browser();
+    second.login_at("/", "alice", "alice").await;
+    let sid = world.open_session(&first.session_value()).sid.expect("the ID token carries a sid");
+    let token = world.provider.backchannel_logout_token("alice", Some(&sid)).expect("a logout token");
+    assert_eq!(post_logout_token(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(first.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
+    upstream_bearer(&second.api_get("/x").await);
+}
+
+#[tokio::test]
+async fn forged_or_malformed_logout_tokens_are_refused() {
+    let world = TestWorld::start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    let attacker = world.browser();
+    let genuine = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let mut parts: Vec<String> = genuine.split('.').map(str::to_owned).collect();
+    let flipped_signature = {
+        let signature = parts.pop().expect("a signature");
+        let mut bytes = signature.into_bytes();
+        bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
+        format!("{}.{}", parts.join("."), String::from_utf8(bytes).expect("ascii"))
+    };
+    // An ID token is signed by the same provider but is not a logout token.
+    let id_token = world.open_session(&alice.session_value()).id_token.expect("an ID token");
+    for token in [flipped_signature.as_str(), id_token.as_str(), "not.a.jwt", ""] {
+        let reply = post_logout_token(&attacker, token).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{token:.20} was accepted");
+    }
+    let wrong_method = attacker.api_get("/oauth2/backchannel_logout").await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    upstream_bearer(&alice.api_get("/x").await);
+}
