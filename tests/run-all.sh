@@ -127,9 +127,9 @@ if [ "$mode" = deps ]; then
 fi
 
 # The Rust integration tests spawn the mock OpenID provider through this path.
-export PORTCULLIS_MOCK_IDP="$e2e_dir/mock-idp.mjs"
+export TEST_MOCK_IDP="$e2e_dir/mock-idp.mjs"
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-export PORTCULLIS_BIN="$target_dir/debug/portcullis"
+export TEST_PORTCULLIS_BIN="$target_dir/debug/portcullis"
 
 failed_step="cargo fmt"
 step "cargo fmt --all -- --check"
@@ -146,7 +146,7 @@ step "node --test tests/e2e/*.test.mjs (the mock OpenID provider the Rust tests 
 node --test tests/e2e/*.test.mjs
 
 failed_step="cargo test"
-step "cargo test --locked (PORTCULLIS_MOCK_IDP=$PORTCULLIS_MOCK_IDP)"
+step "cargo test --locked (TEST_MOCK_IDP=$TEST_MOCK_IDP)"
 cargo test --locked
 
 if [ "$mode" = full ]; then
@@ -155,7 +155,7 @@ if [ "$mode" = full ]; then
     cargo build --locked --bin portcullis
 
     failed_step="browser test"
-    step "node --test tests/browser/*.test.mjs (PORTCULLIS_BIN=$PORTCULLIS_BIN)"
+    step "node --test tests/browser/*.test.mjs (TEST_PORTCULLIS_BIN=$TEST_PORTCULLIS_BIN)"
     node --test tests/browser/*.test.mjs
 
     failed_step="installing cargo-deny"

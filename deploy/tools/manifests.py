@@ -15,7 +15,7 @@
       Whether two renders hold the same objects, ignoring the hash suffix of
       generated ConfigMap/Secret names (kubectl kustomize vs render.py).
 
-  manifests.py check-config RENDERED.yaml PORTCULLIS_BIN
+  manifests.py check-config RENDERED.yaml TEST_PORTCULLIS_BIN
       Runs `portcullis check-config` for every Portcullis container exactly as
       the pod would start: the ConfigMap and Secret volumes are written to a
       temporary directory standing in for their mount paths, and the

@@ -473,12 +473,10 @@ fn describe_figment_error(error: &figment::Error) -> String {
                 figment::error::Kind::InvalidType(_, expected) => format!("has the wrong type, expected {expected}"),
                 figment::error::Kind::InvalidValue(_, expected) => format!("has an invalid value, expected {expected}"),
                 figment::error::Kind::UnknownField(field, _) => {
-                    let full = if error.path.is_empty() { field.clone() } else { format!("{key}.{field}") };
-                    return format!("{full}: unknown key");
+                    return format!("{}: unknown key", full_key(&error.path, field));
                 }
                 figment::error::Kind::MissingField(field) => {
-                    let full = if error.path.is_empty() { field.to_string() } else { format!("{key}.{field}") };
-                    return format!("{full}: is required");
+                    return format!("{}: is required", full_key(&error.path, field));
                 }
                 figment::error::Kind::Message(message) => message.clone(),
                 other => other.to_string(),
@@ -487,6 +485,15 @@ fn describe_figment_error(error: &figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The dotted key of `field` under `path`; figment sometimes ends the path with the field itself.
+fn full_key(path: &[String], field: &str) -> String {
+    match path.split_last() {
+        None => field.to_owned(),
+        Some((last, _)) if last == field => path.join("."),
+        Some(_) => format!("{}.{field}", path.join(".")),
+    }
 }
 
 #[cfg(test)]

@@ -1,21 +1,7 @@
 //! The provider's HTML: the login form, error pages and the signed-out page.
 //! Everything echoed into a page goes through [`escape`].
 
-/// Escapes text for HTML element content and double- or single-quoted attributes.
-pub(super) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
+pub(super) use crate::pages::escape_html as escape;
 
 const STYLE: &str = "
   * { box-sizing: border-box; }

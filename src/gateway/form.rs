@@ -41,6 +41,11 @@ pub(super) async fn read_form(request: Request<Incoming>) -> Result<Vec<(String,
     Ok(form_urlencoded::parse(&body).into_owned().collect())
 }
 
+/// The first value of query parameter `name`.
+pub(super) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
 /// The value of the only `name` field; `None` when absent or repeated.
 pub(super) fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());

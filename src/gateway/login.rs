@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use super::form::query_value;
 use super::{Gateway, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
@@ -57,15 +58,7 @@ impl Gateway {
         request: &Request<Incoming>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let requested = request
-            .uri()
-            .query()
-            .and_then(|query| {
-                form_urlencoded::parse(query.as_bytes())
-                    .find(|(key, _)| key == "rd")
-                    .map(|(_, value)| value.into_owned())
-            })
-            .unwrap_or_else(|| "/".to_owned());
+        let requested = query_value(request.uri().query(), "rd").unwrap_or_else(|| "/".to_owned());
         let return_to = self.redirects.sanitise(&requested);
         self.begin_login(request, return_to, request_id).await
     }

@@ -9,7 +9,7 @@
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::form::{read_form, single};
+use super::form::{query_value, read_form, single};
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::oidc::token;
@@ -150,8 +150,4 @@ button{{font-size:1rem;padding:.5rem 1.2rem}}</style></head><body><h1>Sign out?<
         pages::harden(&mut response);
         response
     }
-}
-
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }

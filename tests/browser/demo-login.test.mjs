@@ -3,7 +3,7 @@
 //
 //   node --test tests/browser/*.test.mjs
 //
-// PORTCULLIS_BIN picks the binary (default: target/debug/portcullis under the repo root); PORTCULLIS_CHROMIUM the
+// TEST_PORTCULLIS_BIN picks the binary (default: target/debug/portcullis under the repo root); TEST_CHROMIUM the
 // browser (default: /usr/bin/chromium). A missing binary or browser makes the tests FAIL, never skip.
 // A screenshot of the echo page is written to tests/browser/test-results/ for humans.
 
@@ -17,8 +17,8 @@ import { chromium } from '../e2e/node_modules/playwright-core/index.mjs';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const resultsDir = fileURLToPath(new URL('./test-results/', import.meta.url));
-const binaryPath = path.resolve(repoRoot, process.env.PORTCULLIS_BIN ?? 'target/debug/portcullis');
-const chromiumPath = process.env.PORTCULLIS_CHROMIUM ?? '/usr/bin/chromium';
+const binaryPath = path.resolve(repoRoot, process.env.TEST_PORTCULLIS_BIN ?? 'target/debug/portcullis');
+const chromiumPath = process.env.TEST_CHROMIUM ?? '/usr/bin/chromium';
 
 const READY_TIMEOUT_MS = 30_000;
 const EXIT_TIMEOUT_MS = 10_000;
@@ -46,7 +46,7 @@ function startDemo() {
   if (!existsSync(binaryPath)) {
     throw new Error(
       `portcullis binary not found at ${binaryPath}: build it with \`cargo build --bin portcullis\` ` +
-        'or point PORTCULLIS_BIN at it',
+        'or point TEST_PORTCULLIS_BIN at it',
     );
   }
   const child = spawn(binaryPath, ['demo', '--listen', '127.0.0.1:0'], {
