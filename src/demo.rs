@@ -91,3 +91,15 @@ pub async fn run(
     provider.shutdown();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_anything_but_loopback() {
+        let result = run("0.0.0.0:0".parse().unwrap_or_else(|_| panic!("address")), |_| {}, async {}).await;
+        assert!(matches!(result, Err(DemoError::NotLoopback(_))), "{result:?}");
+    }
+}

@@ -163,7 +163,7 @@ if [ "$mode" = full ]; then
     install_cargo_deny
 
     failed_step="cargo deny check"
-    step "cargo deny check (policy: tests/deny.toml)"
+    step "cargo deny check (policy: deny.toml)"
     run_cargo_deny
 fi
 

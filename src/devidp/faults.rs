@@ -60,6 +60,8 @@ pub struct Faults {
     pub omit_s256: FaultFlag,
     /// Authorization responses lack the RFC 9207 `iss` parameter.
     pub omit_iss_parameter: FaultFlag,
+    /// ID tokens name another user (`sub`), e.g. a refresh answering for the wrong account.
+    pub id_token_other_subject: FaultFlag,
     /// ID tokens carry a `padding` claim of this text, to make them as large as
     /// some providers' (e.g. many group claims); not a defect, a size knob.
     pub id_token_padding: FaultText,

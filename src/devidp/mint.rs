@@ -102,6 +102,9 @@ fn id_token(
     } else {
         (now, now.saturating_add(seconds(shared.config.id_token_ttl)))
     };
+    if faults.id_token_other_subject.get() {
+        claims.insert("sub".into(), json!("dev-someone-else"));
+    }
     claims.insert("iss".into(), json!(issuer));
     claims.insert("aud".into(), json!(audience));
     claims.insert("azp".into(), json!(client_id));

@@ -106,6 +106,17 @@ async fn invalid_grant_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_refreshed_id_token_for_another_user_ends_the_session() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    world.provider.faults().id_token_other_subject.set(true);
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    assert_eq!(browser.api_get("/data").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+}
+
+#[tokio::test]
 async fn a_provider_outage_does_not_end_sessions_and_refresh_backs_off() {
     let world = TestWorld::start().await;
     let browser = world.browser();
