@@ -273,6 +273,7 @@ impl Gateway {
                 )
             }
         };
+        self.cookies.drop_upstream_set_cookies(response.headers_mut());
         for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }

@@ -79,6 +79,28 @@ impl CookieJarSpec {
         Some(headers)
     }
 
+    /// Removes `Set-Cookie` headers from an upstream response that would set one
+    /// of the gateway's cookies: an upstream must not be able to plant or
+    /// overwrite a session (fixation) or a login flow.
+    pub fn drop_upstream_set_cookies(&self, headers: &mut HeaderMap) {
+        let planted = headers.get_all(header::SET_COOKIE).iter().any(|value| self.sets_ours(value));
+        if !planted {
+            return;
+        }
+        let kept: Vec<HeaderValue> =
+            headers.get_all(header::SET_COOKIE).iter().filter(|value| !self.sets_ours(value)).cloned().collect();
+        headers.remove(header::SET_COOKIE);
+        for value in kept {
+            headers.append(header::SET_COOKIE, value);
+        }
+        tracing::warn!("the upstream tried to set a gateway cookie; removed");
+    }
+
+    fn sets_ours(&self, value: &HeaderValue) -> bool {
+        let name = value.as_bytes().split(|b| *b == b'=').next().unwrap_or_default();
+        std::str::from_utf8(name).is_ok_and(|name| self.is_ours(name.trim()))
+    }
+
     /// `Set-Cookie` headers deleting the session cookie and any parts the request carries (flows stay).
     pub fn clear_session(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
         let mut names: Vec<String> = vec![self.session_name.clone()];
@@ -242,6 +264,19 @@ mod tests {
         assert!(text.contains("Max-Age=0"));
         assert!(spec.is_ours("_p") && spec.is_ours(&spec.flow_name("abc")) && !spec.is_ours("_px"));
         assert!(spec.is_ours("_p_3") && !spec.is_ours("p_3"));
+    }
+
+    #[test]
+    fn an_upstream_cannot_set_gateway_cookies() {
+        let spec = CookieJarSpec::new("_p", true);
+        let mut headers = HeaderMap::new();
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("__Host-_p=planted; Path=/; Secure"));
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("__Host-_p_flow_x=planted"));
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("other=2"));
+        spec.drop_upstream_set_cookies(&mut headers);
+        let left: Vec<&str> = headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+        assert_eq!(left, ["app=1; Path=/", "other=2"]);
     }
 
     #[test]
