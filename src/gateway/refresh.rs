@@ -32,6 +32,8 @@ pub(super) enum RefreshOutcome {
     Ended,
     /// The provider could not be asked; try again after the backoff.
     Unavailable,
+    /// Store mode: the shared store could not be asked (nothing was refreshed, or the result was lost).
+    StoreUnavailable,
 }
 
 /// Single-flight refreshes keyed by session id and the access-token expiry
@@ -49,6 +51,8 @@ impl moka::Expiry<(String, UnixSeconds), Arc<RefreshOutcome>> for OutcomeExpiry 
     ) -> Option<Duration> {
         Some(match value.as_ref() {
             RefreshOutcome::Unavailable => BACKOFF,
+            // Retried as soon as the store answers again.
+            RefreshOutcome::StoreUnavailable => Duration::from_secs(1),
             RefreshOutcome::Refreshed { .. } | RefreshOutcome::Ended => SETTLED_FOR,
         })
     }
@@ -66,7 +70,7 @@ impl Gateway {
         self.refreshes.get_with(key, async { Arc::new(self.refresh_once(data).await) }).await
     }
 
-    async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
+    pub(super) async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
         let Some(provider) = self.provider.current() else { return RefreshOutcome::Unavailable };
         let refresh_token = SecretString::new(refresh_token);
