@@ -12,6 +12,7 @@ mod log_hygiene;
 mod open_redirects;
 mod provider_outage;
 mod sessions;
+mod shared_store;
 mod sign_out;
 mod spoofing;
 mod upstream;

@@ -186,6 +186,14 @@ impl TestWorld {
         raw
     }
 
+    /// The gateway's configuration for another replica listening on `listen`
+    /// (same secret, provider, upstream and public URL).
+    pub fn replica_config(&self, listen: SocketAddr) -> Config {
+        let mut raw = self.raw_config();
+        raw.listen = listen.to_string();
+        Config::from_raw(raw).expect("a valid replica configuration")
+    }
+
     async fn start_gateway(&mut self, listener: TcpListener) -> Result<(), portcullis::StartError> {
         let config = Config::from_raw(self.raw_config()).expect("a valid test configuration");
         let gateway = portcullis::start(config, self.clock.clone()).await?;
