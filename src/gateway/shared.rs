@@ -148,11 +148,11 @@ impl Gateway {
         handle: &SessionHandle,
         now: UnixSeconds,
     ) -> Result<Option<Arc<LocalSession>>, ()> {
-        if let Some(cached) = shared.local.get(&handle.id).await {
-            if cached.fetched_at.saturating_add(shared.local_ttl) > now {
-                self.metrics.cache_lookup(true);
-                return Ok(Some(cached));
-            }
+        if let Some(cached) = shared.local.get(&handle.id).await
+            && cached.fetched_at.saturating_add(shared.local_ttl) > now
+        {
+            self.metrics.cache_lookup(true);
+            return Ok(Some(cached));
         }
         self.metrics.cache_lookup(false);
         let lookup = shared
