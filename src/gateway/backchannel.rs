@@ -53,6 +53,16 @@ impl Gateway {
                 return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
             }
         };
+        if let (Some(jti), Some(shared)) = (&logout.jti, &self.shared) {
+            match shared.store.claim_once(jti, JTI_MEMORY).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
+                    return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+                }
+                Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
+            }
+        }
         if let Some(jti) = &logout.jti {
             if self.used_logout_tokens.contains_key(jti) {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");

@@ -238,6 +238,7 @@ impl Gateway {
             match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
                 (Some(_), _, _) => ("authenticated", "session"),
                 (None, true, _) => ("unavailable", "idp_unavailable"),
+                (None, false, _) if authenticated.store_unavailable => ("unavailable", "store_unavailable"),
                 (None, false, true) => ("unauthenticated", "invalid_session"),
                 (None, false, false) => ("unauthenticated", "no_session"),
             };

@@ -6,6 +6,7 @@
 //! - `P` `session:` id: the sealed [`SessionData`], TTL = the session's absolute expiry;
 //! - `P` `lease:` id: the refresh lease (`SET NX PX`), a random owner token;
 //! - `P` `ended:sub:` sub / `P` `ended:sid:` sid: the time of a back-channel logout, TTL = the session lifetime;
+//! - `P` `jti:` jti: a used back-channel logout token (replay refusal on every replica), TTL 10 minutes;
 //! - channel `P` `events`: [`StoreEvent`]s as JSON.
 
 use std::sync::RwLock;
@@ -227,6 +228,19 @@ impl SessionStore {
         self.run(|mut connection| async move { connection.publish::<_, _, ()>(channel, payload).await }).await
     }
 
+    /// Claims a back-channel logout token's `jti` for `ttl`: `true` the first
+    /// time on any replica, `false` for a replay.
+    pub async fn claim_once(&self, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = format!("{}jti:{jti}", self.prefix);
+        let ttl = ttl.as_secs().max(1);
+        let set: Option<String> = self
+            .run(|mut connection| async move {
+                redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl).query_async(&mut connection).await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Takes the refresh lease of session `id` for `lease`, returning its owner
     /// token when this caller won it and `None` when another holds it.
     pub async fn try_lease(&self, id: &str, lease: Duration) -> Result<Option<String>, StoreError> {
@@ -288,5 +302,39 @@ impl SessionStore {
             }
             event
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    use super::*;
+    use crate::secret::SecretString;
+
+    fn config(url: &str) -> StoreConfig {
+        StoreConfig {
+            url: SecretString::new(url.to_owned()),
+            password: Some(SecretString::new("from-file".to_owned())),
+            key_prefix: "p:".to_owned(),
+            local_cache_ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn tls_urls_build_a_client_with_the_one_crypto_provider() {
+        let store = SessionStore::new(&config("rediss://redis.example:6380/0"), Duration::from_secs(60)).unwrap();
+        assert!(!store.is_healthy(), "not healthy before it has answered");
+        assert_eq!(store.session_key("abc"), "p:session:abc");
+        assert_eq!(store.channel(), "p:events");
+        assert!(!format!("{store:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn events_have_a_stable_wire_format() {
+        let event = StoreEvent::ProviderSession { sid: "s1".to_owned(), at: 7 };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(json, r#"{"kind":"provider_session","sid":"s1","at":7}"#);
+        assert_eq!(serde_json::from_str::<StoreEvent>(&json).unwrap(), event);
     }
 }
