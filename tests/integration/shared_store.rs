@@ -34,6 +34,14 @@ fn with_cookie_of(replica: &Replica, world: &TestWorld, from: &Browser) -> Brows
     browser
 }
 
+/// Whether `/ready` on both replicas answers `status` within 10 s (the health check runs every second).
+async fn both_ready_become(world: &TestWorld, replica: &Replica, status: StatusCode) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        world.ready().await.status == status && replica.ready().await.status == status
+    })
+    .await
+}
+
 fn bearer(reply: &crate::support::Reply) -> String {
     reply.json()["headers"]["authorization"][0].as_str().unwrap_or_default().to_owned()
 }
@@ -179,15 +187,7 @@ async fn a_store_outage_is_a_503_and_not_ready_and_heals_by_itself() {
     assert_eq!(world.ready().await.status, StatusCode::OK);
 
     redis.kill();
-    for (what, ready) in [("A", world.ready().await), ("B", replica.ready().await)] {
-        let _ = ready;
-        let down = eventually(Duration::from_secs(10), || async {
-            let reply = if what == "A" { world.ready().await } else { replica.ready().await };
-            reply.status == StatusCode::SERVICE_UNAVAILABLE
-        })
-        .await;
-        assert!(down, "/ready on {what} still says ready with the store down");
-    }
+    assert!(both_ready_become(&world, &replica, StatusCode::SERVICE_UNAVAILABLE).await, "/ready still says ready");
     let api = browser.api_get("/private").await;
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE, "{}", api.body);
     assert_eq!(api.header("retry-after").as_deref(), Some("5"));
@@ -205,19 +205,52 @@ async fn a_store_outage_is_a_503_and_not_ready_and_heals_by_itself() {
     assert!(finished.set_cookie(&world.session_cookie_name()).is_none());
 
     redis.restart().await;
-    for (what, ready) in [("A", world.ready().await), ("B", replica.ready().await)] {
-        let _ = ready;
-        let up = eventually(Duration::from_secs(10), || async {
-            let reply = if what == "A" { world.ready().await } else { replica.ready().await };
-            reply.status == StatusCode::OK
-        })
-        .await;
-        assert!(up, "/ready on {what} did not recover");
-    }
+    assert!(both_ready_become(&world, &replica, StatusCode::OK).await, "/ready did not recover");
     // The restarted Redis kept nothing (no persistence here): the old session is gone, and says so with a 401.
     assert_eq!(browser.api_get("/private").await.status, StatusCode::UNAUTHORIZED);
     let again = world.browser();
     again.login().await;
     assert_eq!(again.api_get("/private").await.status, StatusCode::OK);
     assert_eq!(with_cookie_of(&replica, &world, &again).api_get("/private").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn backchannel_logout_by_sid_ends_only_that_provider_session_everywhere() {
+    let redis = RedisServer::start().await;
+    let (world, replica) = two_replicas(&redis).await;
+    let ended = world.browser();
+    ended.login().await;
+    let kept = replica.browser();
+    kept.login().await;
+    let handle = world.open_handle(&ended.session_value());
+    let sid = handle.sid.clone().expect("the provider sends a sid");
+    assert_ne!(world.open_handle(&kept.session_value()).sid.as_deref(), Some(sid.as_str()));
+    let ended_on_b = with_cookie_of(&replica, &world, &ended);
+    let copied = ended.session_value();
+    assert_eq!(ended_on_b.api_get("/private").await.status, StatusCode::OK);
+
+    // Delivered to replica B this time.
+    let token = world.provider.backchannel_logout_token("alice", Some(&sid)).expect("a logout token");
+    let body = form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", &token).finish();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let reply =
+        replica.browser().send(Method::POST, "/oauth2/backchannel_logout", &form, Bytes::from(body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // The same token again, on the other replica: a replay.
+    let replay = world.browser().send(Method::POST, "/oauth2/backchannel_logout", &form, Bytes::from(body)).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "a replayed logout token is refused on every replica");
+
+    let gone = eventually(Duration::from_secs(2), || async {
+        ended.set_cookie(&world.session_cookie_name(), &copied);
+        ended.api_get("/private").await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(gone, "the logged-out provider session still works on replica A");
+    ended_on_b.set_cookie(&world.session_cookie_name(), &copied);
+    assert_eq!(ended_on_b.api_get("/private").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        kept.api_get("/private").await.status,
+        StatusCode::OK,
+        "another provider session of alice is unaffected"
+    );
 }

@@ -244,6 +244,13 @@ impl TestWorld {
         serde_json::from_slice(&json).expect("session JSON")
     }
 
+    /// Opens a store-mode session cookie (a handle: id, sub, sid, lifetimes; no tokens).
+    pub fn open_handle(&self, value: &str) -> portcullis::session::data::SessionHandle {
+        let (json, _) =
+            self.key_ring().open(Purpose::Handle, &self.session_cookie_name(), value).expect("a sealed handle");
+        serde_json::from_slice(&json).expect("handle JSON")
+    }
+
     /// Opens a flow cookie value (to learn its verifier and return path).
     pub fn open_flow(&self, name: &str, value: &str) -> LoginFlow {
         let (json, _) = self.key_ring().open(Purpose::Flow, name, value).expect("a sealed flow");
