@@ -47,6 +47,7 @@ pub enum StartError {
 /// and reports not-ready.
 pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
     let gateway = Arc::new(Gateway::new(config, clock)?);
+    gateway.start_background().await;
     let provider = Arc::clone(gateway.provider());
     match provider.load().await {
         Ok(()) => tracing::info!(issuer = %gateway.config().oidc.issuer, "identity provider loaded"),

@@ -136,6 +136,27 @@ pub struct RawSession {
     pub login_timeout: Duration,
     /// Live sessions kept in the in-memory token cache.
     pub cache_max_entries: u64,
+    /// The optional shared session store (Redis/Valkey) for several replicas.
+    pub store: RawSessionStore,
+}
+
+/// `[session.store]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessionStore {
+    /// `redis://` or `rediss://` (TLS) URL; unset: sessions live in the cookie only.
+    #[serde(skip_serializing)]
+    pub url: Option<SecretString>,
+    /// A file holding the Redis password (instead of one in the URL).
+    pub password_file: Option<PathBuf>,
+    /// Prefix of every key and of the pub/sub channel, so deployments can share a Redis.
+    pub key_prefix: String,
+    /// How long a replica trusts its in-memory copy of a stored session (bounds a lost pub/sub message).
+    #[serde(with = "humantime_serde")]
+    pub local_cache_ttl: Duration,
+    /// Connect and response timeout of each Redis operation.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 /// `[proxy]`
@@ -195,6 +216,13 @@ impl Default for RawConfig {
                 refresh_margin: Duration::from_secs(60),
                 login_timeout: Duration::from_secs(600),
                 cache_max_entries: 200_000,
+                store: RawSessionStore {
+                    url: None,
+                    password_file: None,
+                    key_prefix: "portcullis:".to_owned(),
+                    local_cache_ttl: Duration::from_secs(5),
+                    timeout: Duration::from_secs(2),
+                },
             },
             proxy: RawProxy {
                 connect_timeout: Duration::from_secs(5),

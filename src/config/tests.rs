@@ -158,3 +158,30 @@ fn kubernetes_service_link_variables_are_not_configuration() {
         Ok(())
     });
 }
+
+#[test]
+fn the_session_store_is_off_by_default_and_validated_when_set() {
+    Jail::expect_with(|jail| {
+        assert!(load_from(jail, &minimal("")).unwrap().session.store.is_none());
+
+        let store = |extra: &str| minimal("") + &format!("[session.store]\n{extra}\n");
+        let config = load_from(jail, &store("url = \"rediss://user:pw@redis.internal:6380/1\"")).unwrap();
+        let stored = config.session.store.expect("store mode");
+        assert_eq!(stored.key_prefix, "portcullis:");
+        assert_eq!(stored.local_cache_ttl, Duration::from_secs(5));
+        assert!(!format!("{stored:?}").contains("pw@"), "the URL is redacted in Debug");
+
+        let error = error_text(load_from(jail, &store("url = \"http://pw@redis.internal\"")));
+        assert!(error.starts_with("session.store.url:") && !error.contains("pw"), "{error}");
+        let error = error_text(load_from(jail, &store("password_file = \"/nope\"")));
+        assert!(error.starts_with("session.store.password_file:"), "{error}");
+        let error = error_text(load_from(jail, &store("url = \"redis://:pw@r\"\npassword_file = \"pw.txt\"")));
+        assert!(error.contains("already holds a password"), "{error}");
+        jail.create_file("pw.txt", "s3cret\n").unwrap();
+        let config = load_from(jail, &store("url = \"redis://r:6379\"\npassword_file = \"pw.txt\"")).unwrap();
+        assert_eq!(config.session.store.unwrap().password.unwrap().expose(), "s3cret");
+        let error = error_text(load_from(jail, &store("url = \"redis://r\"\nlocal_cache_ttl = \"5m\"")));
+        assert!(error.starts_with("session.store.local_cache_ttl:"), "{error}");
+        Ok(())
+    });
+}

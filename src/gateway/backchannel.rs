@@ -12,6 +12,7 @@ use super::login::seconds;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::oidc::logout_token;
+use crate::session::store::StoreEvent;
 
 /// A used logout token's `jti` is remembered this long to refuse replays.
 pub(super) const JTI_MEMORY: Duration = Duration::from_secs(600);
@@ -52,6 +53,16 @@ impl Gateway {
                 return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
             }
         };
+        if let (Some(jti), Some(shared)) = (&logout.jti, &self.shared) {
+            match shared.store.claim_once(jti, JTI_MEMORY).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
+                    return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+                }
+                Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
+            }
+        }
         if let Some(jti) = &logout.jti {
             if self.used_logout_tokens.contains_key(jti) {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
@@ -60,10 +71,21 @@ impl Gateway {
             self.used_logout_tokens.insert(jti.clone(), ()).await;
         }
         // §2.6: with both, the sid names the session; sub alone ends all of the user's.
-        match (&logout.sid, &logout.sub) {
-            (Some(sid), _) => self.ended.end_provider_session(sid, now).await,
-            (None, Some(sub)) => self.ended.end_subject(sub, now).await,
-            (None, None) => {}
+        let event = match (&logout.sid, &logout.sub) {
+            (Some(sid), _) => Some(StoreEvent::ProviderSession { sid: sid.clone(), at: now }),
+            (None, Some(sub)) => Some(StoreEvent::Subject { sub: sub.clone(), at: now }),
+            (None, None) => None,
+        };
+        match (&self.shared, event) {
+            (Some(shared), Some(event)) => {
+                if self.announce(shared, event).await.is_err() {
+                    // The provider may retry; the logout is not lost silently.
+                    return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
+                }
+            }
+            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at).await,
+            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at).await,
+            (None, Some(StoreEvent::Session { .. })) | (_, None) => {}
         }
         tracing::info!(
             target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout",

@@ -251,7 +251,17 @@ impl Gateway {
             id_token: Some(raw_id_token.expose().to_owned()),
         };
         let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
-        let Some(set_cookies) = self.seal_session(&data, held_parts) else {
+        let sealed = match &self.shared {
+            None => self.seal_session(&data, held_parts),
+            Some(shared) => match self.store_new_session(shared, &data, held_parts).await {
+                Ok(sealed) => sealed,
+                Err(()) => {
+                    self.metrics.login("failed", "session_store_unavailable");
+                    return self.store_unavailable_page(Audience::Browser, request_id);
+                }
+            },
+        };
+        let Some(set_cookies) = sealed else {
             tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
             return self.fail(
                 Audience::Browser,

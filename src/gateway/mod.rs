@@ -10,6 +10,7 @@ mod login;
 mod refresh;
 mod request_id;
 mod session_auth;
+mod shared;
 mod sign_out;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub enum GatewayError {
     Upstream(#[from] proxy::ProxyError),
     #[error("provider HTTP client: {0}")]
     Client(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] crate::session::store::StoreError),
 }
 
 /// Shared state of the gateway: configuration, provider, keys, cache, upstream.
@@ -75,6 +78,8 @@ pub struct Gateway {
     cache: SessionCache,
     ended: EndedSessions,
     refreshes: refresh::RefreshFlights,
+    /// Store mode (`[session.store]`); `None`: sessions live in the cookie.
+    shared: Option<shared::Shared>,
     used_logout_tokens: moka::future::Cache<String, ()>,
     upstream: Upstream,
     redirects: RedirectPolicy,
@@ -94,6 +99,14 @@ impl Gateway {
         let cache = SessionCache::new(config.session.cache_max_entries);
         let ended = EndedSessions::new(config.session.lifetime, config.session.cache_max_entries);
         let refreshes = refresh::flights(config.session.cache_max_entries);
+        let shared = match &config.session.store {
+            Some(store) => Some(shared::Shared::new(
+                crate::session::store::SessionStore::new(store, config.session.lifetime)?,
+                store.local_cache_ttl,
+                config.session.cache_max_entries,
+            )),
+            None => None,
+        };
         let upstream = Upstream::new(
             config.upstream.clone(),
             UpstreamSettings {
@@ -113,6 +126,7 @@ impl Gateway {
             cache,
             ended,
             refreshes,
+            shared,
             used_logout_tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(backchannel::JTI_MEMORY)
@@ -138,7 +152,15 @@ impl Gateway {
     /// Whether the gateway should get traffic: not shutting down, and able to
     /// log users in (provider metadata and keys loaded).
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(std::sync::atomic::Ordering::Relaxed) && self.provider.current().is_some()
+        !self.draining.load(std::sync::atomic::Ordering::Relaxed)
+            && self.provider.current().is_some()
+            && self.shared.as_ref().is_none_or(|shared| shared.store.is_healthy())
+    }
+
+    /// Starts the shared store's background work (health checks, logout
+    /// broadcasts); does nothing without `[session.store]`.
+    pub async fn start_background(self: &Arc<Self>) {
+        shared::start_background(self).await;
     }
 
     /// The gateway's metrics.
@@ -199,7 +221,9 @@ impl Gateway {
                 return if self.is_ready() {
                     pages::text(StatusCode::OK, "ready")
                 } else {
-                    pages::text(StatusCode::SERVICE_UNAVAILABLE, "identity provider not loaded")
+                    let mut response = pages::text(StatusCode::SERVICE_UNAVAILABLE, self.not_ready_reason());
+                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    response
                 };
             }
             paths::START => return self.start_login_explicit(&request, request_id).await,
@@ -214,12 +238,16 @@ impl Gateway {
             match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
                 (Some(_), _, _) => ("authenticated", "session"),
                 (None, true, _) => ("unavailable", "idp_unavailable"),
+                (None, false, _) if authenticated.store_unavailable => ("unavailable", "store_unavailable"),
                 (None, false, true) => ("unauthenticated", "invalid_session"),
                 (None, false, false) => ("unauthenticated", "no_session"),
             };
         self.metrics.auth_decision(decision, reason);
         let Some(session) = authenticated.session else {
             let audience = audience::classify(request.method(), request.headers());
+            if authenticated.store_unavailable {
+                return self.store_unavailable_page(audience, request_id);
+            }
             if authenticated.provider_unavailable {
                 let mut response = self.fail(
                     audience,
@@ -303,6 +331,30 @@ impl Gateway {
             ));
         }
         None
+    }
+
+    fn not_ready_reason(&self) -> &'static str {
+        if self.provider.current().is_none() {
+            "identity provider not loaded"
+        } else if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            "shutting down"
+        } else {
+            "session store unavailable"
+        }
+    }
+
+    /// 503 with `Retry-After`: the shared session store cannot be reached. The
+    /// session cookie is left alone; it works again once the store is back.
+    fn store_unavailable_page(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
+        let mut response = self.fail(
+            audience,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            "Your session cannot be checked right now because the session store is unavailable. Please try again in a few seconds.",
+            request_id,
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
     }
 
     /// A page or JSON error for the client, chosen by audience.

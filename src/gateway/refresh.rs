@@ -21,7 +21,7 @@ use crate::session::data::SessionData;
 /// How long a success or an ended session is remembered for late requests with the old cookie.
 const SETTLED_FOR: Duration = Duration::from_secs(120);
 /// How long a session waits after a failed refresh before trying again.
-const BACKOFF_SECONDS: i64 = 10;
+pub(super) const BACKOFF_SECONDS: i64 = 10;
 /// Failed outcomes are dropped after this (memory bound; the retry time decides).
 const FAILURE_KEPT_FOR: Duration = Duration::from_secs(60);
 
@@ -34,6 +34,8 @@ pub(super) enum RefreshOutcome {
     Ended,
     /// The provider could not be asked; try again from `retry_at` (gateway clock).
     Unavailable { retry_at: UnixSeconds },
+    /// Store mode: the shared store could not be asked (nothing was refreshed, or the result was lost).
+    StoreUnavailable,
 }
 
 /// Single-flight refreshes keyed by session id and the access-token expiry
@@ -51,6 +53,8 @@ impl moka::Expiry<(String, UnixSeconds), Arc<RefreshOutcome>> for OutcomeExpiry 
     ) -> Option<Duration> {
         Some(match value.as_ref() {
             RefreshOutcome::Unavailable { .. } => FAILURE_KEPT_FOR,
+            // Retried as soon as the store answers again.
+            RefreshOutcome::StoreUnavailable => Duration::from_secs(1),
             RefreshOutcome::Refreshed { .. } | RefreshOutcome::Ended => SETTLED_FOR,
         })
     }
@@ -75,7 +79,7 @@ impl Gateway {
         self.refreshes.get_with(key, async { Arc::new(self.refresh_once(data).await) }).await
     }
 
-    async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
+    pub(super) async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
         let Some(provider) = self.provider.current() else {
             return RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) };

@@ -35,16 +35,25 @@ pub(super) struct Authentication {
     pub provider_unavailable: bool,
     /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
     pub set_cookies: Vec<HeaderValue>,
+    /// Store mode only: the shared session store cannot be asked (503, the cookie is kept).
+    pub store_unavailable: bool,
 }
 
 impl Authentication {
-    fn invalid() -> Self {
+    pub(super) fn invalid() -> Self {
         Self { clear_cookie: true, ..Self::default() }
+    }
+
+    pub(super) fn store_unavailable() -> Self {
+        Self { store_unavailable: true, ..Self::default() }
     }
 }
 
 impl Gateway {
     pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Authentication {
+        if let Some(shared) = &self.shared {
+            return self.authenticate_stored(shared, headers).await;
+        }
         let Some(cookie) = self.cookies.read_session(headers) else {
             return Authentication::default();
         };
@@ -76,6 +85,7 @@ impl Gateway {
                     Arc::clone(active)
                 }
                 RefreshOutcome::Ended => return Authentication::invalid(),
+                RefreshOutcome::StoreUnavailable => return Authentication::store_unavailable(),
                 RefreshOutcome::Unavailable { .. } if data.access_expires_at > now => {
                     match self.cached_or_built(&data).await {
                         Some(active) => active,
@@ -106,6 +116,7 @@ impl Gateway {
             clear_cookie: false,
             provider_unavailable: false,
             set_cookies,
+            store_unavailable: false,
         }
     }
 

@@ -21,7 +21,14 @@ const CSRF_LABEL: &str = "sign-out";
 
 impl Gateway {
     pub(super) async fn sign_out(&self, request: Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
-        let session = self.session_for_sign_out(request.headers());
+        let session = match &self.shared {
+            None => self.session_for_sign_out(request.headers()),
+            Some(shared) => match self.stored_session_for_sign_out(shared, request.headers()).await {
+                Ok(session) => session,
+                // A sign-out that cannot reach the store could not end the session everywhere.
+                Err(()) => return self.store_unavailable_page(Audience::Browser, request_id),
+            },
+        };
         let headers = request.headers().clone();
         let fetch_site =
             headers.get("sec-fetch-site").and_then(|value| value.to_str().ok()).map(str::to_ascii_lowercase);
@@ -65,6 +72,12 @@ impl Gateway {
 
         let mut location = target;
         if let Some(data) = &session {
+            if let Some(shared) = &self.shared {
+                let event = crate::session::store::StoreEvent::Session { id: data.id.clone() };
+                if self.announce(shared, event).await.is_err() {
+                    return self.store_unavailable_page(Audience::Browser, request_id);
+                }
+            }
             self.ended.end_session(&data.id).await;
             self.cache.remove(&data.id).await;
             self.revoke_tokens(data, request_id).await;

@@ -53,3 +53,35 @@ impl std::fmt::Debug for SessionData {
             .finish_non_exhaustive()
     }
 }
+
+/// What the session cookie holds when sessions live in the shared store: the
+/// session id and what lets a replica refuse a dead session without asking
+/// the store. No tokens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionHandle {
+    /// Format version; other versions are refused (login again).
+    pub v: u8,
+    pub id: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub created_at: UnixSeconds,
+    /// Last use, for the idle timeout; updated at most once a minute (in the cookie, never the store).
+    pub last_seen_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+impl SessionHandle {
+    /// The handle of a stored session.
+    pub fn of(data: &SessionData) -> Self {
+        Self {
+            v: SESSION_FORMAT,
+            id: data.id.clone(),
+            sub: data.sub.clone(),
+            sid: data.sid.clone(),
+            created_at: data.created_at,
+            last_seen_at: data.last_seen_at,
+            expires_at: data.expires_at,
+        }
+    }
+}

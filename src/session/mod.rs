@@ -7,3 +7,4 @@ pub mod data;
 pub mod ended;
 pub mod flow;
 pub mod seal;
+pub mod store;

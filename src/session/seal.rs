@@ -26,6 +26,10 @@ pub enum Purpose {
     Flow,
     /// An established session.
     Session,
+    /// A session record in the shared store, bound to its key name (never a cookie).
+    Stored,
+    /// The session handle cookie of store mode (session id and lifetimes, no tokens).
+    Handle,
 }
 
 impl Purpose {
@@ -33,6 +37,8 @@ impl Purpose {
         match self {
             Purpose::Flow => b"portcullis/flow/v1",
             Purpose::Session => b"portcullis/session/v1",
+            Purpose::Stored => b"portcullis/stored/v1",
+            Purpose::Handle => b"portcullis/handle/v1",
         }
     }
 }
@@ -210,6 +216,17 @@ mod tests {
         let sealed = keys.seal(Purpose::Flow, "_p_flow_x", b"hello").unwrap();
         assert_eq!(keys.open(Purpose::Session, "_p_flow_x", &sealed), Err(OpenError::Forged));
         assert_eq!(keys.open(Purpose::Flow, "_p_flow_y", &sealed), Err(OpenError::Forged));
+    }
+
+    #[test]
+    fn stored_records_and_cookies_do_not_open_as_each_other() {
+        let keys = ring(&[1]);
+        let stored = keys.seal(Purpose::Stored, "_p", b"record").unwrap();
+        assert_eq!(keys.open(Purpose::Session, "_p", &stored), Err(OpenError::Forged));
+        assert_eq!(keys.open(Purpose::Handle, "_p", &stored), Err(OpenError::Forged));
+        let handle = keys.seal(Purpose::Handle, "_p", b"handle").unwrap();
+        assert_eq!(keys.open(Purpose::Stored, "_p", &handle), Err(OpenError::Forged));
+        assert_eq!(keys.open(Purpose::Session, "_p", &handle), Err(OpenError::Forged));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod open_redirects;
 mod provider_outage;
 mod session_lifecycle;
 mod sessions;
+mod shared_store;
 mod sign_out;
 mod spoofing;
 mod third_party_provider;

@@ -5,6 +5,8 @@
 pub mod browser;
 pub mod http;
 pub mod logs;
+pub mod redis;
+pub mod replicas;
 pub mod upstreams;
 pub mod world;
 

@@ -194,6 +194,14 @@ impl TestWorld {
         raw
     }
 
+    /// The gateway's configuration for another replica listening on `listen`
+    /// (same secret, provider, upstream and public URL).
+    pub fn replica_config(&self, listen: SocketAddr) -> Config {
+        let mut raw = self.raw_config();
+        raw.listen = listen.to_string();
+        Config::from_raw(raw).expect("a valid replica configuration")
+    }
+
     async fn start_gateway(&mut self, listener: TcpListener) -> Result<(), portcullis::StartError> {
         let config = Config::from_raw(self.raw_config()).expect("a valid test configuration");
         let gateway = portcullis::start(config, self.clock.clone()).await?;
@@ -254,6 +262,13 @@ impl TestWorld {
         let (json, _) =
             self.key_ring().open(Purpose::Session, &self.session_cookie_name(), value).expect("a sealed session");
         serde_json::from_slice(&json).expect("session JSON")
+    }
+
+    /// Opens a store-mode session cookie (a handle: id, sub, sid, lifetimes; no tokens).
+    pub fn open_handle(&self, value: &str) -> portcullis::session::data::SessionHandle {
+        let (json, _) =
+            self.key_ring().open(Purpose::Handle, &self.session_cookie_name(), value).expect("a sealed handle");
+        serde_json::from_slice(&json).expect("handle JSON")
     }
 
     /// Opens a flow cookie value (to learn its verifier and return path).

@@ -1,0 +1,373 @@
+//! Store mode (`[session.store]`): sessions live in Redis, the cookie holds a
+//! sealed handle. Authentication with a short-lived local copy, refresh
+//! serialised across replicas by a lease, and the background tasks that keep
+//! every replica's view of ended sessions current (pub/sub) and `/ready` true
+//! to the store's health.
+//!
+//! Consistency rule: a replica trusts its local copy of a session for at most
+//! `session.store.local_cache_ttl` (default 5 s); sign-outs and back-channel
+//! logouts reach it at once through pub/sub, and a lost message (the
+//! subscription dropped) is bounded by that TTL, since a miss always asks Redis.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::HeaderMap;
+use moka::future::Cache;
+
+use super::Gateway;
+use super::callback::active_session;
+use super::login::seconds;
+use super::refresh::RefreshOutcome;
+use super::session_auth::{AuthenticatedSession, Authentication};
+use crate::clock::UnixSeconds;
+use crate::session::cache::ActiveSession;
+use crate::session::data::{SESSION_FORMAT, SessionData, SessionHandle};
+use crate::session::seal::Purpose;
+use crate::session::store::{SessionStore, StoreEvent};
+
+/// A losing replica polls the store this often for the winner's new tokens.
+const LEASE_POLL: Duration = Duration::from_millis(50);
+/// The handle's idle clock is advanced at most this often.
+const IDLE_TOUCH_SECONDS: i64 = 60;
+
+/// A session as read from the store, with its prepared headers.
+#[derive(Debug)]
+pub(super) struct LocalSession {
+    data: SessionData,
+    active: Arc<ActiveSession>,
+    fetched_at: UnixSeconds,
+}
+
+/// The store and this replica's short-lived copies of stored sessions.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub store: Arc<SessionStore>,
+    local: Cache<String, Arc<LocalSession>>,
+    local_ttl: i64,
+}
+
+impl Shared {
+    pub(super) fn new(store: SessionStore, local_ttl: Duration, max_entries: u64) -> Self {
+        Self {
+            store: Arc::new(store),
+            local: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(local_ttl.max(Duration::from_secs(1)))
+                .build(),
+            local_ttl: seconds(local_ttl),
+        }
+    }
+}
+
+fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
+    let active = Arc::new(active_session(&data)?);
+    Some(Arc::new(LocalSession { data, active, fetched_at: now }))
+}
+
+impl Gateway {
+    /// Authentication in store mode; `Authentication::store_unavailable` when Redis cannot be asked.
+    pub(super) async fn authenticate_stored(&self, shared: &Shared, headers: &HeaderMap) -> Authentication {
+        let Some(cookie) = self.cookies.read_session(headers) else {
+            return Authentication::default();
+        };
+        let Ok((json, sealed_with_old_key)) =
+            self.keys.open(Purpose::Handle, self.cookies.session_name(), &cookie.sealed())
+        else {
+            return Authentication::invalid();
+        };
+        let Ok(mut handle) = serde_json::from_slice::<SessionHandle>(&json) else {
+            return Authentication::invalid();
+        };
+        let now = self.clock.now();
+        let idle_expired = self
+            .config
+            .session
+            .idle_timeout
+            .is_some_and(|idle| handle.last_seen_at.saturating_add(seconds(idle)) <= now);
+        if handle.v != SESSION_FORMAT || handle.expires_at <= now || idle_expired {
+            return Authentication::invalid();
+        }
+        if !shared.store.is_healthy() {
+            return Authentication::store_unavailable();
+        }
+        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at).await {
+            return Authentication::invalid();
+        }
+        let mut session = match self.stored_session(shared, &handle, now).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Authentication::invalid(),
+            Err(()) => return Authentication::store_unavailable(),
+        };
+
+        let refresh_due =
+            session.data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        if refresh_due && session.data.refresh_token.is_some() {
+            let key = (session.data.id.clone(), session.data.access_expires_at);
+            let outcome = self
+                .refreshes
+                .get_with(key, async { Arc::new(self.refresh_leased(shared, &session.data).await) })
+                .await;
+            match outcome.as_ref() {
+                RefreshOutcome::Refreshed { data, .. } => {
+                    let Some(fresh) = local(SessionData::clone(data), now) else { return Authentication::invalid() };
+                    shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
+                    session = fresh;
+                }
+                RefreshOutcome::Ended => return Authentication::invalid(),
+                RefreshOutcome::StoreUnavailable => return Authentication::store_unavailable(),
+                RefreshOutcome::Unavailable { .. } if session.data.access_expires_at > now => {}
+                RefreshOutcome::Unavailable { .. } => {
+                    return Authentication { provider_unavailable: true, ..Authentication::default() };
+                }
+            }
+        } else if session.data.access_expires_at <= now {
+            return Authentication::invalid();
+        }
+
+        let mut set_cookies = Vec::new();
+        if sealed_with_old_key || now.saturating_sub(handle.last_seen_at) >= IDLE_TOUCH_SECONDS {
+            handle.last_seen_at = now;
+            set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
+        }
+        Authentication {
+            session: Some(AuthenticatedSession {
+                subject: session.data.sub.clone(),
+                active: Arc::clone(&session.active),
+            }),
+            set_cookies,
+            ..Authentication::default()
+        }
+    }
+
+    /// The session behind a handle: the local copy while fresh, else the store's
+    /// record unless a logout applies. `Ok(None)`: the session is gone; `Err`: the store is down.
+    async fn stored_session(
+        &self,
+        shared: &Shared,
+        handle: &SessionHandle,
+        now: UnixSeconds,
+    ) -> Result<Option<Arc<LocalSession>>, ()> {
+        if let Some(cached) = shared.local.get(&handle.id).await
+            && cached.fetched_at.saturating_add(shared.local_ttl) > now
+        {
+            self.metrics.cache_lookup(true);
+            return Ok(Some(cached));
+        }
+        self.metrics.cache_lookup(false);
+        let lookup = shared
+            .store
+            .lookup(&self.keys, &handle.id, &handle.sub, handle.sid.as_deref())
+            .await
+            .map_err(|error| tracing::warn!(%error, "session store lookup failed"))?;
+        let logged_out = lookup.subject_ended_at.is_some_and(|at| handle.created_at <= at)
+            || lookup.provider_session_ended_at.is_some_and(|at| handle.created_at <= at);
+        let Some(data) = lookup.data.filter(|data| !logged_out && data.sub == handle.sub) else {
+            return Ok(None);
+        };
+        let Some(fresh) = local(data, now) else { return Ok(None) };
+        shared.local.insert(handle.id.clone(), Arc::clone(&fresh)).await;
+        Ok(Some(fresh))
+    }
+
+    /// One refresh of `data` across all replicas: the lease winner asks the
+    /// provider and stores the new tokens; the others wait for that generation.
+    async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
+        let store = &shared.store;
+        let lease = self.config.oidc.http_timeout.saturating_add(Duration::from_secs(5));
+        let deadline = tokio::time::Instant::now() + lease;
+        let generation = data.access_expires_at;
+        loop {
+            let owner = match store.try_lease(&data.id, lease).await {
+                Ok(owner) => owner,
+                Err(_) => return RefreshOutcome::StoreUnavailable,
+            };
+            let current = match store.lookup(&self.keys, &data.id, &data.sub, data.sid.as_deref()).await {
+                Ok(lookup) => lookup.data,
+                Err(_) => return RefreshOutcome::StoreUnavailable,
+            };
+            let newer = |current: &SessionData| current.access_expires_at != generation;
+            if let Some(owner) = owner {
+                let outcome = match current {
+                    None => RefreshOutcome::Ended,
+                    Some(current) if newer(&current) => refreshed_elsewhere(current),
+                    Some(current) => self.refresh_and_store(shared, &current).await,
+                };
+                let _ = store.release_lease(&data.id, &owner).await;
+                return outcome;
+            }
+            match current {
+                None => return RefreshOutcome::Ended,
+                Some(current) if newer(&current) => return refreshed_elsewhere(current),
+                Some(_) => {}
+            }
+            // Another replica holds the lease: wait for its result, or for the lease to go.
+            if tokio::time::Instant::now() >= deadline {
+                return RefreshOutcome::Unavailable {
+                    retry_at: self.clock.now().saturating_add(super::refresh::BACKOFF_SECONDS),
+                };
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+            if !matches!(store.lease_held(&data.id).await, Ok(true)) {
+                // Released (or expired): re-read once more and take it if nobody refreshed.
+                continue;
+            }
+        }
+    }
+
+    async fn refresh_and_store(&self, shared: &Shared, current: &SessionData) -> RefreshOutcome {
+        let outcome = self.refresh_once(current).await;
+        match &outcome {
+            RefreshOutcome::Refreshed { data, .. } => {
+                if let Err(error) = shared.store.save(&self.keys, data, self.clock.now()).await {
+                    // The provider may have rotated the refresh token; without the store
+                    // the new one cannot be kept, so this generation is lost.
+                    tracing::error!(%error, user = %current.sub, "refreshed tokens could not be stored");
+                    return RefreshOutcome::StoreUnavailable;
+                }
+            }
+            RefreshOutcome::Ended => {
+                let event = StoreEvent::Session { id: current.id.clone() };
+                let _ = shared.store.record_logout(&event).await;
+                let _ = shared.store.publish(&event).await;
+            }
+            RefreshOutcome::Unavailable { .. } | RefreshOutcome::StoreUnavailable => {}
+        }
+        outcome
+    }
+
+    /// Stores a new session and returns the handle cookie's `Set-Cookie`s;
+    /// `Err` when the store is down (nothing is set, the login must be retried).
+    pub(super) async fn store_new_session(
+        &self,
+        shared: &Shared,
+        data: &SessionData,
+        held_parts: usize,
+    ) -> Result<Option<Vec<http::HeaderValue>>, ()> {
+        shared
+            .store
+            .save(&self.keys, data, self.clock.now())
+            .await
+            .map_err(|error| tracing::warn!(%error, "cannot store a new session"))?;
+        if let Some(fresh) = local(data.clone(), self.clock.now()) {
+            shared.local.insert(data.id.clone(), fresh).await;
+        }
+        Ok(self.seal_handle(&SessionHandle::of(data), held_parts))
+    }
+
+    fn seal_handle(&self, handle: &SessionHandle, held_parts: usize) -> Option<Vec<http::HeaderValue>> {
+        let json = serde_json::to_vec(handle).ok()?;
+        let sealed = self.keys.seal(Purpose::Handle, self.cookies.session_name(), &json).ok()?;
+        self.cookies.set_session(&sealed, self.config.session.lifetime, held_parts)
+    }
+
+    /// The full session behind the request's handle cookie (for sign-out).
+    /// `Err` when the store is down.
+    pub(super) async fn stored_session_for_sign_out(
+        &self,
+        shared: &Shared,
+        headers: &HeaderMap,
+    ) -> Result<Option<SessionData>, ()> {
+        let Some(cookie) = self.cookies.read_session(headers) else { return Ok(None) };
+        let Ok((json, _)) = self.keys.open(Purpose::Handle, self.cookies.session_name(), &cookie.sealed()) else {
+            return Ok(None);
+        };
+        let Ok(handle) = serde_json::from_slice::<SessionHandle>(&json) else { return Ok(None) };
+        let lookup = shared
+            .store
+            .lookup(&self.keys, &handle.id, &handle.sub, handle.sid.as_deref())
+            .await
+            .map_err(|error| tracing::warn!(%error, "session store lookup failed"))?;
+        Ok(lookup.data.filter(|data| data.sub == handle.sub))
+    }
+
+    /// Records an ended session or logout in the store and tells every replica.
+    pub(super) async fn announce(&self, shared: &Shared, event: StoreEvent) -> Result<(), ()> {
+        shared.store.record_logout(&event).await.map_err(|error| tracing::warn!(%error, "cannot record a logout"))?;
+        if let Err(error) = shared.store.publish(&event).await {
+            // Recorded, so other replicas see it within local_cache_ttl anyway.
+            tracing::warn!(%error, "cannot broadcast a logout");
+        }
+        self.apply_event(shared, event).await;
+        Ok(())
+    }
+
+    /// Applies a logout to this replica's memory.
+    async fn apply_event(&self, shared: &Shared, event: StoreEvent) {
+        match event {
+            StoreEvent::Session { id } => {
+                self.ended.end_session(&id).await;
+                shared.local.invalidate(&id).await;
+                self.cache.remove(&id).await;
+            }
+            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at).await,
+            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at).await,
+        }
+    }
+}
+
+fn refreshed_elsewhere(current: SessionData) -> RefreshOutcome {
+    match active_session(&current) {
+        Some(active) => RefreshOutcome::Refreshed { data: Box::new(current), active: Arc::new(active) },
+        None => RefreshOutcome::Ended,
+    }
+}
+
+/// Starts the store's background work for `gateway`: a first connection, a
+/// health check every second (for `/ready`), and the pub/sub follower. Both
+/// tasks end when the gateway is dropped.
+pub(crate) async fn start_background(gateway: &Arc<Gateway>) {
+    let Some(shared) = &gateway.shared else { return };
+    if let Err(error) = shared.store.check().await {
+        tracing::warn!(%error, "session store not reachable yet; starting not-ready");
+    }
+    let weak = Arc::downgrade(gateway);
+    tokio::spawn(health_loop(weak.clone()));
+    tokio::spawn(follow_events(weak));
+}
+
+async fn health_loop(gateway: Weak<Gateway>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let Some(gateway) = gateway.upgrade() else { return };
+        if let Some(shared) = &gateway.shared {
+            let was = shared.store.is_healthy();
+            let now = shared.store.check().await.is_ok();
+            if was != now {
+                tracing::warn!(healthy = now, "session store health changed");
+            }
+        }
+    }
+}
+
+async fn follow_events(gateway: Weak<Gateway>) {
+    use futures_util::StreamExt;
+    loop {
+        let subscribed = {
+            let Some(strong) = gateway.upgrade() else { return };
+            let Some(shared) = &strong.shared else { return };
+            shared.store.subscribe().await
+        };
+        match subscribed {
+            Ok(events) => {
+                // Events may have been missed while unsubscribed: forget local copies.
+                if let Some(strong) = gateway.upgrade()
+                    && let Some(shared) = &strong.shared
+                {
+                    shared.local.invalidate_all();
+                }
+                let mut events = std::pin::pin!(events);
+                while let Some(event) = events.next().await {
+                    let Some(strong) = gateway.upgrade() else { return };
+                    if let Some(shared) = &strong.shared {
+                        strong.apply_event(shared, event).await;
+                    }
+                }
+                tracing::warn!("session store subscription lost; resubscribing");
+            }
+            Err(error) => tracing::debug!(%error, "cannot subscribe to the session store"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
