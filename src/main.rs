@@ -78,15 +78,19 @@ fn print_secret() -> ExitCode {
 
 #[allow(clippy::print_stdout, reason = "the command's output is the verdict")]
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    match load(path) {
-        Ok(config) => {
+    match Config::load_with_effective(path.as_deref()) {
+        Err(error) => {
+            eprintln!("portcullis: invalid configuration: {error}");
+            ExitCode::from(2)
+        }
+        Ok((config, effective)) => {
+            println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
             println!(
                 "configuration is valid: protecting {} at {} with provider {}",
                 config.upstream, config.public_url, config.oidc.issuer
             );
             ExitCode::SUCCESS
         }
-        Err(code) => code,
     }
 }
 

@@ -165,6 +165,16 @@ impl Config {
         Self::from_raw(raw)
     }
 
+    /// Loads and validates like [`Config::load`], and also returns the effective
+    /// configuration as JSON with every secret replaced by `"<redacted>"` (for
+    /// `portcullis check-config`).
+    pub fn load_with_effective(config_file: Option<&Path>) -> Result<(Self, serde_json::Value), ConfigError> {
+        let raw: RawConfig =
+            raw::figment(config_file).extract().map_err(|error| ConfigError::Load(describe_figment_error(&error)))?;
+        let effective = raw.redacted_json();
+        Ok((Self::from_raw(raw)?, effective))
+    }
+
     /// Validates a raw configuration.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let listen: SocketAddr =

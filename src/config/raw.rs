@@ -251,6 +251,30 @@ impl Default for RawConfig {
     }
 }
 
+impl RawConfig {
+    /// This configuration as JSON, secrets shown only as `"<redacted>"` where set.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let redact = |value: &mut serde_json::Value, path: &[&str], present: bool| {
+            let Some((last, parents)) = path.split_last() else { return };
+            let mut node = value;
+            for key in parents {
+                let Some(next) = node.get_mut(*key) else { return };
+                node = next;
+            }
+            if let Some(object) = node.as_object_mut() {
+                let shown = if present { serde_json::json!("<redacted>") } else { serde_json::Value::Null };
+                object.insert((*last).to_owned(), shown);
+            }
+        };
+        redact(&mut value, &["oidc", "client_secret"], self.oidc.client_secret.is_some());
+        redact(&mut value, &["session", "secret"], self.session.secret.is_some());
+        redact(&mut value, &["session", "secrets"], self.session.secrets.is_some());
+        redact(&mut value, &["session", "store", "url"], self.session.store.url.is_some());
+        value
+    }
+}
+
 /// Layers defaults < TOML file (when given) < `PORTCULLIS_*` environment
 /// (`__` separates nesting: `PORTCULLIS_OIDC__CLIENT_ID`).
 pub fn figment(config_file: Option<&std::path::Path>) -> Figment {

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::result_large_err)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::result_large_err)]
 
 use figment::Jail;
 
@@ -182,6 +182,23 @@ fn the_session_store_is_off_by_default_and_validated_when_set() {
         assert_eq!(config.session.store.unwrap().password.unwrap().expose(), "s3cret");
         let error = error_text(load_from(jail, &store("url = \"redis://r\"\nlocal_cache_ttl = \"5m\"")));
         assert!(error.starts_with("session.store.local_cache_ttl:"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_effective_configuration_never_shows_secrets() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("PORTCULLIS_OIDC__CLIENT_SECRET", "s3cret-client-value");
+        jail.create_file("portcullis.toml", &minimal(""))?;
+        let (_, effective) = Config::load_with_effective(Some(Path::new("portcullis.toml"))).unwrap();
+        let text = effective.to_string();
+        assert!(!text.contains("s3cret-client-value") && !text.contains(GOOD_SECRET), "{text}");
+        assert_eq!(effective["oidc"]["client_secret"], "<redacted>");
+        assert_eq!(effective["session"]["secret"], "<redacted>");
+        assert_eq!(effective["oidc"]["client_id"], "portcullis");
+        assert!(effective["session"]["store"]["url"].is_null());
         Ok(())
     });
 }
