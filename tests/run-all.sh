@@ -159,6 +159,10 @@ if [ "$mode" = full ]; then
     step "node --test tests/browser/*.test.mjs (TEST_PORTCULLIS_BIN=$TEST_PORTCULLIS_BIN)"
     node --test tests/browser/*.test.mjs
 
+    failed_step="deployment manifests"
+    step "deploy/validate.sh (Kubernetes schemas, hardening policy, check-config, Dockerfile lint)"
+    TEST_PORTCULLIS_BIN="$TEST_PORTCULLIS_BIN" deploy/validate.sh
+
     failed_step="installing cargo-deny"
     step "cargo-deny"
     install_cargo_deny
