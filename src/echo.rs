@@ -167,8 +167,10 @@ fn html_page(received: &Received) -> Response<ProxyBody> {
          table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .3rem .8rem; \
          border-bottom: 1px solid #e4e7eb; font-family: ui-monospace, monospace; font-size: .9rem; }}\n\
          th {{ color: #52606d; }} td {{ word-break: break-all; }}</style>\n</head>\n<body>\n\
-         <h1>Echo upstream</h1>\n<p>This is what the upstream received from the gateway.</p>\n\
-         <p id=\"method\">{method}</p>\n<p id=\"path\">{path}</p>\n<p id=\"body-bytes\">{body_bytes}</p>\n\
+         <h1>Echo upstream</h1>\n<p>This is what the upstream received from the gateway. \
+         <a href=\"/oauth2/sign_out\">Sign out</a></p>\n\
+         <p>Method: <code id=\"method\">{method}</code></p>\n<p>Path: <code id=\"path\">{path}</code></p>\n\
+         <p>Body bytes: <code id=\"body-bytes\">{body_bytes}</code></p>\n<h2>Request headers</h2>\n\
          <table id=\"request-headers\">\n{rows}</table>\n</body>\n</html>\n",
         method = escape(&received.method),
         path = escape(&received.path),
@@ -269,8 +271,8 @@ mod tests {
         assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
         let page = text(response).await;
         assert!(page.contains("<title>Echo upstream</title>"));
-        assert!(page.contains("<p id=\"method\">GET</p>"));
-        assert!(page.contains("<p id=\"path\">/page?q=1&amp;r=&#39;x&#39;</p>"), "{page}");
+        assert!(page.contains("<code id=\"method\">GET</code>"));
+        assert!(page.contains("<code id=\"path\">/page?q=1&amp;r=&#39;x&#39;</code>"), "{page}");
         assert!(page.contains("<tr><th>x-alpha</th><td>&lt;script&gt;alert(1)&lt;/script&gt;</td></tr>"));
         assert!(!page.contains("<script>"));
         let alpha = page.find("<th>x-alpha</th>").unwrap();
