@@ -141,6 +141,12 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where `GET /metrics` is served; `None` when disabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[authz]`, compiled.
+    pub authz: crate::authz::Policy,
+    /// `[bearer]`, validated.
+    pub bearer: crate::authz::settings::BearerConfig,
+    /// `[forward_auth]`, validated.
+    pub forward_auth: crate::authz::settings::ForwardAuthConfig,
 }
 
 impl Config {
@@ -171,6 +177,9 @@ impl Config {
         }
 
         let oidc = validate_oidc(raw.oidc, &public_url)?;
+        let authz = crate::authz::Policy::compile(&raw.authz)?;
+        let bearer = crate::authz::settings::bearer(&raw.bearer, &oidc.client_id, &oidc.id_token_algorithms)?;
+        let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -226,6 +235,9 @@ impl Config {
         };
 
         Ok(Self {
+            authz,
+            bearer,
+            forward_auth,
             metrics_listen,
             tls,
             server,
