@@ -13,6 +13,7 @@ pub use self::rules::{Access, Policy, Route};
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Principal {
     /// The `sub` claim.
+    #[serde(rename = "sub")]
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -23,4 +24,18 @@ pub struct Principal {
     pub preferred_username: Option<String>,
     /// Groups or roles, from the configured claim.
     pub groups: Vec<String>,
+}
+
+impl Principal {
+    /// The principal of a session: its identity claims and the roles read at login.
+    pub fn of_session(data: &crate::session::data::SessionData) -> Self {
+        Self {
+            subject: data.sub.clone(),
+            email: data.email.clone(),
+            email_verified: data.email_verified.unwrap_or(false),
+            name: data.name.clone(),
+            preferred_username: data.preferred_username.clone(),
+            groups: data.roles.clone(),
+        }
+    }
 }

@@ -130,6 +130,7 @@ struct Shared {
     store: Mutex<store::Store>,
     token_requests: Mutex<HashMap<String, u64>>,
     revoked_tokens: AtomicU64,
+    jwks_requests: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +187,7 @@ impl DevProvider {
             store: Mutex::new(store::Store::default()),
             token_requests: Mutex::new(HashMap::new()),
             revoked_tokens: AtomicU64::new(0),
+            jwks_requests: AtomicU64::new(0),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
         Ok(DevProvider { shared, server })
@@ -219,6 +221,11 @@ impl DevProvider {
     /// The `kid` of the current signing key.
     pub fn current_kid(&self) -> String {
         self.shared.keys().current().kid().to_owned()
+    }
+
+    /// How many requests reached the JWKS endpoint (tests: no fetch storms).
+    pub fn jwks_requests(&self) -> u64 {
+        self.shared.jwks_requests.load(Ordering::SeqCst)
     }
 
     /// How many calls to the revocation endpoint revoked something.
@@ -284,7 +291,10 @@ async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
     }
     match (request.method().clone(), path.as_str()) {
         (Method::GET, paths::DISCOVERY) => discovery::configuration(&shared),
-        (Method::GET, paths::JWKS) => discovery::jwks(&shared),
+        (Method::GET, paths::JWKS) => {
+            shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+            discovery::jwks(&shared)
+        }
         (Method::GET, paths::AUTHORIZE) => authorize::show(&shared, &request),
         (Method::POST, paths::AUTHORIZE) => authorize::submit(&shared, request).await,
         (Method::GET | Method::POST, paths::USERINFO) => userinfo::handle(&shared, &request),

@@ -14,6 +14,8 @@ use crate::proxy::IdentityHeaders;
 #[derive(Debug)]
 pub struct ActiveSession {
     pub identity: IdentityHeaders,
+    /// What authorization rules and `/oauth2/userinfo` see.
+    pub principal: crate::authz::Principal,
     pub access_expires_at: UnixSeconds,
 }
 

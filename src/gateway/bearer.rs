@@ -1,0 +1,241 @@
+//! Bearer tokens from API clients (requests without a session): JWT access
+//! tokens verified against the provider's keys or an extra configured
+//! issuer's, with a required audience, `exp`, `nbf`, an algorithm allow-list
+//! and a check that the token is an access token and not an ID token.
+//!
+//! Which token is an access token: RFC 9068 §4 has resource servers check
+//! `typ: at+jwt`, the only marker an ID token cannot carry; that is required by
+//! default (`bearer.require_access_token_type`). For providers that do not type
+//! their access tokens it can be switched off, and tokens that carry ID-token
+//! claims (`nonce`, `at_hash`, `c_hash`, Keycloak's `typ: ID`) are refused
+//! anyway. Logout tokens (`events`, `typ: logout+jwt`) are always refused.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::Value;
+
+use super::Gateway;
+use super::login::seconds;
+use crate::authz::Principal;
+use crate::authz::claims::{strings_at, unverified_payload};
+use crate::authz::settings::IssuerConfig;
+use crate::oidc::http_client::IdpHttpClient;
+use crate::oidc::id_token::verify_signed;
+use crate::oidc::jwks::Jwks;
+use crate::oidc::provider::Provider;
+use crate::proxy::IdentityHeaders;
+use crate::session::cache::ActiveSession;
+
+/// How often a failed load of an extra issuer's metadata and keys is retried.
+const ISSUER_RETRY: Duration = Duration::from_secs(30);
+
+/// The `WWW-Authenticate` of a refused bearer token (RFC 6750 §3.1).
+pub(super) const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"portcullis\", error=\"invalid_token\"";
+
+/// The verdict on a request's `Authorization` header.
+#[derive(Debug)]
+pub(super) enum BearerOutcome {
+    /// No bearer token was sent (or bearer tokens are off).
+    Absent,
+    /// A verified token: the caller it names.
+    Valid(Arc<ActiveSession>),
+    /// A token was sent and is no good: 401, never forwarded.
+    Invalid(&'static str),
+    /// The token's issuer cannot be reached to get its keys: 503.
+    Unavailable,
+}
+
+/// Extra issuers, each loaded (discovery and JWKS) on first use.
+#[derive(Debug)]
+pub(super) struct ExtraIssuers {
+    entries: Vec<ExtraIssuer>,
+}
+
+#[derive(Debug)]
+struct ExtraIssuer {
+    config: IssuerConfig,
+    provider: Provider,
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl ExtraIssuers {
+    /// Handles for the configured issuers; nothing is fetched yet.
+    pub(super) fn new(configs: &[IssuerConfig], client: &IdpHttpClient) -> Self {
+        let entries = configs
+            .iter()
+            .map(|config| ExtraIssuer {
+                config: config.clone(),
+                provider: Provider::new(config.issuer.clone(), client.clone(), Duration::from_secs(10)),
+                last_attempt: tokio::sync::Mutex::new(None),
+            })
+            .collect();
+        Self { entries }
+    }
+}
+
+impl ExtraIssuer {
+    async fn loaded(&self) -> Option<Arc<crate::oidc::provider::LoadedProvider>> {
+        if let Some(loaded) = self.provider.current() {
+            return Some(loaded);
+        }
+        let mut last = self.last_attempt.lock().await;
+        if let Some(loaded) = self.provider.current() {
+            return Some(loaded);
+        }
+        if last.is_some_and(|at| at.elapsed() < ISSUER_RETRY) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        if let Err(error) = self.provider.load().await {
+            tracing::warn!(issuer = %self.config.issuer, %error, "extra bearer-token issuer not available");
+        }
+        self.provider.current()
+    }
+}
+
+/// The token of an `Authorization: Bearer` header; `Err` for a malformed or repeated one.
+fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(()));
+    }
+    let text = value.to_str().ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    let token68 = token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
+    Some(if token.is_empty() || !token68 { Err(()) } else { Ok(token) })
+}
+
+fn is_access_token_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt"))
+}
+
+impl Gateway {
+    /// Judges the request's bearer token, if bearer tokens are enabled and one was sent.
+    pub(super) async fn authenticate_bearer(&self, headers: &HeaderMap) -> BearerOutcome {
+        let settings = &self.config.bearer;
+        if !settings.enabled {
+            return BearerOutcome::Absent;
+        }
+        let token = match bearer_token(headers) {
+            None => return BearerOutcome::Absent,
+            Some(Err(())) => return BearerOutcome::Invalid("malformed_header"),
+            Some(Ok(token)) => token,
+        };
+        if token.split('.').count() != 3 {
+            return BearerOutcome::Invalid("not_a_jwt");
+        }
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return BearerOutcome::Invalid("malformed") };
+        let Some(iss) = unverified_payload(token).and_then(|claims| claims.get("iss")?.as_str().map(str::to_owned))
+        else {
+            return BearerOutcome::Invalid("no_issuer");
+        };
+
+        // Pick keys and expectations by the claimed issuer; the signature then proves it.
+        let (loaded, audience, algorithms) = if iss == self.config.oidc.issuer {
+            let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+            (loaded, settings.audience.as_str(), self.config.oidc.id_token_algorithms.as_slice())
+        } else if let Some(extra) = self.extra_issuers.entries.iter().find(|extra| extra.config.issuer == iss) {
+            let Some(loaded) = extra.loaded().await else { return BearerOutcome::Unavailable };
+            (loaded, extra.config.audience.as_str(), extra.config.algorithms.as_slice())
+        } else {
+            return BearerOutcome::Invalid("unknown_issuer");
+        };
+        let jwks: &Jwks = &loaded.jwks;
+        let claims: Value =
+            match verify_signed(token, jwks, algorithms, &iss, audience, &["exp", "iss", "aud", "sub"]).await {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
+                    return BearerOutcome::Invalid("verification_failed");
+                }
+            };
+
+        let now = self.clock.now();
+        let skew = seconds(self.config.oidc.clock_skew);
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        if exp.is_none_or(|exp| exp.saturating_add(skew) <= now) {
+            return BearerOutcome::Invalid("expired");
+        }
+        if claims.get("nbf").is_some_and(|nbf| nbf.as_i64().is_none_or(|nbf| nbf > now.saturating_add(skew))) {
+            return BearerOutcome::Invalid("not_yet_valid");
+        }
+        let typ = header.typ.as_deref();
+        if typ.is_some_and(|typ| typ.eq_ignore_ascii_case("logout+jwt")) || claims.get("events").is_some() {
+            return BearerOutcome::Invalid("logout_token");
+        }
+        if !is_access_token_type(typ) {
+            let id_token_like = ["nonce", "at_hash", "c_hash"].iter().any(|claim| claims.get(claim).is_some())
+                || claims.get("typ").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("id"));
+            if settings.require_access_token_type || id_token_like {
+                return BearerOutcome::Invalid("not_an_access_token");
+            }
+        }
+
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let Some(subject) = text("sub").filter(|sub| !sub.is_empty()) else {
+            return BearerOutcome::Invalid("no_subject");
+        };
+        let principal = Principal {
+            subject,
+            email: text("email"),
+            email_verified: claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false),
+            name: text("name"),
+            preferred_username: text("preferred_username"),
+            groups: strings_at(&claims, self.config.authz.groups_claim()),
+        };
+        // The caller's own token goes upstream unchanged, with identity headers from its claims.
+        let Ok(identity) = IdentityHeaders::new(
+            &principal.subject,
+            principal.email.as_deref(),
+            principal.preferred_username.as_deref(),
+            &principal.groups,
+            Some(token),
+        ) else {
+            return BearerOutcome::Invalid("unusable_claims");
+        };
+        BearerOutcome::Valid(Arc::new(ActiveSession { identity, principal, access_expires_at: exp.unwrap_or(now) }))
+    }
+}
+
+/// Adds the `invalid_token` challenge to a 401.
+pub(super) fn challenge_invalid_token(headers: &mut HeaderMap) {
+    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN_CHALLENGE));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_authorization(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::AUTHORIZATION, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert!(bearer_token(&HeaderMap::new()).is_none());
+        assert!(bearer_token(&with_authorization(&["Basic abc"])).is_none());
+        assert_eq!(bearer_token(&with_authorization(&["bearer a.b.c"])), Some(Ok("a.b.c")));
+        assert_eq!(bearer_token(&with_authorization(&["Bearer a b"])), Some(Err(())));
+        assert_eq!(bearer_token(&with_authorization(&["Bearer a", "Bearer b"])), Some(Err(())));
+    }
+
+    #[test]
+    fn access_token_types() {
+        assert!(is_access_token_type(Some("at+jwt")));
+        assert!(is_access_token_type(Some("application/AT+JWT")));
+        assert!(!is_access_token_type(Some("JWT")));
+        assert!(!is_access_token_type(None));
+    }
+}
