@@ -6,6 +6,8 @@
 mod support;
 
 mod api_clients;
+mod authz;
+mod bearer;
 mod callback_failures;
 mod happy_path;
 mod log_hygiene;
@@ -15,3 +17,4 @@ mod sessions;
 mod sign_out;
 mod spoofing;
 mod upstream;
+mod userinfo;
