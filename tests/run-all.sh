@@ -13,6 +13,7 @@ set -euo pipefail
 # is missing. Add e.g. "nginx:nginx" or "redis-server:redis-server" here when a test starts needing them.
 APT_REQUIREMENTS=(
     "chromium:chromium"
+    "nginx:nginx"
 )
 
 mode=full

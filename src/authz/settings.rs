@@ -101,6 +101,9 @@ pub struct RawForwardAuth {
     pub trusted_proxies: Vec<String>,
     /// Also answer `X-Auth-Request-Access-Token` (the session's access token).
     pub pass_access_token: bool,
+    /// Answer browser navigations without a session with a 302 to sign in
+    /// (Traefik, Caddy relay it) instead of a 401 (what nginx `auth_request` needs).
+    pub redirect_browsers: bool,
 }
 
 /// `[bearer]`, validated.
@@ -126,6 +129,7 @@ pub struct IssuerConfig {
 pub struct ForwardAuthConfig {
     pub trusted_proxies: Vec<Cidr>,
     pub pass_access_token: bool,
+    pub redirect_browsers: bool,
 }
 
 impl ForwardAuthConfig {
@@ -188,7 +192,11 @@ pub fn forward_auth(raw: &RawForwardAuth) -> Result<ForwardAuthConfig, crate::co
             invalid("forward_auth.trusted_proxies", format!("{text:?} is not an address or CIDR like 10.0.0.0/8"))
         })?);
     }
-    Ok(ForwardAuthConfig { trusted_proxies, pass_access_token: raw.pass_access_token })
+    Ok(ForwardAuthConfig {
+        trusted_proxies,
+        pass_access_token: raw.pass_access_token,
+        redirect_browsers: raw.redirect_browsers,
+    })
 }
 
 /// Validates `[bearer]` against the `[oidc]` client; errors name the key.

@@ -23,6 +23,8 @@ struct Original {
     method: Method,
     /// Path only (no query), still raw: the rules normalise it.
     path: String,
+    /// Path and query, where a browser returns after signing in.
+    target: String,
 }
 
 /// A header's single value as text; `Err` when repeated or not text.
@@ -33,6 +35,15 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()>
         return Err(());
     }
     value.to_str().map(Some).map_err(|_| ())
+}
+
+/// The path and query of a request target or absolute URL.
+fn target_of(target: &str) -> Result<&str, ()> {
+    if target.starts_with('/') {
+        return Ok(target);
+    }
+    let rest = target.strip_prefix("https://").or_else(|| target.strip_prefix("http://")).ok_or(())?;
+    Ok(rest.find('/').and_then(|slash| rest.get(slash..)).unwrap_or("/"))
 }
 
 /// The path of a request target or absolute URL, without query or fragment.
@@ -58,11 +69,16 @@ fn original_from_headers(request: &Request<Incoming>) -> Result<Original, ()> {
         .or(single(headers, "x-original-url")?)
         .or(single(headers, "x-original-uri")?);
     match uri {
-        Some(target) => Ok(Original { method, path: path_of(target)? }),
+        Some(target) => Ok(Original { method, path: path_of(target)?, target: target_of(target)?.to_owned() }),
         // Envoy ext_authz (HTTP) appends the original path to the auth path and keeps the method.
         None => match request.uri().path().strip_prefix(paths::AUTH) {
             Some(rest) if rest.starts_with('/') => {
-                Ok(Original { method: request.method().clone(), path: rest.to_owned() })
+                let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
+                Ok(Original {
+                    method: request.method().clone(),
+                    path: rest.to_owned(),
+                    target: format!("{rest}{query}"),
+                })
             }
             _ => Err(()),
         },
@@ -97,7 +113,7 @@ impl Gateway {
             }
         } else {
             // An untrusted peer's X-Forwarded-* are ignored: the auth request itself is judged.
-            Original { method: request.method().clone(), path: paths::AUTH.to_owned() }
+            Original { method: request.method().clone(), path: paths::AUTH.to_owned(), target: "/".to_owned() }
         };
         let Some(target) = self.target(&original.method, &original.path) else {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
@@ -125,6 +141,13 @@ impl Gateway {
                     return response;
                 }
                 BearerOutcome::Absent | BearerOutcome::Unavailable => {
+                    let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
+                    if self.config.forward_auth.redirect_browsers && browser {
+                        let return_to = self.redirects.sanitise(&original.target);
+                        let query =
+                            form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
+                        return pages::redirect(&format!("{}?{query}", paths::START));
+                    }
                     return deny(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication is required.");
                 }
             },

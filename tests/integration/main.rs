@@ -9,6 +9,7 @@ mod api_clients;
 mod authz;
 mod bearer;
 mod callback_failures;
+mod forward_auth;
 mod happy_path;
 mod log_hygiene;
 mod open_redirects;

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod http;
 pub mod logs;
+pub mod nginx;
 pub mod upstreams;
 pub mod world;
 
