@@ -258,6 +258,6 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nonsense").is_none());
-        assert!(ForwardAuthConfig::default().trusts("127.0.0.1".parse().unwrap()) == false);
+        assert!(!ForwardAuthConfig::default().trusts("127.0.0.1".parse().unwrap()));
     }
 }
