@@ -101,13 +101,35 @@ pub struct Route<'p> {
     pub rule: &'p str,
 }
 
+/// An ordered list of compiled rules; the first match decides.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// Compiles `raw`; errors name `key` and the rule.
+    pub fn compile(raw: &[RawRule], key: &'static str) -> Result<Self, ConfigError> {
+        let rules = raw.iter().enumerate().map(|(i, rule)| compile_rule(i, rule, key)).collect::<Result<_, _>>()?;
+        Ok(Self { rules })
+    }
+
+    /// The first rule matching `method` and the normalised `path`.
+    pub fn route(&self, method: &Method, path: &str) -> Option<Route<'_>> {
+        self.rules
+            .iter()
+            .find(|rule| (rule.methods.is_empty() || rule.methods.contains(method)) && rule.path.matches(path))
+            .map(|rule| Route { access: &rule.access, rule: &rule.name })
+    }
+}
+
 /// Every authorization setting, compiled.
 #[derive(Debug, Clone)]
 pub struct Policy {
     global: Who,
     require_email_verified: bool,
     default: Access,
-    rules: Vec<Rule>,
+    rules: RuleSet,
     groups_claim: String,
     api_path_prefixes: Vec<String>,
 }
@@ -138,10 +160,9 @@ fn who(emails: &[String], domains: &[String], groups: &[String], key: &'static s
     })
 }
 
-fn compile_rule(index: usize, raw: &RawRule) -> Result<Rule, ConfigError> {
-    const KEY: &str = "authz.rules";
+fn compile_rule(index: usize, raw: &RawRule, key: &'static str) -> Result<Rule, ConfigError> {
     let name = raw.name.clone().unwrap_or_else(|| format!("rules[{index}]"));
-    let at = |problem: String| invalid(KEY, format!("rule {name:?}: {problem}"));
+    let at = |problem: String| invalid(key, format!("rule {name:?}: {problem}"));
     let path = match (&raw.path_prefix, &raw.path_pattern) {
         (Some(prefix), None) => {
             if !prefix.starts_with('/') || prefix.contains("//") || prefix.contains(['?', '#', ';', '%', '\\']) {
@@ -171,7 +192,7 @@ fn compile_rule(index: usize, raw: &RawRule) -> Result<Rule, ConfigError> {
             Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| at(format!("method {method:?}")))?,
         );
     }
-    let who = who(&raw.emails, &raw.email_domains, &raw.groups, KEY).map_err(|error| at(error.to_string()))?;
+    let who = who(&raw.emails, &raw.email_domains, &raw.groups, key).map_err(|error| at(error.to_string()))?;
     let access = match raw.allow.as_deref().unwrap_or("authenticated") {
         "authenticated" => Access::Users(who),
         "public" | "deny" if !who.is_open() => {
@@ -199,7 +220,7 @@ impl Policy {
         if raw.api_path_prefixes.iter().any(|prefix| !prefix.starts_with('/')) {
             return Err(invalid("authz.api_path_prefixes", "each prefix must start with /"));
         }
-        let rules = raw.rules.iter().enumerate().map(|(i, rule)| compile_rule(i, rule)).collect::<Result<_, _>>()?;
+        let rules = RuleSet::compile(&raw.rules, "authz.rules")?;
         Ok(Self {
             global,
             require_email_verified: raw.require_email_verified,
@@ -212,13 +233,7 @@ impl Policy {
 
     /// The first rule matching `method` and the normalised `path`, or the default.
     pub fn route(&self, method: &Method, path: &str) -> Route<'_> {
-        self.rules
-            .iter()
-            .find(|rule| (rule.methods.is_empty() || rule.methods.contains(method)) && rule.path.matches(path))
-            .map_or(Route { access: &self.default, rule: "default" }, |rule| Route {
-                access: &rule.access,
-                rule: &rule.name,
-            })
+        self.rules.route(method, path).unwrap_or(Route { access: &self.default, rule: "default" })
     }
 
     /// Whether `principal` may pass `access` (the global allow-lists included).

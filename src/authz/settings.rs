@@ -261,3 +261,30 @@ mod tests {
         assert!(!ForwardAuthConfig::default().trusts("127.0.0.1".parse().unwrap()));
     }
 }
+
+/// `[[upstreams]]`: an extra upstream chosen by host and/or path prefix.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub name: Option<String>,
+    /// Base URL, like the top-level `upstream`.
+    pub url: String,
+    /// Requests whose `Host` (port ignored, case-insensitive) is this; absent: any host.
+    pub host: Option<String>,
+    /// Requests whose normalised path is this prefix or below; absent: any path.
+    pub path_prefix: Option<String>,
+    /// Which token the upstream gets as `Authorization: Bearer`: `access` (default), `id` or `none`.
+    pub token: Option<String>,
+    /// Headers added to every request to this upstream (replacing the client's).
+    pub set_headers: std::collections::BTreeMap<String, String>,
+    /// Rules checked before the `[authz]` rules for this upstream's requests.
+    pub rules: Vec<RawRule>,
+}
+
+/// Which token an upstream receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenChoice {
+    Access,
+    Id,
+    None,
+}

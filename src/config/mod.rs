@@ -147,6 +147,8 @@ pub struct Config {
     pub bearer: crate::authz::settings::BearerConfig,
     /// `[forward_auth]`, validated.
     pub forward_auth: crate::authz::settings::ForwardAuthConfig,
+    /// `[[upstreams]]` (rules checked here; built by the gateway).
+    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
 }
 
 impl Config {
@@ -180,6 +182,9 @@ impl Config {
         let authz = crate::authz::Policy::compile(&raw.authz)?;
         let bearer = crate::authz::settings::bearer(&raw.bearer, &oidc.client_id, &oidc.id_token_algorithms)?;
         let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
+        for upstream in &raw.upstreams {
+            crate::authz::rules::RuleSet::compile(&upstream.rules, "upstreams")?;
+        }
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -238,6 +243,7 @@ impl Config {
             authz,
             bearer,
             forward_auth,
+            upstreams: raw.upstreams,
             metrics_listen,
             tls,
             server,

@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub bearer: crate::authz::settings::RawBearer,
     /// The `/oauth2/auth` endpoint for nginx, Traefik, Caddy and Envoy.
     pub forward_auth: crate::authz::settings::RawForwardAuth,
+    /// Extra upstreams chosen by host and path prefix.
+    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
 }
 
 /// `[metrics]`
@@ -219,6 +221,7 @@ impl Default for RawConfig {
             authz: crate::authz::settings::RawAuthz::default(),
             bearer: crate::authz::settings::RawBearer::default(),
             forward_auth: crate::authz::settings::RawForwardAuth::default(),
+            upstreams: Vec::new(),
             server: RawServer {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 32 * 1024,

@@ -3,7 +3,7 @@
 //! authenticated caller is checked against the matched rule after it. Every
 //! refusal is logged with the rule that made it.
 
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::{Gateway, RequestId};
 use crate::authz::path::{NormalPath, normalise};
@@ -16,6 +16,8 @@ use crate::pages::Audience;
 pub(super) struct Target<'g> {
     pub path: NormalPath,
     pub route: Route<'g>,
+    /// The `[[upstreams]]` entry serving it; `None`: the default upstream.
+    pub upstream: Option<&'g super::upstreams::Route>,
 }
 
 impl Target<'_> {
@@ -28,10 +30,14 @@ impl Target<'_> {
 impl Gateway {
     /// Routes `method` and the raw `path` through the rules; a path with
     /// several possible meanings is refused (400) before anything else.
-    pub(super) fn target(&self, method: &Method, path: &str) -> Option<Target<'_>> {
+    pub(super) fn target(&self, method: &Method, headers: &HeaderMap, path: &str) -> Option<Target<'_>> {
         let path = normalise(path).ok()?;
-        let route = self.config.authz.route(method, &path.path);
-        Some(Target { path, route })
+        let upstream = self.upstream_routes.select(headers, &path.path);
+        // An upstream's own rules come first, then the global ones.
+        let route = upstream
+            .and_then(|upstream| upstream.rules.route(method, &path.path))
+            .unwrap_or_else(|| self.config.authz.route(method, &path.path));
+        Some(Target { path, route, upstream })
     }
 
     /// The 400 for an ambiguous path.
@@ -63,6 +69,7 @@ impl Gateway {
             request_id = %request_id,
             decision = "deny",
             rule = target.route.rule,
+            upstream = target.upstream.map_or("default", |upstream| upstream.name.as_str()),
             user = %principal.subject,
             path = %target.path.path,
         );

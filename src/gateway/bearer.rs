@@ -200,7 +200,12 @@ impl Gateway {
         ) else {
             return BearerOutcome::Invalid("unusable_claims");
         };
-        BearerOutcome::Valid(Arc::new(ActiveSession { identity, principal, access_expires_at: exp.unwrap_or(now) }))
+        BearerOutcome::Valid(Arc::new(ActiveSession {
+            identity,
+            principal,
+            id_token_authorization: None,
+            access_expires_at: exp.unwrap_or(now),
+        }))
     }
 }
 

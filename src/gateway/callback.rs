@@ -301,6 +301,7 @@ pub(super) fn active_session(data: &SessionData) -> Option<ActiveSession> {
     Some(ActiveSession {
         identity,
         principal: crate::authz::Principal::of_session(data),
+        id_token_authorization: data.id_token.as_deref().and_then(IdentityHeaders::bearer_value),
         access_expires_at: data.access_expires_at,
     })
 }

@@ -115,7 +115,7 @@ impl Gateway {
             // An untrusted peer's X-Forwarded-* are ignored: the auth request itself is judged.
             Original { method: request.method().clone(), path: paths::AUTH.to_owned(), target: "/".to_owned() }
         };
-        let Some(target) = self.target(&original.method, &original.path) else {
+        let Some(target) = self.target(&original.method, request.headers(), &original.path) else {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
             return deny(StatusCode::FORBIDDEN, "ambiguous_path", "The original request path is ambiguous.");
         };

@@ -14,6 +14,7 @@ mod refresh;
 mod request_id;
 mod session_auth;
 mod sign_out;
+mod upstreams;
 mod userinfo;
 
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub enum GatewayError {
     Upstream(#[from] proxy::ProxyError),
     #[error("provider HTTP client: {0}")]
     Client(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Shared state of the gateway: configuration, provider, keys, cache, upstream.
@@ -84,6 +87,7 @@ pub struct Gateway {
     used_logout_tokens: moka::future::Cache<String, ()>,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
+    upstream_routes: upstreams::Routes,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
     draining: std::sync::atomic::AtomicBool,
@@ -102,15 +106,14 @@ impl Gateway {
         let cache = SessionCache::new(config.session.cache_max_entries);
         let ended = EndedSessions::new(config.session.lifetime, config.session.cache_max_entries);
         let refreshes = refresh::flights(config.session.cache_max_entries);
-        let upstream = Upstream::new(
-            config.upstream.clone(),
-            UpstreamSettings {
-                connect_timeout: config.proxy.connect_timeout,
-                response_timeout: config.proxy.response_timeout,
-                pool_idle_timeout: config.proxy.pool_idle_timeout,
-                pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
-            },
-        )?;
+        let upstream_settings = UpstreamSettings {
+            connect_timeout: config.proxy.connect_timeout,
+            response_timeout: config.proxy.response_timeout,
+            pool_idle_timeout: config.proxy.pool_idle_timeout,
+            pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+        };
+        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
+        let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         Ok(Self {
             config,
@@ -127,6 +130,7 @@ impl Gateway {
                 .build(),
             upstream,
             extra_issuers,
+            upstream_routes,
             redirects,
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -224,11 +228,11 @@ impl Gateway {
 
         // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
         let audience = self.audience(&request);
-        let Some(target) = self.target(request.method(), request.uri().path()) else {
+        let Some(target) = self.target(request.method(), request.headers(), request.uri().path()) else {
             return self.ambiguous_path(audience, request_id);
         };
         if target.is_public() {
-            return self.forward(request, connection, None, Vec::new(), request_id).await;
+            return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
 
         let authenticated = self.authenticate(request.headers()).await;
@@ -304,7 +308,7 @@ impl Gateway {
         if let Some(denied) = self.authorize(&target, &caller.principal, audience, request_id) {
             return denied;
         }
-        self.forward(request, connection, Some(&caller.identity), authenticated.set_cookies, request_id).await
+        self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
     }
 
     /// Browser or API client: the request's signals, or a configured API path.
@@ -315,16 +319,38 @@ impl Gateway {
         audience::classify(request.method(), request.headers())
     }
 
-    /// Forwards to the upstream with `identity` (none on public routes) and
-    /// appends `set_cookies` to the answer.
+    /// Forwards to the upstream (`via` an `[[upstreams]]` entry, or the default)
+    /// with the caller's identity (none on public routes) and the token the
+    /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         connection: Connection,
-        identity: Option<&proxy::IdentityHeaders>,
+        caller: Option<&crate::session::cache::ActiveSession>,
+        via: Option<&upstreams::Route>,
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
+        use crate::authz::settings::TokenChoice;
+        let swapped;
+        let identity = match (caller, via.map(|route| route.token)) {
+            (None, _) => None,
+            (Some(caller), None | Some(TokenChoice::Access)) => Some(&caller.identity),
+            (Some(caller), Some(TokenChoice::Id)) => {
+                swapped = caller.identity.with_authorization(caller.id_token_authorization.clone());
+                Some(&swapped)
+            }
+            (Some(caller), Some(TokenChoice::None)) => {
+                swapped = caller.identity.with_authorization(None);
+                Some(&swapped)
+            }
+        };
+        if let Some(via) = via {
+            for (name, value) in &via.set_headers {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        let upstream = via.map_or(&self.upstream, |route| &route.upstream);
         let request_id_header = HeaderValue::try_from(request_id.as_str()).ok();
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
@@ -335,7 +361,7 @@ impl Gateway {
             request_id: request_id_header.as_ref(),
         };
         let started = Instant::now();
-        let forwarded = proxy::forward(&self.upstream, request, context).await;
+        let forwarded = proxy::forward(upstream, request, context).await;
         self.metrics.upstream_response(started.elapsed().as_secs_f64());
         let mut response = match forwarded {
             Ok(response) => response,

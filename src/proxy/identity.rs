@@ -62,6 +62,18 @@ impl IdentityHeaders {
         self.authorization.is_some()
     }
 
+    /// `Bearer <token>` as a sensitive header value; `None` if the token cannot be one.
+    pub fn bearer_value(token: &str) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The same identity sending `authorization` (a `Bearer …` value) instead, or no token at all.
+    pub fn with_authorization(&self, authorization: Option<HeaderValue>) -> Self {
+        Self { authorization, ..self.clone() }
+    }
+
     /// The bearer token alone (without `Bearer `), for `X-Auth-Request-Access-Token`.
     pub fn access_token(&self) -> Option<HeaderValue> {
         let value = self.authorization.as_ref()?;

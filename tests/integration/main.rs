@@ -18,4 +18,5 @@ mod sessions;
 mod sign_out;
 mod spoofing;
 mod upstream;
+mod upstream_routing;
 mod userinfo;
