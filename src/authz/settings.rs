@@ -74,11 +74,20 @@ pub struct RawBearer {
     pub require_access_token_type: bool,
     /// Other issuers whose tokens are accepted, each with its own audience.
     pub issuers: Vec<RawIssuer>,
+    /// Check opaque (non-JWT) tokens at the provider's RFC 7662 introspection
+    /// endpoint; needs a confidential client (`oidc.client_secret`).
+    pub introspection: bool,
 }
 
 impl Default for RawBearer {
     fn default() -> Self {
-        Self { enabled: false, audience: None, require_access_token_type: true, issuers: Vec::new() }
+        Self {
+            enabled: false,
+            audience: None,
+            require_access_token_type: true,
+            issuers: Vec::new(),
+            introspection: false,
+        }
     }
 }
 
@@ -114,6 +123,7 @@ pub struct BearerConfig {
     pub audience: String,
     pub require_access_token_type: bool,
     pub issuers: Vec<IssuerConfig>,
+    pub introspection: bool,
 }
 
 /// One extra accepted issuer, validated.
@@ -203,8 +213,12 @@ pub fn forward_auth(raw: &RawForwardAuth) -> Result<ForwardAuthConfig, crate::co
 pub fn bearer(
     raw: &RawBearer,
     client_id: &str,
+    confidential: bool,
     default_algorithms: &[jsonwebtoken::Algorithm],
 ) -> Result<BearerConfig, crate::config::ConfigError> {
+    if raw.introspection && !confidential {
+        return Err(invalid("bearer.introspection", "needs a confidential client: set oidc.client_secret"));
+    }
     use jsonwebtoken::Algorithm;
     let audience = raw.audience.clone().unwrap_or_else(|| client_id.to_owned());
     if audience.is_empty() {
@@ -235,6 +249,7 @@ pub fn bearer(
         issuers.push(IssuerConfig { issuer: issuer.issuer.clone(), audience: issuer.audience.clone(), algorithms });
     }
     Ok(BearerConfig {
+        introspection: raw.introspection,
         enabled: raw.enabled,
         audience,
         require_access_token_type: raw.require_access_token_type,

@@ -180,7 +180,12 @@ impl Config {
 
         let oidc = validate_oidc(raw.oidc, &public_url)?;
         let authz = crate::authz::Policy::compile(&raw.authz)?;
-        let bearer = crate::authz::settings::bearer(&raw.bearer, &oidc.client_id, &oidc.id_token_algorithms)?;
+        let bearer = crate::authz::settings::bearer(
+            &raw.bearer,
+            &oidc.client_id,
+            matches!(oidc.credentials, ClientCredentials::Confidential { .. }),
+            &oidc.id_token_algorithms,
+        )?;
         let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
         for upstream in &raw.upstreams {
             crate::authz::rules::RuleSet::compile(&upstream.rules, "upstreams")?;

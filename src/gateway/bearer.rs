@@ -47,10 +47,26 @@ pub(super) enum BearerOutcome {
     Unavailable,
 }
 
-/// Extra issuers, each loaded (discovery and JWKS) on first use.
+/// Introspection results are kept at most this long (and never past the token's `exp`),
+/// so a token revoked at the provider stops working soon.
+const INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(300);
+
+/// Bearer-token state: extra issuers, each loaded (discovery and JWKS) on
+/// first use, and the cache of introspected opaque tokens.
 #[derive(Debug)]
 pub(super) struct ExtraIssuers {
     entries: Vec<ExtraIssuer>,
+    /// By SHA-256 of the token (the token itself is never kept as a key).
+    introspected: moka::future::Cache<[u8; 32], Arc<ActiveSession>>,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<ActiveSession>> for UntilExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Arc<ActiveSession>, _now: Instant) -> Option<Duration> {
+        let left = value.access_expires_at.saturating_sub(crate::clock::Clock::system().now());
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)).min(INTROSPECTION_CACHE_MAX))
+    }
 }
 
 #[derive(Debug)]
@@ -71,7 +87,8 @@ impl ExtraIssuers {
                 last_attempt: tokio::sync::Mutex::new(None),
             })
             .collect();
-        Self { entries }
+        let introspected = moka::future::Cache::builder().max_capacity(100_000).expire_after(UntilExpiry).build();
+        Self { entries, introspected }
     }
 }
 
@@ -129,7 +146,11 @@ impl Gateway {
             Some(Ok(token)) => token,
         };
         if token.split('.').count() != 3 {
-            return BearerOutcome::Invalid("not_a_jwt");
+            return if settings.introspection {
+                self.introspect_bearer(token).await
+            } else {
+                BearerOutcome::Invalid("not_a_jwt")
+            };
         }
         let Ok(header) = jsonwebtoken::decode_header(token) else { return BearerOutcome::Invalid("malformed") };
         let Some(iss) = unverified_payload(token).and_then(|claims| claims.get("iss")?.as_str().map(str::to_owned))
@@ -178,33 +199,94 @@ impl Gateway {
             }
         }
 
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let Some(subject) = text("sub").filter(|sub| !sub.is_empty()) else {
-            return BearerOutcome::Invalid("no_subject");
+        match self.caller_from_claims(&claims, token, exp.unwrap_or(now)) {
+            Some(caller) => BearerOutcome::Valid(caller),
+            None => BearerOutcome::Invalid("unusable_claims"),
+        }
+    }
+
+    /// Checks an opaque token at the provider's introspection endpoint (cached).
+    async fn introspect_bearer(&self, token: &str) -> BearerOutcome {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = self.clock.now();
+        if let Some(hit) = self.extra_issuers.introspected.get(&key).await {
+            if hit.access_expires_at > now {
+                return BearerOutcome::Valid(hit);
+            }
+            self.extra_issuers.introspected.invalidate(&key).await;
+        }
+        let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+        let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
+            return BearerOutcome::Invalid("no_introspection_endpoint");
         };
+        let started = Instant::now();
+        let answer =
+            crate::oidc::introspection::introspect(self.provider.client(), endpoint, &self.config.oidc, token).await;
+        self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+        let claims = match answer {
+            Ok(Some(claims)) => claims,
+            Ok(None) => return BearerOutcome::Invalid("inactive"),
+            Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
+                return BearerOutcome::Invalid("introspection_failed");
+            }
+        };
+        // Optional in RFC 7662, but when present they must be ours; exp is required to bound the cache.
+        let Some(exp) = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now) else {
+            return BearerOutcome::Invalid("no_or_past_exp");
+        };
+        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(self.config.oidc.issuer.as_str())) {
+            return BearerOutcome::Invalid("wrong_issuer");
+        }
+        let audience = self.config.bearer.audience.as_str();
+        let aud_ok = match claims.get("aud") {
+            None => true,
+            Some(Value::String(one)) => one == audience,
+            Some(Value::Array(many)) => many.iter().any(|aud| aud.as_str() == Some(audience)),
+            Some(_) => false,
+        };
+        if !aud_ok {
+            return BearerOutcome::Invalid("wrong_audience");
+        }
+        if claims.get("token_type").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("refresh_token"))
+        {
+            return BearerOutcome::Invalid("not_an_access_token");
+        }
+        let Some(caller) = self.caller_from_claims(&claims, token, exp) else {
+            return BearerOutcome::Invalid("unusable_claims");
+        };
+        self.extra_issuers.introspected.insert(key, Arc::clone(&caller)).await;
+        BearerOutcome::Valid(caller)
+    }
+
+    /// The caller a verified token's claims describe; the token itself is what goes upstream.
+    fn caller_from_claims(&self, claims: &Value, token: &str, expires_at: i64) -> Option<Arc<ActiveSession>> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let subject = text("sub").filter(|sub| !sub.is_empty())?;
         let principal = Principal {
             subject,
             email: text("email"),
             email_verified: claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false),
             name: text("name"),
             preferred_username: text("preferred_username"),
-            groups: strings_at(&claims, self.config.authz.groups_claim()),
+            groups: strings_at(claims, self.config.authz.groups_claim()),
         };
         // The caller's own token goes upstream unchanged, with identity headers from its claims.
-        let Ok(identity) = IdentityHeaders::new(
+        let identity = IdentityHeaders::new(
             &principal.subject,
             principal.email.as_deref(),
             principal.preferred_username.as_deref(),
             &principal.groups,
             Some(token),
-        ) else {
-            return BearerOutcome::Invalid("unusable_claims");
-        };
-        BearerOutcome::Valid(Arc::new(ActiveSession {
+        )
+        .ok()?;
+        Some(Arc::new(ActiveSession {
             identity,
             principal,
             id_token_authorization: None,
-            access_expires_at: exp.unwrap_or(now),
+            access_expires_at: expires_at,
         }))
     }
 }

@@ -11,6 +11,7 @@ mod bearer;
 mod callback_failures;
 mod forward_auth;
 mod happy_path;
+mod introspection;
 mod log_hygiene;
 mod open_redirects;
 mod provider_outage;
