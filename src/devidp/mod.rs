@@ -235,6 +235,28 @@ impl DevProvider {
         self.shared.jwks_requests.load(Ordering::SeqCst)
     }
 
+    /// A signed JWT access token (`typ: at+jwt`, `aud` = the client id) for
+    /// `username`, as the token endpoint would issue; `None` if the user is unknown.
+    pub fn mint_access_token(&self, username: &str, ttl: Duration) -> Option<String> {
+        let user = self.shared.config.users.iter().find(|user| user.username == username)?;
+        let now = self.shared.config.clock.now();
+        let claims = serde_json::json!({
+            "iss": self.shared.issuer,
+            "sub": mint::subject(user),
+            "aud": self.shared.config.client_id,
+            "client_id": self.shared.config.client_id,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "groups": user.groups,
+            "iat": now,
+            "exp": now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(0)),
+            "jti": web::random_token(16),
+        });
+        let keys = self.shared.keys();
+        let key = keys.current();
+        key.sign("at+jwt", key.kid(), &claims).ok()
+    }
+
     /// How many requests reached the introspection endpoint.
     pub fn introspections(&self) -> u64 {
         self.shared.introspections.load(Ordering::SeqCst)

@@ -200,3 +200,42 @@ async fn a_session_and_a_bearer_token_never_mix() {
     assert_eq!(echoed["headers"]["x-forwarded-user"], json!([alice_session.sub]));
     assert_eq!(echoed["headers"]["x-forwarded-email"], json!(["alice@example.test"]));
 }
+
+#[tokio::test]
+async fn tokens_from_a_configured_extra_issuer_pass_with_its_audience() {
+    use portcullis::authz::settings::RawIssuer;
+    use portcullis::devidp::{DevProvider, DevProviderConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = DevProvider::start(listener, DevProviderConfig::demo("ci-api", "http://127.0.0.1:9/cb".to_owned()))
+        .await
+        .unwrap();
+    let token = other.mint_access_token("bob", std::time::Duration::from_secs(300)).unwrap();
+
+    // Not configured: another issuer's token is refused.
+    let world = bearer_world().start().await;
+    assert_invalid_token(&call(&world, &token).await, "unconfigured issuer");
+
+    let issuer = other.issuer().to_owned();
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.bearer.enabled = true;
+            raw.bearer.issuers =
+                vec![RawIssuer { issuer: issuer.clone(), audience: "ci-api".to_owned(), algorithms: vec![] }];
+        })
+        .start()
+        .await;
+    let reply = call(&world, &token).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["headers"]["x-forwarded-email"][0], "bob@example.test");
+    // The main provider's key cannot sign for the other issuer, and vice versa.
+    let mut claims = payload(&token);
+    claims["iss"] = json!(world.provider.issuer());
+    let forged = sign(Algorithm::ES256, "at+jwt", &other.current_kid(), &claims, &rogue_key());
+    assert_invalid_token(&call(&world, &forged).await, "iss swapped");
+    let main_token = world.provider.mint_access_token("bob", std::time::Duration::from_secs(300)).unwrap();
+    let mut claims = payload(&main_token);
+    claims["iss"] = json!(other.issuer());
+    claims["aud"] = json!("ci-api");
+    let resigned = sign(Algorithm::ES256, "at+jwt", &world.provider.current_kid(), &claims, &rogue_key());
+    assert_invalid_token(&call(&world, &resigned).await, "main kid claimed for the other issuer");
+}
