@@ -5,6 +5,7 @@
 //! are forwarded to the upstream with a bearer token and trusted identity
 //! headers. [`run`] serves a validated [`config::Config`] on bound listeners.
 
+pub mod authz;
 pub mod body;
 pub mod clock;
 pub mod config;

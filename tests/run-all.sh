@@ -14,6 +14,7 @@ set -euo pipefail
 APT_REQUIREMENTS=(
     "chromium:chromium"
     "redis-server:redis-server"
+    "nginx:nginx"
 )
 
 mode=full

@@ -155,6 +155,14 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where `GET /metrics` is served; `None` when disabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[authz]`, compiled.
+    pub authz: crate::authz::Policy,
+    /// `[bearer]`, validated.
+    pub bearer: crate::authz::settings::BearerConfig,
+    /// `[forward_auth]`, validated.
+    pub forward_auth: crate::authz::settings::ForwardAuthConfig,
+    /// `[[upstreams]]` (rules checked here; built by the gateway).
+    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
 }
 
 impl Config {
@@ -195,6 +203,17 @@ impl Config {
         }
 
         let oidc = validate_oidc(raw.oidc, &public_url)?;
+        let authz = crate::authz::Policy::compile(&raw.authz)?;
+        let bearer = crate::authz::settings::bearer(
+            &raw.bearer,
+            &oidc.client_id,
+            matches!(oidc.credentials, ClientCredentials::Confidential { .. }),
+            &oidc.id_token_algorithms,
+        )?;
+        let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
+        for upstream in &raw.upstreams {
+            crate::authz::rules::RuleSet::compile(&upstream.rules, "upstreams")?;
+        }
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -250,6 +269,10 @@ impl Config {
         };
 
         Ok(Self {
+            authz,
+            bearer,
+            forward_auth,
+            upstreams: raw.upstreams,
             metrics_listen,
             tls,
             server,

@@ -38,6 +38,14 @@ pub struct RawConfig {
     pub server: RawServer,
     /// The Prometheus endpoint.
     pub metrics: RawMetrics,
+    /// Who may reach which route.
+    pub authz: crate::authz::settings::RawAuthz,
+    /// Bearer tokens from API clients.
+    pub bearer: crate::authz::settings::RawBearer,
+    /// The `/oauth2/auth` endpoint for nginx, Traefik, Caddy and Envoy.
+    pub forward_auth: crate::authz::settings::RawForwardAuth,
+    /// Extra upstreams chosen by host and path prefix.
+    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
 }
 
 /// `[metrics]`
@@ -238,6 +246,10 @@ impl Default for RawConfig {
                 redirect_http_listen: None,
             },
             metrics: RawMetrics { enabled: true, listen: "127.0.0.1:9464".to_owned() },
+            authz: crate::authz::settings::RawAuthz::default(),
+            bearer: crate::authz::settings::RawBearer::default(),
+            forward_auth: crate::authz::settings::RawForwardAuth::default(),
+            upstreams: Vec::new(),
             server: RawServer {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 32 * 1024,

@@ -202,3 +202,35 @@ fn the_effective_configuration_never_shows_secrets() {
         Ok(())
     });
 }
+
+#[test]
+fn authorization_keys_are_named_in_errors() {
+    let cases = [
+        ("[forward_auth]\ntrusted_proxies = [\"10.0.0.0/99\"]\n", "forward_auth.trusted_proxies"),
+        ("[bearer]\nintrospection = true\n", "bearer.introspection"),
+        ("[authz]\ndefault = \"public\"\n", "authz.default"),
+        ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_emails"),
+        ("[[authz.rules]]\npath_prefix = \"admin\"\n", "authz.rules"),
+        ("[[authz.rules]]\npath_prefix = \"/a\"\nallow = \"maybe\"\n", "authz.rules"),
+        ("[[upstreams]]\nurl = \"http://127.0.0.1:1\"\n[[upstreams.rules]]\npath_pattern = \"/a/**/b\"\n", "upstreams"),
+        ("[[bearer.issuers]]\nissuer = \"https://ci.example\"\naudience = \"\"\n", "bearer.issuers"),
+    ];
+    for (extra, key) in cases {
+        Jail::expect_with(|jail| {
+            let text = error_text(load_from(jail, &format!("{}\n{extra}", minimal(""))));
+            assert!(text.starts_with(key), "{extra}: {text}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn rules_load_from_toml() {
+    Jail::expect_with(|jail| {
+        let extra = "[authz]\ngroups_claim = \"realm_access.roles\"\n[[authz.rules]]\nname = \"assets\"\npath_prefix = \"/static/\"\nallow = \"public\"\n";
+        let config = load_from(jail, &format!("{}\n{extra}", minimal(""))).unwrap();
+        assert_eq!(config.authz.route(&http::Method::GET, "/static/x").rule, "assets");
+        assert_eq!(config.authz.groups_claim(), "realm_access.roles");
+        Ok(())
+    });
+}

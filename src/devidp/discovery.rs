@@ -17,6 +17,7 @@ pub(super) fn configuration(shared: &Shared) -> Response {
         "jwks_uri": shared.endpoint(paths::JWKS),
         "userinfo_endpoint": shared.endpoint(paths::USERINFO),
         "revocation_endpoint": shared.endpoint(paths::REVOKE),
+        "introspection_endpoint": shared.endpoint(paths::INTROSPECT),
         "end_session_endpoint": shared.endpoint(paths::END_SESSION),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -14,6 +14,7 @@ mod authorize;
 mod client_auth;
 mod discovery;
 mod faults;
+mod introspection;
 mod keys;
 mod login_page;
 mod logout;
@@ -50,6 +51,7 @@ mod paths {
     pub const JWKS: &str = "/jwks";
     pub const USERINFO: &str = "/userinfo";
     pub const REVOKE: &str = "/revoke";
+    pub const INTROSPECT: &str = "/introspect";
     pub const END_SESSION: &str = "/logout";
 }
 
@@ -130,6 +132,10 @@ struct Shared {
     store: Mutex<store::Store>,
     token_requests: Mutex<HashMap<String, u64>>,
     revoked_tokens: AtomicU64,
+    jwks_requests: AtomicU64,
+    introspections: AtomicU64,
+    /// Opaque access tokens minted for tests: token → introspection answer.
+    opaque_tokens: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl Shared {
@@ -186,6 +192,9 @@ impl DevProvider {
             store: Mutex::new(store::Store::default()),
             token_requests: Mutex::new(HashMap::new()),
             revoked_tokens: AtomicU64::new(0),
+            jwks_requests: AtomicU64::new(0),
+            introspections: AtomicU64::new(0),
+            opaque_tokens: Mutex::new(HashMap::new()),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
         Ok(DevProvider { shared, server })
@@ -219,6 +228,59 @@ impl DevProvider {
     /// The `kid` of the current signing key.
     pub fn current_kid(&self) -> String {
         self.shared.keys().current().kid().to_owned()
+    }
+
+    /// How many requests reached the JWKS endpoint (tests: no fetch storms).
+    pub fn jwks_requests(&self) -> u64 {
+        self.shared.jwks_requests.load(Ordering::SeqCst)
+    }
+
+    /// A signed JWT access token (`typ: at+jwt`, `aud` = the client id) for
+    /// `username`, as the token endpoint would issue; `None` if the user is unknown.
+    pub fn mint_access_token(&self, username: &str, ttl: Duration) -> Option<String> {
+        let user = self.shared.config.users.iter().find(|user| user.username == username)?;
+        let now = self.shared.config.clock.now();
+        let claims = serde_json::json!({
+            "iss": self.shared.issuer,
+            "sub": mint::subject(user),
+            "aud": self.shared.config.client_id,
+            "client_id": self.shared.config.client_id,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "groups": user.groups,
+            "iat": now,
+            "exp": now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(0)),
+            "jti": web::random_token(16),
+        });
+        let keys = self.shared.keys();
+        let key = keys.current();
+        key.sign("at+jwt", key.kid(), &claims).ok()
+    }
+
+    /// How many requests reached the introspection endpoint.
+    pub fn introspections(&self) -> u64 {
+        self.shared.introspections.load(Ordering::SeqCst)
+    }
+
+    /// An opaque (non-JWT) access token for `username`, valid for `ttl`, that
+    /// only the introspection endpoint knows; `None` if the user is unknown.
+    pub fn mint_opaque_access_token(&self, username: &str, ttl: Duration) -> Option<String> {
+        let user = self.shared.config.users.iter().find(|user| user.username == username)?;
+        let token = web::random_token(24);
+        let now = self.shared.config.clock.now();
+        let mut claims = mint::profile_claims(user);
+        claims.insert("active".into(), serde_json::json!(true));
+        claims.insert("iss".into(), serde_json::json!(self.shared.issuer));
+        claims.insert("aud".into(), serde_json::json!(self.shared.config.client_id));
+        claims.insert("client_id".into(), serde_json::json!(self.shared.config.client_id));
+        claims.insert("token_type".into(), serde_json::json!("Bearer"));
+        claims.insert("exp".into(), serde_json::json!(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(0))));
+        self.shared
+            .opaque_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.clone(), serde_json::Value::Object(claims));
+        Some(token)
     }
 
     /// How many calls to the revocation endpoint revoked something.
@@ -284,11 +346,15 @@ async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
     }
     match (request.method().clone(), path.as_str()) {
         (Method::GET, paths::DISCOVERY) => discovery::configuration(&shared),
-        (Method::GET, paths::JWKS) => discovery::jwks(&shared),
+        (Method::GET, paths::JWKS) => {
+            shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+            discovery::jwks(&shared)
+        }
         (Method::GET, paths::AUTHORIZE) => authorize::show(&shared, &request),
         (Method::POST, paths::AUTHORIZE) => authorize::submit(&shared, request).await,
         (Method::GET | Method::POST, paths::USERINFO) => userinfo::handle(&shared, &request),
         (Method::POST, paths::REVOKE) => revocation::handle(&shared, request).await,
+        (Method::POST, paths::INTROSPECT) => introspection::handle(&shared, request).await,
         (Method::GET, paths::END_SESSION) => logout::end_session(&shared, &request),
         (_, paths::DISCOVERY | paths::JWKS | paths::AUTHORIZE | paths::TOKEN)
         | (_, paths::USERINFO | paths::REVOKE | paths::END_SESSION) => web::method_not_allowed(),

@@ -241,6 +241,10 @@ impl Gateway {
             name: claims.name,
             preferred_username: claims.preferred_username,
             groups: claims.groups.unwrap_or_default(),
+            // authz hook: the groups/roles rules see, from the verified ID token's configured claim.
+            roles: crate::authz::claims::unverified_payload(raw_id_token.expose())
+                .map(|payload| crate::authz::claims::strings_at(&payload, self.config.authz.groups_claim()))
+                .unwrap_or_default(),
             sid: claims.sid,
             created_at: now,
             last_seen_at: now,
@@ -304,5 +308,10 @@ pub(super) fn active_session(data: &SessionData) -> Option<ActiveSession> {
         Some(&data.access_token),
     )
     .ok()?;
-    Some(ActiveSession { identity, access_expires_at: data.access_expires_at })
+    Some(ActiveSession {
+        identity,
+        principal: crate::authz::Principal::of_session(data),
+        id_token_authorization: data.id_token.as_deref().and_then(IdentityHeaders::bearer_value),
+        access_expires_at: data.access_expires_at,
+    })
 }

@@ -3,15 +3,20 @@
 //! continues or answers. See `docs/architecture.md`.
 
 mod audience;
+mod authorize;
 mod backchannel;
+mod bearer;
 mod callback;
 mod form;
+mod forward_auth;
 mod login;
 mod refresh;
 mod request_id;
 mod session_auth;
 mod shared;
 mod sign_out;
+mod upstreams;
+mod userinfo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +49,8 @@ pub mod paths {
     pub const CALLBACK: &str = "/oauth2/callback";
     pub const SIGN_OUT: &str = "/oauth2/sign_out";
     pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/backchannel_logout";
+    pub const AUTH: &str = "/oauth2/auth";
+    pub const USERINFO: &str = "/oauth2/userinfo";
 }
 
 /// What the server knows about the connection a request came on.
@@ -65,6 +72,8 @@ pub enum GatewayError {
     Client(#[from] std::io::Error),
     #[error("{0}")]
     Store(#[from] crate::session::store::StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Shared state of the gateway: configuration, provider, keys, cache, upstream.
@@ -82,6 +91,8 @@ pub struct Gateway {
     shared: Option<shared::Shared>,
     used_logout_tokens: moka::future::Cache<String, ()>,
     upstream: Upstream,
+    extra_issuers: bearer::ExtraIssuers,
+    upstream_routes: upstreams::Routes,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
     draining: std::sync::atomic::AtomicBool,
@@ -93,6 +104,7 @@ impl Gateway {
     /// contacted here; see [`Gateway::provider`].
     pub fn new(config: Config, clock: Clock) -> Result<Self, GatewayError> {
         let client = IdpHttpClient::new(config.oidc.http_timeout)?;
+        let extra_issuers = bearer::ExtraIssuers::new(&config.bearer.issuers, &client);
         let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
         let keys = KeyRing::new(&config.session.keys)?;
         let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
@@ -107,15 +119,14 @@ impl Gateway {
             )),
             None => None,
         };
-        let upstream = Upstream::new(
-            config.upstream.clone(),
-            UpstreamSettings {
-                connect_timeout: config.proxy.connect_timeout,
-                response_timeout: config.proxy.response_timeout,
-                pool_idle_timeout: config.proxy.pool_idle_timeout,
-                pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
-            },
-        )?;
+        let upstream_settings = UpstreamSettings {
+            connect_timeout: config.proxy.connect_timeout,
+            response_timeout: config.proxy.response_timeout,
+            pool_idle_timeout: config.proxy.pool_idle_timeout,
+            pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+        };
+        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
+        let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         Ok(Self {
             config,
@@ -132,6 +143,8 @@ impl Gateway {
                 .time_to_live(backchannel::JTI_MEMORY)
                 .build(),
             upstream,
+            extra_issuers,
+            upstream_routes,
             redirects,
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -230,7 +243,20 @@ impl Gateway {
             paths::CALLBACK => return self.callback(&request, request_id, outcome).await,
             paths::SIGN_OUT => return self.sign_out(request, request_id).await,
             paths::BACKCHANNEL_LOGOUT => return self.backchannel_logout(request, request_id).await,
+            path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
+                return self.forward_auth(&request, connection, request_id, outcome).await;
+            }
+            paths::USERINFO => return self.userinfo(&request, request_id).await,
             _ => {}
+        }
+
+        // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
+        let audience = self.audience(&request);
+        let Some(target) = self.target(request.method(), request.headers(), request.uri().path()) else {
+            return self.ambiguous_path(audience, request_id);
+        };
+        if target.is_public() {
+            return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
 
         let authenticated = self.authenticate(request.headers()).await;
@@ -243,8 +269,48 @@ impl Gateway {
                 (None, false, false) => ("unauthenticated", "no_session"),
             };
         self.metrics.auth_decision(decision, reason);
-        let Some(session) = authenticated.session else {
-            let audience = audience::classify(request.method(), request.headers());
+        // One rule when both are sent: a valid session decides and the client's
+        // Authorization header is replaced; only without one does a bearer token count.
+        let caller = match (authenticated.session, authenticated.provider_unavailable) {
+            (Some(session), _) => {
+                outcome.user = Some(session.subject);
+                Some(session.active)
+            }
+            (None, true) => None,
+            (None, false) => match self.authenticate_bearer(request.headers()).await {
+                bearer::BearerOutcome::Absent => None,
+                bearer::BearerOutcome::Valid(caller) => {
+                    self.metrics.auth_decision("authenticated", "bearer");
+                    outcome.user = Some(caller.principal.subject.clone());
+                    Some(caller)
+                }
+                bearer::BearerOutcome::Invalid(reason) => {
+                    tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
+                    self.metrics.auth_decision("unauthenticated", "invalid_token");
+                    let mut response = self.fail(
+                        Audience::Api,
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "The bearer token is not valid here.",
+                        request_id,
+                    );
+                    bearer::challenge_invalid_token(response.headers_mut());
+                    return response;
+                }
+                bearer::BearerOutcome::Unavailable => {
+                    let mut response = self.fail(
+                        Audience::Api,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "idp_unavailable",
+                        "The token's issuer cannot be reached to check it. Try again shortly.",
+                        request_id,
+                    );
+                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                    return response;
+                }
+            },
+        };
+        let Some(caller) = caller else {
             if authenticated.store_unavailable {
                 return self.store_unavailable_page(audience, request_id);
             }
@@ -267,19 +333,63 @@ impl Gateway {
             }
             return response;
         };
-        outcome.user = Some(session.subject.clone());
+        if let Some(denied) = self.authorize(&target, &caller.principal, audience, request_id) {
+            return denied;
+        }
+        self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
+    }
 
+    /// Browser or API client: the request's signals, or a configured API path.
+    fn audience(&self, request: &Request<Incoming>) -> Audience {
+        if self.config.authz.is_api_path(request.uri().path()) {
+            return Audience::Api;
+        }
+        audience::classify(request.method(), request.headers())
+    }
+
+    /// Forwards to the upstream (`via` an `[[upstreams]]` entry, or the default)
+    /// with the caller's identity (none on public routes) and the token the
+    /// upstream is configured for; appends `set_cookies` to the answer.
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        connection: Connection,
+        caller: Option<&crate::session::cache::ActiveSession>,
+        via: Option<&upstreams::Route>,
+        set_cookies: Vec<HeaderValue>,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        use crate::authz::settings::TokenChoice;
+        let swapped;
+        let identity = match (caller, via.map(|route| route.token)) {
+            (None, _) => None,
+            (Some(caller), None | Some(TokenChoice::Access)) => Some(&caller.identity),
+            (Some(caller), Some(TokenChoice::Id)) => {
+                swapped = caller.identity.with_authorization(caller.id_token_authorization.clone());
+                Some(&swapped)
+            }
+            (Some(caller), Some(TokenChoice::None)) => {
+                swapped = caller.identity.with_authorization(None);
+                Some(&swapped)
+            }
+        };
+        if let Some(via) = via {
+            for (name, value) in &via.set_headers {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        let upstream = via.map_or(&self.upstream, |route| &route.upstream);
         let request_id_header = HeaderValue::try_from(request_id.as_str()).ok();
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
             client_addr: connection.client_addr,
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
-            identity: Some(&session.active.identity),
+            identity,
             request_id: request_id_header.as_ref(),
         };
         let started = Instant::now();
-        let forwarded = proxy::forward(&self.upstream, request, context).await;
+        let forwarded = proxy::forward(upstream, request, context).await;
         self.metrics.upstream_response(started.elapsed().as_secs_f64());
         let mut response = match forwarded {
             Ok(response) => response,
@@ -302,7 +412,7 @@ impl Gateway {
             }
         };
         self.cookies.drop_upstream_set_cookies(response.headers_mut());
-        for cookie in authenticated.set_cookies {
+        for cookie in set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
@@ -392,6 +502,8 @@ fn route_class(path: &str) -> &'static str {
         paths::CALLBACK => "callback",
         paths::SIGN_OUT => "sign_out",
         paths::BACKCHANNEL_LOGOUT => "backchannel_logout",
+        paths::AUTH => "forward_auth",
+        paths::USERINFO => "userinfo",
         _ => "proxy",
     }
 }

@@ -19,6 +19,9 @@ pub struct ProviderMetadata {
     pub userinfo_endpoint: Option<String>,
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
+    /// RFC 7662 token introspection, for opaque bearer tokens.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
@@ -90,6 +93,7 @@ pub fn check(metadata: ProviderMetadata, issuer: &str) -> Result<ProviderMetadat
         ("token_endpoint", Some(&metadata.token_endpoint)),
         ("jwks_uri", Some(&metadata.jwks_uri)),
         ("revocation_endpoint", metadata.revocation_endpoint.as_ref()),
+        ("introspection_endpoint", metadata.introspection_endpoint.as_ref()),
         ("end_session_endpoint", metadata.end_session_endpoint.as_ref()),
     ];
     for (name, value) in endpoints {
@@ -117,6 +121,7 @@ mod tests {
             jwks_uri: format!("{issuer}/jwks"),
             userinfo_endpoint: None,
             revocation_endpoint: None,
+            introspection_endpoint: None,
             end_session_endpoint: None,
             code_challenge_methods_supported: methods.map(|m| m.into_iter().map(str::to_owned).collect()),
             authorization_response_iss_parameter_supported: false,

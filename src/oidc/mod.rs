@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod discovery;
 pub mod http_client;
 pub mod id_token;
+pub mod introspection;
 pub mod jwks;
 pub mod logout_token;
 pub mod pkce;

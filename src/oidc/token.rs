@@ -123,7 +123,7 @@ async fn request(
 type Form<'a> = Vec<(&'a str, &'a str)>;
 
 /// Adds client authentication to a grant. Public clients send only their id.
-fn authenticate<'a>(
+pub(super) fn authenticate<'a>(
     oidc: &'a OidcConfig,
     grant: &[(&'a str, &'a str)],
 ) -> Result<(Form<'a>, Option<HeaderValue>), TokenError> {

@@ -62,6 +62,45 @@ impl IdentityHeaders {
         self.authorization.is_some()
     }
 
+    /// `Bearer <token>` as a sensitive header value; `None` if the token cannot be one.
+    pub fn bearer_value(token: &str) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The same identity sending `authorization` (a `Bearer …` value) instead, or no token at all.
+    pub fn with_authorization(&self, authorization: Option<HeaderValue>) -> Self {
+        Self { authorization, ..self.clone() }
+    }
+
+    /// The bearer token alone (without `Bearer `), for `X-Auth-Request-Access-Token`.
+    pub fn access_token(&self) -> Option<HeaderValue> {
+        let value = self.authorization.as_ref()?;
+        let mut token = HeaderValue::from_bytes(value.as_bytes().get(b"Bearer ".len()..)?).ok()?;
+        token.set_sensitive(true);
+        Some(token)
+    }
+
+    /// Inserts the forward-auth answer headers (`X-Auth-Request-User`, `-Email`,
+    /// `-Groups`, `-Preferred-Username`, and `-Access-Token` when `with_token`).
+    pub fn apply_auth_request(&self, headers: &mut HeaderMap, with_token: bool) {
+        headers.insert(HeaderName::from_static("x-auth-request-user"), self.user.clone());
+        let optional = [
+            (HeaderName::from_static("x-auth-request-email"), &self.email),
+            (HeaderName::from_static("x-auth-request-preferred-username"), &self.preferred_username),
+            (HeaderName::from_static("x-auth-request-groups"), &self.groups),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
+        if with_token && let Some(token) = self.access_token() {
+            headers.insert(HeaderName::from_static("x-auth-request-access-token"), token);
+        }
+    }
+
     /// Inserts (replacing) the identity headers into an outgoing request's headers.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(X_FORWARDED_USER, self.user.clone());

@@ -126,7 +126,8 @@ pub async fn forward(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol.clone());
     }
-    headers::remove_spoofed_identity(headers, ctx.identity.is_some_and(IdentityHeaders::has_token));
+    // An authenticated request carries only the gateway's Authorization (or none), never the client's.
+    headers::remove_spoofed_identity(headers, ctx.identity.is_some());
     headers::remove_gateway_cookies(headers, ctx.is_gateway_cookie);
     headers::set_forwarding(
         headers,

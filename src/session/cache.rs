@@ -14,6 +14,10 @@ use crate::proxy::IdentityHeaders;
 #[derive(Debug)]
 pub struct ActiveSession {
     pub identity: IdentityHeaders,
+    /// What authorization rules and `/oauth2/userinfo` see.
+    pub principal: crate::authz::Principal,
+    /// `Bearer <ID token>`, for upstreams configured with `token = "id"`.
+    pub id_token_authorization: Option<http::HeaderValue>,
     pub access_expires_at: UnixSeconds,
 }
 

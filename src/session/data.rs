@@ -27,6 +27,10 @@ pub struct SessionData {
     pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Groups or roles read at login from the claim `authz.groups_claim` names
+    /// (a dotted path such as `realm_access.roles`); what authorization rules see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     /// The provider's session id (`sid`), for back-channel logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,

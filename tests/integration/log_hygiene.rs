@@ -75,7 +75,7 @@ async fn logs_hold_no_secrets_but_do_hold_the_access_line() {
 
     let access_line = captured
         .lines()
-        .find(|line| line.contains(&request_id))
+        .find(|line| line.contains(&request_id) && line.contains("portcullis::access"))
         .unwrap_or_else(|| panic!("no log line for request {request_id}"));
     assert!(access_line.contains("portcullis::access"), "{access_line}");
     assert!(access_line.contains("path=/logs/probe") && access_line.contains("status=200"), "{access_line}");

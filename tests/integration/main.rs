@@ -6,8 +6,12 @@
 mod support;
 
 mod api_clients;
+mod authz;
+mod bearer;
 mod callback_failures;
+mod forward_auth;
 mod happy_path;
+mod introspection;
 mod log_hygiene;
 mod open_redirects;
 mod provider_outage;
@@ -18,3 +22,5 @@ mod sign_out;
 mod spoofing;
 mod third_party_provider;
 mod upstream;
+mod upstream_routing;
+mod userinfo;

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod http;
 pub mod logs;
+pub mod nginx;
 pub mod redis;
 pub mod replicas;
 pub mod upstreams;

@@ -37,6 +37,7 @@ pub struct WorldBuilder {
     upstream: Option<String>,
     provider_setup: Vec<ProviderSetup>,
     tweak: Option<Tweak>,
+    public_url: Option<String>,
 }
 
 /// A fresh random session secret, base64.
@@ -77,6 +78,13 @@ impl WorldBuilder {
         self
     }
 
+    /// Users reach the gateway at `origin` (a proxy in front of it, such as
+    /// nginx) instead of at the gateway's own address.
+    pub fn public_url(mut self, origin: String) -> Self {
+        self.public_url = Some(origin);
+        self
+    }
+
     /// Starts everything; fails the test if the gateway does not start.
     pub async fn start(self) -> TestWorld {
         self.try_start().await.unwrap_or_else(|error| panic!("the gateway did not start: {error}"))
@@ -89,7 +97,7 @@ impl WorldBuilder {
         let gateway_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the gateway");
         let gateway_addr = gateway_listener.local_addr().expect("gateway address");
         let scheme = if self.https { "https" } else { "http" };
-        let public_url = format!("{scheme}://{gateway_addr}");
+        let public_url = self.public_url.unwrap_or_else(|| format!("{scheme}://{gateway_addr}"));
 
         let mut provider_config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
         provider_config.clock = clock.clone();
@@ -158,7 +166,14 @@ pub struct TestWorld {
 impl TestWorld {
     /// Options for a new world.
     pub fn builder() -> WorldBuilder {
-        WorldBuilder { https: false, client_secret: None, upstream: None, provider_setup: Vec::new(), tweak: None }
+        WorldBuilder {
+            https: false,
+            client_secret: None,
+            upstream: None,
+            provider_setup: Vec::new(),
+            tweak: None,
+            public_url: None,
+        }
     }
 
     /// A default world: public client, plain HTTP public URL, echo upstream.

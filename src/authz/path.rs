@@ -1,0 +1,95 @@
+//! Request paths as authorization rules see them: one normal form, and a
+//! refusal for spellings that different servers resolve differently.
+//!
+//! Browsers and HTTP clients remove dot segments before sending (RFC 3986
+//! §5.2.4), so a path that still carries `.`/`..` (also as `%2e`), an encoded
+//! slash or backslash, or a raw backslash is a trick or a bug: it is refused,
+//! because a rule and the upstream could disagree about what it names.
+//! Empty segments (`//`) are collapsed and `;parameters` are dropped for
+//! matching; a path needing either is not canonical and never public.
+
+/// The normal form of a request path, for rule matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    /// `/a/b` form: no empty segments, no `;parameters`.
+    pub path: String,
+    /// Whether the request path was already exactly this (public rules need it).
+    pub canonical: bool,
+}
+
+/// The path cannot be given one meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ambiguous request path (dot segments, encoded or back slashes)")]
+pub struct AmbiguousPath;
+
+/// Normalises `raw` (the path of the request target, without query).
+pub fn normalise(raw: &str) -> Result<NormalPath, AmbiguousPath> {
+    if !raw.starts_with('/') {
+        // `*` (OPTIONS) or an absolute-form oddity: nothing a rule can name.
+        return Err(AmbiguousPath);
+    }
+    let mut path = String::with_capacity(raw.len());
+    for segment in raw.split('/').skip(1) {
+        let name = segment.split(';').next().unwrap_or("");
+        if name.is_empty() {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') || lower.contains("%00") {
+            return Err(AmbiguousPath);
+        }
+        let dotted = lower.replace("%2e", ".");
+        if dotted == "." || dotted == ".." {
+            return Err(AmbiguousPath);
+        }
+        path.push('/');
+        path.push_str(name);
+    }
+    if path.is_empty() || (raw.ends_with('/') && !path.ends_with('/')) {
+        path.push('/');
+    }
+    let canonical = path == raw;
+    Ok(NormalPath { path, canonical })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plain_paths_are_canonical() {
+        for raw in ["/", "/a", "/a/b/", "/static/app.js", "/a%20b"] {
+            assert_eq!(normalise(raw).unwrap(), NormalPath { path: raw.to_owned(), canonical: true }, "{raw}");
+        }
+    }
+
+    #[test]
+    fn slashes_and_parameters_normalise_but_are_not_canonical() {
+        let found = normalise("//admin//x;jsessionid=1/").unwrap();
+        assert_eq!(found.path, "/admin/x/");
+        assert!(!found.canonical);
+        assert_eq!(normalise("/public;x").unwrap().path, "/public");
+    }
+
+    #[test]
+    fn tricks_are_refused() {
+        for raw in [
+            "/public/../admin",
+            "/public/%2e%2e/admin",
+            "/public/%2E%2e/admin",
+            "/public/.%2e/admin",
+            "/public/..;/admin",
+            "/public/./x",
+            "/public%2f..%2fadmin",
+            "/public%2Fadmin",
+            "/public\\..\\admin",
+            "/public%5cadmin",
+            "/a%00",
+            "*",
+            "",
+        ] {
+            assert_eq!(normalise(raw), Err(AmbiguousPath), "{raw}");
+        }
+    }
+}

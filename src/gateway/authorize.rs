@@ -1,0 +1,85 @@
+//! The authorization phase: the request's normalised path is routed through
+//! the compiled rules before authentication (public routes skip it), and the
+//! authenticated caller is checked against the matched rule after it. Every
+//! refusal is logged with the rule that made it.
+
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use super::{Gateway, RequestId};
+use crate::authz::path::{NormalPath, normalise};
+use crate::authz::{Access, Principal, Route};
+use crate::body::ProxyBody;
+use crate::pages::Audience;
+
+/// Where a request is going, as the rules see it.
+#[derive(Debug)]
+pub(super) struct Target<'g> {
+    pub path: NormalPath,
+    pub route: Route<'g>,
+    /// The `[[upstreams]]` entry serving it; `None`: the default upstream.
+    pub upstream: Option<&'g super::upstreams::Route>,
+}
+
+impl Target<'_> {
+    /// Public rules skip authentication, but only for paths already in normal form.
+    pub(super) fn is_public(&self) -> bool {
+        matches!(self.route.access, Access::Public) && self.path.canonical
+    }
+}
+
+impl Gateway {
+    /// Routes `method` and the raw `path` through the rules; a path with
+    /// several possible meanings is refused (400) before anything else.
+    pub(super) fn target(&self, method: &Method, headers: &HeaderMap, path: &str) -> Option<Target<'_>> {
+        let path = normalise(path).ok()?;
+        let upstream = self.upstream_routes.select(headers, &path.path);
+        // An upstream's own rules come first, then the global ones.
+        let route = upstream
+            .and_then(|upstream| upstream.rules.route(method, &path.path))
+            .unwrap_or_else(|| self.config.authz.route(method, &path.path));
+        Some(Target { path, route, upstream })
+    }
+
+    /// The 400 for an ambiguous path.
+    pub(super) fn ambiguous_path(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
+        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "ambiguous_path");
+        self.fail(
+            audience,
+            StatusCode::BAD_REQUEST,
+            "ambiguous_path",
+            "The request path contains dot segments or encoded slashes and cannot be authorized.",
+            request_id,
+        )
+    }
+
+    /// `None` when `principal` may pass `target`; otherwise the 403 to send. Logs the decision.
+    pub(super) fn authorize(
+        &self,
+        target: &Target<'_>,
+        principal: &Principal,
+        audience: Audience,
+        request_id: &RequestId,
+    ) -> Option<Response<ProxyBody>> {
+        if self.config.authz.admits(target.route.access, principal) {
+            tracing::debug!(target: "portcullis::authz", request_id = %request_id, decision = "allow", rule = target.route.rule, user = %principal.subject);
+            return None;
+        }
+        tracing::info!(
+            target: "portcullis::authz",
+            request_id = %request_id,
+            decision = "deny",
+            rule = target.route.rule,
+            upstream = target.upstream.map_or("default", |upstream| upstream.name.as_str()),
+            user = %principal.subject,
+            path = %target.path.path,
+        );
+        self.metrics.auth_decision("forbidden", "rule");
+        Some(self.fail(
+            audience,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You are signed in, but your account is not allowed to use this page. Ask the service's administrator for access.",
+            request_id,
+        ))
+    }
+}

@@ -1,0 +1,328 @@
+//! Bearer tokens from API clients (requests without a session): JWT access
+//! tokens verified against the provider's keys or an extra configured
+//! issuer's, with a required audience, `exp`, `nbf`, an algorithm allow-list
+//! and a check that the token is an access token and not an ID token.
+//!
+//! Which token is an access token: RFC 9068 §4 has resource servers check
+//! `typ: at+jwt`, the only marker an ID token cannot carry; that is required by
+//! default (`bearer.require_access_token_type`). For providers that do not type
+//! their access tokens it can be switched off, and tokens that carry ID-token
+//! claims (`nonce`, `at_hash`, `c_hash`, Keycloak's `typ: ID`) are refused
+//! anyway. Logout tokens (`events`, `typ: logout+jwt`) are always refused.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::Value;
+
+use super::Gateway;
+use super::login::seconds;
+use crate::authz::Principal;
+use crate::authz::claims::{strings_at, unverified_payload};
+use crate::authz::settings::IssuerConfig;
+use crate::oidc::http_client::IdpHttpClient;
+use crate::oidc::id_token::verify_signed;
+use crate::oidc::jwks::Jwks;
+use crate::oidc::provider::Provider;
+use crate::proxy::IdentityHeaders;
+use crate::session::cache::ActiveSession;
+
+/// How often a failed load of an extra issuer's metadata and keys is retried.
+const ISSUER_RETRY: Duration = Duration::from_secs(30);
+
+/// The `WWW-Authenticate` of a refused bearer token (RFC 6750 §3.1).
+pub(super) const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"portcullis\", error=\"invalid_token\"";
+
+/// The verdict on a request's `Authorization` header.
+#[derive(Debug)]
+pub(super) enum BearerOutcome {
+    /// No bearer token was sent (or bearer tokens are off).
+    Absent,
+    /// A verified token: the caller it names.
+    Valid(Arc<ActiveSession>),
+    /// A token was sent and is no good: 401, never forwarded.
+    Invalid(&'static str),
+    /// The token's issuer cannot be reached to get its keys: 503.
+    Unavailable,
+}
+
+/// Introspection results are kept at most this long (and never past the token's `exp`),
+/// so a token revoked at the provider stops working soon.
+const INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(300);
+
+/// Bearer-token state: extra issuers, each loaded (discovery and JWKS) on
+/// first use, and the cache of introspected opaque tokens.
+#[derive(Debug)]
+pub(super) struct ExtraIssuers {
+    entries: Vec<ExtraIssuer>,
+    /// By SHA-256 of the token (the token itself is never kept as a key).
+    introspected: moka::future::Cache<[u8; 32], Arc<ActiveSession>>,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<ActiveSession>> for UntilExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Arc<ActiveSession>, _now: Instant) -> Option<Duration> {
+        let left = value.access_expires_at.saturating_sub(crate::clock::Clock::system().now());
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)).min(INTROSPECTION_CACHE_MAX))
+    }
+}
+
+#[derive(Debug)]
+struct ExtraIssuer {
+    config: IssuerConfig,
+    provider: Provider,
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl ExtraIssuers {
+    /// Handles for the configured issuers; nothing is fetched yet.
+    pub(super) fn new(configs: &[IssuerConfig], client: &IdpHttpClient) -> Self {
+        let entries = configs
+            .iter()
+            .map(|config| ExtraIssuer {
+                config: config.clone(),
+                provider: Provider::new(config.issuer.clone(), client.clone(), Duration::from_secs(10)),
+                last_attempt: tokio::sync::Mutex::new(None),
+            })
+            .collect();
+        let introspected = moka::future::Cache::builder().max_capacity(100_000).expire_after(UntilExpiry).build();
+        Self { entries, introspected }
+    }
+}
+
+impl ExtraIssuer {
+    async fn loaded(&self) -> Option<Arc<crate::oidc::provider::LoadedProvider>> {
+        if let Some(loaded) = self.provider.current() {
+            return Some(loaded);
+        }
+        let mut last = self.last_attempt.lock().await;
+        if let Some(loaded) = self.provider.current() {
+            return Some(loaded);
+        }
+        if last.is_some_and(|at| at.elapsed() < ISSUER_RETRY) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        if let Err(error) = self.provider.load().await {
+            tracing::warn!(issuer = %self.config.issuer, %error, "extra bearer-token issuer not available");
+        }
+        self.provider.current()
+    }
+}
+
+/// The token of an `Authorization: Bearer` header; `Err` for a malformed or repeated one.
+fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(()));
+    }
+    let text = value.to_str().ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    let token68 = token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
+    Some(if token.is_empty() || !token68 { Err(()) } else { Ok(token) })
+}
+
+fn is_access_token_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt"))
+}
+
+impl Gateway {
+    /// Judges the request's bearer token, if bearer tokens are enabled and one was sent.
+    pub(super) async fn authenticate_bearer(&self, headers: &HeaderMap) -> BearerOutcome {
+        let settings = &self.config.bearer;
+        if !settings.enabled {
+            return BearerOutcome::Absent;
+        }
+        let token = match bearer_token(headers) {
+            None => return BearerOutcome::Absent,
+            Some(Err(())) => return BearerOutcome::Invalid("malformed_header"),
+            Some(Ok(token)) => token,
+        };
+        if token.split('.').count() != 3 {
+            return if settings.introspection {
+                self.introspect_bearer(token).await
+            } else {
+                BearerOutcome::Invalid("not_a_jwt")
+            };
+        }
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return BearerOutcome::Invalid("malformed") };
+        let Some(iss) = unverified_payload(token).and_then(|claims| claims.get("iss")?.as_str().map(str::to_owned))
+        else {
+            return BearerOutcome::Invalid("no_issuer");
+        };
+
+        // Pick keys and expectations by the claimed issuer; the signature then proves it.
+        let (loaded, audience, algorithms) = if iss == self.config.oidc.issuer {
+            let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+            (loaded, settings.audience.as_str(), self.config.oidc.id_token_algorithms.as_slice())
+        } else if let Some(extra) = self.extra_issuers.entries.iter().find(|extra| extra.config.issuer == iss) {
+            let Some(loaded) = extra.loaded().await else { return BearerOutcome::Unavailable };
+            (loaded, extra.config.audience.as_str(), extra.config.algorithms.as_slice())
+        } else {
+            return BearerOutcome::Invalid("unknown_issuer");
+        };
+        let jwks: &Jwks = &loaded.jwks;
+        let claims: Value =
+            match verify_signed(token, jwks, algorithms, &iss, audience, &["exp", "iss", "aud", "sub"]).await {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
+                    return BearerOutcome::Invalid("verification_failed");
+                }
+            };
+
+        let now = self.clock.now();
+        let skew = seconds(self.config.oidc.clock_skew);
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        if exp.is_none_or(|exp| exp.saturating_add(skew) <= now) {
+            return BearerOutcome::Invalid("expired");
+        }
+        if claims.get("nbf").is_some_and(|nbf| nbf.as_i64().is_none_or(|nbf| nbf > now.saturating_add(skew))) {
+            return BearerOutcome::Invalid("not_yet_valid");
+        }
+        let typ = header.typ.as_deref();
+        if typ.is_some_and(|typ| typ.eq_ignore_ascii_case("logout+jwt")) || claims.get("events").is_some() {
+            return BearerOutcome::Invalid("logout_token");
+        }
+        if !is_access_token_type(typ) {
+            let id_token_like = ["nonce", "at_hash", "c_hash"].iter().any(|claim| claims.get(claim).is_some())
+                || claims.get("typ").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("id"));
+            if settings.require_access_token_type || id_token_like {
+                return BearerOutcome::Invalid("not_an_access_token");
+            }
+        }
+
+        match self.caller_from_claims(&claims, token, exp.unwrap_or(now)) {
+            Some(caller) => BearerOutcome::Valid(caller),
+            None => BearerOutcome::Invalid("unusable_claims"),
+        }
+    }
+
+    /// Checks an opaque token at the provider's introspection endpoint (cached).
+    async fn introspect_bearer(&self, token: &str) -> BearerOutcome {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = self.clock.now();
+        if let Some(hit) = self.extra_issuers.introspected.get(&key).await {
+            if hit.access_expires_at > now {
+                return BearerOutcome::Valid(hit);
+            }
+            self.extra_issuers.introspected.invalidate(&key).await;
+        }
+        let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+        let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
+            return BearerOutcome::Invalid("no_introspection_endpoint");
+        };
+        let started = Instant::now();
+        let answer =
+            crate::oidc::introspection::introspect(self.provider.client(), endpoint, &self.config.oidc, token).await;
+        self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+        let claims = match answer {
+            Ok(Some(claims)) => claims,
+            Ok(None) => return BearerOutcome::Invalid("inactive"),
+            Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
+                return BearerOutcome::Invalid("introspection_failed");
+            }
+        };
+        // Optional in RFC 7662, but when present they must be ours; exp is required to bound the cache.
+        let Some(exp) = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now) else {
+            return BearerOutcome::Invalid("no_or_past_exp");
+        };
+        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(self.config.oidc.issuer.as_str())) {
+            return BearerOutcome::Invalid("wrong_issuer");
+        }
+        let audience = self.config.bearer.audience.as_str();
+        let aud_ok = match claims.get("aud") {
+            None => true,
+            Some(Value::String(one)) => one == audience,
+            Some(Value::Array(many)) => many.iter().any(|aud| aud.as_str() == Some(audience)),
+            Some(_) => false,
+        };
+        if !aud_ok {
+            return BearerOutcome::Invalid("wrong_audience");
+        }
+        if claims.get("token_type").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("refresh_token"))
+        {
+            return BearerOutcome::Invalid("not_an_access_token");
+        }
+        let Some(caller) = self.caller_from_claims(&claims, token, exp) else {
+            return BearerOutcome::Invalid("unusable_claims");
+        };
+        self.extra_issuers.introspected.insert(key, Arc::clone(&caller)).await;
+        BearerOutcome::Valid(caller)
+    }
+
+    /// The caller a verified token's claims describe; the token itself is what goes upstream.
+    fn caller_from_claims(&self, claims: &Value, token: &str, expires_at: i64) -> Option<Arc<ActiveSession>> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let subject = text("sub").filter(|sub| !sub.is_empty())?;
+        let principal = Principal {
+            subject,
+            email: text("email"),
+            email_verified: claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false),
+            name: text("name"),
+            preferred_username: text("preferred_username"),
+            groups: strings_at(claims, self.config.authz.groups_claim()),
+        };
+        // The caller's own token goes upstream unchanged, with identity headers from its claims.
+        let identity = IdentityHeaders::new(
+            &principal.subject,
+            principal.email.as_deref(),
+            principal.preferred_username.as_deref(),
+            &principal.groups,
+            Some(token),
+        )
+        .ok()?;
+        Some(Arc::new(ActiveSession {
+            identity,
+            principal,
+            id_token_authorization: None,
+            access_expires_at: expires_at,
+        }))
+    }
+}
+
+/// Adds the `invalid_token` challenge to a 401.
+pub(super) fn challenge_invalid_token(headers: &mut HeaderMap) {
+    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN_CHALLENGE));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_authorization(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::AUTHORIZATION, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert!(bearer_token(&HeaderMap::new()).is_none());
+        assert!(bearer_token(&with_authorization(&["Basic abc"])).is_none());
+        assert_eq!(bearer_token(&with_authorization(&["bearer a.b.c"])), Some(Ok("a.b.c")));
+        assert_eq!(bearer_token(&with_authorization(&["Bearer a b"])), Some(Err(())));
+        assert_eq!(bearer_token(&with_authorization(&["Bearer a", "Bearer b"])), Some(Err(())));
+    }
+
+    #[test]
+    fn access_token_types() {
+        assert!(is_access_token_type(Some("at+jwt")));
+        assert!(is_access_token_type(Some("application/AT+JWT")));
+        assert!(!is_access_token_type(Some("JWT")));
+        assert!(!is_access_token_type(None));
+    }
+}

@@ -1,0 +1,97 @@
+//! Several upstreams: `[[upstreams]]` entries chosen by `Host` and path
+//! prefix (first match), each with its own rules, extra headers and choice of
+//! token; requests no entry matches go to the top-level `upstream`.
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::authz::rules::RuleSet;
+use crate::authz::settings::{RawUpstream, TokenChoice};
+use crate::config::ConfigError;
+use crate::proxy::{Upstream, UpstreamSettings};
+
+/// One extra upstream, ready to serve.
+#[derive(Debug)]
+pub(super) struct Route {
+    pub name: String,
+    host: Option<String>,
+    path_prefix: Option<String>,
+    pub upstream: Upstream,
+    pub token: TokenChoice,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub rules: RuleSet,
+}
+
+/// The extra upstreams in order.
+#[derive(Debug, Default)]
+pub(super) struct Routes {
+    routes: Vec<Route>,
+}
+
+fn invalid(problem: String) -> ConfigError {
+    ConfigError::Invalid { key: "upstreams", problem }
+}
+
+impl Routes {
+    /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
+    pub(super) fn new(raw: &[RawUpstream], settings: &UpstreamSettings) -> Result<Self, ConfigError> {
+        let mut routes = Vec::with_capacity(raw.len());
+        for (index, entry) in raw.iter().enumerate() {
+            let name = entry.name.clone().unwrap_or_else(|| format!("upstreams[{index}]"));
+            let at = |problem: &str| invalid(format!("{name:?}: {problem}"));
+            let url = url::Url::parse(&entry.url).map_err(|_| at("url must be an absolute http(s) URL"))?;
+            let upstream = Upstream::new(url, settings.clone()).map_err(|error| at(&error.to_string()))?;
+            if entry.host.is_none() && entry.path_prefix.is_none() {
+                return Err(at("needs host or path_prefix"));
+            }
+            if entry.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
+                return Err(at("path_prefix must start with /"));
+            }
+            let token = match entry.token.as_deref().unwrap_or("access") {
+                "access" => TokenChoice::Access,
+                "id" => TokenChoice::Id,
+                "none" => TokenChoice::None,
+                _ => return Err(at("token must be \"access\", \"id\" or \"none\"")),
+            };
+            let mut set_headers = Vec::with_capacity(entry.set_headers.len());
+            for (header_name, value) in &entry.set_headers {
+                let header_name = HeaderName::from_bytes(header_name.as_bytes())
+                    .map_err(|_| at(&format!("set_headers: {header_name:?} is not a header name")))?;
+                if crate::proxy::is_spoofable(header_name.as_str().as_bytes()) || header_name == header::AUTHORIZATION {
+                    return Err(at(&format!("set_headers: {header_name} is set by the gateway")));
+                }
+                let value =
+                    HeaderValue::from_str(value).map_err(|_| at("set_headers: a value is not a header value"))?;
+                set_headers.push((header_name, value));
+            }
+            let rules = RuleSet::compile(&entry.rules, "upstreams")?;
+            routes.push(Route {
+                name,
+                host: entry.host.as_ref().map(|host| host.to_ascii_lowercase()),
+                path_prefix: entry.path_prefix.clone(),
+                upstream,
+                token,
+                set_headers,
+                rules,
+            });
+        }
+        Ok(Self { routes })
+    }
+
+    /// The first entry matching the request's host and normalised path.
+    pub(super) fn select(&self, headers: &HeaderMap, path: &str) -> Option<&Route> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
+        let host =
+            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        self.routes.iter().find(|route| {
+            route.host.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(host))
+                && route.path_prefix.as_deref().is_none_or(|prefix| {
+                    path == prefix
+                        || (path.starts_with(prefix)
+                            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+                })
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! `/oauth2/auth` over real TCP: answers for sessions, rules evaluated on the
+//! original request a trusted proxy names, spoofed forwarded headers from an
+//! untrusted peer ignored, anything malformed denied — and a real nginx with
+//! `auth_request` in front of an upstream, sign-in redirect dance included.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use portcullis::authz::settings::RawRule;
+use portcullis::config::RawConfig;
+
+use crate::support::nginx::{Nginx, free_port};
+use crate::support::{Browser, Reply, TestWorld};
+
+fn rules(raw: &mut RawConfig) {
+    raw.authz.rules = vec![
+        RawRule {
+            name: Some("public".to_owned()),
+            path_prefix: Some("/public/".to_owned()),
+            allow: Some("public".to_owned()),
+            ..RawRule::default()
+        },
+        RawRule {
+            name: Some("admins".to_owned()),
+            path_prefix: Some("/admin/".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..RawRule::default()
+        },
+    ];
+}
+
+fn trusted(raw: &mut RawConfig) {
+    rules(raw);
+    raw.forward_auth.trusted_proxies = vec!["127.0.0.1/32".to_owned()];
+    raw.forward_auth.pass_access_token = true;
+}
+
+async fn ask(browser: &Browser, headers: &[(&str, &str)]) -> Reply {
+    browser.send(Method::GET, "/oauth2/auth", headers, Bytes::new()).await
+}
+
+#[tokio::test]
+async fn answers_follow_the_rules_for_the_original_request() {
+    let world = TestWorld::builder().tweak(trusted).start().await;
+    let anonymous = world.browser();
+    assert_eq!(ask(&anonymous, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(ask(&anonymous, &[("x-forwarded-uri", "/public/x?y=1")]).await.status, StatusCode::OK);
+
+    let alice = world.browser();
+    alice.login().await;
+    let session = world.open_session(&alice.session_value());
+    let reply = ask(&alice, &[("x-forwarded-method", "POST"), ("x-forwarded-uri", "/admin/panel?x=1")]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.header("x-auth-request-user").unwrap(), session.sub);
+    assert_eq!(reply.header("x-auth-request-email").unwrap(), "alice@example.test");
+    assert_eq!(reply.header("x-auth-request-groups").unwrap(), "admins,staff");
+    assert_eq!(reply.header("x-auth-request-preferred-username").unwrap(), "alice");
+    assert_eq!(reply.header("x-auth-request-access-token").unwrap(), session.access_token);
+    let original_url = format!("{}/admin/x", world.public_url);
+    assert_eq!(ask(&alice, &[("x-original-url", &original_url)]).await.status, StatusCode::OK);
+    // Envoy ext_authz style: the original path after /oauth2/auth.
+    assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
+
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let reply = ask(&bob, &[("x-forwarded-uri", "/admin/panel")]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.header("x-auth-request-user").is_none());
+    assert_eq!(bob.api_get("/oauth2/auth/admin/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(ask(&bob, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_or_ambiguous_originals_are_denied() {
+    let world = TestWorld::builder().tweak(trusted).start().await;
+    let alice = world.browser();
+    alice.login().await;
+    let cases: [&[(&str, &str)]; 6] = [
+        &[("x-forwarded-uri", "no-slash")],
+        &[("x-forwarded-uri", "/public/../admin/x")],
+        &[("x-forwarded-uri", "/public/%2e%2e/admin/x")],
+        &[("x-forwarded-uri", "/a"), ("x-forwarded-uri", "/b")],
+        &[("x-forwarded-method", "GE T"), ("x-forwarded-uri", "/a")],
+        &[("x-original-url", "gopher://x/a")],
+    ];
+    for headers in cases {
+        let reply = ask(&alice, headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}: {}", reply.body);
+        assert!(reply.header("x-auth-request-user").is_none());
+    }
+    // Anonymous and malformed is a deny too, never a 2xx.
+    let reply = ask(&world.browser(), &[("x-forwarded-uri", "/public/..%2f")]).await;
+    assert!(!reply.status.is_success());
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+    // No trusted proxies (the default): loopback is not trusted either.
+    let world = TestWorld::builder().tweak(rules).start().await;
+    let anonymous = world.browser();
+    for headers in [[("x-forwarded-uri", "/public/x")], [("x-original-url", "http://app.example/public/x")]] {
+        assert_eq!(ask(&anonymous, &headers).await.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+    }
+    assert_eq!(anonymous.api_get("/oauth2/auth/public/x").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn browsers_can_be_redirected_to_sign_in() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    let browser = world.browser();
+    let reply = browser
+        .send(
+            Method::GET,
+            "/oauth2/auth",
+            &[("x-forwarded-uri", "/app/page?x=1"), ("accept", "text/html")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.location(), "/oauth2/start?rd=%2Fapp%2Fpage%3Fx%3D1");
+    assert_eq!(ask(&browser, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The locations of deploy/examples/nginx.conf, pointed at this test's gateway and upstream.
+fn example_locations(world: &TestWorld) -> String {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/nginx.conf"))
+        .expect("deploy/examples/nginx.conf");
+    let start = example.find("# --- begin portcullis locations ---").expect("begin marker");
+    let end = example.find("# --- end portcullis locations ---").expect("end marker");
+    let upstream = world.upstream_url.trim_start_matches("http://");
+    example[start..end].replace("127.0.0.1:4180", &world.gateway_addr.to_string()).replace("127.0.0.1:8080", upstream)
+}
+
+#[tokio::test]
+async fn nginx_auth_request_end_to_end() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let world = TestWorld::builder().public_url(origin.clone()).tweak(trusted).start().await;
+    let nginx = Nginx::start(port, &example_locations(&world)).await;
+    let browser = Browser::new(
+        nginx.origin.clone(),
+        nginx.origin.clone(),
+        world.provider.issuer().to_owned(),
+        world.session_cookie_name(),
+    );
+
+    // No session: nginx turns the 401 into the sign-in redirect.
+    let reply = browser.navigate("/app/page").await;
+    let sign_in = reply.location();
+    assert!(sign_in.ends_with("/oauth2/start?rd=/app/page"), "{sign_in}: {}", nginx.error_log());
+    // Programs get the gateway's 401 through nginx... as the sign-in redirect too (nginx
+    // cannot tell them apart); the public route needs nothing.
+    let public = browser.api_get("/public/app.js").await;
+    assert_eq!(public.status, StatusCode::OK, "{}", public.body);
+
+    // The dance: start → provider → callback (all through nginx) → back to the page.
+    let back = browser.login_at(&sign_in, "alice", "alice").await;
+    assert!(back.ends_with("/app/page"), "{back}");
+    let session = world.open_session(&browser.session_value());
+    let reply = browser.api_get("/app/page").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}\n{}", reply.body, nginx.error_log());
+    let echoed = reply.json();
+    assert_eq!(echoed["headers"]["x-forwarded-user"][0], session.sub.as_str());
+    assert_eq!(echoed["headers"]["x-forwarded-email"][0], "alice@example.test");
+    assert_eq!(echoed["headers"]["x-forwarded-groups"][0], "admins,staff");
+    assert_eq!(echoed["path"], "/app/page");
+    assert_eq!(browser.navigate("/admin/x").await.status, StatusCode::OK);
+
+    // Bob is signed in but not an admin: nginx relays the 403.
+    let bob = Browser::new(
+        nginx.origin.clone(),
+        nginx.origin.clone(),
+        world.provider.issuer().to_owned(),
+        world.session_cookie_name(),
+    );
+    let sign_in = bob.navigate("/admin/x").await.location();
+    bob.login_at(&sign_in, "bob", "bob").await;
+    assert_eq!(bob.navigate("/admin/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.navigate("/app/page").await.status, StatusCode::OK);
+    // Spoofed identity headers from the client do not survive nginx + gateway.
+    let reply = bob
+        .send(Method::GET, "/app/page", &[("x-forwarded-user", "SPOOF"), ("accept", "application/json")], Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.body.contains("SPOOF"), "{}", reply.body);
+}

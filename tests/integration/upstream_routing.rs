@@ -1,0 +1,83 @@
+//! Several upstreams: chosen by path prefix and by host, each with its own
+//! rules, extra headers and choice of token (access, ID, none).
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use portcullis::authz::settings::{RawRule, RawUpstream};
+use tokio::net::TcpListener;
+
+use crate::support::{TestWorld, raw_exchange};
+
+async fn second_echo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = portcullis::echo::serve_echo(listener, std::future::pending()).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn upstreams_by_path_and_host_with_their_own_rules_headers_and_tokens() {
+    let api = second_echo().await;
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.upstreams = vec![
+                RawUpstream {
+                    name: Some("api".to_owned()),
+                    url: api.clone(),
+                    path_prefix: Some("/api/".to_owned()),
+                    token: Some("id".to_owned()),
+                    set_headers: BTreeMap::from([("x-via".to_owned(), "api".to_owned())]),
+                    rules: vec![RawRule {
+                        name: Some("api-admin".to_owned()),
+                        path_prefix: Some("/api/admin".to_owned()),
+                        groups: vec!["admins".to_owned()],
+                        ..RawRule::default()
+                    }],
+                    ..RawUpstream::default()
+                },
+                RawUpstream {
+                    name: Some("other-host".to_owned()),
+                    url: api.clone(),
+                    host: Some("Other.Example".to_owned()),
+                    token: Some("none".to_owned()),
+                    ..RawUpstream::default()
+                },
+            ];
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let session = world.open_session(&alice.session_value());
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+
+    let reply = alice.api_get("/api/items").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let echoed = reply.json();
+    assert_eq!(echoed["headers"]["x-via"][0], "api");
+    assert_eq!(echoed["headers"]["authorization"][0], format!("Bearer {}", session.id_token.clone().unwrap()));
+
+    assert_eq!(alice.api_get("/api/admin/x").await.status, StatusCode::OK);
+    assert_eq!(bob.api_get("/api/admin/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.api_get("/api/items").await.status, StatusCode::OK);
+
+    let echoed = alice.api_get("/elsewhere").await.json();
+    assert!(echoed["headers"].get("x-via").is_none());
+    assert_eq!(echoed["headers"]["authorization"][0], format!("Bearer {}", session.access_token));
+
+    // By host, with no token at all — and the client's own Authorization does not get through.
+    let request = format!(
+        "GET /page HTTP/1.1\r\nHost: other.example:8443\r\nAccept: application/json\r\nAuthorization: Bearer SPOOF\r\nCookie: {}={}\r\nConnection: close\r\n\r\n",
+        world.session_cookie_name(),
+        alice.session_value()
+    );
+    let reply = raw_exchange(world.gateway_addr, &request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let echoed = reply.json();
+    assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
+    assert_eq!(echoed["headers"]["x-forwarded-user"][0], session.sub.as_str());
+}
