@@ -290,6 +290,9 @@ pub struct RawUpstream {
     pub path_prefix: Option<String>,
     /// Which token the upstream gets as `Authorization: Bearer`: `access` (default), `id` or `none`.
     pub token: Option<String>,
+    /// Which identity headers this upstream gets, of `user`, `email`, `groups` and
+    /// `preferred_username`; absent: all of them. Client-sent ones are stripped either way.
+    pub identity_headers: Option<Vec<String>>,
     /// Headers added to every request to this upstream (replacing the client's).
     pub set_headers: std::collections::BTreeMap<String, String>,
     /// Rules checked before the `[authz]` rules for this upstream's requests.

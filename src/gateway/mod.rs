@@ -360,17 +360,24 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         use crate::authz::settings::TokenChoice;
-        let swapped;
-        let identity = match (caller, via.map(|route| route.token)) {
+        let adjusted;
+        let identity = match (caller, via) {
             (None, _) => None,
-            (Some(caller), None | Some(TokenChoice::Access)) => Some(&caller.identity),
-            (Some(caller), Some(TokenChoice::Id)) => {
-                swapped = caller.identity.with_authorization(caller.id_token_authorization.clone());
-                Some(&swapped)
+            // The default upstream, or a route that wants everything as prepared: no copy.
+            (Some(caller), None) => Some(&caller.identity),
+            (Some(caller), Some(route))
+                if route.token == TokenChoice::Access && route.identity == crate::proxy::IdentitySelection::ALL =>
+            {
+                Some(&caller.identity)
             }
-            (Some(caller), Some(TokenChoice::None)) => {
-                swapped = caller.identity.with_authorization(None);
-                Some(&swapped)
+            (Some(caller), Some(route)) => {
+                let selected = caller.identity.select(route.identity);
+                adjusted = match route.token {
+                    TokenChoice::Access => selected,
+                    TokenChoice::Id => selected.with_authorization(caller.id_token_authorization.clone()),
+                    TokenChoice::None => selected.with_authorization(None),
+                };
+                Some(&adjusted)
             }
         };
         if let Some(via) = via {

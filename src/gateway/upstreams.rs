@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::authz::rules::RuleSet;
 use crate::authz::settings::{RawUpstream, TokenChoice};
 use crate::config::ConfigError;
-use crate::proxy::{Upstream, UpstreamSettings};
+use crate::proxy::{IdentitySelection, Upstream, UpstreamSettings};
 
 /// One extra upstream, ready to serve.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub(super) struct Route {
     path_prefix: Option<String>,
     pub upstream: Upstream,
     pub token: TokenChoice,
+    /// Which identity headers this upstream receives.
+    pub identity: IdentitySelection,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rules: RuleSet,
 }
@@ -52,6 +54,14 @@ impl Routes {
                 "none" => TokenChoice::None,
                 _ => return Err(at("token must be \"access\", \"id\" or \"none\"")),
             };
+            let identity = match &entry.identity_headers {
+                None => IdentitySelection::ALL,
+                Some(names) => IdentitySelection::from_names(names.iter().map(String::as_str)).map_err(|unknown| {
+                    at(&format!(
+                        "identity_headers: {unknown:?} is not one of \"user\", \"email\", \"groups\", \"preferred_username\""
+                    ))
+                })?,
+            };
             let mut set_headers = Vec::with_capacity(entry.set_headers.len());
             for (header_name, value) in &entry.set_headers {
                 let header_name = HeaderName::from_bytes(header_name.as_bytes())
@@ -70,6 +80,7 @@ impl Routes {
                 path_prefix: entry.path_prefix.clone(),
                 upstream,
                 token,
+                identity,
                 set_headers,
                 rules,
             });

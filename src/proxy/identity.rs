@@ -16,12 +16,42 @@ pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("
 /// `X-Forwarded-Groups`: the user's groups, comma-joined.
 pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 
+/// Which identity headers an upstream receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentitySelection {
+    pub user: bool,
+    pub email: bool,
+    pub preferred_username: bool,
+    pub groups: bool,
+}
+
+impl IdentitySelection {
+    /// Every identity header.
+    pub const ALL: Self = Self { user: true, email: true, preferred_username: true, groups: true };
+
+    /// A selection from names (`user`, `email`, `groups`, `preferred_username`);
+    /// `Err` names the first unknown one.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut selection = Self { user: false, email: false, preferred_username: false, groups: false };
+        for name in names {
+            match name {
+                "user" => selection.user = true,
+                "email" => selection.email = true,
+                "preferred_username" => selection.preferred_username = true,
+                "groups" => selection.groups = true,
+                other => return Err(other.to_owned()),
+            }
+        }
+        Ok(selection)
+    }
+}
+
 /// Headers injected for an authenticated user, built once per session (at login/refresh) so the hot path only clones.
 ///
 /// `Debug` shows which headers are present but never the bearer token.
 #[derive(Clone)]
 pub struct IdentityHeaders {
-    user: HeaderValue,
+    user: Option<HeaderValue>,
     email: Option<HeaderValue>,
     preferred_username: Option<HeaderValue>,
     groups: Option<HeaderValue>,
@@ -49,7 +79,7 @@ impl IdentityHeaders {
             })
             .transpose()?;
         Ok(Self {
-            user: HeaderValue::from_str(user)?,
+            user: Some(HeaderValue::from_str(user)?),
             email: email.map(HeaderValue::from_str).transpose()?,
             preferred_username: preferred_username.map(HeaderValue::from_str).transpose()?,
             groups,
@@ -74,6 +104,18 @@ impl IdentityHeaders {
         Self { authorization, ..self.clone() }
     }
 
+    /// The same identity with only the selected identity headers (the token is kept).
+    pub fn select(&self, selection: IdentitySelection) -> Self {
+        let keep = |wanted: bool, value: &Option<HeaderValue>| if wanted { value.clone() } else { None };
+        Self {
+            user: keep(selection.user, &self.user),
+            email: keep(selection.email, &self.email),
+            preferred_username: keep(selection.preferred_username, &self.preferred_username),
+            groups: keep(selection.groups, &self.groups),
+            authorization: self.authorization.clone(),
+        }
+    }
+
     /// The bearer token alone (without `Bearer `), for `X-Auth-Request-Access-Token`.
     pub fn access_token(&self) -> Option<HeaderValue> {
         let value = self.authorization.as_ref()?;
@@ -85,8 +127,8 @@ impl IdentityHeaders {
     /// Inserts the forward-auth answer headers (`X-Auth-Request-User`, `-Email`,
     /// `-Groups`, `-Preferred-Username`, and `-Access-Token` when `with_token`).
     pub fn apply_auth_request(&self, headers: &mut HeaderMap, with_token: bool) {
-        headers.insert(HeaderName::from_static("x-auth-request-user"), self.user.clone());
         let optional = [
+            (HeaderName::from_static("x-auth-request-user"), &self.user),
             (HeaderName::from_static("x-auth-request-email"), &self.email),
             (HeaderName::from_static("x-auth-request-preferred-username"), &self.preferred_username),
             (HeaderName::from_static("x-auth-request-groups"), &self.groups),
@@ -103,8 +145,8 @@ impl IdentityHeaders {
 
     /// Inserts (replacing) the identity headers into an outgoing request's headers.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(X_FORWARDED_USER, self.user.clone());
         let optional = [
+            (X_FORWARDED_USER, &self.user),
             (X_FORWARDED_EMAIL, &self.email),
             (X_FORWARDED_PREFERRED_USERNAME, &self.preferred_username),
             (X_FORWARDED_GROUPS, &self.groups),

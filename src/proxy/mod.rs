@@ -21,7 +21,8 @@ use hyper::body::Incoming;
 
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable};
 pub use identity::{
-    IdentityHeaders, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
+    IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
+    X_FORWARDED_USER,
 };
 pub use upstream::{Upstream, UpstreamSettings};
 

@@ -81,3 +81,52 @@ async fn upstreams_by_path_and_host_with_their_own_rules_headers_and_tokens() {
     assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
     assert_eq!(echoed["headers"]["x-forwarded-user"][0], session.sub.as_str());
 }
+
+#[tokio::test]
+async fn an_upstream_gets_only_the_identity_headers_it_is_configured_for() {
+    let reports = second_echo().await;
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.upstreams = vec![RawUpstream {
+                name: Some("reports".to_owned()),
+                url: reports.clone(),
+                path_prefix: Some("/reports/".to_owned()),
+                identity_headers: Some(vec!["email".to_owned()]),
+                ..RawUpstream::default()
+            }];
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let session = world.open_session(&alice.session_value());
+    let spoof = [("accept", "application/json"), ("x-forwarded-user", "mallory"), ("x-forwarded-groups", "admins")];
+    let reply = alice.send(http::Method::GET, "/reports/q3", &spoof, bytes::Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let headers = &reply.json()["headers"];
+    assert_eq!(headers["x-forwarded-email"][0], "alice@example.test");
+    assert_eq!(headers["authorization"][0], format!("Bearer {}", session.access_token));
+    for absent in ["x-forwarded-user", "x-forwarded-groups", "x-forwarded-preferred-username"] {
+        assert!(headers.get(absent).is_none(), "{absent} reached the upstream: {headers}");
+    }
+    // The default upstream still gets everything.
+    let everything = alice.api_get("/elsewhere").await.json();
+    assert!(everything["headers"].get("x-forwarded-user").is_some());
+}
+
+#[tokio::test]
+async fn an_unknown_identity_header_name_stops_the_start_naming_the_key() {
+    let result = TestWorld::builder()
+        .tweak(|raw| {
+            raw.upstreams = vec![RawUpstream {
+                url: "http://127.0.0.1:9".to_owned(),
+                path_prefix: Some("/x/".to_owned()),
+                identity_headers: Some(vec!["password".to_owned()]),
+                ..RawUpstream::default()
+            }];
+        })
+        .try_start()
+        .await;
+    let error = result.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(error.contains("upstreams") && error.contains("identity_headers"), "{error}");
+}
