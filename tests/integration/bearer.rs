@@ -49,16 +49,7 @@ async fn tokens_of_a_login(world: &TestWorld, user: &str) -> (String, String) {
 }
 
 async fn call(world: &TestWorld, token: &str) -> crate::support::Reply {
-    let authorization = format!("Bearer {token}");
-    world
-        .browser()
-        .send(
-            Method::GET,
-            "/api/data",
-            &[("accept", "application/json"), ("authorization", &authorization)],
-            Bytes::new(),
-        )
-        .await
+    world.browser().api_get_with_bearer("/api/data", token).await
 }
 
 #[tokio::test]

@@ -3,22 +3,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use crate::support::TestWorld;
 
 async fn call(world: &TestWorld, token: &str) -> crate::support::Reply {
-    let authorization = format!("Bearer {token}");
-    world
-        .browser()
-        .send(
-            Method::GET,
-            "/api/data",
-            &[("accept", "application/json"), ("authorization", &authorization)],
-            Bytes::new(),
-        )
-        .await
+    world.browser().api_get_with_bearer("/api/data", token).await
 }
 
 #[tokio::test]

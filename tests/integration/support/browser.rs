@@ -163,6 +163,13 @@ impl Browser {
         self.send(Method::GET, target, &NAVIGATION, Bytes::new()).await
     }
 
+    /// A program's GET (accepting JSON) carrying `Authorization: Bearer <token>`.
+    pub async fn api_get_with_bearer(&self, target: &str, token: &str) -> Reply {
+        let authorization = format!("Bearer {token}");
+        let headers = [("accept", "application/json"), ("authorization", authorization.as_str())];
+        self.send(Method::GET, target, &headers, Bytes::new()).await
+    }
+
     /// A program's GET (accepting JSON).
     pub async fn api_get(&self, target: &str) -> Reply {
         self.send(Method::GET, target, &[("accept", "application/json")], Bytes::new()).await
