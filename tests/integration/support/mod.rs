@@ -3,6 +3,7 @@
 //! log capture ([`logs`]).
 
 pub mod browser;
+pub mod guarded;
 pub mod http;
 pub mod logs;
 pub mod upstreams;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::browser::{Browser, query_params, with_param};
+pub use self::guarded::Guarded;
 pub use self::http::{Reply, raw_exchange};
 pub use self::world::{CLIENT_ID, TestWorld, random_session_secret};
 
