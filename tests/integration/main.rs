@@ -6,6 +6,7 @@
 mod support;
 
 mod api_clients;
+mod attack_cookie_tampering;
 mod attack_open_redirect;
 mod attack_request_smuggling;
 mod callback_failures;
