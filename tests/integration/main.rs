@@ -7,6 +7,7 @@ mod support;
 
 mod api_clients;
 mod attack_cookie_tampering;
+mod attack_header_spoofing;
 mod attack_open_redirect;
 mod attack_request_smuggling;
 mod callback_failures;

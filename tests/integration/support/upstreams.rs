@@ -95,3 +95,74 @@ pub async fn closed_port_url() -> String {
     drop(listener);
     url
 }
+
+/// What a [`RecordingUpstream`] saw of one request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    /// Trailer fields of a chunked body, if any arrived.
+    pub trailers: Option<http::HeaderMap>,
+    pub body_bytes: usize,
+}
+
+/// An upstream that keeps every request's headers and trailers and answers `200 recorded`.
+#[derive(Debug)]
+pub struct RecordingUpstream {
+    pub url: String,
+    seen: Arc<std::sync::Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingUpstream {
+    /// Starts it on loopback.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the recording upstream");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let seen: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let (parts, mut body) = request.into_parts();
+                            let (mut trailers, mut body_bytes) = (None, 0);
+                            while let Some(Ok(frame)) = body.frame().await {
+                                match frame.into_data() {
+                                    Ok(data) => body_bytes += data.len(),
+                                    Err(frame) => trailers = frame.into_trailers().ok(),
+                                }
+                            }
+                            let path = parts.uri.path().to_owned();
+                            record.lock().expect("lock").push(Recorded {
+                                path,
+                                headers: parts.headers,
+                                trailers,
+                                body_bytes,
+                            });
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"recorded"))))
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { url, seen, task }
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for RecordingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
