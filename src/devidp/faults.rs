@@ -63,4 +63,10 @@ pub struct Faults {
     /// ID tokens carry a `padding` claim of this text, to make them as large as
     /// some providers' (e.g. many group claims); not a defect, a size knob.
     pub id_token_padding: FaultText,
+    /// ID tokens are signed with the current key but name this `kid` (unknown or hostile).
+    pub id_token_kid: FaultText,
+    /// ID tokens lack the claim of this name (e.g. `exp`, `aud`, `iss`).
+    pub id_token_omit_claim: FaultText,
+    /// ID tokens are HS256 MACs keyed with the published public key (algorithm confusion).
+    pub id_token_hmac_with_public_key: FaultFlag,
 }
