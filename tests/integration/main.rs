@@ -12,6 +12,7 @@ mod attack_open_redirect;
 mod attack_request_smuggling;
 mod attack_tokens;
 mod callback_failures;
+mod graceful_shutdown;
 mod happy_path;
 mod log_hygiene;
 mod open_redirects;
