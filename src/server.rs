@@ -5,8 +5,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -16,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -73,6 +76,7 @@ pub async fn serve(
             builder: Arc::clone(&builder),
             watcher: graceful.watcher(),
             info: Connection { client_addr, tls: tls.is_some() },
+            first_byte_timeout: limits.header_read_timeout,
         };
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
@@ -118,6 +122,7 @@ struct ConnectionTask {
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
     info: Connection,
+    first_byte_timeout: Duration,
 }
 
 impl ConnectionTask {
@@ -132,10 +137,71 @@ impl ConnectionTask {
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info).await) }
         });
+        // hyper's header-read timeout starts only once the HTTP version is known,
+        // and the version is sniffed from the first bytes: a client that connects
+        // and sends nothing would hold its connection slot forever.
+        let stream = FirstByteDeadline::new(stream, self.first_byte_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         if let Err(error) = self.watcher.watch(connection.into_owned()).await {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// A connection whose first read must deliver a byte before a deadline;
+/// after that it is the plain stream (hyper's own timeouts take over).
+struct FirstByteDeadline<S> {
+    inner: S,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FirstByteDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))) }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(deadline) = self.deadline.as_mut() else { return polled };
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.deadline = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header read timeout")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -81,7 +81,9 @@ impl Spoofed {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         let seen = self.upstream.seen();
         assert_eq!(seen.len(), before + 1, "one request reached the upstream");
-        seen.last().cloned().expect("a request")
+        let recorded = seen.last().cloned().expect("a request");
+        assert_eq!(recorded.path, "/spoof");
+        recorded
     }
 
     /// Fails unless the upstream saw only the gateway's identity.

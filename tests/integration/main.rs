@@ -10,6 +10,7 @@ mod attack_cookie_tampering;
 mod attack_header_spoofing;
 mod attack_open_redirect;
 mod attack_request_smuggling;
+mod attack_slow_clients;
 mod attack_tokens;
 mod callback_failures;
 mod graceful_shutdown;
