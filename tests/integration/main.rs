@@ -13,6 +13,7 @@ mod attack_request_smuggling;
 mod attack_slow_clients;
 mod attack_tokens;
 mod callback_failures;
+mod faults_idp;
 mod graceful_shutdown;
 mod happy_path;
 mod log_hygiene;
