@@ -211,12 +211,69 @@ async fn handle_isolated(
     request: Request<Incoming>,
     connection: Connection,
 ) -> http::Response<crate::body::ProxyBody> {
-    match AssertUnwindSafe(gateway.handle(request, connection)).catch_unwind().await {
+    isolate(gateway.handle(request, connection)).await
+}
+
+/// Runs one request's handler; a panic inside it is logged and becomes a 500
+/// for that request, and the connection and process carry on.
+async fn isolate(
+    handler: impl Future<Output = http::Response<crate::body::ProxyBody>>,
+) -> http::Response<crate::body::ProxyBody> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
         Ok(response) => response,
         Err(_) => {
             tracing::error!("request handler panicked");
             pages::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// There is deliberately no way to make the real gateway panic on request
+    /// (that would be a backdoor), so the isolation is tested on its own.
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_and_the_next_request_is_served() {
+        let panicked = isolate(async {
+            if std::hint::black_box(true) {
+                panic!("a bug in one request");
+            }
+            pages::text(StatusCode::OK, "unreachable")
+        })
+        .await;
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(panicked.headers()[http::header::CACHE_CONTROL], "no-store");
+        let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    /// Paused time: the deadline passes exactly when the runtime is idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        let mut buffer = [0u8; 8];
+        let error = guarded.read(&mut buffer).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
+        // Past the first byte the deadline no longer applies.
+        let later = async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            client.write_all(b"ET").await.unwrap();
+            client
+        };
+        let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
+        assert_eq!(read.unwrap(), 2);
     }
 }
 

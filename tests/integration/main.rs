@@ -14,6 +14,7 @@ mod attack_slow_clients;
 mod attack_tokens;
 mod callback_failures;
 mod faults_idp;
+mod faults_upstream;
 mod graceful_shutdown;
 mod happy_path;
 mod log_hygiene;
