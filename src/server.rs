@@ -228,55 +228,6 @@ async fn isolate(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-    use super::*;
-
-    /// There is deliberately no way to make the real gateway panic on request
-    /// (that would be a backdoor), so the isolation is tested on its own.
-    #[tokio::test]
-    async fn a_panicking_handler_becomes_a_500_and_the_next_request_is_served() {
-        let panicked = isolate(async {
-            if std::hint::black_box(true) {
-                panic!("a bug in one request");
-            }
-            pages::text(StatusCode::OK, "unreachable")
-        })
-        .await;
-        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(panicked.headers()[http::header::CACHE_CONTROL], "no-store");
-        let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
-        assert_eq!(next.status(), StatusCode::OK);
-    }
-
-    /// Paused time: the deadline passes exactly when the runtime is idle.
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
-        let mut buffer = [0u8; 8];
-        let error = guarded.read(&mut buffer).await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        drop(client);
-
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
-        client.write_all(b"G").await.unwrap();
-        assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
-        // Past the first byte the deadline no longer applies.
-        let later = async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            client.write_all(b"ET").await.unwrap();
-            client
-        };
-        let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
-        assert_eq!(read.unwrap(), 2);
-    }
-}
-
 /// A plain-HTTP listener that only redirects to the https public URL
 /// (`308`, so methods and bodies are kept by clients that follow it).
 pub async fn serve_https_redirect(listener: TcpListener, public_origin: url::Url, shutdown: impl Future<Output = ()>) {
@@ -340,5 +291,54 @@ pub async fn serve_metrics(listener: TcpListener, gateway: Arc<Gateway>, shutdow
             builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// There is deliberately no way to make the real gateway panic on request
+    /// (that would be a backdoor), so the isolation is tested on its own.
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_and_the_next_request_is_served() {
+        let panicked = isolate(async {
+            if std::hint::black_box(true) {
+                panic!("a bug in one request");
+            }
+            pages::text(StatusCode::OK, "unreachable")
+        })
+        .await;
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(panicked.headers()[http::header::CACHE_CONTROL], "no-store");
+        let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    /// Paused time: the deadline passes exactly when the runtime is idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        let mut buffer = [0u8; 8];
+        let error = guarded.read(&mut buffer).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
+        // Past the first byte the deadline no longer applies.
+        let later = async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            client.write_all(b"ET").await.unwrap();
+            client
+        };
+        let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
+        assert_eq!(read.unwrap(), 2);
     }
 }
