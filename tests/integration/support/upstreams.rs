@@ -227,7 +227,7 @@ impl FaultyUpstream {
                                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\r\n")
                                 .await;
                             let _ = stream.write_all(&[b'x'; 64 * 1024]).await;
-                            let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                            let _ = stream.set_zero_linger();
                         }
                     }
                 });
