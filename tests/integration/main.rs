@@ -23,4 +23,5 @@ mod provider_outage;
 mod sessions;
 mod sign_out;
 mod spoofing;
+mod tls_listener;
 mod upstream;

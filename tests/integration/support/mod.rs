@@ -6,6 +6,7 @@ pub mod browser;
 pub mod guarded;
 pub mod http;
 pub mod logs;
+pub mod pki;
 pub mod upstreams;
 pub mod world;
 
