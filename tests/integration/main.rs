@@ -24,4 +24,5 @@ mod sessions;
 mod sign_out;
 mod spoofing;
 mod tls_listener;
+mod tls_upstream;
 mod upstream;
