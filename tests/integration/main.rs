@@ -15,6 +15,7 @@ mod attack_tokens;
 mod callback_failures;
 mod faults_idp;
 mod faults_upstream;
+mod fuzz_regressions;
 mod graceful_shutdown;
 mod happy_path;
 mod log_hygiene;
