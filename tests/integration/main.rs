@@ -18,6 +18,7 @@ mod faults_upstream;
 mod fuzz_regressions;
 mod graceful_shutdown;
 mod happy_path;
+mod limits_http2;
 mod log_hygiene;
 mod open_redirects;
 mod provider_outage;
