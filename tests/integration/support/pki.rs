@@ -95,9 +95,18 @@ impl Pki {
     }
 }
 
-/// Replaces a file atomically (write aside, rename), as certificate renewers do.
+/// Replaces a file atomically (write aside, rename), as certificate renewers
+/// do, with a modification time clearly after the old one: file systems with
+/// coarse timestamps could otherwise give both the same, and the gateway
+/// detects renewals by modification time.
 pub fn write_replacing(path: &Path, contents: &str) {
     let aside = path.with_extension("tmp");
     std::fs::write(&aside, contents).expect("write");
+    let previous = std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    if let Some(previous) = previous {
+        let later = previous + std::time::Duration::from_secs(2);
+        let file = std::fs::File::options().write(true).open(&aside).expect("reopen");
+        file.set_modified(later.max(std::time::SystemTime::now())).expect("set the modification time");
+    }
     std::fs::rename(&aside, path).expect("rename into place");
 }
