@@ -23,6 +23,7 @@ pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_client;
 
 use std::future::Future;
 use std::sync::Arc;

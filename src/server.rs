@@ -5,8 +5,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -16,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -73,6 +76,7 @@ pub async fn serve(
             builder: Arc::clone(&builder),
             watcher: graceful.watcher(),
             info: Connection { client_addr, tls: tls.is_some() },
+            first_byte_timeout: limits.header_read_timeout,
         };
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
@@ -118,6 +122,7 @@ struct ConnectionTask {
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
     info: Connection,
+    first_byte_timeout: Duration,
 }
 
 impl ConnectionTask {
@@ -132,10 +137,71 @@ impl ConnectionTask {
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info).await) }
         });
+        // hyper's header-read timeout starts only once the HTTP version is known,
+        // and the version is sniffed from the first bytes: a client that connects
+        // and sends nothing would hold its connection slot forever.
+        let stream = FirstByteDeadline::new(stream, self.first_byte_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         if let Err(error) = self.watcher.watch(connection.into_owned()).await {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// A connection whose first read must deliver a byte before a deadline;
+/// after that it is the plain stream (hyper's own timeouts take over).
+struct FirstByteDeadline<S> {
+    inner: S,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FirstByteDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))) }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(deadline) = self.deadline.as_mut() else { return polled };
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.deadline = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header read timeout")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -145,7 +211,15 @@ async fn handle_isolated(
     request: Request<Incoming>,
     connection: Connection,
 ) -> http::Response<crate::body::ProxyBody> {
-    match AssertUnwindSafe(gateway.handle(request, connection)).catch_unwind().await {
+    isolate(gateway.handle(request, connection)).await
+}
+
+/// Runs one request's handler; a panic inside it is logged and becomes a 500
+/// for that request, and the connection and process carry on.
+async fn isolate(
+    handler: impl Future<Output = http::Response<crate::body::ProxyBody>>,
+) -> http::Response<crate::body::ProxyBody> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
         Ok(response) => response,
         Err(_) => {
             tracing::error!("request handler panicked");
@@ -217,5 +291,54 @@ pub async fn serve_metrics(listener: TcpListener, gateway: Arc<Gateway>, shutdow
             builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// There is deliberately no way to make the real gateway panic on request
+    /// (that would be a backdoor), so the isolation is tested on its own.
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_and_the_next_request_is_served() {
+        let panicked = isolate(async {
+            if std::hint::black_box(true) {
+                panic!("a bug in one request");
+            }
+            pages::text(StatusCode::OK, "unreachable")
+        })
+        .await;
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(panicked.headers()[http::header::CACHE_CONTROL], "no-store");
+        let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    /// Paused time: the deadline passes exactly when the runtime is idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        let mut buffer = [0u8; 8];
+        let error = guarded.read(&mut buffer).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
+        // Past the first byte the deadline no longer applies.
+        let later = async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            client.write_all(b"ET").await.unwrap();
+            client
+        };
+        let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
+        assert_eq!(read.unwrap(), 2);
     }
 }

@@ -35,6 +35,7 @@ pub struct CertificateFiles {
 pub struct ReloadingCertificate {
     files: CertificateFiles,
     current: RwLock<Arc<CertifiedKey>>,
+    /// Modification times of the files when last read, usable or not.
     loaded_from: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
 }
 
@@ -66,7 +67,12 @@ impl ReloadingCertificate {
                 true
             }
             Err(error) => {
-                tracing::error!(%error, "TLS certificate files changed but cannot be used; still serving the previous certificate");
+                // Remember the broken files too, so they are reported once per
+                // change rather than at every check until someone fixes them.
+                if let Ok(mut seen) = self.loaded_from.write() {
+                    *seen = stamps;
+                }
+                tracing::error!(cert_file = %self.files.cert_file.display(), %error, "TLS certificate files changed but cannot be used; still serving the previous certificate");
                 false
             }
         }
@@ -118,8 +124,13 @@ fn load_certified_key(files: &CertificateFiles) -> Result<CertifiedKey, TlsError
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
         .map_err(|error| file_error(&files.key_file, format!("no usable private key ({error})")))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
+    // Name the file in every error: "invalid peer certificate: BadEncoding"
+    // alone does not tell an operator which file a renewal broke.
     let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|error| match error {
         rustls::Error::InconsistentKeys(_) => TlsError::Mismatch,
+        rustls::Error::InvalidCertificate(problem) => {
+            file_error(&files.cert_file, format!("unusable certificate ({problem:?})"))
+        }
         other => TlsError::Rustls(other),
     })?;
     Ok(certified)

@@ -2,7 +2,7 @@
 # The project's whole test suite: format, lints, unit + integration tests, the browser test and the dependency audit.
 #
 #   tests/run-all.sh              everything (what CI runs through .ci/run)
-#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, cargo-deny)
+#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, fuzz, cargo-deny)
 #   tests/run-all.sh --deps-only  only install the system and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
@@ -95,6 +95,27 @@ install_cargo_deny() {
     cargo install --locked cargo-deny
 }
 
+install_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        cargo fuzz --version
+        return 0
+    fi
+    echo "cargo-fuzz is missing: building it with 'cargo install --locked cargo-fuzz' (a few minutes)..."
+    cargo install --locked cargo-fuzz
+}
+
+# A short bounded run of every fuzz target. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain accept them. A crash fails the step and leaves its input in fuzz/artifacts/<target>/: copy it to
+# fuzz/regressions/<target>/ so the normal test suite replays it (tests/integration/fuzz_regressions.rs).
+run_fuzz_targets() {
+    local seconds="${FUZZ_SECONDS:-20}" target
+    for target in open_cookie sanitise_redirect header_hygiene parse_config; do
+        echo "fuzzing $target for ${seconds}s"
+        (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
+            cargo fuzz run "$target" --fuzz-dir . -- -max_total_time="$seconds" 2>&1 | tail -n 3) || return 1
+    done
+}
+
 run_cargo_deny() {
     cargo deny check bans licenses sources
     # The RustSec advisory database is cloned from its git host, which this workplace cannot reach: say so loudly
@@ -163,6 +184,14 @@ if [ "$mode" = full ]; then
     failed_step="deployment manifests"
     step "deploy/validate.sh (Kubernetes schemas, hardening policy, check-config, Dockerfile lint)"
     TEST_PORTCULLIS_BIN="$TEST_PORTCULLIS_BIN" deploy/validate.sh
+
+    failed_step="installing cargo-fuzz"
+    step "cargo-fuzz"
+    install_cargo_fuzz
+
+    failed_step="fuzz"
+    step "fuzz: a bounded run of each target in fuzz/ (FUZZ_SECONDS, default 20)"
+    run_fuzz_targets
 
     failed_step="installing cargo-deny"
     step "cargo-deny"

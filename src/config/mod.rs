@@ -14,6 +14,7 @@ use url::Url;
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
 use crate::secret::{SecretBytes, SecretString};
+use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 
 /// A configuration problem, always tied to the key that causes it.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,8 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
     pub end_session_on_sign_out: bool,
     pub post_logout_redirect_url: Url,
+    /// TLS towards the provider.
+    pub tls: crate::tls_client::ClientTls,
 }
 
 /// `[session]`, validated.
@@ -102,6 +105,8 @@ pub struct ProxyConfig {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// TLS towards an https upstream.
+    pub tls: crate::tls_client::ClientTls,
 }
 
 /// Output format of the logs.
@@ -230,6 +235,7 @@ impl Config {
             response_timeout: non_zero("proxy.response_timeout", raw.proxy.response_timeout)?,
             pool_idle_timeout: raw.proxy.pool_idle_timeout,
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
+            tls: proxy_tls(&raw.proxy)?,
         };
 
         let tls = match (raw.tls.cert_file, raw.tls.key_file) {
@@ -291,6 +297,36 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// `[proxy]` TLS keys, loaded so a bad file fails here, naming its key.
+fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
+    let roots = raw
+        .ca_file
+        .as_deref()
+        .map(load_certificates)
+        .transpose()
+        .map_err(|problem| invalid("proxy.ca_file", problem))?;
+    let identity = match (&raw.client_cert_file, &raw.client_key_file) {
+        (Some(cert), Some(key)) => Some((
+            load_certificates(cert).map_err(|problem| invalid("proxy.client_cert_file", problem))?,
+            load_private_key(key).map_err(|problem| invalid("proxy.client_key_file", problem))?,
+        )),
+        (Some(_), None) => return Err(invalid("proxy.client_key_file", "is required with proxy.client_cert_file")),
+        (None, Some(_)) => return Err(invalid("proxy.client_cert_file", "is required with proxy.client_key_file")),
+        (None, None) => None,
+    };
+    if raw.dangerous_skip_tls_verify && roots.is_some() {
+        return Err(invalid("proxy.dangerous_skip_tls_verify", "cannot be combined with proxy.ca_file"));
+    }
+    let tls = ClientTls { roots, identity, dangerous_skip_verify: raw.dangerous_skip_tls_verify };
+    if tls.identity.is_some() {
+        // Building once here checks that the client certificate fits its key.
+        let probe = ClientTls { roots: Some(Vec::new()), dangerous_skip_verify: false, ..tls.clone() };
+        crate::tls_client::client_config(&probe, "upstream")
+            .map_err(|problem| invalid("proxy.client_key_file", problem))?;
+    }
+    Ok(tls)
 }
 
 fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
@@ -423,7 +459,22 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         None => public_url.clone(),
     };
 
+    let tls = ClientTls {
+        roots: raw
+            .ca_file
+            .as_deref()
+            .map(load_certificates)
+            .transpose()
+            .map_err(|problem| invalid("oidc.ca_file", problem))?,
+        identity: None,
+        dangerous_skip_verify: raw.dangerous_skip_tls_verify,
+    };
+    if tls.dangerous_skip_verify && tls.roots.is_some() {
+        return Err(invalid("oidc.dangerous_skip_tls_verify", "cannot be combined with oidc.ca_file"));
+    }
+
     Ok(OidcConfig {
+        tls,
         issuer,
         end_session_on_sign_out: raw.end_session_on_sign_out,
         post_logout_redirect_url,

@@ -117,6 +117,10 @@ pub struct RawOidc {
     pub post_logout_redirect_url: Option<String>,
     /// Allows an `http://` issuer that is not on loopback. Never in production.
     pub dangerous_allow_insecure_http_issuer: bool,
+    /// Trust only the CAs in this PEM file for the provider (default: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any provider certificate. Never in production; warned about at every start.
+    pub dangerous_skip_tls_verify: bool,
 }
 
 /// `[session]`
@@ -178,6 +182,13 @@ pub struct RawProxy {
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Trust only the CAs in this PEM file for an https upstream (default: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Present this certificate to the upstream (mTLS); needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Accept any upstream certificate. Never in production; warned about at every start.
+    pub dangerous_skip_tls_verify: bool,
 }
 
 /// `[log]`
@@ -213,6 +224,8 @@ impl Default for RawConfig {
                 end_session_on_sign_out: false,
                 post_logout_redirect_url: None,
                 dangerous_allow_insecure_http_issuer: false,
+                ca_file: None,
+                dangerous_skip_tls_verify: false,
             },
             session: RawSession {
                 secret: None,
@@ -237,6 +250,10 @@ impl Default for RawConfig {
                 response_timeout: Duration::from_secs(60),
                 pool_idle_timeout: Duration::from_secs(90),
                 pool_max_idle_per_host: 256,
+                ca_file: None,
+                client_cert_file: None,
+                client_key_file: None,
+                dangerous_skip_tls_verify: false,
             },
             log: RawLog { format: "text".to_owned(), level: "info".to_owned() },
             tls: RawTls {

@@ -65,4 +65,40 @@ pub struct Faults {
     /// ID tokens carry a `padding` claim of this text, to make them as large as
     /// some providers' (e.g. many group claims); not a defect, a size knob.
     pub id_token_padding: FaultText,
+    /// ID tokens are signed with the current key but name this `kid` (unknown or hostile).
+    pub id_token_kid: FaultText,
+    /// ID tokens lack the claim of this name (e.g. `exp`, `aud`, `iss`).
+    pub id_token_omit_claim: FaultText,
+    /// ID tokens are HS256 MACs keyed with the published public key (algorithm confusion).
+    pub id_token_hmac_with_public_key: FaultFlag,
+    /// How the back-channel endpoints (discovery, JWKS, token) misbehave; the
+    /// browser-facing authorize endpoint is unaffected.
+    pub back_channel: FaultMode,
+}
+
+/// A way of misbehaving at the HTTP level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Accept the request and never answer.
+    Hang,
+    /// Answer 200 `application/json` with bytes that are not JSON.
+    Garbage,
+    /// Answer 200 with a 10 MB body.
+    Huge,
+}
+
+/// A fault carrying a [`Misbehaviour`]; `None` means off.
+#[derive(Debug, Default)]
+pub struct FaultMode(Mutex<Option<Misbehaviour>>);
+
+impl FaultMode {
+    /// Sets the misbehaviour, or `None` to behave.
+    pub fn set(&self, value: Option<Misbehaviour>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
+    }
+
+    /// The current misbehaviour, if any.
+    pub fn get(&self) -> Option<Misbehaviour> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }

@@ -120,6 +120,9 @@ fn id_token(
     } else if let Some(nonce) = nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
+    if let Some(omitted) = faults.id_token_omit_claim.get() {
+        claims.remove(&omitted);
+    }
     let claims = serde_json::Value::Object(claims);
 
     if faults.id_token_alg_none.get() {
@@ -132,6 +135,18 @@ fn id_token(
     }
     let keys = shared.keys();
     let published_kid = keys.current().kid();
+    if faults.id_token_hmac_with_public_key.get() {
+        // The classic confusion: a verifier that takes `alg` from the token
+        // would check this MAC with the public key as the secret.
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(published_kid.to_owned());
+        let secret = keys.current().jwk().to_string();
+        return jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
+            .map_err(io::Error::other);
+    }
+    if let Some(kid) = faults.id_token_kid.get() {
+        return keys.current().sign("JWT", &kid, &claims);
+    }
     if faults.id_token_bad_signature.get() {
         keys.rogue().sign("JWT", published_kid, &claims)
     } else {

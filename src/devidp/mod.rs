@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use faults::{FaultFlag, FaultText, Faults};
+pub use faults::{FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
 use crate::clock::Clock;
 
@@ -337,6 +337,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
     use hyper::Method;
     let path = request.uri().path().to_owned();
+    if let Some(misbehaviour) = shared.faults.back_channel.get()
+        && matches!(path.as_str(), paths::DISCOVERY | paths::JWKS | paths::TOKEN)
+    {
+        return web::misbehave(misbehaviour).await;
+    }
     if path == paths::TOKEN && request.method() == Method::POST {
         // The token endpoint counts requests even during an outage, so it checks the fault itself.
         return token::handle(&shared, request).await;

@@ -170,6 +170,16 @@ pub(super) fn unavailable() -> Response {
     response
 }
 
+/// The answer of the `back_channel` fault.
+pub(super) async fn misbehave(misbehaviour: super::faults::Misbehaviour) -> Response {
+    use super::faults::Misbehaviour;
+    match misbehaviour {
+        Misbehaviour::Hang => std::future::pending().await,
+        Misbehaviour::Garbage => response(StatusCode::OK, "application/json", "\u{0}<html>not json{{{"),
+        Misbehaviour::Huge => response(StatusCode::OK, "application/json", Bytes::from(vec![b' '; 10 * 1024 * 1024])),
+    }
+}
+
 /// 404 for paths the provider does not serve.
 pub(super) fn not_found() -> Response {
     response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n")

@@ -103,7 +103,7 @@ impl Gateway {
     /// Builds the gateway from a validated configuration. The provider is not
     /// contacted here; see [`Gateway::provider`].
     pub fn new(config: Config, clock: Clock) -> Result<Self, GatewayError> {
-        let client = IdpHttpClient::new(config.oidc.http_timeout)?;
+        let client = IdpHttpClient::new(config.oidc.http_timeout, &config.oidc.tls)?;
         let extra_issuers = bearer::ExtraIssuers::new(&config.bearer.issuers, &client);
         let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
         let keys = KeyRing::new(&config.session.keys)?;
@@ -124,6 +124,7 @@ impl Gateway {
             response_timeout: config.proxy.response_timeout,
             pool_idle_timeout: config.proxy.pool_idle_timeout,
             pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+            tls: config.proxy.tls.clone(),
         };
         let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;

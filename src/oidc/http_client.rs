@@ -1,5 +1,5 @@
 //! The HTTP client for calls to the identity provider: TLS verified against
-//! the system roots, every call bounded in time and in response size.
+//! the system roots or a configured CA, every call bounded in time and in response size.
 
 use std::time::Duration;
 
@@ -43,14 +43,15 @@ pub struct IdpHttpClient {
 }
 
 impl IdpHttpClient {
-    /// A client that verifies TLS against the system's root certificates.
-    pub fn new(timeout: Duration) -> std::io::Result<Self> {
+    /// A client that verifies TLS as `tls` says (system roots unless a CA is configured).
+    pub fn new(timeout: Duration, tls: &crate::tls_client::ClientTls) -> std::io::Result<Self> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
+        let config = crate::tls_client::client_config(tls, "identity provider").map_err(std::io::Error::other)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
+            .with_tls_config(config)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -32,6 +32,8 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// How many idle connections are kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Roots, client certificate and verification for an https upstream.
+    pub tls: crate::tls_client::ClientTls,
 }
 
 impl Default for UpstreamSettings {
@@ -42,6 +44,7 @@ impl Default for UpstreamSettings {
             response_timeout: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 64,
+            tls: crate::tls_client::ClientTls::default(),
         }
     }
 }
@@ -97,7 +100,7 @@ impl Upstream {
         http.set_connect_timeout(Some(settings.connect_timeout));
         http.set_nodelay(true);
         let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&scheme)?)
+            .with_tls_config(tls_config(&scheme, &settings.tls)?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -174,23 +177,17 @@ fn invalid(reason: &str) -> ProxyError {
     ProxyError::InvalidUpstream(format!("upstream URL {reason}"))
 }
 
-/// rustls with the aws-lc-rs provider and native roots.
+/// rustls with the aws-lc-rs provider, as configured in `[proxy]`.
 ///
 /// A plain-http upstream never does TLS, so a machine without a CA bundle may
-/// still proxy to it; an https upstream without roots is a configuration error.
-fn tls_config(scheme: &Scheme) -> Result<ClientConfig, ProxyError> {
-    let builder = || {
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| ProxyError::InvalidUpstream(format!("TLS setup failed: {error}")))
-    };
-    match builder()?.with_native_roots() {
-        Ok(config) => Ok(config.with_no_client_auth()),
-        Err(_) if *scheme == Scheme::HTTP => {
-            Ok(builder()?.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
-        }
-        Err(error) => Err(ProxyError::InvalidUpstream(format!("no usable native root certificates: {error}"))),
+/// still proxy to it; an https upstream without usable roots is a configuration error.
+fn tls_config(scheme: &Scheme, tls: &crate::tls_client::ClientTls) -> Result<ClientConfig, ProxyError> {
+    if *scheme == Scheme::HTTP {
+        let plain =
+            crate::tls_client::ClientTls { roots: Some(Vec::new()), identity: None, dangerous_skip_verify: false };
+        return crate::tls_client::client_config(&plain, "upstream").map_err(ProxyError::InvalidUpstream);
     }
+    crate::tls_client::client_config(tls, "upstream").map_err(ProxyError::InvalidUpstream)
 }
 
 #[cfg(test)]

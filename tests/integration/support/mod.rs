@@ -3,9 +3,11 @@
 //! log capture ([`logs`]).
 
 pub mod browser;
+pub mod guarded;
 pub mod http;
 pub mod logs;
 pub mod nginx;
+pub mod pki;
 pub mod redis;
 pub mod replicas;
 pub mod upstreams;
@@ -15,6 +17,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::browser::{Browser, query_params, with_param};
+pub use self::guarded::Guarded;
 pub use self::http::{Reply, raw_exchange};
 pub use self::world::{CLIENT_ID, TestWorld, random_session_secret};
 

@@ -95,3 +95,160 @@ pub async fn closed_port_url() -> String {
     drop(listener);
     url
 }
+
+/// What a [`RecordingUpstream`] saw of one request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    /// Trailer fields of a chunked body, if any arrived.
+    pub trailers: Option<http::HeaderMap>,
+    pub body_bytes: usize,
+}
+
+/// An upstream that keeps every request's headers and trailers and answers `200 recorded`.
+#[derive(Debug)]
+pub struct RecordingUpstream {
+    pub url: String,
+    seen: Arc<std::sync::Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingUpstream {
+    /// Starts it on loopback.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the recording upstream");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let seen: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let (parts, mut body) = request.into_parts();
+                            let (mut trailers, mut body_bytes) = (None, 0);
+                            while let Some(Ok(frame)) = body.frame().await {
+                                match frame.into_data() {
+                                    Ok(data) => body_bytes += data.len(),
+                                    Err(frame) => trailers = frame.into_trailers().ok(),
+                                }
+                            }
+                            let path = parts.uri.path().to_owned();
+                            record.lock().expect("lock").push(Recorded {
+                                path,
+                                headers: parts.headers,
+                                trailers,
+                                body_bytes,
+                            });
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"recorded"))))
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { url, seen, task }
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for RecordingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a [`FaultyUpstream`] misbehaves after reading a request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFault {
+    /// Never answers; counts the connection as released when the gateway closes it.
+    Hang,
+    /// Closes the connection without answering.
+    CloseBeforeAnswer,
+    /// Answers something that is not HTTP.
+    Garbage,
+    /// Promises 1 MB, sends 64 KB, then resets the connection.
+    ResetMidStream,
+}
+
+/// A raw-TCP upstream that misbehaves in one chosen way.
+#[derive(Debug)]
+pub struct FaultyUpstream {
+    pub url: String,
+    accepted: Arc<AtomicUsize>,
+    released: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyUpstream {
+    /// Starts it on loopback.
+    pub async fn start(fault: UpstreamFault) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the faulty upstream");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(AtomicUsize::new(0));
+        let (count_accepted, count_released) = (Arc::clone(&accepted), Arc::clone(&released));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                count_accepted.fetch_add(1, Ordering::SeqCst);
+                let released = Arc::clone(&count_released);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => head.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    match fault {
+                        UpstreamFault::Hang => {
+                            // Wait for the gateway to give up and close.
+                            while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+                            released.fetch_add(1, Ordering::SeqCst);
+                        }
+                        UpstreamFault::CloseBeforeAnswer => {}
+                        UpstreamFault::Garbage => {
+                            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n\x00\x01\x02").await;
+                        }
+                        UpstreamFault::ResetMidStream => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\r\n")
+                                .await;
+                            let _ = stream.write_all(&[b'x'; 64 * 1024]).await;
+                            let _ = stream.set_zero_linger();
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, accepted, released, task }
+    }
+
+    /// Connections the gateway opened so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Hanging connections the gateway has closed so far.
+    pub fn released(&self) -> usize {
+        self.released.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultyUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -137,6 +137,7 @@ impl WorldBuilder {
             tweak: self.tweak,
             gateway_task: None,
             older_secrets: Vec::new(),
+            shutdown: None,
             echo,
         };
         world.start_gateway(gateway_listener).await?;
@@ -160,6 +161,8 @@ pub struct TestWorld {
     gateway_task: Option<JoinHandle<Result<(), portcullis::ServeError>>>,
     /// Older keys configured after the current one (`session.secrets`), for rotation tests.
     older_secrets: Vec<String>,
+    /// Completing it starts the gateway's graceful shutdown.
+    shutdown: Option<oneshot::Sender<()>>,
     echo: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -220,8 +223,35 @@ impl TestWorld {
     async fn start_gateway(&mut self, listener: TcpListener) -> Result<(), portcullis::StartError> {
         let config = Config::from_raw(self.raw_config()).expect("a valid test configuration");
         let gateway = portcullis::start(config, self.clock.clone()).await?;
-        self.gateway_task = Some(tokio::spawn(portcullis::run(gateway, listener, std::future::pending())));
+        let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+        self.shutdown = Some(shutdown);
+        let signal = async move {
+            // A dropped sender (world restarted or dropped) is not a shutdown request.
+            if shutdown_requested.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        self.gateway_task = Some(tokio::spawn(portcullis::run(gateway, listener, signal)));
         Ok(())
+    }
+
+    /// Starts the gateway's graceful shutdown, as SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits up to `limit` for the gateway to finish serving; returns whether it did.
+    pub async fn gateway_finished(&mut self, limit: Duration) -> bool {
+        let Some(task) = self.gateway_task.as_mut() else { return true };
+        match tokio::time::timeout(limit, task).await {
+            Ok(result) => {
+                self.gateway_task = None;
+                matches!(result, Ok(Ok(())))
+            }
+            Err(_) => false,
+        }
     }
 
     /// Stops the gateway and starts a new instance on the same address, with the

@@ -1,0 +1,113 @@
+//! The properties the fuzz targets check, shared with the regression test
+//! (`tests/integration/fuzz_regressions.rs`) so every kept crash input is
+//! replayed by a plain `cargo test`. Each function panics when the property fails.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::config::{Config, RawConfig};
+use portcullis::redirect::RedirectPolicy;
+use portcullis::secret::SecretBytes;
+use portcullis::session::data::SessionData;
+use portcullis::session::flow::LoginFlow;
+use portcullis::session::seal::{KeyRing, Purpose};
+use url::Url;
+
+const ORIGIN: &str = "https://app.example.com";
+const ALLOWED_HOST: &str = "docs.example.com";
+
+fn key_ring() -> KeyRing {
+    KeyRing::new(&[SecretBytes::new(vec![7u8; 32]), SecretBytes::new(vec![9u8; 32])]).expect("a key ring")
+}
+
+/// Opening any bytes as a session or flow cookie never panics; whatever opens
+/// is parsed as JSON without panicking; a sealed value opens to itself.
+pub fn open_cookie(input: &[u8]) {
+    let keys = key_ring();
+    let text = String::from_utf8_lossy(input);
+    for purpose in [Purpose::Session, Purpose::Flow] {
+        if let Ok((plaintext, _)) = keys.open(purpose, "_portcullis", &text) {
+            let _ = serde_json::from_slice::<SessionData>(&plaintext);
+            let _ = serde_json::from_slice::<LoginFlow>(&plaintext);
+        }
+    }
+    if input.len() <= 4096 {
+        let sealed = keys.seal(Purpose::Session, "_portcullis", input).expect("sealing works");
+        let (opened, _) = keys.open(Purpose::Session, "_portcullis", &sealed).expect("a sealed value opens");
+        assert_eq!(opened, input);
+        assert!(keys.open(Purpose::Flow, "_portcullis", &sealed).is_err(), "purposes are separate");
+        assert!(keys.open(Purpose::Session, "_other", &sealed).is_err(), "cookie names are bound");
+    }
+}
+
+/// Whatever is asked for, the sanitised return target resolves, the way a
+/// browser resolves it, to our origin or an allow-listed host, with no
+/// control characters or userinfo.
+pub fn sanitise_redirect(input: &[u8]) {
+    let origin = Url::parse(ORIGIN).expect("origin");
+    let policy = RedirectPolicy::new(origin.clone(), vec![ALLOWED_HOST.to_owned()]);
+    let requested = String::from_utf8_lossy(input);
+    let target = policy.sanitise(&requested);
+    assert!(!target.chars().any(char::is_control), "{requested:?} → {target:?} has a control character");
+    let resolved = origin.join(&target).unwrap_or_else(|error| panic!("{requested:?} → {target:?}: {error}"));
+    let same_origin = resolved.origin() == origin.origin();
+    let allowed = resolved.host_str() == Some(ALLOWED_HOST) && matches!(resolved.scheme(), "https");
+    assert!(same_origin || allowed, "{requested:?} → {target:?} resolves to {resolved}");
+    assert!(resolved.username().is_empty() && resolved.password().is_none(), "{requested:?} → {target:?} has userinfo");
+}
+
+/// Builds a header map from `name: value` lines (invalid lines are skipped),
+/// runs the forwarding hygiene, and checks no identity header, hop-by-hop
+/// header or Authorization survives, and gateway cookies are gone.
+pub fn header_hygiene(input: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in input.split(|byte| *byte == b'\n') {
+        let Some(colon) = line.iter().position(|byte| *byte == b':') else { continue };
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default().trim_ascii();
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            headers.append(name, value);
+        }
+    }
+    portcullis::proxy::remove_hop_by_hop(&mut headers);
+    portcullis::proxy::remove_spoofed_identity(&mut headers, true);
+    let is_ours = |name: &str| name == "_portcullis" || name.starts_with("_portcullis_");
+    portcullis::proxy::remove_gateway_cookies(&mut headers, &is_ours);
+    for name in headers.keys() {
+        assert!(!portcullis::proxy::is_spoofable(name.as_str().as_bytes()), "{name} survived");
+        assert!(
+            !matches!(
+                name.as_str(),
+                "connection"
+                    | "keep-alive"
+                    | "te"
+                    | "trailer"
+                    | "transfer-encoding"
+                    | "upgrade"
+                    | "proxy-connection"
+                    | "proxy-authorization"
+                    | "authorization"
+            ),
+            "{name} survived"
+        );
+    }
+    for value in headers.get_all(http::header::COOKIE) {
+        for pair in value.as_bytes().split(|byte| *byte == b';') {
+            let name = pair.split(|byte| *byte == b'=').next().unwrap_or_default().trim_ascii();
+            assert!(!std::str::from_utf8(name).is_ok_and(is_ours), "a gateway cookie survived: {value:?}");
+        }
+    }
+}
+
+/// Parsing any TOML into a configuration never panics, and an accepted
+/// configuration has the invariants the gateway relies on.
+pub fn parse_config(input: &[u8]) {
+    let Ok(text) = std::str::from_utf8(input) else { return };
+    use figment::providers::{Format, Serialized, Toml};
+    let figment = figment::Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(text));
+    let Ok(raw) = figment.extract::<RawConfig>() else { return };
+    if let Ok(config) = Config::from_raw(raw) {
+        assert!(matches!(config.public_url.scheme(), "http" | "https"));
+        assert!(!config.session.keys.is_empty());
+        assert!(config.oidc.scopes.iter().any(|scope| scope == "openid"));
+        assert!(!config.server.header_read_timeout.is_zero());
+    }
+}
