@@ -4,16 +4,22 @@
 //! session cookie is about 4 KB, prints `COOKIE <name=value; ...>` and
 //! `STARTUP_MS <ms>` on stdout, then serves until SIGTERM / Ctrl-C.
 //!
-//! Usage: `bench_gateway <listen 127.0.0.1:PORT> <upstream http://127.0.0.1:PORT/> [padding bytes]`
+//! With a fourth argument N it instead measures memory: N sessions (copies of
+//! alice's with fresh ids, sealed with the gateway's key) are each sent once
+//! through the gateway, so the real request path fills the token cache; it
+//! prints `RSS_BEFORE_KB`, `RSS_AFTER_KB` and `CACHED_SESSIONS`, then exits.
+//!
+//! Usage: `bench_gateway <listen 127.0.0.1:PORT> <upstream http://127.0.0.1:PORT/> [padding bytes] [sessions]`
 
 #![allow(clippy::print_stdout, reason = "the fixture's output is the cookie the load generator sends")]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
@@ -51,6 +57,7 @@ async fn run() -> Result<(), Failure> {
     let listen: SocketAddr = args.next().ok_or("missing listen address")?.parse()?;
     let upstream = args.next().ok_or("missing upstream URL")?;
     let padding: usize = args.next().map_or(Ok(1500), |text| text.parse())?;
+    let sessions: usize = args.next().map_or(Ok(0), |text| text.parse())?;
     if !listen.ip().is_loopback() {
         return Err("loopback addresses only".into());
     }
@@ -74,8 +81,8 @@ async fn run() -> Result<(), Failure> {
     };
     raw.oidc.issuer = Some(provider.issuer().to_owned());
     raw.oidc.client_id = Some(CLIENT_ID.to_owned());
-    raw.session.secret =
-        Some(portcullis::secret::SecretString::new(STANDARD.encode(portcullis::random::bytes::<32>()?)));
+    let secret = portcullis::random::bytes::<32>()?;
+    raw.session.secret = Some(portcullis::secret::SecretString::new(STANDARD.encode(secret)));
     let config = Config::from_raw(raw)?;
 
     // Start-up to ready: configuration built → provider metadata and keys loaded.
@@ -85,11 +92,14 @@ async fn run() -> Result<(), Failure> {
     if !gateway.is_ready() {
         return Err("gateway not ready after start".into());
     }
-    let serving = tokio::spawn(portcullis::run(gateway, gateway_listener, async {
+    let serving = tokio::spawn(portcullis::run(Arc::clone(&gateway), gateway_listener, async {
         let _ = tokio::signal::ctrl_c().await;
     }));
 
     let cookie = login(&public_url, provider.issuer()).await?;
+    if sessions > 0 {
+        return fill_cache(&gateway, &public_url, &cookie, &secret, sessions).await;
+    }
     println!("STARTUP_MS {:.3}", startup.as_secs_f64() * 1000.0);
     println!("COOKIE {cookie}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -128,6 +138,83 @@ async fn login(gateway: &str, issuer: &str) -> Result<String, Failure> {
         return Err("no session cookie after login".into());
     }
     Ok(cookies.join("; "))
+}
+
+/// Sends `count` distinct sessions through the gateway once each and reports resident memory.
+async fn fill_cache(
+    gateway: &Arc<portcullis::gateway::Gateway>,
+    public_url: &str,
+    cookie: &str,
+    secret: &[u8; 32],
+    count: usize,
+) -> Result<(), Failure> {
+    use portcullis::session::cookies::CookieJarSpec;
+    use portcullis::session::data::SessionData;
+    use portcullis::session::seal::{KeyRing, Purpose};
+
+    let keys = Arc::new(KeyRing::new(&[portcullis::secret::SecretBytes::new(secret.to_vec())])?);
+    let spec = Arc::new(CookieJarSpec::new(&gateway.config().session.cookie_name, false));
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::COOKIE, http::HeaderValue::from_str(cookie)?);
+    let sealed = spec.read_session(&headers).ok_or("no session in the cookie")?.sealed().into_owned();
+    let (json, _) = keys.open(Purpose::Session, spec.session_name(), &sealed).map_err(|_| "cannot open")?;
+    let template: Arc<SessionData> = Arc::new(serde_json::from_slice(&json)?);
+
+    let rss_before = rss_kb();
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let workers = 32;
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (keys, spec, template, client) =
+            (Arc::clone(&keys), Arc::clone(&spec), Arc::clone(&template), client.clone());
+        let url = format!("{public_url}/small");
+        tasks.push(tokio::spawn(async move {
+            let mut failures = 0usize;
+            for _ in (worker..count).step_by(workers) {
+                let mut data = SessionData::clone(&template);
+                data.id = URL_SAFE_NO_PAD.encode(portcullis::random::bytes::<32>()?);
+                let sealed = keys.seal(Purpose::Session, spec.session_name(), &serde_json::to_vec(&data)?)?;
+                let set = spec.set_session(&sealed, Duration::from_secs(3600), 0).ok_or("session too large")?;
+                let pairs: Vec<&str> = set.iter().filter_map(|value| value.to_str().ok()?.split(';').next()).collect();
+                let request =
+                    Request::get(&url).header(header::COOKIE, pairs.join("; ")).body(Full::new(Bytes::new()))?;
+                let response = client.request(request).await?;
+                if !response.status().is_success() {
+                    failures += 1;
+                }
+                response.into_body().collect().await?;
+            }
+            Ok::<usize, Failure>(failures)
+        }));
+    }
+    let mut failures = 0;
+    for task in tasks {
+        failures += task.await??;
+    }
+    // moka applies inserts lazily; one more render syncs its counters.
+    let metrics = gateway.render_metrics();
+    let cached = metrics
+        .lines()
+        .find(|line| line.starts_with("portcullis_cached_sessions") || line.starts_with("cached_sessions"))
+        .unwrap_or("cached_sessions ?")
+        .to_owned();
+    println!("RSS_BEFORE_KB {}", rss_before);
+    println!("CACHED_SESSIONS {cached} (failed requests: {failures})");
+    println!("RSS_AFTER_KB {}", rss_kb());
+    Ok(())
+}
+
+/// Resident set size of this process, from `/proc/self/status`.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next().and_then(|kb| kb.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 type Reply = (http::Response<()>, Bytes);
