@@ -11,6 +11,7 @@
 #   bench/proxy.sh                 ROUNDS=3 DURATION=8 by default (about 4 minutes)
 #   ROUNDS=5 DURATION=10 bench/proxy.sh
 #   SESSIONS=0 bench/proxy.sh      skip the 100k-session memory measurement
+#   GATEWAY_BIN=path bench/proxy.sh   use an already built fixture instead of building it
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -34,9 +35,12 @@ for tool in nginx:nginx wrk:wrk; do
 done
 nginx_bin=$(command -v nginx)
 
-echo "building the release fixture (examples/bench_gateway.rs)" >&2
-(cd "$repo" && cargo build --release --quiet --example bench_gateway)
-gateway_bin=$target/release/examples/bench_gateway
+gateway_bin=${GATEWAY_BIN:-}
+if [ -z "$gateway_bin" ]; then
+    echo "building the release fixture (examples/bench_gateway.rs)" >&2
+    (cd "$repo" && cargo build --release --quiet --example bench_gateway)
+    gateway_bin=$target/release/examples/bench_gateway
+fi
 
 work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 pids=()
