@@ -168,6 +168,26 @@ fn bench_header_rewrite(c: &mut Criterion) {
     });
 }
 
+/// The two cookie scans of the hot path, alone: finding the session cookie and
+/// stripping the gateway's cookies before forwarding.
+fn bench_cookie_scans(c: &mut Criterion) {
+    let keys = key_ring();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&session()).unwrap()).unwrap();
+    let spec = CookieJarSpec::new("_portcullis", false);
+    let template = browser_headers(&format!("{}={sealed}", spec.session_name()));
+    c.bench_function("cookies/read_session (find + reassemble)", |b| {
+        b.iter(|| spec.read_session(black_box(&template)).unwrap().part_count());
+    });
+    let is_ours = |name: &str| spec.is_ours(name);
+    c.bench_function("proxy/remove_gateway_cookies (4.9 KB Cookie)", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |headers| headers::remove_gateway_cookies(headers, &is_ours),
+            criterion::BatchSize::SmallInput,
+        );
+    });
+}
+
 fn bench_redirect(c: &mut Criterion) {
     let policy = RedirectPolicy::new("https://app.example.com".parse().unwrap(), vec!["docs.example.com".to_owned()]);
     c.bench_function("redirect/sanitise same-origin path", |b| {
@@ -204,5 +224,13 @@ fn bench_cache_hit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_seal_open, bench_pkce, bench_header_rewrite, bench_redirect, bench_cache_hit);
+criterion_group!(
+    benches,
+    bench_seal_open,
+    bench_pkce,
+    bench_header_rewrite,
+    bench_cookie_scans,
+    bench_redirect,
+    bench_cache_hit
+);
 criterion_main!(benches);
