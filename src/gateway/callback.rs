@@ -15,7 +15,6 @@ use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::pkce::PkceVerifier;
 use crate::oidc::token::{self, TokenError, sanitise_error_code};
 use crate::pages::{self, Audience};
-use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
 use crate::session::cookies::single_cookie_value;
 use crate::session::data::{SESSION_FORMAT, SessionData};
@@ -300,18 +299,5 @@ impl Gateway {
 
 /// The cache entry for a session: headers prepared once.
 pub(super) fn active_session(data: &SessionData) -> Option<ActiveSession> {
-    let identity = IdentityHeaders::new(
-        &data.sub,
-        data.email.as_deref(),
-        data.preferred_username.as_deref(),
-        &data.groups,
-        Some(&data.access_token),
-    )
-    .ok()?;
-    Some(ActiveSession {
-        identity,
-        principal: crate::authz::Principal::of_session(data),
-        id_token_authorization: data.id_token.as_deref().and_then(IdentityHeaders::bearer_value),
-        access_expires_at: data.access_expires_at,
-    })
+    ActiveSession::from_session(data)
 }

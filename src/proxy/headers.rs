@@ -178,8 +178,15 @@ pub fn remove_gateway_cookies(headers: &mut HeaderMap, is_gateway_cookie: &dyn F
 }
 
 /// Trimmed `name=value` pairs of one `Cookie` header value (RFC 6265 §4.2.1).
-fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    value.as_bytes().split(|b| *b == b';').map(<[u8]>::trim_ascii)
+fn cookie_pairs(value: &HeaderValue) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+    // A session cookie makes this value ~5 KB and it is scanned twice per request:
+    // `str::split(char)` finds `;` a word at a time, a byte closure one byte at a
+    // time (measured 5.8 µs → see docs/benchmarks.md). `;` is ASCII, so both give
+    // the same pairs; non-UTF-8 values (obs-text) keep the byte path.
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => Box::new(text.split(';').map(|pair| pair.trim_ascii().as_bytes())),
+        Err(_) => Box::new(value.as_bytes().split(|b| *b == b';').map(<[u8]>::trim_ascii)),
+    }
 }
 
 /// Whether a `name=value` pair's name is one the gateway owns.

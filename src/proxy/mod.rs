@@ -4,7 +4,8 @@
 //! injects the identity, sends it to the [`Upstream`] and streams the answer
 //! back. Bodies are never buffered whole in either direction.
 
-mod headers;
+/// The individual header-hygiene steps [`forward`] applies (public for the benchmarks).
+pub mod headers;
 mod identity;
 mod upgrade;
 mod upstream;

@@ -21,6 +21,27 @@ pub struct ActiveSession {
     pub access_expires_at: UnixSeconds,
 }
 
+impl ActiveSession {
+    /// The cache entry for a session: headers and principal prepared once, so
+    /// the hot path only clones them. `None` if a value cannot be a header.
+    pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
+        let identity = IdentityHeaders::new(
+            &data.sub,
+            data.email.as_deref(),
+            data.preferred_username.as_deref(),
+            &data.groups,
+            Some(&data.access_token),
+        )
+        .ok()?;
+        Some(Self {
+            identity,
+            principal: crate::authz::Principal::of_session(data),
+            id_token_authorization: data.id_token.as_deref().and_then(IdentityHeaders::bearer_value),
+            access_expires_at: data.access_expires_at,
+        })
+    }
+}
+
 /// Sessions by id, bounded in entries, each kept at most until its access token expires.
 #[derive(Clone, Debug)]
 pub struct SessionCache {

@@ -1,0 +1,237 @@
+//! Micro-benchmarks of the per-request and per-login work: sealing/opening a
+//! ~4 KB session cookie, PKCE, the request-header rewrite, redirect
+//! sanitising, and the whole cache-hit authentication. Figures are recorded
+//! in `docs/benchmarks.md`; none of this is a test assertion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, header};
+use portcullis::oidc::pkce::PkceVerifier;
+use portcullis::proxy::IdentityHeaders;
+use portcullis::proxy::headers::{self, Forwarding};
+use portcullis::redirect::RedirectPolicy;
+use portcullis::secret::SecretBytes;
+use portcullis::session::cache::{ActiveSession, SessionCache};
+use portcullis::session::cookies::CookieJarSpec;
+use portcullis::session::data::{SESSION_FORMAT, SessionData};
+use portcullis::session::seal::{KeyRing, Purpose};
+
+const NOW: i64 = 1_900_000_000;
+
+/// A JWT-shaped token of about `len` characters.
+fn token(len: usize, seed: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(seed.repeat(len * 3 / 4 / seed.len() + 1));
+    let signature = URL_SAFE_NO_PAD.encode([7u8; 256]);
+    let mut text = format!("{header}.{body}.{signature}");
+    text.truncate(len);
+    text
+}
+
+/// A session as a real login stores it; sealed it is about 4 KB.
+fn session() -> SessionData {
+    SessionData {
+        v: SESSION_FORMAT,
+        id: URL_SAFE_NO_PAD.encode([42u8; 32]),
+        iss: "https://login.example.com/realms/main".to_owned(),
+        sub: "f3b1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d".to_owned(),
+        email: Some("alice@example.com".to_owned()),
+        email_verified: Some(true),
+        name: Some("Alice Example".to_owned()),
+        preferred_username: Some("alice".to_owned()),
+        groups: (0..12).map(|index| format!("team-{index:02}-engineering")).collect(),
+        sid: Some("a1b2c3d4-e5f6-7890-abcd-ef0123456789".to_owned()),
+        created_at: NOW - 600,
+        last_seen_at: NOW - 10,
+        expires_at: NOW + 36_000,
+        access_token: token(1100, "access-claims"),
+        access_expires_at: NOW + 3000,
+        refresh_token: Some(token(500, "refresh")),
+        id_token: Some(token(1100, "id-claims")),
+        roles: Vec::new(),
+    }
+}
+
+fn key_ring() -> KeyRing {
+    KeyRing::new(&[SecretBytes::new(vec![9u8; 32])]).unwrap()
+}
+
+fn identity(data: &SessionData) -> IdentityHeaders {
+    IdentityHeaders::new(
+        &data.sub,
+        data.email.as_deref(),
+        data.preferred_username.as_deref(),
+        &data.groups,
+        Some(&data.access_token),
+    )
+    .unwrap()
+}
+
+/// What Chrome sends on a same-origin navigation, plus the session cookie.
+fn browser_headers(cookie: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let pairs = [
+        ("host", "app.example.com"),
+        ("connection", "keep-alive"),
+        ("cache-control", "max-age=0"),
+        ("sec-ch-ua", "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\""),
+        ("sec-ch-ua-mobile", "?0"),
+        ("sec-ch-ua-platform", "\"Linux\""),
+        ("upgrade-insecure-requests", "1"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-user", "?1"),
+        ("sec-fetch-dest", "document"),
+        ("referer", "https://app.example.com/dashboard"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("accept-language", "en-GB,en;q=0.9"),
+    ];
+    for (name, value) in pairs {
+        headers.append(name, HeaderValue::from_static(value));
+    }
+    headers.append(header::COOKIE, HeaderValue::try_from(format!("_ga=GA1.1.123.456; {cookie}; theme=dark")).unwrap());
+    headers
+}
+
+fn bench_seal_open(c: &mut Criterion) {
+    let keys = key_ring();
+    let data = session();
+    let json = serde_json::to_vec(&data).unwrap();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &json).unwrap();
+    eprintln!("session: {} bytes JSON, {} bytes sealed", json.len(), sealed.len());
+    c.bench_function("session/seal_4k (JSON + AES-GCM + base64)", |b| {
+        b.iter(|| {
+            let json = serde_json::to_vec(black_box(&data)).unwrap();
+            keys.seal(Purpose::Session, "_portcullis", &json).unwrap()
+        });
+    });
+    c.bench_function("session/open_4k (base64 + AES-GCM)", |b| {
+        b.iter(|| keys.open(Purpose::Session, "_portcullis", black_box(&sealed)).unwrap());
+    });
+    c.bench_function("session/open_4k + JSON parse", |b| {
+        b.iter(|| {
+            let (json, _) = keys.open(Purpose::Session, "_portcullis", black_box(&sealed)).unwrap();
+            serde_json::from_slice::<SessionData>(&json).unwrap()
+        });
+    });
+}
+
+fn bench_pkce(c: &mut Criterion) {
+    c.bench_function("pkce/generate + S256 challenge", |b| {
+        b.iter(|| {
+            let verifier = PkceVerifier::generate().unwrap();
+            black_box(verifier.challenge());
+        });
+    });
+}
+
+fn bench_header_rewrite(c: &mut Criterion) {
+    let keys = key_ring();
+    let data = session();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&data).unwrap()).unwrap();
+    let spec = CookieJarSpec::new("_portcullis", false);
+    let template = browser_headers(&format!("{}={sealed}", spec.session_name()));
+    let identity = identity(&data);
+    let request_id = HeaderValue::from_static("01JD7Q8W0M5G3Y2Z4X6V8B9N1C");
+    let is_ours = |name: &str| spec.is_ours(name);
+    c.bench_function("proxy/request header rewrite (hygiene + identity)", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |headers| {
+                headers::remove_hop_by_hop(headers);
+                headers::remove_spoofed_identity(headers, identity.has_token());
+                headers::remove_gateway_cookies(headers, &is_ours);
+                headers::set_forwarding(
+                    headers,
+                    Forwarding {
+                        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                        client_scheme: "https",
+                        original_host: headers.get(header::HOST).cloned(),
+                        request_id: Some(&request_id),
+                    },
+                );
+                identity.apply(headers);
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+}
+
+/// The two cookie scans of the hot path, alone: finding the session cookie and
+/// stripping the gateway's cookies before forwarding.
+fn bench_cookie_scans(c: &mut Criterion) {
+    let keys = key_ring();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&session()).unwrap()).unwrap();
+    let spec = CookieJarSpec::new("_portcullis", false);
+    let template = browser_headers(&format!("{}={sealed}", spec.session_name()));
+    c.bench_function("cookies/read_session (find + reassemble)", |b| {
+        b.iter(|| spec.read_session(black_box(&template)).unwrap().part_count());
+    });
+    let is_ours = |name: &str| spec.is_ours(name);
+    c.bench_function("proxy/remove_gateway_cookies (4.9 KB Cookie)", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |headers| headers::remove_gateway_cookies(headers, &is_ours),
+            criterion::BatchSize::SmallInput,
+        );
+    });
+}
+
+fn bench_redirect(c: &mut Criterion) {
+    let policy = RedirectPolicy::new("https://app.example.com".parse().unwrap(), vec!["docs.example.com".to_owned()]);
+    c.bench_function("redirect/sanitise same-origin path", |b| {
+        b.iter(|| policy.sanitise(black_box("/reports/2026/q3?view=summary&sort=desc#top")));
+    });
+    c.bench_function("redirect/sanitise hostile (double-encoded //)", |b| {
+        b.iter(|| policy.sanitise(black_box("/%252F%252Fevil.example/%2e%2e/login")));
+    });
+}
+
+/// The work of `Gateway::authenticate` on a cache hit, from public parts: read
+/// the cookie, open it, parse the session, check it, look the id up.
+fn bench_cache_hit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let keys = key_ring();
+    let data = session();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&data).unwrap()).unwrap();
+    let spec = CookieJarSpec::new("_portcullis", false);
+    let headers = browser_headers(&format!("{}={sealed}", spec.session_name()));
+    let cache = SessionCache::new(100_000);
+    let active = Arc::new(ActiveSession::from_session(&data).unwrap());
+    runtime.block_on(cache.insert(data.id.clone(), active));
+    let issuer = data.iss.clone();
+    c.bench_function("auth/cache hit (cookie + open + JSON + checks + cache get)", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let cookie = spec.read_session(black_box(&headers)).unwrap();
+                let (json, _) = keys.open(Purpose::Session, spec.session_name(), &cookie.sealed()).unwrap();
+                let session = serde_json::from_slice::<SessionData>(&json).unwrap();
+                assert!(session.v == SESSION_FORMAT && session.iss == issuer && session.expires_at > NOW);
+                cache.get(&session.id, session.access_expires_at).await.unwrap()
+            })
+        });
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_seal_open,
+    bench_pkce,
+    bench_header_rewrite,
+    bench_cookie_scans,
+    bench_redirect,
+    bench_cache_hit
+);
+criterion_main!(benches);
