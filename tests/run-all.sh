@@ -86,22 +86,15 @@ install_npm_requirements() {
     (cd "$e2e_dir" && npm ci --no-audit --no-fund)
 }
 
-install_cargo_deny() {
-    if cargo deny --version >/dev/null 2>&1; then
-        cargo deny --version
+# install_cargo_tool SUBCOMMAND CRATE: builds the cargo subcommand from crates.io when it is missing.
+install_cargo_tool() {
+    local subcommand="$1" crate="$2"
+    if cargo "$subcommand" --version >/dev/null 2>&1; then
+        cargo "$subcommand" --version
         return 0
     fi
-    echo "cargo-deny is missing: building it with 'cargo install --locked cargo-deny' (this takes several minutes)..."
-    cargo install --locked cargo-deny
-}
-
-install_cargo_fuzz() {
-    if cargo fuzz --version >/dev/null 2>&1; then
-        cargo fuzz --version
-        return 0
-    fi
-    echo "cargo-fuzz is missing: building it with 'cargo install --locked cargo-fuzz' (a few minutes)..."
-    cargo install --locked cargo-fuzz
+    echo "$crate is missing: building it with 'cargo install --locked $crate' (this takes a few minutes)..."
+    cargo install --locked "$crate"
 }
 
 # A short bounded run of every fuzz target. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
@@ -187,7 +180,7 @@ if [ "$mode" = full ]; then
 
     failed_step="installing cargo-fuzz"
     step "cargo-fuzz"
-    install_cargo_fuzz
+    install_cargo_tool fuzz cargo-fuzz
 
     failed_step="fuzz"
     step "fuzz: a bounded run of each target in fuzz/ (FUZZ_SECONDS, default 20)"
@@ -195,7 +188,7 @@ if [ "$mode" = full ]; then
 
     failed_step="installing cargo-deny"
     step "cargo-deny"
-    install_cargo_deny
+    install_cargo_tool deny cargo-deny
 
     failed_step="cargo deny check"
     step "cargo deny check (policy: deny.toml)"

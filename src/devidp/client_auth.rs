@@ -45,6 +45,16 @@ fn secret_matches(presented: &str, expected: &str) -> bool {
     bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
+/// Reads a `token=...` form from the authenticated client (RFC 7009 §2.1 and
+/// RFC 7662 §2.1 share this shape): the token, or the error response.
+pub(super) async fn authenticated_token_form(shared: &Shared, request: super::web::Request) -> Result<String, Response> {
+    let (headers, form) = super::web::read_form(request).await?;
+    authenticate(shared, &headers, &form)?;
+    form.get("token").map(str::to_owned).ok_or_else(|| {
+        super::web::oauth_error(http::StatusCode::BAD_REQUEST, "invalid_request", "token is required")
+    })
+}
+
 /// Authenticates the one registered client, or returns the error response
 /// (`invalid_client` 401, or `invalid_request` for ambiguous requests).
 pub(super) fn authenticate(shared: &Shared, headers: &HeaderMap, form: &Params) -> Result<(), Response> {

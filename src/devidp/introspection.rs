@@ -8,22 +8,17 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::Shared;
-use super::client_auth::authenticate;
-use super::web::{self, Request, Response, oauth_error};
+use super::client_auth::authenticated_token_form;
+use super::web::{self, Request, Response};
 
 /// POST `token=...` with client authentication.
 pub(super) async fn handle(shared: &Shared, request: Request) -> Response {
     shared.introspections.fetch_add(1, Ordering::SeqCst);
-    let (headers, form) = match web::read_form(request).await {
-        Ok(parsed) => parsed,
+    let token = match authenticated_token_form(shared, request).await {
+        Ok(token) => token,
         Err(response) => return response,
     };
-    if let Err(response) = authenticate(shared, &headers, &form) {
-        return response;
-    }
-    let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
-    };
+    let token = token.as_str();
     let found = shared.opaque_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned();
     let now = shared.config.clock.now();
     match found {

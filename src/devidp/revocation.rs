@@ -5,22 +5,17 @@ use std::sync::atomic::Ordering;
 use hyper::StatusCode;
 
 use super::Shared;
-use super::client_auth::authenticate;
+use super::client_auth::authenticated_token_form;
 use super::userinfo::access_token_claims;
-use super::web::{self, Request, Response, json, oauth_error};
+use super::web::{Request, Response, json};
 
 /// POST `token=...` with client authentication; 200 whether or not the token was known.
 pub(super) async fn handle(shared: &Shared, request: Request) -> Response {
-    let (headers, form) = match web::read_form(request).await {
-        Ok(parsed) => parsed,
+    let token = match authenticated_token_form(shared, request).await {
+        Ok(token) => token,
         Err(response) => return response,
     };
-    if let Err(response) = authenticate(shared, &headers, &form) {
-        return response;
-    }
-    let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
-    };
+    let token = token.as_str();
     let revoked = if shared.store().revoke_refresh(token) {
         true
     } else {
