@@ -47,12 +47,15 @@ fn secret_matches(presented: &str, expected: &str) -> bool {
 
 /// Reads a `token=...` form from the authenticated client (RFC 7009 §2.1 and
 /// RFC 7662 §2.1 share this shape): the token, or the error response.
-pub(super) async fn authenticated_token_form(shared: &Shared, request: super::web::Request) -> Result<String, Response> {
+pub(super) async fn authenticated_token_form(
+    shared: &Shared,
+    request: super::web::Request,
+) -> Result<String, Response> {
     let (headers, form) = super::web::read_form(request).await?;
     authenticate(shared, &headers, &form)?;
-    form.get("token").map(str::to_owned).ok_or_else(|| {
-        super::web::oauth_error(http::StatusCode::BAD_REQUEST, "invalid_request", "token is required")
-    })
+    form.get("token")
+        .map(str::to_owned)
+        .ok_or_else(|| super::web::oauth_error(http::StatusCode::BAD_REQUEST, "invalid_request", "token is required"))
 }
 
 /// Authenticates the one registered client, or returns the error response
