@@ -50,16 +50,44 @@ impl CookieJarSpec {
     /// The sealed session from the request, reassembled from its parts.
     /// `None` when absent, ambiguous, or over the part limit.
     pub fn read_session<'a>(&self, headers: &'a HeaderMap) -> Option<SessionCookie<'a>> {
-        let first = single_cookie_value(headers, &self.session_name)?;
-        let mut parts = vec![first];
-        for index in 1..=MAX_SESSION_PARTS {
-            match single_cookie_value(headers, &self.part_name(index)) {
-                Some(part) if index < MAX_SESSION_PARTS => parts.push(part),
-                Some(_) => return None,
-                None => break,
+        // One pass over the Cookie header(s) for every part: slot i holds part i,
+        // slot MAX_SESSION_PARTS marks a browser holding too many.
+        let mut slots: [Option<&'a str>; MAX_SESSION_PARTS + 1] = [None; MAX_SESSION_PARTS + 1];
+        for value in headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()) {
+            for pair in value.split(';') {
+                let Some((name, value)) = pair.trim().split_once('=') else { continue };
+                let Some(index) = self.part_index(name) else { continue };
+                let Some(slot) = slots.get_mut(index) else { continue };
+                let value = value.trim_matches('"');
+                match slot {
+                    Some(first) if *first != value => {
+                        tracing::warn!(cookie = name, "several different values for one gateway cookie; ignoring them");
+                        return None;
+                    }
+                    _ => *slot = Some(value),
+                }
             }
         }
+        let mut present = slots.iter().map_while(|slot| *slot);
+        let parts: Vec<&'a str> = present.by_ref().take(MAX_SESSION_PARTS).collect();
+        if parts.is_empty() || present.next().is_some() {
+            return None;
+        }
         Some(SessionCookie { parts })
+    }
+
+    /// The part index a cookie name stands for: 0 for the session cookie,
+    /// `n` for `{session}_{n}` (canonical digits only).
+    fn part_index(&self, name: &str) -> Option<usize> {
+        let rest = name.strip_prefix(self.session_name.as_str())?;
+        if rest.is_empty() {
+            return Some(0);
+        }
+        let digits = rest.strip_prefix('_')?;
+        if digits.starts_with('0') || digits.len() > 2 {
+            return None;
+        }
+        digits.parse().ok()
     }
 
     /// `Set-Cookie` headers storing `sealed`, split into parts that each fit a
