@@ -211,8 +211,16 @@ async fn handle_isolated(
     request: Request<Incoming>,
     connection: Connection,
 ) -> http::Response<crate::body::ProxyBody> {
-    isolate(gateway.handle(request, connection)).await
+    let response = isolate(gateway.handle(request, connection)).await;
+    if response.extensions().get::<Panicked>().is_some() {
+        gateway.metrics().panic();
+    }
+    response
 }
+
+/// Marks a response made because the handler panicked.
+#[derive(Clone, Copy, Debug)]
+struct Panicked;
 
 /// Runs one request's handler; a panic inside it is logged and becomes a 500
 /// for that request, and the connection and process carry on.
@@ -223,7 +231,9 @@ async fn isolate(
         Ok(response) => response,
         Err(_) => {
             tracing::error!("request handler panicked");
-            pages::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            let mut response = pages::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            response.extensions_mut().insert(Panicked);
+            response
         }
     }
 }
@@ -313,8 +323,10 @@ mod tests {
         .await;
         assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(panicked.headers()[http::header::CACHE_CONTROL], "no-store");
+        assert!(panicked.extensions().get::<Panicked>().is_some(), "marked, so the panic is counted");
         let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
         assert_eq!(next.status(), StatusCode::OK);
+        assert!(next.extensions().get::<Panicked>().is_none());
     }
 
     /// Paused time: the deadline passes exactly when the runtime is idle.

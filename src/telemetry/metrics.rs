@@ -33,6 +33,7 @@ pub struct Metrics {
     open_connections: Gauge,
     cached_sessions: Gauge<u64, AtomicU64>,
     cache_lookups: Family<Labels1, Counter>,
+    panics: Counter,
 }
 
 impl Default for Metrics {
@@ -67,7 +68,10 @@ impl Metrics {
         registry.register("cached_sessions", "Sessions in the in-memory token cache", cached_sessions.clone());
         let cache_lookups = Family::<Labels1, Counter>::default();
         registry.register("session_cache_lookups", "Token-cache lookups, by hit or miss", cache_lookups.clone());
+        let panics = Counter::default();
+        registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
         Self {
+            panics,
             registry,
             requests,
             auth_decisions,
@@ -121,6 +125,11 @@ impl Metrics {
     /// A session-cache lookup.
     pub fn cache_lookup(&self, hit: bool) {
         self.cache_lookups.get_or_create(&[("result", if hit { "hit" } else { "miss" })]).inc();
+    }
+
+    /// A request handler panicked.
+    pub fn panic(&self) {
+        self.panics.inc();
     }
 
     /// A client connection opened; the gauge goes down when the guard drops.
