@@ -15,6 +15,7 @@ mod attack_tokens;
 mod authz;
 mod bearer;
 mod callback_failures;
+mod cli;
 mod faults_idp;
 mod faults_upstream;
 mod forward_auth;

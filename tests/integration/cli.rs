@@ -1,0 +1,84 @@
+//! The `portcullis` command as an operator runs it: `secret`, `--version`,
+//! and `check-config`, which validates everything it can without serving and
+//! never prints a secret.
+
+use std::process::Command;
+
+fn portcullis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    // The test process's own environment must not leak configuration in.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PORTCULLIS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn write_config(dir: &tempfile::TempDir, extra: &str) -> std::path::PathBuf {
+    let path = dir.path().join("portcullis.toml");
+    let text = format!(
+        "public_url = \"https://app.example.com\"\nupstream = \"http://127.0.0.1:8080\"\n[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"portcullis\"\n{extra}"
+    );
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+#[test]
+fn secret_prints_a_fresh_32_byte_key_and_version_prints_the_version() {
+    let first = portcullis().arg("secret").output().expect("run portcullis secret");
+    let second = portcullis().arg("secret").output().expect("run portcullis secret");
+    let key = String::from_utf8(first.stdout).expect("utf-8");
+    assert!(first.status.success());
+    assert_eq!(key.trim().len(), 44, "base64 of 32 bytes: {key}");
+    assert_ne!(key, String::from_utf8(second.stdout).expect("utf-8"));
+    let version = portcullis().arg("--version").output().expect("run portcullis --version");
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_never_prints_its_secrets() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = write_config(&dir, "");
+    let secret = crate::support::random_session_secret();
+    let output = portcullis()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("PORTCULLIS_SESSION__SECRET", &secret)
+        .env("PORTCULLIS_OIDC__CLIENT_SECRET", "client-secret-value")
+        .output()
+        .expect("run check-config");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("configuration is valid"));
+    assert!(stdout.contains("<redacted>"));
+    for leaked in [secret.as_str(), "client-secret-value"] {
+        assert!(!stdout.contains(leaked) && !stderr.contains(leaked), "a secret was printed");
+    }
+}
+
+#[test]
+fn check_config_refuses_what_only_the_gateway_can_check_naming_the_key() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = write_config(&dir, "[[upstreams]]\nurl = \"ftp://files.internal\"\npath_prefix = \"/files/\"\n");
+    let output = portcullis()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("PORTCULLIS_SESSION__SECRET", crate::support::random_session_secret())
+        .output()
+        .expect("run check-config");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("upstreams") && stderr.contains("ftp"), "{stderr}");
+
+    let weak = portcullis()
+        .args(["check-config", "--config"])
+        .arg(&write_config(&dir, ""))
+        .env("PORTCULLIS_SESSION__SECRET", "c2hvcnQ=")
+        .output()
+        .expect("run check-config");
+    assert_eq!(weak.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&weak.stderr);
+    assert!(stderr.contains("session.secret") && !stderr.contains("c2hvcnQ="), "{stderr}");
+}
