@@ -74,7 +74,7 @@ fn check_config_refuses_what_only_the_gateway_can_check_naming_the_key() {
 
     let weak = portcullis()
         .args(["check-config", "--config"])
-        .arg(&write_config(&dir, ""))
+        .arg(write_config(&dir, ""))
         .env("PORTCULLIS_SESSION__SECRET", "c2hvcnQ=")
         .output()
         .expect("run check-config");
