@@ -94,9 +94,18 @@ pub async fn serve(
     }
 
     drop(listener);
+    let tunnels = gateway.tunnels().clone();
+    let drained = async {
+        graceful.shutdown().await;
+        // WebSockets outlive their HTTP connection: wait for them too.
+        tunnels.all_closed().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
+        () = drained => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!(open_tunnels = tunnels.open(), "drain timeout reached; closing remaining connections");
+            tunnels.close_all();
+        }
     }
 }
 

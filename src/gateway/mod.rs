@@ -97,6 +97,8 @@ pub struct Gateway {
     request_ids: request_id::RequestIds,
     draining: std::sync::atomic::AtomicBool,
     metrics: Metrics,
+    /// Upgraded connections (WebSockets) still open.
+    tunnels: proxy::Tunnels,
 }
 
 impl Gateway {
@@ -150,6 +152,7 @@ impl Gateway {
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::new(),
+            tunnels: proxy::Tunnels::new(),
         })
     }
 
@@ -175,6 +178,11 @@ impl Gateway {
     /// broadcasts); does nothing without `[session.store]`.
     pub async fn start_background(self: &Arc<Self>) {
         shared::start_background(self).await;
+    }
+
+    /// The upgraded connections (WebSockets) this gateway is tunnelling.
+    pub fn tunnels(&self) -> &proxy::Tunnels {
+        &self.tunnels
     }
 
     /// The gateway's metrics.
@@ -390,6 +398,7 @@ impl Gateway {
         let request_id_header = HeaderValue::try_from(request_id.as_str()).ok();
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
+            tunnels: &self.tunnels,
             client_addr: connection.client_addr,
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,

@@ -28,6 +28,7 @@ pub use identity::{
     IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
     X_FORWARDED_USER,
 };
+pub use upgrade::Tunnels;
 pub use upstream::{Upstream, UpstreamSettings};
 
 use crate::body::{self, ProxyBody};
@@ -44,6 +45,8 @@ pub struct ForwardContext<'a> {
     pub identity: Option<&'a IdentityHeaders>,
     /// Forwarded as `X-Request-Id` when present.
     pub request_id: Option<&'a HeaderValue>,
+    /// Where an upgraded connection (WebSocket) is registered, so shutdown can wait for it.
+    pub tunnels: &'a Tunnels,
 }
 
 impl std::fmt::Debug for ForwardContext<'_> {
@@ -165,7 +168,7 @@ pub async fn forward(
             return Err(ProxyError::BadResponse);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade);
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, ctx.tunnels);
         // The 101 keeps Connection/Upgrade: they are what the client switches on.
         return Ok(response.map(body::boxed));
     }

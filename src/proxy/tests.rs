@@ -149,7 +149,9 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                     let identity = identity.clone();
                     async move {
                         let request_id = HeaderValue::from_static("rid-7");
+                        let tunnels = super::Tunnels::new();
                         let ctx = ForwardContext {
+                            tunnels: &tunnels,
                             client_addr,
                             client_scheme: "https",
                             is_gateway_cookie: &is_gateway_cookie,

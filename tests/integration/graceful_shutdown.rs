@@ -97,3 +97,62 @@ async fn the_drain_timeout_bounds_how_long_a_stuck_response_can_hold_the_exit() 
     world.begin_shutdown();
     assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the gateway exits despite the stuck connection");
 }
+
+async fn open_websocket(world: &TestWorld) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let browser = world.browser();
+    browser.login().await;
+    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
+    crate::upstream::websocket_with_cookie(world, Some(cookie)).await.expect("the upgrade succeeds")
+}
+
+async fn echo_once(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, text: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    socket.send(Message::text(text)).await.expect("send");
+    let echoed = tokio::time::timeout(EXCHANGE_TIMEOUT, socket.next()).await.expect("in time").expect("a message");
+    assert_eq!(echoed.expect("not an error"), Message::text(text));
+}
+
+#[tokio::test]
+async fn an_open_websocket_keeps_working_through_the_drain_and_the_gateway_waits_for_it() {
+    let mut world = TestWorld::builder()
+        .upstream(crate::support::upstreams::websocket_echo().await)
+        .tweak(|raw| {
+            raw.server.shutdown_grace = Duration::from_millis(50);
+            raw.server.drain_timeout = Duration::from_secs(60);
+        })
+        .start()
+        .await;
+    let mut socket = open_websocket(&world).await;
+    world.begin_shutdown();
+    assert!(!world.gateway_finished(Duration::from_millis(300)).await, "the gateway waits for the open WebSocket");
+    echo_once(&mut socket, "still tunnelled while draining").await;
+    // Finish the closing handshake, then hang up.
+    socket.close(None).await.expect("close");
+    let closing = async {
+        use futures_util::StreamExt;
+        while socket.next().await.is_some() {}
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, closing).await.expect("the close handshake completes");
+    drop(socket);
+    assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the gateway exits once the WebSocket is closed");
+}
+
+#[tokio::test]
+async fn the_drain_deadline_closes_a_websocket_that_never_ends() {
+    use futures_util::StreamExt;
+    let mut world = TestWorld::builder()
+        .upstream(crate::support::upstreams::websocket_echo().await)
+        .tweak(|raw| {
+            raw.server.shutdown_grace = Duration::from_millis(50);
+            raw.server.drain_timeout = Duration::from_millis(300);
+        })
+        .start()
+        .await;
+    let mut socket = open_websocket(&world).await;
+    echo_once(&mut socket, "before shutdown").await;
+    world.begin_shutdown();
+    assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the drain deadline bounds the shutdown");
+    let after = tokio::time::timeout(EXCHANGE_TIMEOUT, socket.next()).await.expect("the socket ends in time");
+    assert!(!matches!(after, Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))), "{after:?}");
+}

@@ -23,7 +23,7 @@ async fn dead_upstream_gives_a_502_page() {
     assert!(browser.cookie(&world.session_cookie_name()).is_some(), "the session survives an upstream failure");
 }
 
-async fn websocket_with_cookie(
+pub(crate) async fn websocket_with_cookie(
     world: &TestWorld,
     cookie: Option<String>,
 ) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, tokio_tungstenite::tungstenite::Error> {
