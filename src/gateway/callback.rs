@@ -274,7 +274,7 @@ impl Gateway {
                 request_id,
             );
         };
-        if let Some(active) = active_session(&data) {
+        if let Some(active) = self.active_session(&data) {
             self.cache.insert(data.id.clone(), Arc::new(active)).await;
         }
         tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %data.sub);
@@ -297,7 +297,9 @@ impl Gateway {
     }
 }
 
-/// The cache entry for a session: headers prepared once.
-pub(super) fn active_session(data: &SessionData) -> Option<ActiveSession> {
-    ActiveSession::from_session(data)
+impl Gateway {
+    /// The cache entry for a session: headers prepared once.
+    pub(super) fn active_session(&self, data: &SessionData) -> Option<ActiveSession> {
+        ActiveSession::from_session(data, self.upstream_routes.sends_id_token())
+    }
 }

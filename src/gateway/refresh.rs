@@ -9,7 +9,6 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use super::Gateway;
-use super::callback::active_session;
 use super::login::seconds;
 use crate::clock::UnixSeconds;
 use crate::oidc::id_token::{self, Expectations};
@@ -149,7 +148,7 @@ impl Gateway {
         if let Some(rotated) = tokens.refresh_token {
             refreshed.refresh_token = Some(rotated.expose().to_owned());
         }
-        let Some(active) = active_session(&refreshed) else { return RefreshOutcome::Ended };
+        let Some(active) = self.active_session(&refreshed) else { return RefreshOutcome::Ended };
         let active = Arc::new(active);
         self.cache.insert(refreshed.id.clone(), Arc::clone(&active)).await;
         tracing::info!(target: "portcullis::auth", event = "refreshed", user = %data.sub);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 
 use super::Gateway;
-use super::callback::active_session;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
 use crate::session::cache::ActiveSession;
@@ -126,7 +125,7 @@ impl Gateway {
             return Some(active);
         }
         self.metrics.cache_lookup(false);
-        let active = Arc::new(active_session(data)?);
+        let active = Arc::new(self.active_session(data)?);
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)
     }

@@ -16,7 +16,6 @@ use http::HeaderMap;
 use moka::future::Cache;
 
 use super::Gateway;
-use super::callback::active_session;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
 use super::session_auth::{AuthenticatedSession, Authentication};
@@ -60,8 +59,8 @@ impl Shared {
     }
 }
 
-fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
-    let active = Arc::new(active_session(&data)?);
+fn local(data: SessionData, now: UnixSeconds, with_id_token: bool) -> Option<Arc<LocalSession>> {
+    let active = Arc::new(ActiveSession::from_session(&data, with_id_token)?);
     Some(Arc::new(LocalSession { data, active, fetched_at: now }))
 }
 
@@ -110,7 +109,10 @@ impl Gateway {
                 .await;
             match outcome.as_ref() {
                 RefreshOutcome::Refreshed { data, .. } => {
-                    let Some(fresh) = local(SessionData::clone(data), now) else { return Authentication::invalid() };
+                    let Some(fresh) = local(SessionData::clone(data), now, self.upstream_routes.sends_id_token())
+                    else {
+                        return Authentication::invalid();
+                    };
                     shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
                     session = fresh;
                 }
@@ -165,7 +167,7 @@ impl Gateway {
         let Some(data) = lookup.data.filter(|data| !logged_out && data.sub == handle.sub) else {
             return Ok(None);
         };
-        let Some(fresh) = local(data, now) else { return Ok(None) };
+        let Some(fresh) = local(data, now, self.upstream_routes.sends_id_token()) else { return Ok(None) };
         shared.local.insert(handle.id.clone(), Arc::clone(&fresh)).await;
         Ok(Some(fresh))
     }
@@ -190,7 +192,9 @@ impl Gateway {
             if let Some(owner) = owner {
                 let outcome = match current {
                     None => RefreshOutcome::Ended,
-                    Some(current) if newer(&current) => refreshed_elsewhere(current),
+                    Some(current) if newer(&current) => {
+                        refreshed_elsewhere(current, self.upstream_routes.sends_id_token())
+                    }
                     Some(current) => self.refresh_and_store(shared, &current).await,
                 };
                 let _ = store.release_lease(&data.id, &owner).await;
@@ -198,7 +202,9 @@ impl Gateway {
             }
             match current {
                 None => return RefreshOutcome::Ended,
-                Some(current) if newer(&current) => return refreshed_elsewhere(current),
+                Some(current) if newer(&current) => {
+                    return refreshed_elsewhere(current, self.upstream_routes.sends_id_token());
+                }
                 Some(_) => {}
             }
             // Another replica holds the lease: wait for its result, or for the lease to go.
@@ -249,7 +255,7 @@ impl Gateway {
             .save(&self.keys, data, self.clock.now())
             .await
             .map_err(|error| tracing::warn!(%error, "cannot store a new session"))?;
-        if let Some(fresh) = local(data.clone(), self.clock.now()) {
+        if let Some(fresh) = local(data.clone(), self.clock.now(), self.upstream_routes.sends_id_token()) {
             shared.local.insert(data.id.clone(), fresh).await;
         }
         Ok(self.seal_handle(&SessionHandle::of(data), held_parts))
@@ -306,8 +312,8 @@ impl Gateway {
     }
 }
 
-fn refreshed_elsewhere(current: SessionData) -> RefreshOutcome {
-    match active_session(&current) {
+fn refreshed_elsewhere(current: SessionData, with_id_token: bool) -> RefreshOutcome {
+    match ActiveSession::from_session(&current, with_id_token) {
         Some(active) => RefreshOutcome::Refreshed { data: Box::new(current), active: Arc::new(active) },
         None => RefreshOutcome::Ended,
     }

@@ -34,6 +34,11 @@ fn invalid(problem: String) -> ConfigError {
 }
 
 impl Routes {
+    /// Whether any upstream receives the session's ID token (so sessions must keep its header ready).
+    pub(super) fn sends_id_token(&self) -> bool {
+        self.routes.iter().any(|route| route.token == TokenChoice::Id)
+    }
+
     /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
     pub(super) fn new(raw: &[RawUpstream], settings: &UpstreamSettings) -> Result<Self, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());

@@ -23,8 +23,10 @@ pub struct ActiveSession {
 
 impl ActiveSession {
     /// The cache entry for a session: headers and principal prepared once, so
-    /// the hot path only clones them. `None` if a value cannot be a header.
-    pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
+    /// the hot path only clones them. The ID token's header is prepared only
+    /// `with_id_token` (some upstream receives it): it can be kilobytes per session.
+    /// `None` if a value cannot be a header.
+    pub fn from_session(data: &crate::session::data::SessionData, with_id_token: bool) -> Option<Self> {
         let identity = IdentityHeaders::new(
             &data.sub,
             data.email.as_deref(),
@@ -36,7 +38,11 @@ impl ActiveSession {
         Some(Self {
             identity,
             principal: crate::authz::Principal::of_session(data),
-            id_token_authorization: data.id_token.as_deref().and_then(IdentityHeaders::bearer_value),
+            id_token_authorization: if with_id_token {
+                data.id_token.as_deref().and_then(IdentityHeaders::bearer_value)
+            } else {
+                None
+            },
             access_expires_at: data.access_expires_at,
         })
     }
