@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use super::Gateway;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
+use crate::clock::UnixSeconds;
 use crate::session::cache::ActiveSession;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::seal::Purpose;
@@ -65,8 +66,7 @@ impl Gateway {
             return Authentication::invalid();
         };
         let now = self.clock.now();
-        let idle_expired =
-            self.config.session.idle_timeout.is_some_and(|idle| data.last_seen_at.saturating_add(seconds(idle)) <= now);
+        let idle_expired = self.idle_expired(data.last_seen_at, now);
         if data.v != SESSION_FORMAT || data.iss != self.config.oidc.issuer || data.expires_at <= now || idle_expired {
             return Authentication::invalid();
         }
@@ -74,7 +74,7 @@ impl Gateway {
             return Authentication::invalid();
         }
 
-        let mut reseal = sealed_with_old_key || now.saturating_sub(data.last_seen_at) >= IDLE_TOUCH_SECONDS;
+        let mut reseal = sealed_with_old_key || self.idle_touch_due(data.last_seen_at, now);
         let refresh_due = data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
         let active = if refresh_due && data.refresh_token.is_some() {
             match self.refresh(&data).await.as_ref() {
@@ -117,6 +117,17 @@ impl Gateway {
             set_cookies,
             store_unavailable: false,
         }
+    }
+
+    /// Whether a session last used at `last_seen_at` has passed the idle timeout.
+    pub(super) fn idle_expired(&self, last_seen_at: UnixSeconds, now: UnixSeconds) -> bool {
+        self.config.session.idle_timeout.is_some_and(|idle| last_seen_at.saturating_add(seconds(idle)) <= now)
+    }
+
+    /// Whether the cookie's idle clock should be advanced on this response.
+    /// Without an idle timeout nothing reads it, so the cookie is not re-sealed for it.
+    pub(super) fn idle_touch_due(&self, last_seen_at: UnixSeconds, now: UnixSeconds) -> bool {
+        self.config.session.idle_timeout.is_some() && now.saturating_sub(last_seen_at) >= IDLE_TOUCH_SECONDS
     }
 
     async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {

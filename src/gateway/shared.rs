@@ -27,8 +27,6 @@ use crate::session::store::{SessionStore, StoreEvent};
 
 /// A losing replica polls the store this often for the winner's new tokens.
 const LEASE_POLL: Duration = Duration::from_millis(50);
-/// The handle's idle clock is advanced at most this often.
-const IDLE_TOUCH_SECONDS: i64 = 60;
 
 /// A session as read from the store, with its prepared headers.
 #[derive(Debug)]
@@ -79,11 +77,7 @@ impl Gateway {
             return Authentication::invalid();
         };
         let now = self.clock.now();
-        let idle_expired = self
-            .config
-            .session
-            .idle_timeout
-            .is_some_and(|idle| handle.last_seen_at.saturating_add(seconds(idle)) <= now);
+        let idle_expired = self.idle_expired(handle.last_seen_at, now);
         if handle.v != SESSION_FORMAT || handle.expires_at <= now || idle_expired {
             return Authentication::invalid();
         }
@@ -128,7 +122,7 @@ impl Gateway {
         }
 
         let mut set_cookies = Vec::new();
-        if sealed_with_old_key || now.saturating_sub(handle.last_seen_at) >= IDLE_TOUCH_SECONDS {
+        if sealed_with_old_key || self.idle_touch_due(handle.last_seen_at, now) {
             handle.last_seen_at = now;
             set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
         }

@@ -353,3 +353,24 @@ async fn forged_or_malformed_logout_tokens_are_refused() {
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     upstream_bearer(&alice.api_get("/x").await);
 }
+
+#[tokio::test]
+async fn the_cookie_is_resealed_for_the_idle_clock_only_when_an_idle_timeout_is_set() {
+    let without_idle =
+        TestWorld::builder().tweak(|raw| raw.session.idle_timeout = std::time::Duration::ZERO).start().await;
+    let browser = without_idle.browser();
+    browser.login_at("/", "alice", "alice").await;
+    without_idle.clock.advance(120);
+    let reply = browser.api_get("/x").await;
+    upstream_bearer(&reply);
+    assert!(session_cookie_from(&reply).is_none(), "nothing reads the idle clock: no re-seal, no Set-Cookie");
+
+    let with_idle = TestWorld::start().await;
+    let browser = with_idle.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let before = with_idle.open_session(&browser.session_value()).last_seen_at;
+    with_idle.clock.advance(120);
+    let reply = browser.api_get("/x").await;
+    let touched = with_idle.open_session(&session_cookie_from(&reply).expect("the idle clock is advanced"));
+    assert!(touched.last_seen_at >= before + 120);
+}
