@@ -48,6 +48,14 @@ pub enum StartError {
 /// merely unreachable is retried in the background while the gateway serves
 /// and reports not-ready.
 pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
+    if !config.is_https() && !config::is_loopback_host(&config.public_url) {
+        // Legal behind a TLS-terminating proxy only if public_url says https; an
+        // http public URL means cookies without Secure and without __Host-.
+        tracing::warn!(
+            public_url = %config.public_url,
+            "public_url is plain http on a non-loopback host: session cookies are sent without Secure and the __Host- prefix; set an https public_url"
+        );
+    }
     let gateway = Arc::new(Gateway::new(config, clock)?);
     gateway.start_background().await;
     let provider = Arc::clone(gateway.provider());
