@@ -208,8 +208,8 @@ fn bench_cache_hit(c: &mut Criterion) {
     let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&data).unwrap()).unwrap();
     let spec = CookieJarSpec::new("_portcullis", false);
     let headers = browser_headers(&format!("{}={sealed}", spec.session_name()));
-    let cache = SessionCache::new(100_000);
-    let active = Arc::new(ActiveSession::from_session(&data, false).unwrap());
+    let cache = SessionCache::new(100_000, 64 * 1024 * 1024);
+    let active = Arc::new(ActiveSession::from_session(&data).unwrap());
     runtime.block_on(cache.insert(data.id.clone(), active));
     let issuer = data.iss.clone();
     c.bench_function("auth/cache hit (cookie + open + JSON + checks + cache get)", |b| {

@@ -148,6 +148,8 @@ pub struct RawSession {
     pub login_timeout: Duration,
     /// Live sessions kept in the in-memory token cache.
     pub cache_max_entries: u64,
+    /// Bytes the in-memory session cache may hold (it never holds tokens).
+    pub cache_max_bytes: u64,
     /// The optional shared session store (Redis/Valkey) for several replicas.
     pub store: RawSessionStore,
 }
@@ -237,6 +239,7 @@ impl Default for RawConfig {
                 refresh_margin: Duration::from_secs(60),
                 login_timeout: Duration::from_secs(600),
                 cache_max_entries: 200_000,
+                cache_max_bytes: 64 * 1024 * 1024,
                 store: RawSessionStore {
                     url: None,
                     password_file: None,

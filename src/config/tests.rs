@@ -90,6 +90,7 @@ fn errors_name_the_key() {
             (minimal("").replace("[oidc]", "[oidc]\nclient_secret = \"\""), "oidc.client_secret"),
             (minimal("").replace("[oidc]", "[oidc]\ncleint_id = \"typo\""), "oidc.cleint_id"),
             (minimal("").replace("[oidc]", "[oidc]\nhttp_timeout = \"soon\""), "oidc.http_timeout"),
+            (minimal("").replace("[session]", "[session]\ncache_max_bytes = 1000"), "session.cache_max_bytes"),
         ];
         for (toml, key) in cases {
             let text = error_text(load_from(jail, &toml));

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::Gateway;
 use super::login::seconds;
+use super::session_auth::Caller;
 use crate::authz::Principal;
 use crate::authz::claims::{strings_at, unverified_payload};
 use crate::authz::settings::IssuerConfig;
@@ -39,8 +40,8 @@ pub(super) const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"portcullis\", e
 pub(super) enum BearerOutcome {
     /// No bearer token was sent (or bearer tokens are off).
     Absent,
-    /// A verified token: the caller it names.
-    Valid(Arc<ActiveSession>),
+    /// A verified token: the caller it names (the token itself is what goes upstream).
+    Valid(Caller),
     /// A token was sent and is no good: 401, never forwarded.
     Invalid(&'static str),
     /// The token's issuer cannot be reached to get its keys: 503.
@@ -199,7 +200,7 @@ impl Gateway {
             }
         }
 
-        match self.caller_from_claims(&claims, token, exp.unwrap_or(now)) {
+        match self.caller_from_claims(&claims, exp.unwrap_or(now)).and_then(|active| Caller::new(active, token, None)) {
             Some(caller) => BearerOutcome::Valid(caller),
             None => BearerOutcome::Invalid("unusable_claims"),
         }
@@ -212,7 +213,8 @@ impl Gateway {
         let now = self.clock.now();
         if let Some(hit) = self.extra_issuers.introspected.get(&key).await {
             if hit.access_expires_at > now {
-                return BearerOutcome::Valid(hit);
+                return Caller::new(hit, token, None)
+                    .map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
             }
             self.extra_issuers.introspected.invalidate(&key).await;
         }
@@ -254,15 +256,18 @@ impl Gateway {
         {
             return BearerOutcome::Invalid("not_an_access_token");
         }
-        let Some(caller) = self.caller_from_claims(&claims, token, exp) else {
+        let Some(active) = self.caller_from_claims(&claims, exp) else {
             return BearerOutcome::Invalid("unusable_claims");
         };
-        self.extra_issuers.introspected.insert(key, Arc::clone(&caller)).await;
+        let Some(caller) = Caller::new(Arc::clone(&active), token, None) else {
+            return BearerOutcome::Invalid("unusable_claims");
+        };
+        self.extra_issuers.introspected.insert(key, active).await;
         BearerOutcome::Valid(caller)
     }
 
-    /// The caller a verified token's claims describe; the token itself is what goes upstream.
-    fn caller_from_claims(&self, claims: &Value, token: &str, expires_at: i64) -> Option<Arc<ActiveSession>> {
+    /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
+    fn caller_from_claims(&self, claims: &Value, expires_at: i64) -> Option<Arc<ActiveSession>> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let subject = text("sub").filter(|sub| !sub.is_empty())?;
         let principal = Principal {
@@ -279,15 +284,10 @@ impl Gateway {
             principal.email.as_deref(),
             principal.preferred_username.as_deref(),
             &principal.groups,
-            Some(token),
+            None,
         )
         .ok()?;
-        Some(Arc::new(ActiveSession {
-            identity,
-            principal,
-            id_token_authorization: None,
-            access_expires_at: expires_at,
-        }))
+        Some(Arc::new(ActiveSession { identity, principal, access_expires_at: expires_at }))
     }
 }
 

@@ -300,6 +300,6 @@ impl Gateway {
 impl Gateway {
     /// The cache entry for a session: headers prepared once.
     pub(super) fn active_session(&self, data: &SessionData) -> Option<ActiveSession> {
-        ActiveSession::from_session(data, self.upstream_routes.sends_id_token())
+        ActiveSession::from_session(data)
     }
 }

@@ -127,7 +127,7 @@ impl Gateway {
 
         let authenticated = self.authenticate(request.headers()).await;
         let caller = match authenticated.session {
-            Some(session) => session.active,
+            Some(session) => session.caller,
             None if authenticated.provider_unavailable => {
                 return deny(StatusCode::UNAUTHORIZED, "idp_unavailable", "The session cannot be renewed right now.");
             }
@@ -152,13 +152,15 @@ impl Gateway {
                 }
             },
         };
-        outcome.user = Some(caller.principal.subject.clone());
-        if let Some(denied) = self.authorize(&target, &caller.principal, Audience::Api, request_id) {
+        outcome.user = Some(caller.active.principal.subject.clone());
+        if let Some(denied) = self.authorize(&target, &caller.active.principal, Audience::Api, request_id) {
             return denied;
         }
         let mut response = Response::new(empty());
         *response.status_mut() = StatusCode::OK;
-        caller.identity.apply_auth_request(response.headers_mut(), self.config.forward_auth.pass_access_token);
+        caller
+            .identity_with_access_token()
+            .apply_auth_request(response.headers_mut(), self.config.forward_auth.pass_access_token);
         pages::harden(&mut response);
         for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);

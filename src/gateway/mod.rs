@@ -110,7 +110,7 @@ impl Gateway {
         let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
         let keys = KeyRing::new(&config.session.keys)?;
         let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
-        let cache = SessionCache::new(config.session.cache_max_entries);
+        let cache = SessionCache::new(config.session.cache_max_entries, config.session.cache_max_bytes);
         let ended = EndedSessions::new(config.session.lifetime, config.session.cache_max_entries);
         let refreshes = refresh::flights(config.session.cache_max_entries);
         let shared = match &config.session.store {
@@ -283,14 +283,14 @@ impl Gateway {
         let caller = match (authenticated.session, authenticated.provider_unavailable) {
             (Some(session), _) => {
                 outcome.user = Some(session.subject);
-                Some(session.active)
+                Some(session.caller)
             }
             (None, true) => None,
             (None, false) => match self.authenticate_bearer(request.headers()).await {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
-                    outcome.user = Some(caller.principal.subject.clone());
+                    outcome.user = Some(caller.active.principal.subject.clone());
                     Some(caller)
                 }
                 bearer::BearerOutcome::Invalid(reason) => {
@@ -342,7 +342,7 @@ impl Gateway {
             }
             return response;
         };
-        if let Some(denied) = self.authorize(&target, &caller.principal, audience, request_id) {
+        if let Some(denied) = self.authorize(&target, &caller.active.principal, audience, request_id) {
             return denied;
         }
         self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
@@ -363,32 +363,24 @@ impl Gateway {
         &self,
         mut request: Request<Incoming>,
         connection: Connection,
-        caller: Option<&crate::session::cache::ActiveSession>,
+        caller: Option<&session_auth::Caller>,
         via: Option<&upstreams::Route>,
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         use crate::authz::settings::TokenChoice;
-        let adjusted;
-        let identity = match (caller, via) {
-            (None, _) => None,
-            // The default upstream, or a route that wants everything as prepared: no copy.
-            (Some(caller), None) => Some(&caller.identity),
-            (Some(caller), Some(route))
-                if route.token == TokenChoice::Access && route.identity == crate::proxy::IdentitySelection::ALL =>
-            {
-                Some(&caller.identity)
-            }
-            (Some(caller), Some(route)) => {
-                let selected = caller.identity.select(route.identity);
-                adjusted = match route.token {
-                    TokenChoice::Access => selected,
-                    TokenChoice::Id => selected.with_authorization(caller.id_token_authorization.clone()),
-                    TokenChoice::None => selected.with_authorization(None),
+        let identity = caller.map(|caller| match via {
+            None => caller.identity_with_access_token(),
+            Some(route) => {
+                let authorization = match route.token {
+                    TokenChoice::Access => Some(caller.access_authorization.clone()),
+                    TokenChoice::Id => caller.id_token_authorization(),
+                    TokenChoice::None => None,
                 };
-                Some(&adjusted)
+                caller.identity_with(route.identity, authorization)
             }
-        };
+        });
+        let identity = identity.as_ref();
         if let Some(via) = via {
             for (name, value) in &via.set_headers {
                 request.headers_mut().insert(name.clone(), value.clone());

@@ -10,6 +10,7 @@ use super::Gateway;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
 use crate::clock::UnixSeconds;
+use crate::proxy::{IdentityHeaders, IdentitySelection};
 use crate::session::cache::ActiveSession;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::seal::Purpose;
@@ -22,7 +23,60 @@ const IDLE_TOUCH_SECONDS: i64 = 60;
 #[derive(Debug)]
 pub(super) struct AuthenticatedSession {
     pub subject: String,
+    pub caller: Caller,
+}
+
+/// A caller the gateway vouches for: the cached identity, and the tokens an
+/// upstream may receive, taken from the session (or the presented bearer
+/// token) for this request. The cache itself holds no token.
+pub(super) struct Caller {
     pub active: Arc<ActiveSession>,
+    /// `Bearer <access token>`, marked sensitive.
+    pub access_authorization: HeaderValue,
+    /// The ID token, only when some upstream is configured to receive it.
+    id_token: Option<String>,
+}
+
+impl Caller {
+    /// A caller with `access_token`; `None` if the token cannot be a header value.
+    pub(super) fn new(active: Arc<ActiveSession>, access_token: &str, id_token: Option<String>) -> Option<Self> {
+        let access_authorization = IdentityHeaders::bearer_value(access_token)?;
+        Some(Self { active, access_authorization, id_token })
+    }
+
+    /// A caller from a live session's data; the ID token is kept only if `with_id_token`.
+    pub(super) fn of_session(active: Arc<ActiveSession>, data: SessionData, with_id_token: bool) -> Option<Self> {
+        Self::new(active, &data.access_token, if with_id_token { data.id_token } else { None })
+    }
+
+    /// The identity headers to send with `authorization` (or no token).
+    pub(super) fn identity_with(
+        &self,
+        selection: IdentitySelection,
+        authorization: Option<HeaderValue>,
+    ) -> IdentityHeaders {
+        if selection == IdentitySelection::ALL {
+            self.active.identity.with_authorization(authorization)
+        } else {
+            self.active.identity.select(selection).with_authorization(authorization)
+        }
+    }
+
+    /// The identity headers with the access token, as most upstreams and forward-auth get them.
+    pub(super) fn identity_with_access_token(&self) -> IdentityHeaders {
+        self.active.identity.with_authorization(Some(self.access_authorization.clone()))
+    }
+
+    /// `Bearer <ID token>`, for upstreams configured with `token = "id"`.
+    pub(super) fn id_token_authorization(&self) -> Option<HeaderValue> {
+        self.id_token.as_deref().and_then(IdentityHeaders::bearer_value)
+    }
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller").field("active", &self.active).finish_non_exhaustive()
+    }
 }
 
 /// The result of authentication.
@@ -110,8 +164,12 @@ impl Gateway {
             data.last_seen_at = now;
             set_cookies = self.seal_session(&data, cookie.part_count()).unwrap_or_default();
         }
+        let subject = std::mem::take(&mut data.sub);
+        let Some(caller) = Caller::of_session(active, data, self.upstream_routes.sends_id_token()) else {
+            return Authentication::invalid();
+        };
         Authentication {
-            session: Some(AuthenticatedSession { subject: data.sub, active }),
+            session: Some(AuthenticatedSession { subject, caller }),
             clear_cookie: false,
             provider_unavailable: false,
             set_cookies,

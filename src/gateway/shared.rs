@@ -18,7 +18,7 @@ use moka::future::Cache;
 use super::Gateway;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
-use super::session_auth::{AuthenticatedSession, Authentication};
+use super::session_auth::{AuthenticatedSession, Authentication, Caller};
 use crate::clock::UnixSeconds;
 use crate::session::cache::ActiveSession;
 use crate::session::data::{SESSION_FORMAT, SessionData, SessionHandle};
@@ -57,8 +57,8 @@ impl Shared {
     }
 }
 
-fn local(data: SessionData, now: UnixSeconds, with_id_token: bool) -> Option<Arc<LocalSession>> {
-    let active = Arc::new(ActiveSession::from_session(&data, with_id_token)?);
+fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
+    let active = Arc::new(ActiveSession::from_session(&data)?);
     Some(Arc::new(LocalSession { data, active, fetched_at: now }))
 }
 
@@ -103,8 +103,7 @@ impl Gateway {
                 .await;
             match outcome.as_ref() {
                 RefreshOutcome::Refreshed { data, .. } => {
-                    let Some(fresh) = local(SessionData::clone(data), now, self.upstream_routes.sends_id_token())
-                    else {
+                    let Some(fresh) = local(SessionData::clone(data), now) else {
                         return Authentication::invalid();
                     };
                     shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
@@ -126,11 +125,12 @@ impl Gateway {
             handle.last_seen_at = now;
             set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
         }
+        let id_token = if self.upstream_routes.sends_id_token() { session.data.id_token.clone() } else { None };
+        let Some(caller) = Caller::new(Arc::clone(&session.active), &session.data.access_token, id_token) else {
+            return Authentication::invalid();
+        };
         Authentication {
-            session: Some(AuthenticatedSession {
-                subject: session.data.sub.clone(),
-                active: Arc::clone(&session.active),
-            }),
+            session: Some(AuthenticatedSession { subject: session.data.sub.clone(), caller }),
             set_cookies,
             ..Authentication::default()
         }
@@ -161,7 +161,7 @@ impl Gateway {
         let Some(data) = lookup.data.filter(|data| !logged_out && data.sub == handle.sub) else {
             return Ok(None);
         };
-        let Some(fresh) = local(data, now, self.upstream_routes.sends_id_token()) else { return Ok(None) };
+        let Some(fresh) = local(data, now) else { return Ok(None) };
         shared.local.insert(handle.id.clone(), Arc::clone(&fresh)).await;
         Ok(Some(fresh))
     }
@@ -186,9 +186,7 @@ impl Gateway {
             if let Some(owner) = owner {
                 let outcome = match current {
                     None => RefreshOutcome::Ended,
-                    Some(current) if newer(&current) => {
-                        refreshed_elsewhere(current, self.upstream_routes.sends_id_token())
-                    }
+                    Some(current) if newer(&current) => refreshed_elsewhere(current),
                     Some(current) => self.refresh_and_store(shared, &current).await,
                 };
                 let _ = store.release_lease(&data.id, &owner).await;
@@ -197,7 +195,7 @@ impl Gateway {
             match current {
                 None => return RefreshOutcome::Ended,
                 Some(current) if newer(&current) => {
-                    return refreshed_elsewhere(current, self.upstream_routes.sends_id_token());
+                    return refreshed_elsewhere(current);
                 }
                 Some(_) => {}
             }
@@ -249,7 +247,7 @@ impl Gateway {
             .save(&self.keys, data, self.clock.now())
             .await
             .map_err(|error| tracing::warn!(%error, "cannot store a new session"))?;
-        if let Some(fresh) = local(data.clone(), self.clock.now(), self.upstream_routes.sends_id_token()) {
+        if let Some(fresh) = local(data.clone(), self.clock.now()) {
             shared.local.insert(data.id.clone(), fresh).await;
         }
         Ok(self.seal_handle(&SessionHandle::of(data), held_parts))
@@ -306,8 +304,8 @@ impl Gateway {
     }
 }
 
-fn refreshed_elsewhere(current: SessionData, with_id_token: bool) -> RefreshOutcome {
-    match ActiveSession::from_session(&current, with_id_token) {
+fn refreshed_elsewhere(current: SessionData) -> RefreshOutcome {
+    match ActiveSession::from_session(&current) {
         Some(active) => RefreshOutcome::Refreshed { data: Box::new(current), active: Arc::new(active) },
         None => RefreshOutcome::Ended,
     }

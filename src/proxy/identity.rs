@@ -87,6 +87,15 @@ impl IdentityHeaders {
         })
     }
 
+    /// Bytes held by the header values (what a cache entry costs beyond its fixed size).
+    pub fn value_bytes(&self) -> usize {
+        [&self.user, &self.email, &self.preferred_username, &self.groups, &self.authorization]
+            .into_iter()
+            .flatten()
+            .map(HeaderValue::len)
+            .sum()
+    }
+
     /// Whether an `Authorization: Bearer` header will be injected (so the client's must go).
     pub fn has_token(&self) -> bool {
         self.authorization.is_some()

@@ -1,6 +1,10 @@
-//! The in-memory token cache (moka): per session id, the headers to inject,
-//! prepared once, so an authenticated request does no token parsing and no
-//! provider call. The cookie stays the durable truth; a miss rebuilds from it.
+//! The in-memory session cache (moka): per session id, the identity headers
+//! and principal, prepared once, so an authenticated request does no claim
+//! parsing, no header validation and no provider call. No token is cached:
+//! the session itself (the cookie, or the store's copy) supplies the tokens on
+//! every request, so a cached session costs a few hundred bytes, not the
+//! kilobytes of its tokens. The cache is bounded by entries and by bytes; a
+//! miss rebuilds from the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,45 +14,55 @@ use moka::future::Cache;
 use crate::clock::UnixSeconds;
 use crate::proxy::IdentityHeaders;
 
+/// What moka and the allocator cost per entry beyond the bytes counted in
+/// [`ActiveSession::weight`]: the entry's bookkeeping, the `Arc`, the key's
+/// `String` and the struct itself. Measured, roughly (docs/benchmarks.md).
+const ENTRY_OVERHEAD_BYTES: usize = 320;
+
 /// A live session as the hot path needs it.
 #[derive(Debug)]
 pub struct ActiveSession {
+    /// Identity headers without `Authorization` (the token comes from the session on each request).
     pub identity: IdentityHeaders,
     /// What authorization rules and `/oauth2/userinfo` see.
     pub principal: crate::authz::Principal,
-    /// `Bearer <ID token>`, for upstreams configured with `token = "id"`.
-    pub id_token_authorization: Option<http::HeaderValue>,
     pub access_expires_at: UnixSeconds,
 }
 
 impl ActiveSession {
     /// The cache entry for a session: headers and principal prepared once, so
-    /// the hot path only clones them. The ID token's header is prepared only
-    /// `with_id_token` (some upstream receives it): it can be kilobytes per session.
-    /// `None` if a value cannot be a header.
-    pub fn from_session(data: &crate::session::data::SessionData, with_id_token: bool) -> Option<Self> {
+    /// the hot path only clones them. `None` if a value cannot be a header.
+    pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
         let identity = IdentityHeaders::new(
             &data.sub,
             data.email.as_deref(),
             data.preferred_username.as_deref(),
             &data.groups,
-            Some(&data.access_token),
+            None,
         )
         .ok()?;
         Some(Self {
             identity,
             principal: crate::authz::Principal::of_session(data),
-            id_token_authorization: if with_id_token {
-                data.id_token.as_deref().and_then(IdentityHeaders::bearer_value)
-            } else {
-                None
-            },
             access_expires_at: data.access_expires_at,
         })
     }
+
+    /// Approximate bytes this entry holds under `key` (what the byte cap counts).
+    pub fn weight(&self, key: &str) -> usize {
+        let principal = &self.principal;
+        let strings = [Some(&principal.subject), principal.email.as_ref(), principal.name.as_ref()]
+            .into_iter()
+            .chain([principal.preferred_username.as_ref()])
+            .flatten()
+            .map(String::len)
+            .sum::<usize>();
+        let groups = principal.groups.iter().map(|group| group.len() + size_of::<String>()).sum::<usize>();
+        ENTRY_OVERHEAD_BYTES + key.len() + self.identity.value_bytes() + strings + groups
+    }
 }
 
-/// Sessions by id, bounded in entries, each kept at most until its access token expires.
+/// Sessions by id, bounded in entries and bytes, each kept at most until its access token expires.
 #[derive(Clone, Debug)]
 pub struct SessionCache {
     entries: Cache<String, Arc<ActiveSession>>,
@@ -69,9 +83,20 @@ impl moka::Expiry<String, Arc<ActiveSession>> for UntilTokenExpiry {
 }
 
 impl SessionCache {
-    /// A cache of at most `max_entries` sessions.
-    pub fn new(max_entries: u64) -> Self {
-        Self { entries: Cache::builder().max_capacity(max_entries).expire_after(UntilTokenExpiry).build() }
+    /// A cache of at most `max_entries` sessions and about `max_bytes` bytes.
+    ///
+    /// moka bounds one total weight; each entry weighs its bytes but at least
+    /// `max_bytes / max_entries`, so both bounds hold.
+    pub fn new(max_entries: u64, max_bytes: u64) -> Self {
+        let floor = u32::try_from(max_bytes / max_entries.max(1)).unwrap_or(u32::MAX).max(1);
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(move |key: &String, value: &Arc<ActiveSession>| {
+                u32::try_from(value.weight(key)).unwrap_or(u32::MAX).max(floor)
+            })
+            .expire_after(UntilTokenExpiry)
+            .build();
+        Self { entries }
     }
 
     /// The cached session, if it is at least as fresh as the cookie says.
@@ -97,5 +122,81 @@ impl SessionCache {
     /// Whether no session is cached (approximate).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The cached entries' total weight in bytes (approximate).
+    pub fn weighted_bytes(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// Applies pending evictions now, so `len` and `weighted_bytes` are exact (tests, benchmarks).
+    pub async fn settle(&self) {
+        self.entries.run_pending_tasks().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::session::data::{SESSION_FORMAT, SessionData};
+
+    fn session(id: &str, groups: usize) -> SessionData {
+        SessionData {
+            v: SESSION_FORMAT,
+            id: id.to_owned(),
+            iss: "https://idp.example.test".into(),
+            sub: format!("user-{id}"),
+            email: Some("user@example.test".into()),
+            email_verified: Some(true),
+            name: None,
+            preferred_username: Some("user".into()),
+            groups: (0..groups).map(|index| format!("group-{index}")).collect(),
+            roles: (0..groups).map(|index| format!("group-{index}")).collect(),
+            sid: None,
+            created_at: 0,
+            last_seen_at: 0,
+            expires_at: i64::MAX,
+            access_token: "a".repeat(2000),
+            access_expires_at: crate::clock::Clock::system().now() + 3600,
+            refresh_token: Some("r".repeat(500)),
+            id_token: Some("i".repeat(3000)),
+        }
+    }
+
+    #[test]
+    fn an_entry_weighs_its_identity_not_its_tokens() {
+        let data = session("s1", 3);
+        let active = ActiveSession::from_session(&data).unwrap();
+        let weight = active.weight(&data.id);
+        assert!(weight < 1000, "a session with 5.5 KB of tokens weighs {weight} bytes");
+        assert!(!active.identity.has_token(), "no token in the cached identity");
+        let more_groups = ActiveSession::from_session(&session("s1", 30)).unwrap().weight(&data.id);
+        assert!(more_groups > weight + 27 * 8, "groups are counted: {more_groups} vs {weight}");
+    }
+
+    #[tokio::test]
+    async fn the_byte_cap_bounds_the_cache() {
+        let one = ActiveSession::from_session(&session("s0", 3)).unwrap().weight("s0") as u64;
+        let cache = SessionCache::new(1_000_000, one * 10);
+        for index in 0..100 {
+            let data = session(&format!("s{index}"), 3);
+            cache.insert(data.id.clone(), Arc::new(ActiveSession::from_session(&data).unwrap())).await;
+        }
+        cache.settle().await;
+        assert!(cache.len() <= 11, "{} entries under a cap of about 10", cache.len());
+        assert!(cache.weighted_bytes() <= one * 11, "{} bytes", cache.weighted_bytes());
+    }
+
+    #[tokio::test]
+    async fn the_entry_cap_bounds_the_cache() {
+        let cache = SessionCache::new(5, 1 << 30);
+        for index in 0..50 {
+            let data = session(&format!("s{index}"), 0);
+            cache.insert(data.id.clone(), Arc::new(ActiveSession::from_session(&data).unwrap())).await;
+        }
+        cache.settle().await;
+        assert!(cache.len() <= 5, "{} entries under a cap of 5", cache.len());
     }
 }
