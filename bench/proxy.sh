@@ -228,7 +228,7 @@ if [ "$SESSIONS" -gt 0 ]; then
         sleep 0.1
     done
     echo
-    grep -E '^(RSS_|CACHED|STARTUP)' "$work/mem.out" || echo "memory measurement did not finish"
+    grep -E '^(RSS_|CACHE|STARTUP)' "$work/mem.out" || echo "memory measurement did not finish"
 fi
 echo
 echo "start-up to ready (config built -> provider metadata and keys loaded): ${startup_ms} ms"

@@ -4,10 +4,12 @@
 //! session cookie is about 4 KB, prints `COOKIE <name=value; ...>` and
 //! `STARTUP_MS <ms>` on stdout, then serves until SIGTERM / Ctrl-C.
 //!
-//! With a fourth argument N it instead measures memory: N sessions (copies of
-//! alice's with fresh ids, sealed with the gateway's key) are each sent once
-//! through the gateway, so the real request path fills the token cache; it
-//! prints `RSS_BEFORE_KB`, `RSS_AFTER_KB` and `CACHED_SESSIONS`, then exits.
+//! With a fourth argument N it instead measures memory: a separate load
+//! process (this binary with `--load`) sends N sessions (copies of alice's
+//! with fresh ids, sealed with the gateway's key) once each through the
+//! gateway, so the real request path fills the session cache; this process
+//! prints its own `RSS_BEFORE_KB`, `RSS_AFTER_KB`, `CACHED_SESSIONS` and
+//! `CACHE_BYTES`, then exits.
 //!
 //! Usage: `bench_gateway <listen 127.0.0.1:PORT> <upstream http://127.0.0.1:PORT/> [padding bytes] [sessions]`
 
@@ -43,7 +45,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    let mut args = std::env::args().skip(1);
+    let outcome = if args.next().as_deref() == Some("--load") {
+        let (url, count, cookie_name) = (args.next(), args.next(), args.next());
+        match (url, count.and_then(|count| count.parse().ok()), cookie_name) {
+            (Some(url), Some(count), Some(cookie_name)) => runtime.block_on(load_sessions(url, count, cookie_name)),
+            _ => Err("usage: bench_gateway --load <url> <count> <cookie name>".into()),
+        }
+    } else {
+        runtime.block_on(run())
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bench_gateway: {error}");
@@ -140,7 +152,9 @@ async fn login(gateway: &str, issuer: &str) -> Result<String, Failure> {
     Ok(cookies.join("; "))
 }
 
-/// Sends `count` distinct sessions through the gateway once each and reports resident memory.
+/// Has `count` distinct sessions sent through the gateway once each, by a
+/// separate load process (this binary with `--load`), and reports this
+/// process's resident memory before and after: the gateway's cost alone.
 async fn fill_cache(
     gateway: &Arc<portcullis::gateway::Gateway>,
     public_url: &str,
@@ -148,26 +162,59 @@ async fn fill_cache(
     secret: &[u8; 32],
     count: usize,
 ) -> Result<(), Failure> {
+    let rss_before = rss_kb();
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--load")
+        .arg(format!("{public_url}/small"))
+        .arg(count.to_string())
+        .arg(&gateway.config().session.cookie_name)
+        .env("BENCH_SEALING_KEY", STANDARD.encode(secret))
+        .env("BENCH_COOKIE", cookie)
+        .status()
+        .await?;
+    if !status.success() {
+        return Err(format!("the load process failed: {status}").into());
+    }
+    gateway.sync_caches().await;
+    let metrics = gateway.render_metrics();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .unwrap_or("?")
+    };
+    println!("RSS_BEFORE_KB {rss_before}");
+    println!("CACHED_SESSIONS {}", gauge("portcullis_cached_sessions"));
+    println!("CACHE_BYTES {}", gauge("portcullis_session_cache_bytes"));
+    println!("RSS_AFTER_KB {}", rss_kb());
+    Ok(())
+}
+
+/// The load process of the memory mode: re-seals the logged-in session
+/// (`BENCH_COOKIE`, opened with `BENCH_SEALING_KEY`) under `count` fresh ids
+/// and sends each once to `url`. Fails if any request is not answered 2xx.
+async fn load_sessions(url: String, count: usize, cookie_name: String) -> Result<(), Failure> {
     use portcullis::session::cookies::CookieJarSpec;
     use portcullis::session::data::SessionData;
     use portcullis::session::seal::{KeyRing, Purpose};
 
-    let keys = Arc::new(KeyRing::new(&[portcullis::secret::SecretBytes::new(secret.to_vec())])?);
-    let spec = Arc::new(CookieJarSpec::new(&gateway.config().session.cookie_name, false));
+    let secret = STANDARD.decode(std::env::var("BENCH_SEALING_KEY")?)?;
+    let cookie = std::env::var("BENCH_COOKIE")?;
+    let keys = Arc::new(KeyRing::new(&[portcullis::secret::SecretBytes::new(secret)])?);
+    let spec = Arc::new(CookieJarSpec::new(&cookie_name, false));
     let mut headers = http::HeaderMap::new();
-    headers.insert(header::COOKIE, http::HeaderValue::from_str(cookie)?);
+    headers.insert(header::COOKIE, http::HeaderValue::from_str(&cookie)?);
     let sealed = spec.read_session(&headers).ok_or("no session in the cookie")?.sealed().into_owned();
     let (json, _) = keys.open(Purpose::Session, spec.session_name(), &sealed).map_err(|_| "cannot open")?;
     let template: Arc<SessionData> = Arc::new(serde_json::from_slice(&json)?);
 
-    let rss_before = rss_kb();
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let workers = 32;
     let mut tasks = Vec::new();
     for worker in 0..workers {
-        let (keys, spec, template, client) =
-            (Arc::clone(&keys), Arc::clone(&spec), Arc::clone(&template), client.clone());
-        let url = format!("{public_url}/small");
+        let (keys, spec, template, client, url) =
+            (Arc::clone(&keys), Arc::clone(&spec), Arc::clone(&template), client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut failures = 0usize;
             for _ in (worker..count).step_by(workers) {
@@ -191,16 +238,9 @@ async fn fill_cache(
     for task in tasks {
         failures += task.await??;
     }
-    // moka applies inserts lazily; one more render syncs its counters.
-    let metrics = gateway.render_metrics();
-    let cached = metrics
-        .lines()
-        .find(|line| line.starts_with("portcullis_cached_sessions") || line.starts_with("cached_sessions"))
-        .unwrap_or("cached_sessions ?")
-        .to_owned();
-    println!("RSS_BEFORE_KB {}", rss_before);
-    println!("CACHED_SESSIONS {cached} (failed requests: {failures})");
-    println!("RSS_AFTER_KB {}", rss_kb());
+    if failures > 0 {
+        return Err(format!("{failures} of {count} requests were not answered 2xx").into());
+    }
     Ok(())
 }
 

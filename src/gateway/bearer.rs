@@ -58,14 +58,14 @@ const INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(300);
 pub(super) struct ExtraIssuers {
     entries: Vec<ExtraIssuer>,
     /// By SHA-256 of the token (the token itself is never kept as a key).
-    introspected: moka::future::Cache<[u8; 32], Arc<ActiveSession>>,
+    introspected: moka::future::Cache<[u8; 32], Arc<TokenCaller>>,
 }
 
 struct UntilExpiry;
 
-impl moka::Expiry<[u8; 32], Arc<ActiveSession>> for UntilExpiry {
-    fn expire_after_create(&self, _key: &[u8; 32], value: &Arc<ActiveSession>, _now: Instant) -> Option<Duration> {
-        let left = value.access_expires_at.saturating_sub(crate::clock::Clock::system().now());
+impl moka::Expiry<[u8; 32], Arc<TokenCaller>> for UntilExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Arc<TokenCaller>, _now: Instant) -> Option<Duration> {
+        let left = value.active.access_expires_at.saturating_sub(crate::clock::Clock::system().now());
         Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)).min(INTROSPECTION_CACHE_MAX))
     }
 }
@@ -200,7 +200,7 @@ impl Gateway {
             }
         }
 
-        match self.caller_from_claims(&claims, exp.unwrap_or(now)).and_then(|active| Caller::new(active, token, None)) {
+        match self.caller_from_claims(&claims, exp.unwrap_or(now)).and_then(|known| known.caller(token)) {
             Some(caller) => BearerOutcome::Valid(caller),
             None => BearerOutcome::Invalid("unusable_claims"),
         }
@@ -212,9 +212,8 @@ impl Gateway {
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = self.clock.now();
         if let Some(hit) = self.extra_issuers.introspected.get(&key).await {
-            if hit.access_expires_at > now {
-                return Caller::new(hit, token, None)
-                    .map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
+            if hit.active.access_expires_at > now {
+                return hit.caller(token).map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
             }
             self.extra_issuers.introspected.invalidate(&key).await;
         }
@@ -256,18 +255,18 @@ impl Gateway {
         {
             return BearerOutcome::Invalid("not_an_access_token");
         }
-        let Some(active) = self.caller_from_claims(&claims, exp) else {
+        let Some(known) = self.caller_from_claims(&claims, exp) else {
             return BearerOutcome::Invalid("unusable_claims");
         };
-        let Some(caller) = Caller::new(Arc::clone(&active), token, None) else {
+        let Some(caller) = known.caller(token) else {
             return BearerOutcome::Invalid("unusable_claims");
         };
-        self.extra_issuers.introspected.insert(key, active).await;
+        self.extra_issuers.introspected.insert(key, Arc::new(known)).await;
         BearerOutcome::Valid(caller)
     }
 
     /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
-    fn caller_from_claims(&self, claims: &Value, expires_at: i64) -> Option<Arc<ActiveSession>> {
+    fn caller_from_claims(&self, claims: &Value, expires_at: i64) -> Option<TokenCaller> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let subject = text("sub").filter(|sub| !sub.is_empty())?;
         let principal = Principal {
@@ -287,7 +286,21 @@ impl Gateway {
             None,
         )
         .ok()?;
-        Some(Arc::new(ActiveSession { identity, principal, access_expires_at: expires_at }))
+        Some(TokenCaller { active: Arc::new(ActiveSession { identity, access_expires_at: expires_at }), principal })
+    }
+}
+
+/// Who a verified bearer token names: what the introspection cache keeps.
+#[derive(Debug)]
+struct TokenCaller {
+    active: Arc<ActiveSession>,
+    principal: Principal,
+}
+
+impl TokenCaller {
+    /// The caller presenting `token` (which is what goes upstream).
+    fn caller(&self, token: &str) -> Option<Caller> {
+        Caller::new(Arc::clone(&self.active), self.principal.clone(), token, None)
     }
 }
 

@@ -152,8 +152,8 @@ impl Gateway {
                 }
             },
         };
-        outcome.user = Some(caller.active.principal.subject.clone());
-        if let Some(denied) = self.authorize(&target, &caller.active.principal, Audience::Api, request_id) {
+        outcome.user = Some(caller.principal.subject.clone());
+        if let Some(denied) = self.authorize(&target, &caller.principal, Audience::Api, request_id) {
             return denied;
         }
         let mut response = Response::new(empty());

@@ -192,7 +192,13 @@ impl Gateway {
 
     /// The Prometheus text exposition of the metrics.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.cache.len())
+        self.metrics.render(self.cache.len(), self.cache.weighted_bytes())
+    }
+
+    /// Applies the session cache's pending maintenance (evictions, counters) now,
+    /// so its figures are exact; for benchmarks and tests.
+    pub async fn sync_caches(&self) {
+        self.cache.settle().await;
     }
 
     /// Shutdown has begun: report not-ready from now on.
@@ -290,7 +296,7 @@ impl Gateway {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
-                    outcome.user = Some(caller.active.principal.subject.clone());
+                    outcome.user = Some(caller.principal.subject.clone());
                     Some(caller)
                 }
                 bearer::BearerOutcome::Invalid(reason) => {
@@ -342,7 +348,7 @@ impl Gateway {
             }
             return response;
         };
-        if let Some(denied) = self.authorize(&target, &caller.active.principal, audience, request_id) {
+        if let Some(denied) = self.authorize(&target, &caller.principal, audience, request_id) {
             return denied;
         }
         self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use super::Gateway;
 use super::login::seconds;
 use super::refresh::RefreshOutcome;
+use crate::authz::Principal;
 use crate::clock::UnixSeconds;
 use crate::proxy::{IdentityHeaders, IdentitySelection};
 use crate::session::cache::ActiveSession;
@@ -31,6 +32,8 @@ pub(super) struct AuthenticatedSession {
 /// token) for this request. The cache itself holds no token.
 pub(super) struct Caller {
     pub active: Arc<ActiveSession>,
+    /// What authorization rules and `/oauth2/userinfo` see.
+    pub principal: Principal,
     /// `Bearer <access token>`, marked sensitive.
     pub access_authorization: HeaderValue,
     /// The ID token, only when some upstream is configured to receive it.
@@ -39,14 +42,22 @@ pub(super) struct Caller {
 
 impl Caller {
     /// A caller with `access_token`; `None` if the token cannot be a header value.
-    pub(super) fn new(active: Arc<ActiveSession>, access_token: &str, id_token: Option<String>) -> Option<Self> {
+    pub(super) fn new(
+        active: Arc<ActiveSession>,
+        principal: Principal,
+        access_token: &str,
+        id_token: Option<String>,
+    ) -> Option<Self> {
         let access_authorization = IdentityHeaders::bearer_value(access_token)?;
-        Some(Self { active, access_authorization, id_token })
+        Some(Self { active, principal, access_authorization, id_token })
     }
 
-    /// A caller from a live session's data; the ID token is kept only if `with_id_token`.
-    pub(super) fn of_session(active: Arc<ActiveSession>, data: SessionData, with_id_token: bool) -> Option<Self> {
-        Self::new(active, &data.access_token, if with_id_token { data.id_token } else { None })
+    /// A caller from a live session's data (taken apart, not copied); the ID
+    /// token is kept only if `with_id_token`.
+    pub(super) fn of_session(active: Arc<ActiveSession>, mut data: SessionData, with_id_token: bool) -> Option<Self> {
+        let access_token = std::mem::take(&mut data.access_token);
+        let id_token = if with_id_token { data.id_token.take() } else { None };
+        Self::new(active, Principal::from_session(data), &access_token, id_token)
     }
 
     /// The identity headers to send with `authorization` (or no token).
@@ -164,7 +175,7 @@ impl Gateway {
             data.last_seen_at = now;
             set_cookies = self.seal_session(&data, cookie.part_count()).unwrap_or_default();
         }
-        let subject = std::mem::take(&mut data.sub);
+        let subject = data.sub.clone();
         let Some(caller) = Caller::of_session(active, data, self.upstream_routes.sends_id_token()) else {
             return Authentication::invalid();
         };

@@ -126,7 +126,9 @@ impl Gateway {
             set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
         }
         let id_token = if self.upstream_routes.sends_id_token() { session.data.id_token.clone() } else { None };
-        let Some(caller) = Caller::new(Arc::clone(&session.active), &session.data.access_token, id_token) else {
+        let principal = crate::authz::Principal::of_session(&session.data);
+        let Some(caller) = Caller::new(Arc::clone(&session.active), principal, &session.data.access_token, id_token)
+        else {
             return Authentication::invalid();
         };
         Authentication {

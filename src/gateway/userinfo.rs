@@ -25,7 +25,7 @@ impl Gateway {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
             return response;
         };
-        let Ok(body) = serde_json::to_string(&session.caller.active.principal) else {
+        let Ok(body) = serde_json::to_string(&session.caller.principal) else {
             return self.fail(
                 Audience::Api,
                 StatusCode::INTERNAL_SERVER_ERROR,

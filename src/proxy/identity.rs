@@ -70,7 +70,35 @@ impl IdentityHeaders {
         groups: &[String],
         access_token: Option<&str>,
     ) -> Result<Self, InvalidHeaderValue> {
-        let groups = if groups.is_empty() { None } else { Some(HeaderValue::from_str(&groups.join(","))?) };
+        // One buffer holds every value; the headers are slices of it, so a
+        // cached identity is two allocations, not one per header (and no more
+        // when the headers are cloned for each request).
+        let mut buffer = Vec::with_capacity(
+            user.len()
+                + email.map_or(0, str::len)
+                + preferred_username.map_or(0, str::len)
+                + groups.iter().map(|group| group.len() + 1).sum::<usize>(),
+        );
+        let mut push = |text: &str| {
+            let start = buffer.len();
+            buffer.extend_from_slice(text.as_bytes());
+            start..buffer.len()
+        };
+        let user_range = push(user);
+        let email_range = email.map(&mut push);
+        let username_range = preferred_username.map(&mut push);
+        let groups_range = (!groups.is_empty()).then(|| {
+            let start = buffer.len();
+            for (index, group) in groups.iter().enumerate() {
+                if index > 0 {
+                    buffer.push(b',');
+                }
+                buffer.extend_from_slice(group.as_bytes());
+            }
+            start..buffer.len()
+        });
+        let shared = bytes::Bytes::from(buffer);
+        let value = |range: std::ops::Range<usize>| HeaderValue::from_maybe_shared(shared.slice(range));
         let authorization = access_token
             .map(|token| {
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
@@ -79,10 +107,10 @@ impl IdentityHeaders {
             })
             .transpose()?;
         Ok(Self {
-            user: Some(HeaderValue::from_str(user)?),
-            email: email.map(HeaderValue::from_str).transpose()?,
-            preferred_username: preferred_username.map(HeaderValue::from_str).transpose()?,
-            groups,
+            user: Some(value(user_range)?),
+            email: email_range.map(value).transpose()?,
+            preferred_username: username_range.map(value).transpose()?,
+            groups: groups_range.map(value).transpose()?,
             authorization,
         })
     }

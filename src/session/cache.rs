@@ -1,10 +1,9 @@
-//! The in-memory session cache (moka): per session id, the identity headers
-//! and principal, prepared once, so an authenticated request does no claim
-//! parsing, no header validation and no provider call. No token is cached:
-//! the session itself (the cookie, or the store's copy) supplies the tokens on
-//! every request, so a cached session costs a few hundred bytes, not the
-//! kilobytes of its tokens. The cache is bounded by entries and by bytes; a
-//! miss rebuilds from the session.
+//! The in-memory session cache (moka): per session id, the identity headers,
+//! validated and prepared once, so forwarding only clones them. No token and
+//! no claim is cached: the session itself (the cookie, or the store's copy)
+//! supplies the tokens and the principal on every request, so a cached session
+//! costs a few hundred bytes, not the kilobytes of its tokens. The cache is
+//! bounded by entries and by bytes; a miss rebuilds from the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,21 +16,19 @@ use crate::proxy::IdentityHeaders;
 /// What moka and the allocator cost per entry beyond the bytes counted in
 /// [`ActiveSession::weight`]: the entry's bookkeeping, the `Arc`, the key's
 /// `String` and the struct itself. Measured, roughly (docs/benchmarks.md).
-const ENTRY_OVERHEAD_BYTES: usize = 320;
+const ENTRY_OVERHEAD_BYTES: usize = 560;
 
 /// A live session as the hot path needs it.
 #[derive(Debug)]
 pub struct ActiveSession {
     /// Identity headers without `Authorization` (the token comes from the session on each request).
     pub identity: IdentityHeaders,
-    /// What authorization rules and `/oauth2/userinfo` see.
-    pub principal: crate::authz::Principal,
     pub access_expires_at: UnixSeconds,
 }
 
 impl ActiveSession {
-    /// The cache entry for a session: headers and principal prepared once, so
-    /// the hot path only clones them. `None` if a value cannot be a header.
+    /// The cache entry for a session: headers prepared once, so the hot path
+    /// only clones them. `None` if a value cannot be a header.
     pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
         let identity = IdentityHeaders::new(
             &data.sub,
@@ -41,24 +38,12 @@ impl ActiveSession {
             None,
         )
         .ok()?;
-        Some(Self {
-            identity,
-            principal: crate::authz::Principal::of_session(data),
-            access_expires_at: data.access_expires_at,
-        })
+        Some(Self { identity, access_expires_at: data.access_expires_at })
     }
 
     /// Approximate bytes this entry holds under `key` (what the byte cap counts).
     pub fn weight(&self, key: &str) -> usize {
-        let principal = &self.principal;
-        let strings = [Some(&principal.subject), principal.email.as_ref(), principal.name.as_ref()]
-            .into_iter()
-            .chain([principal.preferred_username.as_ref()])
-            .flatten()
-            .map(String::len)
-            .sum::<usize>();
-        let groups = principal.groups.iter().map(|group| group.len() + size_of::<String>()).sum::<usize>();
-        ENTRY_OVERHEAD_BYTES + key.len() + self.identity.value_bytes() + strings + groups
+        ENTRY_OVERHEAD_BYTES + key.len() + self.identity.value_bytes()
     }
 }
 
@@ -173,7 +158,7 @@ mod tests {
         assert!(weight < 1000, "a session with 5.5 KB of tokens weighs {weight} bytes");
         assert!(!active.identity.has_token(), "no token in the cached identity");
         let more_groups = ActiveSession::from_session(&session("s1", 30)).unwrap().weight(&data.id);
-        assert!(more_groups > weight + 27 * 8, "groups are counted: {more_groups} vs {weight}");
+        assert!(more_groups > weight + 27 * 7, "groups are counted: {more_groups} vs {weight}");
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ pub struct Metrics {
     upstream_latency: Histogram,
     open_connections: Gauge,
     cached_sessions: Gauge<u64, AtomicU64>,
+    session_cache_bytes: Gauge<u64, AtomicU64>,
     cache_lookups: Family<Labels1, Counter>,
     panics: Counter,
 }
@@ -66,6 +67,12 @@ impl Metrics {
         registry.register("open_connections", "Client connections open now", open_connections.clone());
         let cached_sessions = Gauge::<u64, AtomicU64>::default();
         registry.register("cached_sessions", "Sessions in the in-memory token cache", cached_sessions.clone());
+        let session_cache_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "session_cache_bytes",
+            "Approximate bytes held by the in-memory session cache (its byte cap is session.cache_max_bytes)",
+            session_cache_bytes.clone(),
+        );
         let cache_lookups = Family::<Labels1, Counter>::default();
         registry.register("session_cache_lookups", "Token-cache lookups, by hit or miss", cache_lookups.clone());
         let panics = Counter::default();
@@ -81,6 +88,7 @@ impl Metrics {
             upstream_latency,
             open_connections,
             cached_sessions,
+            session_cache_bytes,
             cache_lookups,
         }
     }
@@ -138,9 +146,10 @@ impl Metrics {
         ConnectionGuard(self.open_connections.clone())
     }
 
-    /// The text exposition, with `cached_sessions` set to `cache_entries`.
-    pub fn render(&self, cache_entries: u64) -> String {
+    /// The text exposition, with the session-cache gauges set to `cache_entries` and `cache_bytes`.
+    pub fn render(&self, cache_entries: u64, cache_bytes: u64) -> String {
         self.cached_sessions.set(cache_entries);
+        self.session_cache_bytes.set(cache_bytes);
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -169,12 +178,13 @@ mod tests {
         metrics.request("proxy", http::StatusCode::OK);
         metrics.login("failed", "state_mismatch");
         let guard = metrics.connection_opened();
-        let text = metrics.render(3);
+        let text = metrics.render(3, 1500);
         assert!(text.contains("portcullis_requests_total{route=\"proxy\",status=\"2xx\"} 1"), "{text}");
         assert!(text.contains("portcullis_logins_total{stage=\"failed\",reason=\"state_mismatch\"} 1"));
         assert!(text.contains("portcullis_open_connections 1"));
         assert!(text.contains("portcullis_cached_sessions 3"));
+        assert!(text.contains("portcullis_session_cache_bytes 1500"));
         drop(guard);
-        assert!(metrics.render(0).contains("portcullis_open_connections 0"));
+        assert!(metrics.render(0, 0).contains("portcullis_open_connections 0"));
     }
 }
