@@ -239,7 +239,7 @@ impl Default for RawConfig {
                 refresh_margin: Duration::from_secs(60),
                 login_timeout: Duration::from_secs(600),
                 cache_max_entries: 200_000,
-                cache_max_bytes: 64 * 1024 * 1024,
+                cache_max_bytes: 128 * 1024 * 1024,
                 store: RawSessionStore {
                     url: None,
                     password_file: None,

@@ -28,6 +28,7 @@ pub use identity::{
     IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
     X_FORWARDED_USER,
 };
+pub(crate) use headers::split_cookie_pairs_str;
 pub use upgrade::Tunnels;
 pub use upstream::{Upstream, UpstreamSettings};
 

@@ -54,7 +54,7 @@ impl CookieJarSpec {
         // slot MAX_SESSION_PARTS marks a browser holding too many.
         let mut slots: [Option<&'a str>; MAX_SESSION_PARTS + 1] = [None; MAX_SESSION_PARTS + 1];
         for value in headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()) {
-            for pair in value.split(';') {
+            for pair in crate::proxy::split_cookie_pairs_str(value) {
                 let Some((name, value)) = pair.trim().split_once('=') else { continue };
                 let Some(index) = self.part_index(name) else { continue };
                 let Some(slot) = slots.get_mut(index) else { continue };
