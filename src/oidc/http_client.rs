@@ -150,7 +150,7 @@ impl IdpHttpClient {
         if !span.is_disabled() {
             match &result {
                 Ok(response) => {
-                    span.record("http.response.status_code", response.status.as_u16());
+                    span.record("http.response.status_code", i64::from(response.status.as_u16()));
                     if response.status.is_server_error() {
                         span.record("otel.status_code", "ERROR");
                     }
@@ -177,7 +177,7 @@ fn idp_span(call: IdpCall, request: &Request<Full<Bytes>>) -> tracing::Span {
         portcullis.idp.operation = call.as_str(),
         http.request.method = %request.method(),
         server.address = request.uri().host(),
-        server.port = request.uri().port_u16(),
+        server.port = request.uri().port_u16().map(i64::from),
         url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,
     )

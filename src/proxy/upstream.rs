@@ -171,7 +171,7 @@ impl Upstream {
         if !span.is_disabled() {
             match &result {
                 Ok(response) => {
-                    span.record("http.response.status_code", response.status().as_u16());
+                    span.record("http.response.status_code", i64::from(response.status().as_u16()));
                     if response.status().is_server_error() {
                         span.record("otel.status_code", "ERROR");
                     }
@@ -196,7 +196,7 @@ impl Upstream {
             otel.status_code = tracing::field::Empty,
             http.request.method = %request.method(),
             server.address = self.inner.authority.host(),
-            server.port = self.inner.authority.port_u16(),
+            server.port = self.inner.authority.port_u16().map(i64::from),
             url.path = request.uri().path(),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
