@@ -30,8 +30,10 @@ use portcullis::session::data::SessionData;
 use portcullis::session::flow::LoginFlow;
 use portcullis::session::seal::{KeyRing, Purpose};
 use prost::Message as _;
+use rustls::pki_types::pem::PemObject as _;
 use tokio::net::TcpListener;
 
+use crate::support::pki::Pki;
 use crate::support::upstreams::RecordingUpstream;
 use crate::support::{Browser, CLIENT_ID, eventually, query_params, random_session_secret};
 
@@ -49,6 +51,24 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A receiver serving https with a certificate from `pki`.
+    async fn start_tls(pki: &Pki) -> Self {
+        let leaf = pki.server();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("the key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der.clone()], key)
+                .expect("a server config");
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the OTLP receiver");
         let addr = listener.local_addr().expect("receiver address");
         let posts: Posts = Arc::default();
@@ -57,6 +77,7 @@ impl Receiver {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let record = Arc::clone(&record);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                         let record = Arc::clone(&record);
@@ -78,7 +99,15 @@ impl Receiver {
                         }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -466,4 +495,25 @@ async fn without_a_tracing_section_nothing_is_exported_and_no_traceparent_is_add
     assert!(receiver.posts().is_empty(), "something was exported with tracing off");
     let headers: HashMap<_, _> = request.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
     assert!(headers.contains_key("x-request-id"), "the ordinary forwarding headers are there");
+}
+
+#[tokio::test]
+async fn an_https_collector_is_verified_against_the_configured_ca() {
+    let pki = Pki::new();
+    let receiver = Receiver::start_tls(&pki).await;
+    let endpoint = format!("https://localhost:{}/v1/traces", receiver.addr.port());
+    let tracing_toml =
+        format!("[tracing]\notlp_endpoint = \"{endpoint}\"\nca_file = \"{}\"\n", pki.ca_file().display());
+    let mut deployment = Deployment::start(&tracing_toml, &[("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned())]).await;
+    let request_id = format!("itest-otel-tls-{}", portcullis::random::token::<8>().unwrap());
+    let reply = deployment.browser().send(Method::GET, "/ping", &[("x-request-id", &request_id)], Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let arrived =
+        eventually(Duration::from_secs(20), || async { server_span(&receiver.spans(), &request_id).is_some() }).await;
+    assert!(arrived, "no span over https; gateway log: {}", deployment.log());
+    deployment.stop().await;
+    let spans = receiver.spans();
+    let ping = server_span(&spans, &request_id).expect("the ping span");
+    assert_eq!(string_attribute(ping, "portcullis.route"), Some("ping"));
+    assert!(string_attribute(ping, "portcullis.upstream").is_none(), "the gateway answered itself");
 }
