@@ -112,7 +112,20 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    portcullis::telemetry::init(config.log.format, &config.log.level);
+    let tracer =
+        match portcullis::telemetry::init_with_tracing(config.log.format, &config.log.level, config.tracing.as_ref()) {
+            Ok(tracer) => tracer,
+            Err(error) => {
+                eprintln!("portcullis: cannot set up tracing: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    if let Some(tracing) = &config.tracing {
+        tracing::info!(
+            otlp_endpoint = %tracing.otlp_endpoint, sample_ratio = tracing.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -149,7 +162,12 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             }
         }
     }
-    if let Err(error) = portcullis::run(gateway, listener, shutdown_signal()).await {
+    let served = portcullis::run(gateway, listener, shutdown_signal()).await;
+    // After the drain, so the spans of the last requests are sent too.
+    if let Some(tracer) = tracer {
+        tracer.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    if let Err(error) = served {
         tracing::error!(%error, "cannot serve");
         return ExitCode::FAILURE;
     }

@@ -4,6 +4,7 @@
 
 pub mod raw;
 mod secret_key;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +14,7 @@ use url::Url;
 
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
+pub use self::traces::TracingConfig;
 use crate::secret::{SecretBytes, SecretString};
 use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 
@@ -170,6 +172,8 @@ pub struct Config {
     pub forward_auth: crate::authz::settings::ForwardAuthConfig,
     /// `[[upstreams]]` (rules checked here; built by the gateway).
     pub upstreams: Vec<crate::authz::settings::RawUpstream>,
+    /// `[tracing]`; `None`: no OpenTelemetry export.
+    pub tracing: Option<TracingConfig>,
 }
 
 impl Config {
@@ -265,6 +269,8 @@ impl Config {
             drain_timeout: raw.server.drain_timeout,
         };
 
+        let tracing = self::traces::validate_tracing(raw.tracing)?;
+
         let metrics_listen = if raw.metrics.enabled {
             Some(
                 raw.metrics
@@ -277,6 +283,7 @@ impl Config {
         };
 
         Ok(Self {
+            tracing,
             authz,
             bearer,
             forward_auth,

@@ -46,6 +46,28 @@ pub struct RawConfig {
     pub forward_auth: crate::authz::settings::RawForwardAuth,
     /// Extra upstreams chosen by host and path prefix.
     pub upstreams: Vec<crate::authz::settings::RawUpstream>,
+    /// OpenTelemetry traces over OTLP/HTTP; off unless `otlp_endpoint` is set.
+    pub tracing: RawTracing,
+}
+
+/// `[tracing]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`; unset: no tracing.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// Share of new traces recorded (0.0-1.0); a sampled parent's decision is followed.
+    pub sample_ratio: f64,
+    /// Extra request headers for the collector (often an API key), hence secret.
+    #[serde(default, skip_serializing)]
+    pub headers: std::collections::BTreeMap<String, SecretString>,
+    /// Timeout of each export request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Trust only the CAs in this PEM file for an https collector (default: system roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[metrics]`
@@ -270,6 +292,14 @@ impl Default for RawConfig {
             bearer: crate::authz::settings::RawBearer::default(),
             forward_auth: crate::authz::settings::RawForwardAuth::default(),
             upstreams: Vec::new(),
+            tracing: RawTracing {
+                otlp_endpoint: None,
+                service_name: "portcullis".to_owned(),
+                sample_ratio: 1.0,
+                headers: std::collections::BTreeMap::new(),
+                timeout: Duration::from_secs(10),
+                ca_file: None,
+            },
             server: RawServer {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 32 * 1024,
@@ -303,6 +333,11 @@ impl RawConfig {
         redact(&mut value, &["session", "secret"], self.session.secret.is_some());
         redact(&mut value, &["session", "secrets"], self.session.secrets.is_some());
         redact(&mut value, &["session", "store", "url"], self.session.store.url.is_some());
+        // Header names stay visible (they say what is configured); values may be API keys.
+        if let Some(tracing) = value.get_mut("tracing").and_then(serde_json::Value::as_object_mut) {
+            let headers = self.tracing.headers.keys().map(|name| (name.clone(), serde_json::json!("<redacted>")));
+            tracing.insert("headers".to_owned(), serde_json::Value::Object(headers.collect()));
+        }
         value
     }
 }

@@ -91,6 +91,21 @@ fn errors_name_the_key() {
             (minimal("").replace("[oidc]", "[oidc]\ncleint_id = \"typo\""), "oidc.cleint_id"),
             (minimal("").replace("[oidc]", "[oidc]\nhttp_timeout = \"soon\""), "oidc.http_timeout"),
             (minimal("").replace("[session]", "[session]\ncache_max_bytes = 1000"), "session.cache_max_bytes"),
+            (format!("{}\n[tracing]\notlp_endpoint = \"ftp://collector\"\n", minimal("")), "tracing.otlp_endpoint"),
+            (
+                format!("{}\n[tracing]\notlp_endpoint = \"http://u:p@127.0.0.1:4318/v1/traces\"\n", minimal("")),
+                "tracing.otlp_endpoint",
+            ),
+            (format!("{}\n[tracing]\nsample_ratio = 1.5\n{TRACING_ON}", minimal("")), "tracing.sample_ratio"),
+            (format!("{}\n[tracing]\nsample_ratio = -0.1\n{TRACING_ON}", minimal("")), "tracing.sample_ratio"),
+            (format!("{}\n[tracing]\ntimeout = \"0s\"\n{TRACING_ON}", minimal("")), "tracing.timeout"),
+            (format!("{}\n[tracing]\nservice_name = \" \"\n{TRACING_ON}", minimal("")), "tracing.service_name"),
+            (
+                format!("{}\n[tracing]\nheaders = {{ \"bad name\" = \"x\" }}\n{TRACING_ON}", minimal("")),
+                "tracing.headers",
+            ),
+            (format!("{}\n[tracing]\nca_file = \"/nonexistent/ca.pem\"\n{TRACING_ON}", minimal("")), "tracing.ca_file"),
+            (format!("{}\n[tracing]\nendpoint = \"http://127.0.0.1:4318\"\n", minimal("")), "tracing.endpoint"),
         ];
         for (toml, key) in cases {
             let text = error_text(load_from(jail, &toml));
@@ -232,6 +247,54 @@ fn rules_load_from_toml() {
         let config = load_from(jail, &format!("{}\n{extra}", minimal(""))).unwrap();
         assert_eq!(config.authz.route(&http::Method::GET, "/static/x").rule, "assets");
         assert_eq!(config.authz.groups_claim(), "realm_access.roles");
+        Ok(())
+    });
+}
+
+const TRACING_ON: &str = "otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n";
+
+#[test]
+fn tracing_is_off_unless_an_endpoint_is_set_and_the_environment_can_set_it() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        assert!(load_from(jail, &minimal("")).unwrap().tracing.is_none());
+        jail.set_env("PORTCULLIS_TRACING__OTLP_ENDPOINT", "https://collector.example.com/v1/traces");
+        let tracing = load_from(jail, &minimal("")).unwrap().tracing.expect("tracing is on");
+        assert_eq!(tracing.otlp_endpoint.as_str(), "https://collector.example.com/v1/traces");
+        assert_eq!(tracing.service_name, "portcullis");
+        assert!((tracing.sample_ratio - 1.0).abs() < f64::EPSILON);
+        assert_eq!(tracing.timeout, Duration::from_secs(10));
+        assert!(tracing.headers.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn tracing_header_values_are_secret_in_debug_errors_and_effective_config() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let key = "collector-api-key-value-1234";
+        let toml = format!(
+            "{}\n[tracing]\n{TRACING_ON}service_name = \"edge\"\nsample_ratio = 0.25\nheaders = {{ \"x-api-key\" = \"{key}\" }}\n",
+            minimal("")
+        );
+        jail.create_file("portcullis.toml", &toml).unwrap();
+        let (config, effective) = Config::load_with_effective(Some(Path::new("portcullis.toml"))).unwrap();
+        let tracing = config.tracing.clone().expect("tracing is on");
+        assert_eq!(tracing.service_name, "edge");
+        assert!((tracing.sample_ratio - 0.25).abs() < f64::EPSILON);
+        assert_eq!(tracing.headers.len(), 1);
+        assert_eq!(tracing.headers[0].0.as_str(), "x-api-key");
+        assert_eq!(tracing.headers[0].1.expose(), key);
+        assert!(!format!("{config:?}").contains(key), "Debug must not show the header value");
+        let shown = effective.to_string();
+        assert!(!shown.contains(key), "{shown}");
+        assert_eq!(effective["tracing"]["headers"]["x-api-key"], "<redacted>");
+        assert_eq!(effective["tracing"]["otlp_endpoint"], "http://127.0.0.1:4318/v1/traces");
+
+        let bad = toml.replace("x-api-key\" = \"", "x-api-key\" = \"bad\\n");
+        let text = error_text(load_from(jail, &bad));
+        assert!(text.contains("tracing.headers") && !text.contains(key), "{text}");
         Ok(())
     });
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::body::ProxyBody;
 use crate::clock::Clock;
@@ -214,13 +215,19 @@ impl Gateway {
         // Only the path is logged: queries can carry codes and states.
         let path = request.uri().path().to_owned();
         let mut outcome = Outcome::default();
-        let mut response = match self.refuse_malformed(&request, &request_id) {
-            Some(refusal) => refusal,
-            None => self.route(request, connection, &request_id, &mut outcome).await,
+        let span = request_span(&method, &path, &request_id);
+        crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
+        let handled = async {
+            match self.refuse_malformed(&request, &request_id) {
+                Some(refusal) => refusal,
+                None => self.route(request, connection, &request_id, &mut outcome).await,
+            }
         };
+        let mut response = handled.instrument(span.clone()).await;
         if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
             response.headers_mut().insert("x-request-id", value);
         }
+        record_outcome(&span, response.status());
         self.metrics.request(outcome.route, response.status());
         tracing::info!(
             target: "portcullis::access",
@@ -270,6 +277,7 @@ impl Gateway {
         let Some(target) = self.target(request.method(), request.headers(), request.uri().path()) else {
             return self.ambiguous_path(audience, request_id);
         };
+        record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
         if target.is_public() {
             return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
@@ -505,6 +513,45 @@ struct Outcome {
 impl Default for Outcome {
     fn default() -> Self {
         Self { user: None, route: "other" }
+    }
+}
+
+/// The server span of one request, exported only when `[tracing]` is on
+/// (otherwise disabled, costing one check). It carries the path without its
+/// query, and never the user, cookies or credentials.
+fn request_span(method: &http::Method, path: &str, request_id: &RequestId) -> tracing::Span {
+    let route = route_class(path);
+    tracing::info_span!(
+        target: crate::telemetry::SPAN_TARGET,
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        url.path = path,
+        portcullis.route = route,
+        portcullis.request_id = request_id.as_str(),
+        portcullis.upstream = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// Names the matched upstream (`default` or an `[[upstreams]]` name) on the
+/// current request span; a static check only when tracing is off.
+fn record_upstream(name: &str) {
+    if tracing::span_enabled!(target: crate::telemetry::SPAN_TARGET, tracing::Level::INFO) {
+        tracing::Span::current().record("portcullis.upstream", name);
+    }
+}
+
+/// Records the answer on the request span; 5xx marks the span as failed.
+fn record_outcome(span: &tracing::Span, status: StatusCode) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
 }
 

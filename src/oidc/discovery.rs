@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::http_client::{IdpHttpClient, IdpHttpError};
+use super::http_client::{IdpCall, IdpHttpClient, IdpHttpError};
 use crate::config::is_loopback_host;
 
 /// The parts of the provider's metadata the gateway uses.
@@ -64,7 +64,7 @@ pub fn discovery_url(issuer: &str) -> String {
 
 /// Fetches and checks the metadata of `issuer`.
 pub async fn discover(client: &IdpHttpClient, issuer: &str) -> Result<ProviderMetadata, DiscoveryError> {
-    let response = client.get(&discovery_url(issuer)).await?;
+    let response = client.get(IdpCall::Discovery, &discovery_url(issuer)).await?;
     if !response.status.is_success() {
         return Err(DiscoveryError::Status(response.status.as_u16()));
     }

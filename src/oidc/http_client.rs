@@ -10,6 +10,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tracing::Instrument as _;
 
 /// Responses from the provider larger than this are refused (metadata, JWKS
 /// and token responses are a few kilobytes).
@@ -33,6 +34,37 @@ pub enum IdpHttpError {
 pub struct IdpResponse {
     pub status: StatusCode,
     pub body: Bytes,
+}
+
+/// Which call to the provider a request is: it names the request's trace span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdpCall {
+    /// `/.well-known/openid-configuration`.
+    Discovery,
+    /// The provider's signing keys.
+    Jwks,
+    /// Authorization code (with PKCE verifier) for tokens.
+    TokenExchange,
+    /// Refresh token for fresh tokens.
+    Refresh,
+    /// Token revocation at sign-out (RFC 7009).
+    Revocation,
+    /// Token introspection for opaque bearer tokens (RFC 7662).
+    Introspection,
+}
+
+impl IdpCall {
+    /// A short, stable name (the span's `portcullis.idp.operation`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discovery => "discovery",
+            Self::Jwks => "jwks",
+            Self::TokenExchange => "token_exchange",
+            Self::Refresh => "refresh",
+            Self::Revocation => "revocation",
+            Self::Introspection => "introspection",
+        }
+    }
 }
 
 /// A pooled client for the provider; cheap to clone.
@@ -59,21 +91,22 @@ impl IdpHttpClient {
         Ok(Self { client, timeout })
     }
 
-    /// `GET url` accepting JSON.
-    pub async fn get(&self, url: &str) -> Result<IdpResponse, IdpHttpError> {
+    /// `GET url` accepting JSON; `call` names it in traces.
+    pub async fn get(&self, call: IdpCall, url: &str) -> Result<IdpResponse, IdpHttpError> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(url)
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::new()))
             .map_err(|_| IdpHttpError::BadUrl)?;
-        self.send(request).await
+        self.send(call, request).await
     }
 
     /// `POST url` with an `application/x-www-form-urlencoded` body and an
-    /// optional `Authorization` header (client authentication).
+    /// optional `Authorization` header (client authentication); `call` names it in traces.
     pub async fn post_form(
         &self,
+        call: IdpCall,
         url: &str,
         form: &[(&str, &str)],
         authorization: Option<HeaderValue>,
@@ -88,10 +121,11 @@ impl IdpHttpClient {
             builder = builder.header(header::AUTHORIZATION, value);
         }
         let request = builder.body(Full::new(Bytes::from(body))).map_err(|_| IdpHttpError::BadUrl)?;
-        self.send(request).await
+        self.send(call, request).await
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpHttpError> {
+    async fn send(&self, call: IdpCall, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpHttpError> {
+        let span = idp_span(call, &request);
         let exchange = async {
             let response = self.client.request(request).await.map_err(|error| {
                 IdpHttpError::Unreachable(if error.is_connect() {
@@ -108,6 +142,43 @@ impl IdpHttpClient {
                 .to_bytes();
             Ok(IdpResponse { status, body })
         };
-        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| IdpHttpError::Timeout(self.timeout))?
+        let result = tokio::time::timeout(self.timeout, exchange)
+            .instrument(span.clone())
+            .await
+            .map_err(|_| IdpHttpError::Timeout(self.timeout))
+            .and_then(|result| result);
+        if !span.is_disabled() {
+            match &result {
+                Ok(response) => {
+                    span.record("http.response.status_code", i64::from(response.status.as_u16()));
+                    if response.status.is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                Err(_) => {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
+        result
     }
+}
+
+/// The client span of one call to the provider: the operation, method, host,
+/// port and path. Never the form body, query or Authorization (codes,
+/// verifiers, tokens and client secrets live there).
+fn idp_span(call: IdpCall, request: &Request<Full<Bytes>>) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::SPAN_TARGET,
+        "idp",
+        otel.name = %format_args!("idp {}", call.as_str()),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        portcullis.idp.operation = call.as_str(),
+        http.request.method = %request.method(),
+        server.address = request.uri().host(),
+        server.port = request.uri().port_u16().map(i64::from),
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }

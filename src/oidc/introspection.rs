@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::http_client::IdpHttpClient;
+use super::http_client::{IdpCall, IdpHttpClient};
 use super::token::{TokenError, authenticate};
 use crate::config::OidcConfig;
 
@@ -17,7 +17,7 @@ pub async fn introspect(
 ) -> Result<Option<Value>, TokenError> {
     let params = [("token", token), ("token_type_hint", "access_token")];
     let (form, authorization) = authenticate(oidc, &params)?;
-    let response = client.post_form(endpoint, &form, authorization).await?;
+    let response = client.post_form(IdpCall::Introspection, endpoint, &form, authorization).await?;
     if response.status.is_server_error() {
         return Err(TokenError::Unavailable(format!("HTTP {}", response.status.as_u16())));
     }

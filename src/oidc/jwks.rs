@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::{Mutex, RwLock};
 
-use super::http_client::{IdpHttpClient, IdpHttpError};
+use super::http_client::{IdpCall, IdpHttpClient, IdpHttpError};
 
 /// A usable verification key.
 #[derive(Clone)]
@@ -105,7 +105,7 @@ impl Jwks {
 }
 
 async fn load(client: &IdpHttpClient, uri: &str) -> Result<KeySet, JwksError> {
-    let response = client.get(uri).await?;
+    let response = client.get(IdpCall::Jwks, uri).await?;
     if !response.status.is_success() {
         return Err(JwksError::Status(response.status.as_u16()));
     }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use serde::Deserialize;
 
-use super::http_client::{IdpHttpClient, IdpHttpError};
+use super::http_client::{IdpCall, IdpHttpClient, IdpHttpError};
 use super::pkce::PkceVerifier;
 use crate::config::{ClientAuthMethod, ClientCredentials, OidcConfig};
 use crate::secret::SecretString;
@@ -74,7 +74,7 @@ pub async fn exchange_code(
         ("redirect_uri", oidc.redirect_url.as_str()),
         ("code_verifier", verifier.expose()),
     ];
-    let response = request(client, token_endpoint, oidc, &params).await?;
+    let response = request(client, IdpCall::TokenExchange, token_endpoint, oidc, &params).await?;
     if response.id_token.is_none() {
         return Err(TokenError::Invalid("no id_token in the response"));
     }
@@ -89,17 +89,18 @@ pub async fn refresh(
     refresh_token: &SecretString,
 ) -> Result<TokenResponse, TokenError> {
     let params = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose())];
-    request(client, token_endpoint, oidc, &params).await
+    request(client, IdpCall::Refresh, token_endpoint, oidc, &params).await
 }
 
 async fn request(
     client: &IdpHttpClient,
+    call: IdpCall,
     endpoint: &str,
     oidc: &OidcConfig,
     grant: &[(&str, &str)],
 ) -> Result<TokenResponse, TokenError> {
     let (form, authorization) = authenticate(oidc, grant)?;
-    let response = client.post_form(endpoint, &form, authorization).await?;
+    let response = client.post_form(call, endpoint, &form, authorization).await?;
     if response.status.is_server_error() {
         return Err(TokenError::Unavailable(format!("HTTP {}", response.status.as_u16())));
     }
@@ -167,7 +168,7 @@ pub async fn revoke(
 ) -> Result<(), TokenError> {
     let params = [("token", token), ("token_type_hint", token_type_hint)];
     let (form, authorization) = authenticate(oidc, &params)?;
-    let response = client.post_form(revocation_endpoint, &form, authorization).await?;
+    let response = client.post_form(IdpCall::Revocation, revocation_endpoint, &form, authorization).await?;
     if response.status.is_success() {
         Ok(())
     } else if response.status.is_server_error() {

@@ -20,6 +20,7 @@ use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Extensions, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+pub(crate) use headers::split_cookie_pairs_str;
 pub use headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable, remove_gateway_cookies,
     remove_hop_by_hop, remove_spoofed_identity,
@@ -28,7 +29,6 @@ pub use identity::{
     IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
     X_FORWARDED_USER,
 };
-pub(crate) use headers::split_cookie_pairs_str;
 pub use upgrade::Tunnels;
 pub use upstream::{Upstream, UpstreamSettings};
 

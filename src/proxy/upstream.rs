@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
+use tracing::Instrument as _;
 
 use super::ProxyError;
 use crate::body::ProxyBody;
@@ -155,12 +156,51 @@ impl Upstream {
     }
 
     /// Sends a prepared request; fails with `Timeout` if no response headers arrive in time.
-    pub(super) async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.inner.response_timeout, self.inner.client.request(request)).await {
+    ///
+    /// With tracing on, the exchange (until the response head) is a client
+    /// span whose W3C `traceparent` replaces any the client sent.
+    pub(super) async fn send(&self, mut request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        let span = self.span(&request);
+        crate::telemetry::otel::inject_context(&span, request.headers_mut());
+        let exchange = tokio::time::timeout(self.inner.response_timeout, self.inner.client.request(request));
+        let result = match exchange.instrument(span.clone()).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(super::classify_client_error(&error)),
             Err(_elapsed) => Err(ProxyError::Timeout),
+        };
+        if !span.is_disabled() {
+            match &result {
+                Ok(response) => {
+                    span.record("http.response.status_code", i64::from(response.status().as_u16()));
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                Err(error) => {
+                    span.record("error.type", error.kind());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
         }
+        result
+    }
+
+    /// The client span of one forward: method, upstream host and port, and the
+    /// path without its query (queries can carry codes and tokens).
+    fn span(&self, request: &Request<ProxyBody>) -> tracing::Span {
+        tracing::info_span!(
+            target: crate::telemetry::SPAN_TARGET,
+            "upstream",
+            otel.name = %format_args!("{} upstream", request.method()),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %request.method(),
+            server.address = self.inner.authority.host(),
+            server.port = self.inner.authority.port_u16().map(i64::from),
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
     }
 }
 

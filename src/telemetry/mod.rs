@@ -1,18 +1,66 @@
-//! Logging setup: text or JSON lines via `tracing`. What is logged is decided
-//! at the call sites, which never pass tokens, codes, verifiers or cookies.
+//! Logging setup: text or JSON lines via `tracing`, and — only when
+//! `[tracing]` is configured — an OpenTelemetry layer beside it (see [`otel`]).
+//! What is logged or exported is decided at the call sites, which never pass
+//! tokens, codes, verifiers or cookies.
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer as _, fmt};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
+
+pub use self::otel::{SPAN_TARGET, TracerGuard};
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(log_filter(level)).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
 
+/// Installs the global subscriber as [`init`] does and, when `tracing` is
+/// given, the OTLP exporter and its layer too; the log lines are the same
+/// either way. Must be called inside a tokio runtime. The returned guard
+/// flushes the exporter on shutdown.
+pub fn init_with_tracing(
+    format: LogFormat,
+    level: &str,
+    tracing: Option<&TracingConfig>,
+) -> Result<Option<TracerGuard>, String> {
+    let Some(config) = tracing else {
+        init(format, level);
+        return Ok(None);
+    };
+    let (otel_layer, guard) = otel::layer(config)?;
+    // Per-layer filters: the log lines never show trace spans, and the exporter
+    // sees only trace spans (no log events, whatever they carry).
+    let logs = match format {
+        LogFormat::Text => {
+            fmt::layer().with_ansi(false).with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
+        }
+        LogFormat::Json => {
+            fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
+        }
+    };
+    let traces = otel_layer.with_filter(Targets::new().with_target(SPAN_TARGET, Level::TRACE));
+    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    Ok(Some(guard))
+}
+
+/// The log filter: `RUST_LOG` or `level`, never the export-only trace spans.
+fn log_filter(level: &str) -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    match format!("{SPAN_TARGET}=off").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 pub mod metrics;
+pub mod otel;
+mod otlp_client;

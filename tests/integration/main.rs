@@ -26,6 +26,7 @@ mod introspection;
 mod limits_http2;
 mod log_hygiene;
 mod open_redirects;
+mod otlp_traces;
 mod provider_outage;
 mod session_lifecycle;
 mod sessions;

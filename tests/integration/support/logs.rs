@@ -41,7 +41,11 @@ pub fn install() {
     CAPTURE.get_or_init(|| {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,portcullis=trace"))
+            // As in production with `[tracing]` off, the export-only trace spans are disabled.
+            .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+                "info,portcullis=trace,{}=off",
+                portcullis::telemetry::SPAN_TARGET
+            )))
             .with_ansi(false)
             .with_writer(capture.clone())
             .finish();
