@@ -7,6 +7,7 @@
 #   bench/instructions.sh                  build the fixture, measure both
 #   GATEWAY_BIN=path bench/instructions.sh use an already built fixture
 #   DURATION=10 bench/instructions.sh      seconds of load per proxy (default 8)
+#   KEEP=1 bench/instructions.sh           keep the callgrind dumps (profile with callgrind_annotate)
 #
 # Each proxy runs under `valgrind --tool=callgrind`; after a warm-up its
 # counters are zeroed, wrk sends requests with the 4.9 KB session cookie for
@@ -39,7 +40,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "callgrind dumps kept in $work (callgrind_annotate <file>)" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 

@@ -220,7 +220,9 @@ async fn handle_isolated(
     request: Request<Incoming>,
     connection: Connection,
 ) -> http::Response<crate::body::ProxyBody> {
-    let response = isolate(gateway.handle(request, connection)).await;
+    // On the heap once: hyper and the wrappers below move the request future
+    // several times, and moving a pointer is cheaper than copying kilobytes.
+    let response = isolate(Box::pin(gateway.handle(request, connection))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }

@@ -242,6 +242,9 @@ impl Gateway {
         response
     }
 
+    // Rare branches (login, callback, sign-out, bearer checks...) are boxed so that
+    // this future, which hyper moves several times per request, stays small: at
+    // 15 KB, copying it cost more than opening the session cookie.
     async fn route(
         &self,
         request: Request<Incoming>,
@@ -261,14 +264,14 @@ impl Gateway {
                     response
                 };
             }
-            paths::START => return self.start_login_explicit(&request, request_id).await,
-            paths::CALLBACK => return self.callback(&request, request_id, outcome).await,
-            paths::SIGN_OUT => return self.sign_out(request, request_id).await,
-            paths::BACKCHANNEL_LOGOUT => return self.backchannel_logout(request, request_id).await,
+            paths::START => return Box::pin(self.start_login_explicit(&request, request_id)).await,
+            paths::CALLBACK => return Box::pin(self.callback(&request, request_id, outcome)).await,
+            paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
+            paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return self.forward_auth(&request, connection, request_id, outcome).await;
+                return Box::pin(self.forward_auth(&request, connection, request_id, outcome)).await;
             }
-            paths::USERINFO => return self.userinfo(&request, request_id).await,
+            paths::USERINFO => return Box::pin(self.userinfo(&request, request_id)).await,
             _ => {}
         }
 
@@ -300,7 +303,7 @@ impl Gateway {
                 Some(session.caller)
             }
             (None, true) => None,
-            (None, false) => match self.authenticate_bearer(request.headers()).await {
+            (None, false) => match Box::pin(self.authenticate_bearer(request.headers())).await {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
@@ -348,7 +351,7 @@ impl Gateway {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
                 return response;
             }
-            let mut response = self.unauthenticated(&request, audience, request_id).await;
+            let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
             if authenticated.clear_cookie {
                 for clear in self.cookies.clear_session(request.headers()) {
                     response.headers_mut().append(header::SET_COOKIE, clear);

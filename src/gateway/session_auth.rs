@@ -117,7 +117,7 @@ impl Authentication {
 impl Gateway {
     pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Authentication {
         if let Some(shared) = &self.shared {
-            return self.authenticate_stored(shared, headers).await;
+            return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
         let Some(cookie) = self.cookies.read_session(headers) else {
             return Authentication::default();
@@ -142,7 +142,8 @@ impl Gateway {
         let mut reseal = sealed_with_old_key || self.idle_touch_due(data.last_seen_at, now);
         let refresh_due = data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
         let active = if refresh_due && data.refresh_token.is_some() {
-            match self.refresh(&data).await.as_ref() {
+            // Boxed: the provider call's future is large and this branch is rare.
+            match Box::pin(self.refresh(&data)).await.as_ref() {
                 RefreshOutcome::Refreshed { data: refreshed, active } => {
                     data = SessionData::clone(refreshed);
                     reseal = true;
