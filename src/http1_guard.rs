@@ -203,19 +203,20 @@ impl FramingScanner {
 
     /// A head ended after `consumed` bytes of the current piece.
     fn after_head(&mut self, framing: Framing, consumed: usize) -> HeadStep {
+        if consumed == 0 {
+            // Cannot happen (a head has a request line); never loop on it.
+            return self.pass_through();
+        }
         self.state = match framing {
             Framing::Length(0) => State::Head,
             Framing::Length(remaining) => State::Body { remaining },
             Framing::Chunked => State::Chunked(Chunk::Start),
             Framing::Unknown => return self.pass_through(),
-            Framing::Ambiguous => match consumed.checked_sub(1) {
-                Some(last) => {
-                    self.partial = Vec::new();
-                    self.state = State::Refused;
-                    return HeadStep::Refused(last);
-                }
-                None => return self.pass_through(),
-            },
+            Framing::Ambiguous => {
+                self.partial = Vec::new();
+                self.state = State::Refused;
+                return HeadStep::Refused(consumed - 1);
+            }
         };
         HeadStep::Consumed(consumed)
     }
