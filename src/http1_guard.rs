@@ -32,6 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// end-of-head sequence (`\n\n`, `\n\r\n`), and would otherwise wait for more.
 pub const REFUSAL_MARK: &[u8] = b"\0\n\n";
 
+/// Pieces of a split head shorter than this are parsed only once they bring
+/// an end-of-head sequence.
+const GATED_PIECE: usize = 1024;
+
 /// Header slots for one head: more than hyper's own limit (100), so a head
 /// hyper accepts always fits; a head with more makes the guard pass through
 /// (hyper answers `431` to it).
@@ -180,10 +184,13 @@ impl FramingScanner {
         let taken = rest.get(..room).unwrap_or(rest);
         self.partial.extend_from_slice(taken);
         let hit_limit = taken.len() < rest.len();
-        // Like hyper, re-parse only once an end-of-head sequence has arrived:
-        // a head trickling in byte by byte costs one parse, not one per byte.
+        // Like hyper, re-parse a small piece only once an end-of-head sequence
+        // has arrived: a head trickling in byte by byte costs one parse, not
+        // one per byte. A large piece is parsed at once (httparse is faster
+        // than this byte-wise check), which bounds the parses per head by
+        // `partial_limit / GATED_PIECE`.
         let window = self.partial.get(old.saturating_sub(2)..).unwrap_or_default();
-        if !contains_head_end(window) {
+        if taken.len() < GATED_PIECE && !contains_head_end(window) {
             return if hit_limit { self.pass_through() } else { HeadStep::Incomplete };
         }
         match parse_head(&self.partial) {

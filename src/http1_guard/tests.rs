@@ -287,3 +287,17 @@ async fn hyper_answers_400_to_a_refused_head_and_200_to_a_clean_one() {
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "pieces of {piece}: {answer}");
     }
 }
+
+#[test]
+fn a_large_piece_of_a_split_head_is_parsed_at_once() {
+    let cookie = format!("Cookie: session={}", "c".repeat(5000));
+    let refused = head("POST / HTTP/1.1", &[&cookie, "Content-Length: 1", "Transfer-Encoding: chunked"]);
+    let clean = head("GET / HTTP/1.1", &[&cookie]);
+    // As hyper-util's version sniffing reads: 24 bytes, then the rest.
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&clean[..24]), None);
+    let mut rest = clean[24..].to_vec();
+    rest.extend(&refused);
+    assert_eq!(scanner.scan(&rest), Some(rest.len() - 1));
+    assert_eq!(refusal(&[clean.clone(), refused.clone()].concat()), Some(clean.len() + refused.len() - 1));
+}
