@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request and per-login work: sealing/opening a
 //! ~4 KB session cookie, PKCE, the request-header rewrite, redirect
-//! sanitising, and the whole cache-hit authentication. Figures are recorded
+//! sanitising, the HTTP/1 framing guard's head scan, and the whole cache-hit
+//! authentication. Figures are recorded
 //! in `docs/benchmarks.md`; none of this is a test assertion.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -13,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
+use portcullis::http1_guard::FramingScanner;
 use portcullis::oidc::pkce::PkceVerifier;
 use portcullis::proxy::IdentityHeaders;
 use portcullis::proxy::headers::{self, Forwarding};
@@ -189,6 +191,43 @@ fn bench_cookie_scans(c: &mut Criterion) {
     });
 }
 
+/// The framing guard's work per request: one `httparse` pass over a browser's
+/// ~5 KB head (session cookie included) and the framing decision; and the
+/// first head of a connection, which arrives split (hyper-util reads 24 bytes
+/// first to tell HTTP/1 from HTTP/2), so it is copied once.
+fn bench_http1_guard(c: &mut Criterion) {
+    let keys = key_ring();
+    let sealed = keys.seal(Purpose::Session, "_portcullis", &serde_json::to_vec(&session()).unwrap()).unwrap();
+    let spec = CookieJarSpec::new("_portcullis", false);
+    let headers = browser_headers(&format!("{}={sealed}", spec.session_name()));
+    let mut head = b"GET /reports/2026/q3?view=summary HTTP/1.1\r\n".to_vec();
+    for (name, value) in &headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    eprintln!("http1_guard: {} byte head", head.len());
+    let limit = FramingScanner::limit_for_hyper_buffer(32 * 1024);
+    c.bench_function("http1_guard/scan a 5 KB request head", |b| {
+        b.iter(|| {
+            let mut scanner = FramingScanner::new(limit);
+            assert_eq!(scanner.scan(black_box(&head)), None);
+            scanner
+        });
+    });
+    let (first, rest) = head.split_at(24);
+    c.bench_function("http1_guard/scan a 5 KB first head, split after 24 bytes", |b| {
+        b.iter(|| {
+            let mut scanner = FramingScanner::new(limit);
+            assert_eq!(scanner.scan(black_box(first)), None);
+            assert_eq!(scanner.scan(black_box(rest)), None);
+            scanner
+        });
+    });
+}
+
 fn bench_redirect(c: &mut Criterion) {
     let policy = RedirectPolicy::new("https://app.example.com".parse().unwrap(), vec!["docs.example.com".to_owned()]);
     c.bench_function("redirect/sanitise same-origin path", |b| {
@@ -232,6 +271,7 @@ criterion_group!(
     bench_header_rewrite,
     bench_cookie_scans,
     bench_redirect,
+    bench_http1_guard,
     bench_cache_hit
 );
 criterion_main!(benches);

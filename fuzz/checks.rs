@@ -111,3 +111,37 @@ pub fn parse_config(input: &[u8]) {
         assert!(!config.server.header_read_timeout.is_zero());
     }
 }
+
+/// Scanning a connection's bytes for the HTTP/1 framing guard never panics,
+/// and its verdict does not depend on how the bytes are split into reads: a
+/// refusal lands on the same byte (the final `\n` of a head) whatever the
+/// split. The first four input bytes choose the piece sizes.
+pub fn http1_guard(input: &[u8]) {
+    use portcullis::http1_guard::FramingScanner;
+    let (sizes, stream) = input.split_at(input.len().min(4));
+    // Large enough that a split head is never given up on, as in one piece.
+    let limit = stream.len() + 1;
+    let scan = |piece_sizes: &mut dyn Iterator<Item = usize>| {
+        let mut scanner = FramingScanner::new(limit);
+        let mut at = 0;
+        while at < stream.len() {
+            let size = piece_sizes.next().unwrap_or(stream.len()).max(1);
+            let piece = &stream[at..(at + size).min(stream.len())];
+            if let Some(last) = scanner.scan(piece) {
+                assert!(last < piece.len(), "the refused byte is in the piece");
+                assert!(scanner.is_refused());
+                assert_eq!(scanner.scan(b"GET / HTTP/1.1\r\n\r\n"), None, "nothing after a refusal");
+                return Some(at + last);
+            }
+            at += piece.len();
+        }
+        None
+    };
+    let whole = scan(&mut std::iter::empty());
+    if let Some(at) = whole {
+        assert_eq!(stream[at], b'\n', "a refusal lands on a head's final line feed");
+    }
+    let mut cycled = sizes.iter().map(|size| usize::from(*size % 64)).cycle();
+    assert_eq!(scan(&mut cycled), whole, "split by {sizes:?}");
+    assert_eq!(scan(&mut std::iter::repeat(1)), whole, "split byte by byte");
+}

@@ -13,6 +13,8 @@ pub mod demo;
 pub mod devidp;
 pub mod echo;
 pub mod gateway;
+#[doc(hidden)]
+pub mod http1_guard;
 pub mod oidc;
 pub mod pages;
 pub mod proxy;

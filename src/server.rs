@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::gateway::{Connection, Gateway};
+use crate::http1_guard::Http1FramingGuard;
 use crate::pages;
 
 /// Serves `gateway` on `listener` (TLS when `tls` is given) until `shutdown`
@@ -140,6 +141,7 @@ impl ConnectionTask {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let _open = self.gateway.metrics().connection_opened();
+        let max_header_bytes = self.gateway.config().server.max_header_bytes;
         let gateway = self.gateway;
         let info = self.info;
         let service = service_fn(move |request: Request<Incoming>| {
@@ -149,7 +151,7 @@ impl ConnectionTask {
         // hyper's header-read timeout starts only once the HTTP version is known,
         // and the version is sniffed from the first bytes: a client that connects
         // and sends nothing would hold its connection slot forever.
-        let stream = FirstByteDeadline::new(stream, self.first_byte_timeout);
+        let stream = FirstByteDeadline::new(Http1FramingGuard::new(stream, max_header_bytes), self.first_byte_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         if let Err(error) = self.watcher.watch(connection.into_owned()).await {
             tracing::debug!(%error, "connection ended with an error");

@@ -102,7 +102,7 @@ install_cargo_tool() {
 # fuzz/regressions/<target>/ so the normal test suite replays it (tests/integration/fuzz_regressions.rs).
 run_fuzz_targets() {
     local seconds="${FUZZ_SECONDS:-20}" target
-    for target in open_cookie sanitise_redirect header_hygiene parse_config; do
+    for target in open_cookie sanitise_redirect header_hygiene parse_config http1_guard; do
         echo "fuzzing $target for ${seconds}s"
         (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir/fuzz" \
             cargo fuzz run "$target" --fuzz-dir . -- -max_total_time="$seconds" 2>&1 | tail -n 3) || return 1

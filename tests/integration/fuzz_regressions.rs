@@ -15,6 +15,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("sanitise_redirect", checks::sanitise_redirect),
     ("header_hygiene", checks::header_hygiene),
     ("parse_config", checks::parse_config),
+    ("http1_guard", checks::http1_guard),
 ];
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -42,6 +43,13 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "public_url = \"https://a.example\"\nupstream = \"http://127.0.0.1:1\"\n[oidc]\nissuer = \"https://i.example\"\nclient_id = \"c\"\n[session]\nsecret = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
             "[server]\nmax_header_bytes = 0\n",
             "[tls]\ncert_file = \"/nonexistent\"\n",
+        ],
+        // The first four bytes choose the piece sizes.
+        "http1_guard" => &[
+            "\x05\x01\x11\x02GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "\x03\x07\x01\x3fPOST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "\x02\x02\x09\x01POST /b HTTP/1.1\r\nContent-Length: 20\r\n\r\nGET / HTTP/1.1\n\n\r\n\r\nGET / HTTP/1.1\nContent-Length: 0\nTransfer-Encoding: x\n\n",
+            "\x18\x01\x01\x01PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ],
         _ => &[],
     };

@@ -1,0 +1,303 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use super::*;
+
+const LIMIT: usize = 64 * 1024;
+
+fn head(start: &str, lines: &[&str]) -> Vec<u8> {
+    let mut text = format!("{start}\r\nHost: app.example.com\r\n");
+    for line in lines {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+/// The refusal offset of `stream` scanned in pieces of `piece` bytes.
+fn scan_in_pieces(stream: &[u8], piece: usize) -> Option<usize> {
+    let mut scanner = FramingScanner::new(LIMIT);
+    for (index, chunk) in stream.chunks(piece).enumerate() {
+        if let Some(last) = scanner.scan(chunk) {
+            assert!(scanner.is_refused());
+            return Some(index * piece + last);
+        }
+    }
+    None
+}
+
+/// The refusal offset, checked to be the same for every piece size.
+fn refusal(stream: &[u8]) -> Option<usize> {
+    let whole = scan_in_pieces(stream, stream.len().max(1));
+    for piece in [1, 2, 3, 5, 7, 64, 1000] {
+        assert_eq!(scan_in_pieces(stream, piece), whole, "pieces of {piece}");
+    }
+    if let Some(at) = whole {
+        assert_eq!(stream[at], b'\n', "the final byte of a head");
+    }
+    whole
+}
+
+#[test]
+fn both_framing_headers_are_refused_in_any_case_order_and_count() {
+    let cases: &[&[&str]] = &[
+        &["Transfer-Encoding: chunked", "Content-Length: 5"],
+        &["Content-Length: 5", "Transfer-Encoding: chunked"],
+        &["transfer-ENCODING: chunked", "CONTENT-length: 5"],
+        &["Transfer-Encoding: chunked", "Content-Length: 0"],
+        &["Transfer-Encoding: gzip", "Transfer-Encoding: chunked", "Content-Length: 7"],
+        &["Transfer-Encoding: chunked", "Content-Length: nonsense"],
+        &["Content-Length: 5", "Content-Length: 5", "Transfer-Encoding: identity"],
+    ];
+    for lines in cases {
+        let bytes = head("POST /x HTTP/1.1", lines);
+        assert_eq!(refusal(&bytes), Some(bytes.len() - 1), "{lines:?}");
+    }
+    // Bare line feeds end a head for httparse too.
+    let bare = b"POST / HTTP/1.1\nTransfer-Encoding: chunked\nContent-Length: 3\n\n";
+    assert_eq!(refusal(bare), Some(bare.len() - 1));
+}
+
+#[test]
+fn clean_heads_are_followed_not_refused() {
+    for lines in [
+        &["Content-Length: 0"][..],
+        &["Transfer-Encoding: chunked"],
+        &[],
+        &["Content-Length: 3", "Content-Length: 3"],
+        &["X-Transfer-Encoding: chunked", "Content-Length-Extra: 2"],
+    ] {
+        let mut scanner = FramingScanner::new(LIMIT);
+        assert_eq!(scanner.scan(&head("POST / HTTP/1.1", lines)), None, "{lines:?}");
+        assert!(!scanner.is_passing_through(), "{lines:?}");
+    }
+}
+
+/// A second request after `first` (its head and body) is refused exactly at
+/// its own end, so the scanner found where `first` ended.
+fn assert_followed(first: &[u8]) {
+    let mut stream = first.to_vec();
+    stream.extend(head("GET /second HTTP/1.1", &[]));
+    let third = head("POST /third HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]);
+    stream.extend(&third);
+    assert_eq!(refusal(&stream), Some(stream.len() - 1), "{}", String::from_utf8_lossy(first));
+}
+
+#[test]
+fn chunked_bodies_with_extensions_and_trailers_are_followed() {
+    let mut request = head("POST /a HTTP/1.1", &["Transfer-Encoding: chunked"]);
+    request.extend_from_slice(b"5;name=value;flag\r\nhello\r\nA \t;x\r\n0123456789\r\n0\r\n");
+    request.extend_from_slice(b"X-Checksum: abc\r\nX-Other: d\r\n\r\n");
+    assert_followed(&request);
+
+    let mut without_trailers = head("POST /b HTTP/1.1", &["Transfer-Encoding: gzip, chunked"]);
+    without_trailers.extend_from_slice(b"3\r\nabc\r\n000\r\n\r\n");
+    assert_followed(&without_trailers);
+
+    // Chunk data that looks like the end of the body and a refused head.
+    let inner = b"0\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n";
+    let mut tricky = head("POST /c HTTP/1.1", &["Transfer-Encoding: chunked"]);
+    tricky.extend_from_slice(format!("{:x}\r\n", inner.len()).as_bytes());
+    tricky.extend_from_slice(inner);
+    tricky.extend_from_slice(b"\r\n0\r\n\r\n");
+    assert_followed(&tricky);
+}
+
+#[test]
+fn length_bodies_are_followed_whatever_they_contain() {
+    let body = b"\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n";
+    let mut request = head("POST /a HTTP/1.1", &[&format!("Content-Length: {}", body.len())]);
+    request.extend_from_slice(body);
+    assert_followed(&request);
+    assert_followed(&head("POST /empty HTTP/1.1", &["Content-Length: 0"]));
+    assert_followed(&head("GET /no-body HTTP/1.1", &[]));
+    // Leading empty lines before a head are skipped, as hyper does.
+    let mut padded = b"\r\n\r\n".to_vec();
+    padded.extend(head("GET /padded HTTP/1.1", &[]));
+    assert_followed(&padded);
+}
+
+#[test]
+fn a_body_that_spans_reads_is_counted_across_them() {
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&head("POST / HTTP/1.1", &["Content-Length: 10"])), None);
+    let smuggled = head("GET / HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]);
+    // Ten body bytes in three reads, the last followed by a refused head.
+    assert_eq!(scanner.scan(b"abcd"), None);
+    assert_eq!(scanner.scan(b"efg"), None);
+    let mut last = b"hij".to_vec();
+    last.extend(&smuggled);
+    assert_eq!(scanner.scan(&last), Some(last.len() - 1));
+}
+
+#[test]
+fn what_cannot_be_followed_passes_through() {
+    let cases: Vec<Vec<u8>> = vec![
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n".to_vec(),
+        head("POST / HTTP/1.1", &["Content-Length: +4"]),
+        head("POST / HTTP/1.1", &["Content-Length: 4", "Content-Length: 5"]),
+        head("POST / HTTP/1.1", &["Content-Length: 99999999999999999999999"]),
+    ];
+    for case in cases {
+        let mut scanner = FramingScanner::new(LIMIT);
+        assert_eq!(scanner.scan(&case), None, "{}", String::from_utf8_lossy(&case));
+        assert!(scanner.is_passing_through(), "{}", String::from_utf8_lossy(&case));
+        // Nothing after it is looked at.
+        let refused = head("POST / HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]);
+        assert_eq!(scanner.scan(&refused), None);
+    }
+    // A malformed chunk stops the scanner too (hyper fails the body and closes).
+    let mut bad_chunk = head("POST / HTTP/1.1", &["Transfer-Encoding: chunked"]);
+    bad_chunk.extend_from_slice(b"5\nhello\r\n0\r\n\r\n");
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&bad_chunk), None);
+    assert!(scanner.is_passing_through());
+}
+
+#[test]
+fn an_upgrade_tunnel_is_not_mistaken_for_requests() {
+    // After a granted WebSocket upgrade the client sends frames: the first
+    // byte is never an HTTP token, so the scanner stops at once.
+    let mut stream = head("GET /ws HTTP/1.1", &["Connection: Upgrade", "Upgrade: websocket"]);
+    stream.extend_from_slice(&[0x81, 0x85, 1, 2, 3, 4, b'h', b'e', b'l', b'l', b'o']);
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&stream), None);
+    assert!(scanner.is_passing_through());
+    // An upgrade that was not granted is followed by more requests: still guarded.
+    let mut refused = head("GET /ws HTTP/1.1", &["Connection: Upgrade", "Upgrade: websocket"]);
+    refused.extend(head("POST / HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]));
+    assert_eq!(refusal(&refused), Some(refused.len() - 1));
+}
+
+#[test]
+fn a_head_beyond_the_limit_or_the_header_slots_passes_through() {
+    let big = format!("X-Big: {}", "a".repeat(300));
+    let lines = [big.as_str(), "Content-Length: 1", "Transfer-Encoding: chunked"];
+    let bytes = head("POST / HTTP/1.1", &lines);
+    // Split across reads and longer than the limit: given up on.
+    let mut scanner = FramingScanner::new(256);
+    assert_eq!(scanner.scan(&bytes[..100]), None);
+    assert_eq!(scanner.scan(&bytes[100..]), None);
+    assert!(scanner.is_passing_through());
+    // Within one read no copy is needed, so the limit does not apply.
+    assert_eq!(FramingScanner::new(256).scan(&bytes), Some(bytes.len() - 1));
+
+    let many: Vec<String> = (0..MAX_HEADERS).map(|index| format!("X-{index}: v")).collect();
+    let mut lines: Vec<&str> = many.iter().map(String::as_str).collect();
+    lines.extend(["Content-Length: 1", "Transfer-Encoding: chunked"]);
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&head("POST / HTTP/1.1", &lines)), None);
+    assert!(scanner.is_passing_through(), "hyper answers 431 to so many headers");
+}
+
+#[test]
+fn a_head_split_byte_by_byte_is_parsed_once_its_end_arrives() {
+    let bytes = head("POST / HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]);
+    let mut scanner = FramingScanner::new(LIMIT);
+    for (index, byte) in bytes.iter().enumerate() {
+        let verdict = scanner.scan(std::slice::from_ref(byte));
+        if index + 1 < bytes.len() {
+            assert_eq!(verdict, None, "byte {index}");
+        } else {
+            assert_eq!(verdict, Some(0));
+        }
+    }
+    assert!(scanner.partial.is_empty(), "the copy is dropped after a refusal");
+}
+
+/// A reader that hands out fixed pieces, then end of stream.
+struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+impl AsyncRead for Pieces {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(mut piece) = self.0.pop_front() {
+            let now = piece.len().min(buf.remaining());
+            buf.put_slice(&piece[..now]);
+            if now < piece.len() {
+                self.0.push_front(piece.split_off(now));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn the_mark_replaces_the_final_line_feed_even_through_tiny_buffers() {
+    use tokio::io::AsyncReadExt;
+    let mut stream = head("GET /first HTTP/1.1", &[]);
+    let refused = head("POST / HTTP/1.1", &["Content-Length: 1", "Transfer-Encoding: chunked"]);
+    stream.extend(&refused);
+    stream.extend_from_slice(b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n");
+    let mut expected = stream[..head("GET /first HTTP/1.1", &[]).len() + refused.len() - 1].to_vec();
+    expected.extend_from_slice(REFUSAL_MARK);
+    for buffer_size in [1, 2, 5, 4096] {
+        let mut guard = Http1FramingGuard::new(Pieces(vec![stream.clone()].into()), 8192);
+        let mut seen = Vec::new();
+        let mut buffer = vec![0u8; buffer_size];
+        for _ in 0..10_000 {
+            let read = guard.read(&mut buffer).await.unwrap();
+            if read == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..read]);
+        }
+        assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected), "buffer {buffer_size}");
+    }
+}
+
+/// hyper itself over the guard: the marked head gets hyper's own 400 and
+/// the connection closes, with the head whole or trickling in.
+#[tokio::test]
+async fn hyper_answers_400_to_a_refused_head_and_200_to_a_clean_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn exchange(request: &[u8], piece: usize) -> String {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(crate::body::full("ok")))
+        });
+        let guard = Http1FramingGuard::new(server, 8192);
+        let serving = tokio::spawn(
+            hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(guard), service),
+        );
+        for chunk in request.chunks(piece) {
+            client.write_all(chunk).await.unwrap();
+            // Let hyper read each piece on its own.
+            tokio::task::yield_now().await;
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let _ = serving.await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+    let refused = head("POST / HTTP/1.1", &["Transfer-Encoding: chunked", "Content-Length: 5"]);
+    for piece in [refused.len(), 1, 7] {
+        let answer = exchange(&refused, piece).await;
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "pieces of {piece}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    }
+    let clean = head("GET / HTTP/1.1", &["Connection: close"]);
+    for piece in [clean.len(), 1] {
+        let answer = exchange(&clean, piece).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "pieces of {piece}: {answer}");
+    }
+}
+
+#[test]
+fn a_large_piece_of_a_split_head_is_parsed_at_once() {
+    let cookie = format!("Cookie: session={}", "c".repeat(5000));
+    let refused = head("POST / HTTP/1.1", &[&cookie, "Content-Length: 1", "Transfer-Encoding: chunked"]);
+    let clean = head("GET / HTTP/1.1", &[&cookie]);
+    // As hyper-util's version sniffing reads: 24 bytes, then the rest.
+    let mut scanner = FramingScanner::new(LIMIT);
+    assert_eq!(scanner.scan(&clean[..24]), None);
+    let mut rest = clean[24..].to_vec();
+    rest.extend(&refused);
+    assert_eq!(scanner.scan(&rest), Some(rest.len() - 1));
+    assert_eq!(refusal(&[clean.clone(), refused.clone()].concat()), Some(clean.len() + refused.len() - 1));
+}
