@@ -35,6 +35,54 @@ impl FaultText {
     }
 }
 
+/// Holds token-endpoint requests until opened, for tests of concurrent
+/// refreshes: the test closes it, sees the request waiting, checks what it
+/// must, then lets it go. Open by default.
+#[derive(Debug)]
+pub struct FaultGate {
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for FaultGate {
+    fn default() -> Self {
+        Self { open: tokio::sync::watch::Sender::new(true), waiting: tokio::sync::watch::Sender::new(0) }
+    }
+}
+
+impl FaultGate {
+    /// Holds requests from now on.
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets held and new requests through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Requests being held now.
+    pub fn waiting(&self) -> usize {
+        *self.waiting.borrow()
+    }
+
+    /// Completes once at least `count` requests are held.
+    pub async fn until_waiting(&self, count: usize) {
+        let _ = self.waiting.subscribe().wait_for(|waiting| *waiting >= count).await;
+    }
+
+    /// Returns at once while open; otherwise waits until opened.
+    pub async fn pass(&self) {
+        let mut open = self.open.subscribe();
+        if *open.borrow_and_update() {
+            return;
+        }
+        self.waiting.send_modify(|waiting| *waiting += 1);
+        let _ = open.wait_for(|open| *open).await;
+        self.waiting.send_modify(|waiting| *waiting = waiting.saturating_sub(1));
+    }
+}
+
 /// Every fault the development provider can simulate; all off by default.
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -74,6 +122,8 @@ pub struct Faults {
     /// How the back-channel endpoints (discovery, JWKS, token) misbehave; the
     /// browser-facing authorize endpoint is unaffected.
     pub back_channel: FaultMode,
+    /// Token-endpoint requests wait here while it is closed.
+    pub token_gate: FaultGate,
 }
 
 /// A way of misbehaving at the HTTP level.

@@ -21,6 +21,7 @@ pub(super) async fn handle(shared: &Shared, request: Request) -> Response {
         Err(_) => "",
     };
     shared.count_token_request(grant_type);
+    shared.faults.token_gate.pass().await;
     if shared.faults.unavailable.get() {
         return web::unavailable();
     }

@@ -4,6 +4,7 @@
 //! several cookies, and back-channel logout. Time moves by the shared clock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -68,6 +69,51 @@ async fn two_hundred_concurrent_requests_cause_exactly_one_refresh() {
     }
     assert_eq!(world.provider.token_requests("refresh_token"), 1, "one refresh for 200 waiting requests");
     assert_eq!(bearers.len(), 1, "all 200 went upstream with the same, new token");
+}
+
+/// Issue 6: ≥ 1000 concurrent requests on one session whose access token has
+/// just expired. The provider holds the refresh until every request has been
+/// sent and none has been answered; one provider answer then releases all of
+/// them: one refresh, no queue of refreshes behind it.
+#[tokio::test]
+async fn a_thousand_requests_on_an_expired_token_all_wait_for_one_refresh() {
+    const REQUESTS: usize = 1000;
+    let world = TestWorld::start().await;
+    let browser = Arc::new(world.browser());
+    browser.login_at("/", "alice", "alice").await;
+    world.clock.advance(PAST_EXPIRY);
+    let gate = &world.provider.faults().token_gate;
+    gate.close();
+
+    let started = Arc::new(tokio::sync::Barrier::new(REQUESTS + 1));
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..REQUESTS {
+        let (browser, started) = (Arc::clone(&browser), Arc::clone(&started));
+        requests.spawn(async move {
+            started.wait().await;
+            browser.send(Method::GET, &format!("/data/{index}"), &[("accept", "application/json")], Bytes::new()).await
+        });
+    }
+    started.wait().await;
+    tokio::time::timeout(Duration::from_secs(30), gate.until_waiting(1))
+        .await
+        .expect("the refresh reached the provider and is held there");
+    assert_eq!(world.provider.token_requests("refresh_token"), 1, "one refresh while {REQUESTS} requests wait");
+    assert!(requests.try_join_next().is_none(), "no request was answered before the refresh");
+
+    let released = std::time::Instant::now();
+    gate.open();
+    let mut bearers = std::collections::HashSet::new();
+    let mut answered = 0;
+    while let Some(reply) = requests.join_next().await {
+        bearers.insert(upstream_bearer(&reply.expect("request task")));
+        answered += 1;
+    }
+    // A figure for docs/benchmarks.md, never an assertion.
+    eprintln!("{answered} waiting requests answered {:?} after the provider's one answer", released.elapsed());
+    assert_eq!(answered, REQUESTS);
+    assert_eq!(world.provider.token_requests("refresh_token"), 1, "still one refresh after all {REQUESTS} answers");
+    assert_eq!(bearers.len(), 1, "all {REQUESTS} went upstream with the same, new token");
 }
 
 #[tokio::test]
