@@ -72,32 +72,59 @@ async fn two_hundred_concurrent_requests_cause_exactly_one_refresh() {
 }
 
 /// Issue 6: ≥ 1000 concurrent requests on one session whose access token has
-/// just expired. The provider holds the refresh until every request has been
-/// sent and none has been answered; one provider answer then releases all of
-/// them: one refresh, no queue of refreshes behind it.
+/// just expired. The provider holds the refresh while the requests arrive; one
+/// provider answer then releases all of them: one refresh, no queue of
+/// refreshes behind it, and every request goes upstream with the new token.
 #[tokio::test]
 async fn a_thousand_requests_on_an_expired_token_all_wait_for_one_refresh() {
     const REQUESTS: usize = 1000;
-    let world = TestWorld::start().await;
-    let browser = Arc::new(world.browser());
+    // Room in the gateway's upstream pool for every request's connection.
+    let world = TestWorld::builder().tweak(|raw| raw.proxy.pool_max_idle_per_host = REQUESTS).start().await;
+    let browser = world.browser();
     browser.login_at("/", "alice", "alice").await;
+    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
+
+    // A keep-alive client, warmed with the same concurrency: the burst below then
+    // needs no new connection anywhere, so what it measures is the gateway.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(REQUESTS)
+            .build_http();
+    let burst = |prefix: &'static str| {
+        let mut requests = tokio::task::JoinSet::new();
+        for index in 0..REQUESTS {
+            let request = http::Request::get(format!("{}/{prefix}/{index}", world.public_url))
+                .header("cookie", &cookie)
+                .header("accept", "application/json")
+                .body(http_body_util::Full::new(Bytes::new()))
+                .expect("request");
+            let client = client.clone();
+            requests.spawn(async move {
+                let response = client.request(request).await.expect("answer");
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+                Reply { status, headers: http::HeaderMap::new(), body: String::from_utf8_lossy(&body).into_owned() }
+            });
+        }
+        requests
+    };
+    let mut warm_up = burst("warm");
+    while let Some(reply) = warm_up.join_next().await {
+        assert_eq!(reply.expect("warm-up task").status, StatusCode::OK);
+    }
+    assert_eq!(world.provider.token_requests("refresh_token"), 0);
+
     world.clock.advance(PAST_EXPIRY);
     let gate = &world.provider.faults().token_gate;
     gate.close();
-
-    let started = Arc::new(tokio::sync::Barrier::new(REQUESTS + 1));
-    let mut requests = tokio::task::JoinSet::new();
-    for index in 0..REQUESTS {
-        let (browser, started) = (Arc::clone(&browser), Arc::clone(&started));
-        requests.spawn(async move {
-            started.wait().await;
-            browser.send(Method::GET, &format!("/data/{index}"), &[("accept", "application/json")], Bytes::new()).await
-        });
-    }
-    started.wait().await;
+    let mut requests = burst("data");
     tokio::time::timeout(Duration::from_secs(30), gate.until_waiting(1))
         .await
         .expect("the refresh reached the provider and is held there");
+    // Let every request reach the gateway (each task runs until it waits on the socket).
+    for _ in 0..REQUESTS {
+        tokio::task::yield_now().await;
+    }
     assert_eq!(world.provider.token_requests("refresh_token"), 1, "one refresh while {REQUESTS} requests wait");
     assert!(requests.try_join_next().is_none(), "no request was answered before the refresh");
 
