@@ -37,13 +37,6 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 const CLIENT_ID: &str = "portcullis-bench";
 
-/// mimalloc instead of glibc's malloc: every request allocates and frees
-/// short-lived buffers (the decoded 5 KB cookie, its JSON strings, headers),
-/// and glibc's malloc/free/consolidate took ~7 % of the gateway's CPU under
-/// load (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -38,13 +38,6 @@ enum Command {
     Secret,
 }
 
-/// mimalloc instead of glibc's malloc: every request allocates and frees
-/// short-lived buffers (the decoded 5 KB cookie, its JSON strings, headers),
-/// and glibc's malloc/free/consolidate took ~7 % of the gateway's CPU under
-/// load (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
