@@ -20,26 +20,14 @@ UP_PORT=${UP_PORT:-18180}
 NGINX_PORT=${NGINX_PORT:-18181}
 GW_PORT=${GW_PORT:-18182}
 HOST=127.0.0.1
-repo=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$repo/target}
-
-for tool in valgrind:valgrind wrk:wrk nginx:nginx-light; do
-    command -v "${tool%%:*}" >/dev/null || command -v "/usr/sbin/${tool%%:*}" >/dev/null || {
-        apt-get install -y "${tool#*:}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${tool#*:}" >/dev/null; }
-    }
-done
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-gateway_bin=${GATEWAY_BIN:-}
-if [ -z "$gateway_bin" ]; then
-    (cd "$repo" && cargo build --release --quiet --example bench_gateway)
-    gateway_bin=$target/release/examples/bench_gateway
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+install_tools valgrind:valgrind wrk:wrk nginx:nginx-light
+build_fixture
 
 work=$(mktemp -d /tmp/portcullis-instr.XXXXXX)
-pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_all
     if [ -n "${KEEP:-}" ]; then echo "callgrind dumps kept in $work (callgrind_annotate <file>)" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM

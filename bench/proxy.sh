@@ -24,29 +24,14 @@ GW_PORT=${GW_PORT:-18082}
 MEM_PORT=${MEM_PORT:-18083}
 HOST=127.0.0.1
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$repo/target}
-
-for tool in nginx:nginx wrk:wrk; do
-    if ! command -v "${tool%%:*}" >/dev/null; then
-        echo "installing ${tool#*:}" >&2
-        apt-get install -y "${tool#*:}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${tool#*:}" >/dev/null; }
-    fi
-done
-nginx_bin=$(command -v nginx)
-
-gateway_bin=${GATEWAY_BIN:-}
-if [ -z "$gateway_bin" ]; then
-    echo "building the release fixture (examples/bench_gateway.rs)" >&2
-    (cd "$repo" && cargo build --release --quiet --example bench_gateway)
-    gateway_bin=$target/release/examples/bench_gateway
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
+install_tools nginx:nginx wrk:wrk
+build_fixture
 
 work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
-pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_all
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
