@@ -73,7 +73,7 @@ async fn run() -> Result<(), Failure> {
     if !listen.ip().is_loopback() {
         return Err("loopback addresses only".into());
     }
-    // Same logging as `portcullis run` with the default config: one JSON access line per request.
+    // Logging as the Kubernetes manifests in deploy/ configure it: one JSON access line per request.
     portcullis::telemetry::init(LogFormat::Json, "info");
 
     let public_url = format!("http://{listen}");
