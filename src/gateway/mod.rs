@@ -299,7 +299,7 @@ impl Gateway {
         // Authorization header is replaced; only without one does a bearer token count.
         let caller = match (authenticated.session, authenticated.provider_unavailable) {
             (Some(session), _) => {
-                outcome.user = Some(session.subject);
+                outcome.user = Some(session.caller.principal.subject.clone());
                 Some(session.caller)
             }
             (None, true) => None,

@@ -20,10 +20,9 @@ use crate::session::seal::Purpose;
 /// on every request would cost more than it tells).
 const IDLE_TOUCH_SECONDS: i64 = 60;
 
-/// An authenticated user.
+/// An authenticated user (the subject is `caller.principal.subject`).
 #[derive(Debug)]
 pub(super) struct AuthenticatedSession {
-    pub subject: String,
     pub caller: Caller,
 }
 
@@ -176,12 +175,11 @@ impl Gateway {
             data.last_seen_at = now;
             set_cookies = self.seal_session(&data, cookie.part_count()).unwrap_or_default();
         }
-        let subject = data.sub.clone();
         let Some(caller) = Caller::of_session(active, data, self.upstream_routes.sends_id_token()) else {
             return Authentication::invalid();
         };
         Authentication {
-            session: Some(AuthenticatedSession { subject, caller }),
+            session: Some(AuthenticatedSession { caller }),
             clear_cookie: false,
             provider_unavailable: false,
             set_cookies,

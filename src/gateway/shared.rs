@@ -131,11 +131,7 @@ impl Gateway {
         else {
             return Authentication::invalid();
         };
-        Authentication {
-            session: Some(AuthenticatedSession { subject: session.data.sub.clone(), caller }),
-            set_cookies,
-            ..Authentication::default()
-        }
+        Authentication { session: Some(AuthenticatedSession { caller }), set_cookies, ..Authentication::default() }
     }
 
     /// The session behind a handle: the local copy while fresh, else the store's

@@ -183,44 +183,35 @@ fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The `;`-separated pieces of a `Cookie` header value, untrimmed.
-///
-/// A session cookie makes the value ~5 KB and it is scanned twice per
-/// request, so `;` is found with SIMD `memchr`, and nothing is validated here
-/// (`str::split` first needs a UTF-8 check of the whole value).
 fn split_cookie_pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(bytes);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match memchr::memchr(b';', current) {
-            Some(at) => {
-                let (pair, tail) = current.split_at(at);
-                rest = tail.get(1..);
-                Some(pair)
-            }
-            None => {
-                rest = None;
-                Some(current)
-            }
-        }
-    })
+    cookie_pair_ranges(bytes).filter_map(|range| bytes.get(range))
 }
 
 /// [`split_cookie_pairs`] for a value already known to be text: the pieces
 /// are `str`s without a second UTF-8 check (`;` is ASCII, so every split is
 /// at a character boundary).
 pub(crate) fn split_cookie_pairs_str(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    cookie_pair_ranges(text.as_bytes()).filter_map(|range| text.get(range))
+}
+
+/// Where the `;`-separated pieces of a `Cookie` value are.
+///
+/// A session cookie makes the value ~5 KB and it is scanned twice per
+/// request, so `;` is found with SIMD `memchr`, and nothing is validated here
+/// (`str::split` first needs a UTF-8 check of the whole value).
+fn cookie_pair_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let current = rest?;
-        match memchr::memchr(b';', current.as_bytes()) {
+        let from = start?;
+        let rest = bytes.get(from..)?;
+        match memchr::memchr(b';', rest) {
             Some(at) => {
-                let (pair, tail) = current.split_at_checked(at)?;
-                rest = tail.get(1..);
-                Some(pair)
+                start = Some(from + at + 1);
+                Some(from..from + at)
             }
             None => {
-                rest = None;
-                Some(current)
+                start = None;
+                Some(from..bytes.len())
             }
         }
     })
