@@ -26,6 +26,7 @@ pub mod session;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_client;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {error}")]
     Listen { addr: std::net::SocketAddr, error: std::io::Error },
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Serves a started gateway on `listener` until `shutdown` completes: TLS when
@@ -92,8 +95,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let Some(tls_config) = gateway.config().tls.clone() else {
-        server::serve(listener, None, gateway, shutdown).await;
-        return Ok(());
+        return server::serve(listener, None, gateway, shutdown).await.map_err(ServeError::Workers);
     };
     let certificate = Arc::new(tls::ReloadingCertificate::load(tls_config.files.clone())?);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&certificate))?);
@@ -110,11 +112,11 @@ pub async fn run(
         }
         None => None,
     };
-    server::serve(listener, Some(acceptor), gateway, shutdown).await;
+    let served = server::serve(listener, Some(acceptor), gateway, shutdown).await.map_err(ServeError::Workers);
     let _ = stop_redirect.send(());
     if let Some(redirect) = redirect {
         let _ = redirect.await;
     }
     watcher.abort();
-    Ok(())
+    served
 }

@@ -28,16 +28,20 @@ use crate::config::ServerConfig;
 use crate::gateway::{Connection, Gateway};
 use crate::http1_guard::Http1FramingGuard;
 use crate::pages;
+use crate::workers::Workers;
 
 /// Serves `gateway` on `listener` (TLS when `tls` is given) until `shutdown`
-/// completes, then drains as configured in `[server]`.
+/// completes, then drains as configured in `[server]`. Connections are
+/// accepted here and served on `server.worker_threads` worker threads; fails
+/// only if those cannot be started.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> io::Result<()> {
     let limits = gateway.config().server;
+    let workers = Workers::start(limits.worker_threads, "portcullis-worker")?;
     let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -72,6 +76,14 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Off this runtime's reactor, onto the worker's (registered at its first poll there).
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
         let context = ConnectionTask {
             gateway: Arc::clone(&gateway),
             builder: Arc::clone(&builder),
@@ -81,8 +93,12 @@ pub async fn serve(
         };
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        workers.spawn(async move {
             let _permit = permit;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => return tracing::warn!(%error, "cannot register a connection on its worker"),
+            };
             match tls {
                 None => context.serve(stream).await,
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -108,6 +124,9 @@ pub async fn serve(
             tunnels.close_all();
         }
     }
+    // Drops whatever is still open after the drain timeout.
+    workers.stop().await;
+    Ok(())
 }
 
 fn http_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {

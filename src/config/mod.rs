@@ -143,6 +143,8 @@ pub struct ServerConfig {
     pub max_url_bytes: usize,
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
+    /// Resolved: `server.worker_threads`, or the number of CPU cores when it is 0.
+    pub worker_threads: usize,
     pub shutdown_grace: Duration,
     pub drain_timeout: Duration,
 }
@@ -265,6 +267,11 @@ impl Config {
             max_url_bytes: at_least("server.max_url_bytes", raw.server.max_url_bytes, 256)?,
             max_connections: at_least("server.max_connections", raw.server.max_connections, 1)?,
             max_concurrent_streams: raw.server.max_concurrent_streams.max(1),
+            worker_threads: crate::workers::resolve_count(at_most(
+                "server.worker_threads",
+                raw.server.worker_threads,
+                MAX_WORKER_THREADS,
+            )?),
             shutdown_grace: raw.server.shutdown_grace,
             drain_timeout: raw.server.drain_timeout,
         };
@@ -338,12 +345,19 @@ fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
     Ok(tls)
 }
 
+/// More serving threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
+
 fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() { Err(invalid(key, "must be longer than zero")) } else { Ok(value) }
 }
 
 fn at_least(key: &'static str, value: usize, minimum: usize) -> Result<usize, ConfigError> {
     if value < minimum { Err(invalid(key, format!("must be at least {minimum}"))) } else { Ok(value) }
+}
+
+fn at_most(key: &'static str, value: usize, maximum: usize) -> Result<usize, ConfigError> {
+    if value > maximum { Err(invalid(key, format!("must be at most {maximum}"))) } else { Ok(value) }
 }
 
 fn parse_origin(text: Option<&str>) -> Result<Url, ConfigError> {

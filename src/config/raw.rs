@@ -102,6 +102,8 @@ pub struct RawServer {
     pub max_url_bytes: usize,
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
+    /// Threads serving connections, each with its own runtime; 0: one per CPU core.
+    pub worker_threads: usize,
     /// After SIGTERM, keep accepting this long while load balancers notice /ready failing.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -306,6 +308,7 @@ impl Default for RawConfig {
                 max_url_bytes: 8 * 1024,
                 max_connections: 10_000,
                 max_concurrent_streams: 250,
+                worker_threads: 0,
                 shutdown_grace: Duration::from_secs(5),
                 drain_timeout: Duration::from_secs(20),
             },

@@ -44,6 +44,8 @@ fn minimal_file_gives_safe_defaults() {
         assert_eq!(config.oidc.redirect_url.as_str(), "https://app.example.com/oauth2/callback");
         assert!(config.is_https());
         assert_eq!(config.session.cookie_name, "_portcullis");
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.server.worker_threads, cores, "one serving thread per core by default");
         Ok(())
     });
 }
@@ -106,6 +108,7 @@ fn errors_name_the_key() {
             ),
             (format!("{}\n[tracing]\nca_file = \"/nonexistent/ca.pem\"\n{TRACING_ON}", minimal("")), "tracing.ca_file"),
             (format!("{}\n[tracing]\nendpoint = \"http://127.0.0.1:4318\"\n", minimal("")), "tracing.endpoint"),
+            (format!("{}\n[server]\nworker_threads = 5000\n", minimal("")), "server.worker_threads"),
         ];
         for (toml, key) in cases {
             let text = error_text(load_from(jail, &toml));

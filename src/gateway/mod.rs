@@ -128,6 +128,7 @@ impl Gateway {
             pool_idle_timeout: config.proxy.pool_idle_timeout,
             pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
             tls: config.proxy.tls.clone(),
+            worker_threads: config.server.worker_threads,
         };
         let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;

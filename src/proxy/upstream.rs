@@ -1,4 +1,5 @@
-//! The upstream: one pooled HTTP(S) client, target URI building and the response timeout.
+//! The upstream: pooled HTTP(S) clients (one per serving worker), target URI
+//! building and the response timeout.
 //!
 //! Everything derivable from the configured base URL (scheme, authority, path
 //! prefix) is parsed once in [`Upstream::new`], so building a target URI per
@@ -35,6 +36,9 @@ pub struct UpstreamSettings {
     pub pool_max_idle_per_host: usize,
     /// Roots, client certificate and verification for an https upstream.
     pub tls: crate::tls_client::ClientTls,
+    /// Serving worker threads: each gets its own connection pool, so a request
+    /// and the upstream connection it uses stay on one thread (see `workers`).
+    pub worker_threads: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -46,6 +50,7 @@ impl Default for UpstreamSettings {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 64,
             tls: crate::tls_client::ClientTls::default(),
+            worker_threads: 1,
         }
     }
 }
@@ -64,7 +69,10 @@ struct Inner {
     authority: Authority,
     /// The base path without its trailing `/`; `None` when the base path is `/`.
     path_prefix: Option<String>,
-    client: UpstreamClient,
+    /// One pool per serving worker...
+    worker_clients: Box<[UpstreamClient]>,
+    /// ...and one for every other thread.
+    other_client: UpstreamClient,
     response_timeout: Duration,
 }
 
@@ -106,11 +114,15 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .build(connector);
+        let client = || {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(settings.pool_idle_timeout)
+                .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+                .build(connector.clone())
+        };
+        let worker_clients = (0..settings.worker_threads).map(|_| client()).collect();
+        let other_client = client();
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -118,10 +130,19 @@ impl Upstream {
                 scheme,
                 authority,
                 path_prefix,
-                client,
+                worker_clients,
+                other_client,
                 response_timeout: settings.response_timeout,
             }),
         })
+    }
+
+    /// The pool of the serving worker running the caller: connections stay
+    /// with the thread whose runtime drives them.
+    fn client(&self) -> &UpstreamClient {
+        crate::workers::current()
+            .and_then(|index| self.inner.worker_clients.get(index))
+            .unwrap_or(&self.inner.other_client)
     }
 
     /// The configured base URL.
@@ -162,7 +183,7 @@ impl Upstream {
     pub(super) async fn send(&self, mut request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
         let span = self.span(&request);
         crate::telemetry::otel::inject_context(&span, request.headers_mut());
-        let exchange = tokio::time::timeout(self.inner.response_timeout, self.inner.client.request(request));
+        let exchange = tokio::time::timeout(self.inner.response_timeout, self.client().request(request));
         let result = match exchange.instrument(span.clone()).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(super::classify_client_error(&error)),

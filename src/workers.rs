@@ -1,0 +1,210 @@
+//! Thread-per-core serving: each accepted connection is handed to one of a
+//! fixed set of worker threads, each running its own single-threaded tokio
+//! runtime, and stays there. A request, its upstream connection and their
+//! timers then live on one core: no work stealing, no wake-ups across threads
+//! and no allocator contention between cores on the hot path (a shared
+//! multi-threaded runtime cost about a third more CPU per proxied request).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+thread_local! {
+    /// The index of the worker this thread is, if it is one.
+    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the serving worker running the caller, or `None` outside the workers.
+pub fn current() -> Option<usize> {
+    CURRENT.with(Cell::get)
+}
+
+/// The number of worker threads `configured` asks for: itself, or one per
+/// available CPU core when it is 0.
+pub fn resolve_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// A running set of worker threads. Dropping it lets the workers finish on
+/// their own (their tasks are dropped); [`Workers::stop`] also waits for them.
+pub struct Workers {
+    queues: Vec<mpsc::UnboundedSender<Job>>,
+    /// Tasks handed to each worker and not yet finished.
+    load: Arc<[AtomicUsize]>,
+    /// Where the search for the least loaded worker starts, so ties rotate.
+    next: AtomicUsize,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` (at least one) worker threads named `{name}-{index}`.
+    pub fn start(count: usize, name: &str) -> io::Result<Self> {
+        let count = count.max(1);
+        let load: Arc<[AtomicUsize]> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+        let mut queues = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
+            let thread = std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
+                CURRENT.with(|current| current.set(Some(index)));
+                runtime.block_on(async move {
+                    while let Some(job) = jobs.recv().await {
+                        tokio::spawn(job);
+                    }
+                });
+                // Dropping the runtime here drops any task still running.
+            })?;
+            queues.push(queue);
+            threads.push(thread);
+        }
+        Ok(Self { queues, load, next: AtomicUsize::new(0), threads })
+    }
+
+    /// How many worker threads there are.
+    pub fn count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Runs `task` on the worker with the fewest unfinished tasks. The future
+    /// is first polled on that worker, so I/O objects it creates (for
+    /// example `TcpStream::from_std`) belong to that worker's runtime.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let index = self.least_loaded();
+        let Some(queue) = self.queues.get(index) else { return };
+        let load = Arc::clone(&self.load);
+        if let Some(counter) = load.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let job = Box::pin(async move {
+            let _done = Finished { load, index };
+            task.await;
+        });
+        // A closed queue means the worker is gone (stopping); the task is dropped.
+        let _ = queue.send(job);
+    }
+
+    fn least_loaded(&self) -> usize {
+        let count = self.queues.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .min_by_key(|&index| self.load.get(index).map_or(usize::MAX, |load| load.load(Ordering::Relaxed)))
+            .unwrap_or(0)
+    }
+
+    /// Closes the queues and waits until every worker thread has ended,
+    /// dropping the tasks still running on them.
+    pub async fn stop(self) {
+        let Self { queues, threads, .. } = self;
+        drop(queues);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        let _ = joined.await;
+    }
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let load: Vec<usize> = self.load.iter().map(|load| load.load(Ordering::Relaxed)).collect();
+        f.debug_struct("Workers").field("load", &load).finish_non_exhaustive()
+    }
+}
+
+/// Counts a task as finished when it ends or is dropped.
+struct Finished {
+    load: Arc<[AtomicUsize]>,
+    index: usize,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(counter) = self.load.get(self.index) {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn tasks_run_on_the_workers_and_spread_over_all_of_them() {
+        let workers = Workers::start(3, "test-worker").unwrap();
+        assert_eq!(workers.count(), 3);
+        assert_eq!(current(), None, "the test thread is not a worker");
+        // Tasks that stay open until released, so each new one goes to the least loaded worker.
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (report, mut reports) = mpsc::unbounded_channel();
+        for _ in 0..6 {
+            let report = report.clone();
+            let mut released = released.clone();
+            workers.spawn(async move {
+                let name = std::thread::current().name().map(str::to_owned);
+                report.send((current(), name)).unwrap();
+                let _ = released.wait_for(|released| *released).await;
+            });
+        }
+        let mut per_worker = [0usize; 3];
+        let mut names = HashSet::new();
+        for _ in 0..6 {
+            let (index, name) = reports.recv().await.unwrap();
+            per_worker[index.expect("runs on a worker")] += 1;
+            names.insert(name.unwrap());
+        }
+        assert_eq!(per_worker, [2, 2, 2], "open tasks are balanced");
+        assert_eq!(
+            names,
+            HashSet::from(["test-worker-0".to_owned(), "test-worker-1".to_owned(), "test-worker-2".to_owned()])
+        );
+        release.send(true).unwrap();
+        workers.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stopping_drops_unfinished_tasks_and_ends_the_threads() {
+        let workers = Workers::start(2, "test-stop").unwrap();
+        let (started, mut has_started) = mpsc::unbounded_channel();
+        let (dropped, mut was_dropped) = mpsc::unbounded_channel::<()>();
+        struct SignalOnDrop(mpsc::UnboundedSender<()>);
+        impl Drop for SignalOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        workers.spawn(async move {
+            let _guard = SignalOnDrop(dropped);
+            started.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+        has_started.recv().await.unwrap();
+        workers.stop().await;
+        assert_eq!(was_dropped.recv().await, Some(()), "the pending task was dropped at stop");
+    }
+
+    #[test]
+    fn zero_means_one_worker_per_core() {
+        assert_eq!(resolve_count(3), 3);
+        assert!(resolve_count(0) >= 1);
+        assert_eq!(resolve_count(0), std::thread::available_parallelism().unwrap().get());
+    }
+}
