@@ -2,6 +2,7 @@
 //! took. Labels are small fixed sets (route class, status class, reason
 //! codes), never users, paths or anything secret.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
@@ -24,8 +25,8 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels2, Counter>,
-    auth_decisions: Family<Labels2, Counter>,
+    requests: StaticCounters<2>,
+    auth_decisions: StaticCounters<2>,
     logins: Family<Labels2, Counter>,
     refreshes: Family<Labels1, Counter>,
     idp_latency: LatencyFamily,
@@ -33,7 +34,7 @@ pub struct Metrics {
     open_connections: Gauge,
     cached_sessions: Gauge<u64, AtomicU64>,
     session_cache_bytes: Gauge<u64, AtomicU64>,
-    cache_lookups: Family<Labels1, Counter>,
+    cache_lookups: StaticCounters<1>,
     panics: Counter,
 }
 
@@ -47,10 +48,14 @@ impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
-        let requests = Family::<Labels2, Counter>::default();
-        registry.register("requests", "Requests answered, by route class and status class", requests.clone());
-        let auth_decisions = Family::<Labels2, Counter>::default();
-        registry.register("auth_decisions", "Authentication decisions, by outcome and reason", auth_decisions.clone());
+        let requests = StaticCounters::new(["route", "status"]);
+        registry.register("requests", "Requests answered, by route class and status class", requests.family.clone());
+        let auth_decisions = StaticCounters::new(["outcome", "reason"]);
+        registry.register(
+            "auth_decisions",
+            "Authentication decisions, by outcome and reason",
+            auth_decisions.family.clone(),
+        );
         let logins = Family::<Labels2, Counter>::default();
         registry.register("logins", "Login flow events, by stage and reason", logins.clone());
         let refreshes = Family::<Labels1, Counter>::default();
@@ -73,8 +78,8 @@ impl Metrics {
             "Approximate bytes held by the in-memory session cache (its byte cap is session.cache_max_bytes)",
             session_cache_bytes.clone(),
         );
-        let cache_lookups = Family::<Labels1, Counter>::default();
-        registry.register("session_cache_lookups", "Token-cache lookups, by hit or miss", cache_lookups.clone());
+        let cache_lookups = StaticCounters::new(["result"]);
+        registry.register("session_cache_lookups", "Token-cache lookups, by hit or miss", cache_lookups.family.clone());
         let panics = Counter::default();
         registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
         Self {
@@ -102,12 +107,12 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests.get_or_create(&[("route", route), ("status", class)]).inc();
+        self.requests.inc([route, class]);
     }
 
     /// One authentication decision.
     pub fn auth_decision(&self, outcome: &'static str, reason: &'static str) {
-        self.auth_decisions.get_or_create(&[("outcome", outcome), ("reason", reason)]).inc();
+        self.auth_decisions.inc([outcome, reason]);
     }
 
     /// One login event (`started`, `succeeded`, `failed`).
@@ -132,7 +137,7 @@ impl Metrics {
 
     /// A session-cache lookup.
     pub fn cache_lookup(&self, hit: bool) {
-        self.cache_lookups.get_or_create(&[("result", if hit { "hit" } else { "miss" })]).inc();
+        self.cache_lookups.inc([if hit { "hit" } else { "miss" }]);
     }
 
     /// A request handler panicked.
@@ -168,8 +173,58 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Slots for remembered label sets; more distinct sets than this still count,
+/// through the family's own lookup.
+const REMEMBERED_SLOTS: usize = 64;
+
+/// A counter family whose label values are static strings, remembering each
+/// label set's counter after its first use: a per-request count is then one
+/// atomic add instead of the family's lock and a SipHash of the labels.
+#[derive(Debug)]
+struct StaticCounters<const N: usize> {
+    names: [&'static str; N],
+    family: Family<[(&'static str, &'static str); N], Counter>,
+    remembered: [OnceLock<([&'static str; N], Counter)>; REMEMBERED_SLOTS],
+}
+
+impl<const N: usize> StaticCounters<N> {
+    fn new(names: [&'static str; N]) -> Self {
+        Self { names, family: Family::default(), remembered: std::array::from_fn(|_| OnceLock::new()) }
+    }
+
+    /// Adds one to the counter labelled `values` (in the order of the label names).
+    fn inc(&self, values: [&'static str; N]) {
+        let Some(slot) = self.remembered.get(slot_of(&values)) else { return };
+        let (remembered_values, counter) = slot.get_or_init(|| (values, self.counter(values)));
+        if *remembered_values == values {
+            counter.inc();
+        } else {
+            // Another label set took this slot first.
+            self.counter(values).inc();
+        }
+    }
+
+    fn counter(&self, values: [&'static str; N]) -> Counter {
+        let labels: [(&'static str, &'static str); N] = std::array::from_fn(|index| {
+            (self.names.get(index).copied().unwrap_or_default(), values.get(index).copied().unwrap_or_default())
+        });
+        self.family.get_or_create(&labels).clone()
+    }
+}
+
+/// A slot for a label set: FNV-1a over the values (short, fixed strings).
+fn slot_of(values: &[&str]) -> usize {
+    let hash = values
+        .iter()
+        .flat_map(|value| value.bytes().chain(std::iter::once(0xff)))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    usize::try_from(hash % REMEMBERED_SLOTS as u64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -186,5 +241,25 @@ mod tests {
         assert!(text.contains("portcullis_session_cache_bytes 1500"));
         drop(guard);
         assert!(metrics.render(0, 0).contains("portcullis_open_connections 0"));
+    }
+
+    #[test]
+    fn remembered_counters_count_every_label_set_even_when_slots_collide() {
+        let counters = StaticCounters::new(["a", "b"]);
+        // Far more label sets than slots, so some share a slot and go through the family.
+        let values: Vec<&'static str> = (0..200).map(|n| &*format!("v{n}").leak()).collect();
+        for (round, value) in values.iter().enumerate() {
+            for _ in 0..=(round % 3) {
+                counters.inc([value, "x"]);
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register("c", "test", counters.family.clone());
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for (round, value) in values.iter().enumerate() {
+            let line = format!("c_total{{a=\"{value}\",b=\"x\"}} {}", round % 3 + 1);
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
     }
 }
