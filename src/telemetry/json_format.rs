@@ -30,41 +30,58 @@ where
     N: for<'w> FormatFields<'w> + 'static,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let meta = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, SystemTime::now())?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_char('"')?;
-
-        let mut fields = FieldWriter { out: &mut writer, result: Ok(()), log_target: None, is_log: is_log_event(meta) };
-        event.record(&mut fields);
-        let FieldWriter { result, log_target, .. } = fields;
-        result?;
-
-        writer.write_str(",\"target\":\"")?;
-        write_escaped(&mut writer, log_target.as_deref().unwrap_or(meta.target()))?;
-        writer.write_char('"')?;
-
-        // As tracing-subscriber's JSON: `span` is the event's parent (or the
-        // current span), `spans` the current scope from the root.
-        let current = event.parent().and_then(|id| ctx.span(id)).or_else(|| ctx.lookup_current());
-        if let Some(span) = current {
-            writer.write_str(",\"span\":")?;
-            write_span::<S, N>(&mut writer, &span)?;
-            writer.write_str(",\"spans\":[")?;
-            if let Some(leaf) = ctx.lookup_current() {
-                for (position, span) in leaf.scope().from_root().enumerate() {
-                    if position > 0 {
-                        writer.write_char(',')?;
-                    }
-                    write_span::<S, N>(&mut writer, &span)?;
-                }
-            }
-            writer.write_char(']')?;
-        }
-        writer.write_str("}\n")
+        // Composed in a `String` of our own and handed over in one piece: many
+        // small writes through `Writer`'s `dyn fmt::Write` cost more than the copy.
+        let mut line = String::with_capacity(LINE_CAPACITY);
+        write_line(ctx, &mut line, event)?;
+        writer.write_str(&line)
     }
+}
+
+/// Room for a typical access line, so composing it does not reallocate.
+const LINE_CAPACITY: usize = 384;
+
+/// Writes `event` as one JSON object and a newline.
+fn write_line<S, N>(ctx: &FmtContext<'_, S, N>, out: &mut String, event: &Event<'_>) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    let meta = event.metadata();
+    out.push_str("{\"timestamp\":\"");
+    write_timestamp(out, SystemTime::now())?;
+    out.push_str("\",\"level\":\"");
+    out.push_str(meta.level().as_str());
+    out.push('"');
+
+    let mut fields = FieldWriter { out: &mut *out, result: Ok(()), log_target: None, is_log: is_log_event(meta) };
+    event.record(&mut fields);
+    let FieldWriter { result, log_target, .. } = fields;
+    result?;
+
+    out.push_str(",\"target\":\"");
+    write_escaped(out, log_target.as_deref().unwrap_or(meta.target()))?;
+    out.push('"');
+
+    // As tracing-subscriber's JSON: `span` is the event's parent (or the
+    // current span), `spans` the current scope from the root.
+    let current = event.parent().and_then(|id| ctx.span(id)).or_else(|| ctx.lookup_current());
+    if let Some(span) = current {
+        out.push_str(",\"span\":");
+        write_span::<S, N>(out, &span)?;
+        out.push_str(",\"spans\":[");
+        if let Some(leaf) = ctx.lookup_current() {
+            for (position, span) in leaf.scope().from_root().enumerate() {
+                if position > 0 {
+                    out.push(',');
+                }
+                write_span::<S, N>(out, &span)?;
+            }
+        }
+        out.push(']');
+    }
+    out.push_str("}\n");
+    Ok(())
 }
 
 /// Events bridged from the `log` crate: their real target is the `log.target`
@@ -74,7 +91,7 @@ fn is_log_event(meta: &Metadata<'_>) -> bool {
 }
 
 /// One span as `{<its fields>,"name":"<name>"}`.
-fn write_span<S, N>(out: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
+fn write_span<S, N>(out: &mut String, span: &SpanRef<'_, S>) -> fmt::Result
 where
     S: for<'a> LookupSpan<'a>,
     N: for<'w> FormatFields<'w> + 'static,
@@ -108,43 +125,56 @@ fn write_span_object(out: &mut impl fmt::Write, name: &str, recorded: Option<&st
 /// Writes each field as `,"name":value`, in the event's field order. Numbers
 /// and booleans are JSON numbers and booleans (non-finite floats are `null`);
 /// everything else is the escaped `Debug` text, as `tracing_serde` wrote it.
-struct FieldWriter<'a, W> {
-    out: &'a mut W,
+struct FieldWriter<'a> {
+    out: &'a mut String,
     result: fmt::Result,
     /// The `log.target` of an event from the `log` crate.
     log_target: Option<String>,
     is_log: bool,
 }
 
-impl<W: fmt::Write> FieldWriter<'_, W> {
+impl FieldWriter<'_> {
     fn key(&mut self, field: &Field) -> fmt::Result {
-        self.out.write_str(",\"")?;
+        self.out.push_str(",\"");
         write_escaped(self.out, field.name())?;
-        self.out.write_str("\":")
+        self.out.push_str("\":");
+        Ok(())
     }
 
-    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = self.key(field).and_then(|()| value(self.out));
         }
     }
 }
 
-impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
+impl Visit for FieldWriter<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.entry(field, |out| write_f64(out, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |out| write_number(out, |bytes| CompactFormatter.write_i64(bytes, value)));
+        self.entry(field, |out| {
+            if value < 0 {
+                out.push('-');
+            }
+            write_u64(out, value.unsigned_abs());
+            Ok(())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |out| write_number(out, |bytes| CompactFormatter.write_u64(bytes, value)));
+        self.entry(field, |out| {
+            write_u64(out, value);
+            Ok(())
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.entry(field, |out| out.write_str(if value { "true" } else { "false" }));
+        self.entry(field, |out| {
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
+        });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -152,17 +182,19 @@ impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
             self.log_target = Some(value.to_owned());
         }
         self.entry(field, |out| {
-            out.write_char('"')?;
+            out.push('"');
             write_escaped(out, value)?;
-            out.write_char('"')
+            out.push('"');
+            Ok(())
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.entry(field, |out| {
-            out.write_char('"')?;
+            out.push('"');
             write!(Escaping(out), "{value:?}")?;
-            out.write_char('"')
+            out.push('"');
+            Ok(())
         });
     }
 }
@@ -187,8 +219,25 @@ pub fn write_f64(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
     }
 }
 
-/// Writes the number `format` puts into a stack buffer with serde_json's own
-/// number formatter, so numbers read exactly as they did through serde.
+/// Writes `value` in decimal, as serde_json (itoa) does.
+fn write_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+        start -= 1;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(digit));
+    }
+}
+
+/// Writes the number that serde_json's own formatter `format` puts into a
+/// stack buffer, so floats read exactly as they did through serde.
 fn write_number(out: &mut impl fmt::Write, format: impl FnOnce(&mut &mut [u8]) -> std::io::Result<()>) -> fmt::Result {
     // The longest f64 is 24 bytes, the longest i64 20.
     const CAPACITY: usize = 32;
@@ -204,8 +253,14 @@ fn write_number(out: &mut impl fmt::Write, format: impl FnOnce(&mut &mut [u8]) -
 /// escapes: `"` and `\`, the short forms `\b \f \n \r \t`, other control
 /// characters as `\u00XX`; everything else (non-ASCII too) as it is.
 pub fn write_escaped(out: &mut (impl fmt::Write + ?Sized), text: &str) -> fmt::Result {
+    let bytes = text.as_bytes();
     let mut unwritten = 0;
-    for (index, byte) in text.bytes().enumerate() {
+    while let Some(found) = bytes.get(unwritten..).and_then(first_to_escape) {
+        let index = unwritten + found;
+        // Escaped bytes are ASCII, so `index` is a char boundary.
+        out.write_str(text.get(unwritten..index).unwrap_or_default())?;
+        unwritten = index + 1;
+        let byte = bytes.get(index).copied().unwrap_or_default();
         let short = match byte {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -214,12 +269,8 @@ pub fn write_escaped(out: &mut (impl fmt::Write + ?Sized), text: &str) -> fmt::R
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
-        // Escaped bytes are ASCII, so `index` is a char boundary.
-        out.write_str(text.get(unwritten..index).unwrap_or_default())?;
-        unwritten = index + 1;
         if short.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.write_str("\\u00")?;
@@ -230,6 +281,35 @@ pub fn write_escaped(out: &mut (impl fmt::Write + ?Sized), text: &str) -> fmt::R
         }
     }
     out.write_str(text.get(unwritten..).unwrap_or_default())
+}
+
+/// The position of the first byte JSON must escape: a control character, `"` or `\`.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    let needs_escape = |byte: u8| byte < 0x20 || byte == b'"' || byte == b'\\';
+    // Eight bytes per step: log values are mostly plain text with nothing to escape.
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let word = chunk.try_into().map_or(u64::MAX, u64::from_le_bytes);
+        if word_needs_escape(word) {
+            break;
+        }
+        clean += 8;
+    }
+    bytes.get(clean..)?.iter().position(|&byte| needs_escape(byte)).map(|position| clean + position)
+}
+
+/// Whether any byte of `word` is below 0x20, `"` or `\` (the classic
+/// "has a byte less than n" and "has a zero byte" bit tricks; exact as a yes/no).
+const fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const fn has_zero_byte(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let quote = has_zero_byte(word ^ (ONES * b'"' as u64));
+    let backslash = has_zero_byte(word ^ (ONES * b'\\' as u64));
+    below_space | quote | backslash != 0
 }
 
 /// Writes `time` as RFC 3339 in UTC with microseconds, e.g.

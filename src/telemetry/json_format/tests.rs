@@ -308,3 +308,47 @@ fn span_fields_are_spliced_with_the_name_last() {
     let broken = object(Some("not json"));
     assert!(serde_json::from_str::<serde_json::Value>(&broken).is_ok(), "{broken}");
 }
+
+#[test]
+fn events_from_the_log_crate_show_their_own_target() {
+    // The shape tracing-log gives `log` records: name "log event", target "log", the real target a field.
+    let text = new_format(|| {
+        tracing::event!(name: "log event", target: "log", tracing::Level::WARN, log.target = "rustls::conn",
+            log.module_path = "rustls::conn", "peer closed");
+    });
+    let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(line["target"], "rustls::conn", "{text}");
+    assert_eq!(line["log.target"], "rustls::conn", "{text}");
+    assert_eq!(line["level"], "WARN");
+    let plain = new_format(|| tracing::event!(target: "log", tracing::Level::WARN, log.target = "not::bridged", "x"));
+    assert!(plain.contains("\"target\":\"log\""), "only bridged events are renamed: {plain}");
+}
+
+#[test]
+fn the_word_at_a_time_scan_finds_the_first_byte_to_escape() {
+    for special in (0u8..0x20).chain([b'"', b'\\']) {
+        for position in 0..20 {
+            let mut bytes = vec![b'a'; 20];
+            bytes[position] = special;
+            assert_eq!(first_to_escape(&bytes), Some(position), "{special:#x} at {position}");
+        }
+    }
+    // Bytes just around the special ones, and all non-ASCII, need nothing.
+    let clean: Vec<u8> = (0x20u8..=0xff).filter(|byte| ![b'"', b'\\'].contains(byte)).collect();
+    assert_eq!(first_to_escape(&clean), None);
+    assert_eq!(first_to_escape(b""), None);
+}
+
+#[test]
+fn integers_are_written_in_full() {
+    for value in [0, 1, 9, 10, 200, 404, 65_535, u64::from(u32::MAX), u64::MAX] {
+        let mut text = String::new();
+        write_u64(&mut text, value);
+        assert_eq!(text, value.to_string());
+    }
+    let text = new_format(|| tracing::info!(min = i64::MIN, zero = 0i64, max = u64::MAX, "n"));
+    let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+    assert_eq!(line["min"], i64::MIN);
+    assert_eq!(line["zero"], 0);
+    assert_eq!(line["max"], u64::MAX);
+}
