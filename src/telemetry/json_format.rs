@@ -6,6 +6,7 @@
 //! Values from requests (paths, request ids, users) pass through [`write_escaped`],
 //! so no client can end the string or the line.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -327,10 +328,38 @@ pub fn write_timestamp(out: &mut impl fmt::Write, time: SystemTime) -> fmt::Resu
             }
         }
     };
+    // The date and time of day change once a second: each thread keeps the
+    // text of the last second it logged in, and writes only the fraction anew.
+    let cached = LAST_SECOND.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let (cached_seconds, text) = &mut *last;
+        if *cached_seconds != Some(seconds) {
+            text.clear();
+            write_date_time(text, seconds).ok()?;
+            *cached_seconds = Some(seconds);
+        }
+        Some(out.write_str(text))
+    });
+    match cached {
+        Ok(Some(written)) => written?,
+        _ => write_date_time(out, seconds)?,
+    }
+    let mut fraction = *b".000000Z";
+    put_digits(fraction.get_mut(1..7), u64::from(nanos / 1_000));
+    out.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
+}
+
+thread_local! {
+    /// The second (since the epoch) this thread last logged in, and its
+    /// `YYYY-MM-DDTHH:MM:SS` text.
+    static LAST_SECOND: RefCell<(Option<i64>, String)> = const { RefCell::new((None, String::new())) };
+}
+
+/// Writes the `YYYY-MM-DDTHH:MM:SS` of `seconds` since the epoch (UTC).
+fn write_date_time(out: &mut (impl fmt::Write + ?Sized), seconds: i64) -> fmt::Result {
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
     let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    let micros = nanos / 1_000;
     if !(0..=9999).contains(&year) {
         // Outside four-digit years: rare enough for `write!`.
         if year > 9999 {
@@ -338,16 +367,15 @@ pub fn write_timestamp(out: &mut impl fmt::Write, time: SystemTime) -> fmt::Resu
         } else {
             write!(out, "{year:05}")?;
         }
-        return write!(out, "-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z");
+        return write!(out, "-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
     }
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut text = *b"0000-00-00T00:00:00";
     put_digits(text.get_mut(0..4), year.unsigned_abs());
     put_digits(text.get_mut(5..7), u64::from(month));
     put_digits(text.get_mut(8..10), u64::from(day));
     put_digits(text.get_mut(11..13), hour.unsigned_abs());
     put_digits(text.get_mut(14..16), minute.unsigned_abs());
     put_digits(text.get_mut(17..19), second.unsigned_abs());
-    put_digits(text.get_mut(20..26), u64::from(micros));
     out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
 }
 

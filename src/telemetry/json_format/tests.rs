@@ -352,3 +352,17 @@ fn integers_are_written_in_full() {
     assert_eq!(line["zero"], 0);
     assert_eq!(line["max"], u64::MAX);
 }
+
+#[test]
+fn the_cached_second_changes_with_the_second() {
+    // Same thread, consecutive instants across second, day and year boundaries, and back.
+    let at = |seconds: u64, nanos: u32| timestamp_of(UNIX_EPOCH + Duration::new(seconds, nanos));
+    assert_eq!(at(1_767_225_599, 999_999_000), "2025-12-31T23:59:59.999999Z");
+    assert_eq!(at(1_767_225_599, 1_000), "2025-12-31T23:59:59.000001Z");
+    assert_eq!(at(1_767_225_600, 0), "2026-01-01T00:00:00.000000Z");
+    assert_eq!(at(1_767_225_599, 0), "2025-12-31T23:59:59.000000Z");
+    assert_eq!(at(1_767_225_600, 500_000), "2026-01-01T00:00:00.000500Z");
+    // A thread that never logged before.
+    let fresh = std::thread::spawn(move || timestamp_of(UNIX_EPOCH + Duration::new(1_767_225_600, 0)));
+    assert_eq!(fresh.join().unwrap(), "2026-01-01T00:00:00.000000Z");
+}
