@@ -1,7 +1,8 @@
-//! The JSON log line: one event as one line of JSON, written straight into the
-//! fmt layer's buffer. It prints exactly what `fmt().json().flatten_event(true)`
-//! printed (same keys, order, escaping and number forms) without serde's map
-//! machinery, which cost about 17,000 instructions per access line.
+//! The JSON log line: one event as one line of JSON, composed by hand. It
+//! prints exactly what `fmt().json().flatten_event(true)` printed (same keys,
+//! order, escaping and number forms) without serde's map machinery and
+//! tracing-serde's visitor, which cost about 16,700 instructions per access
+//! line; this costs about 4,100.
 //!
 //! Values from requests (paths, request ids, users) pass through [`write_escaped`],
 //! so no client can end the string or the line.

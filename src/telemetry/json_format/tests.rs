@@ -366,3 +366,32 @@ fn the_cached_second_changes_with_the_second() {
     let fresh = std::thread::spawn(move || timestamp_of(UNIX_EPOCH + Duration::new(1_767_225_600, 0)));
     assert_eq!(fresh.join().unwrap(), "2026-01-01T00:00:00.000000Z");
 }
+
+#[test]
+fn spans_the_log_filter_hides_are_not_printed() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    // As `init_with_tracing` sets it up: a per-layer filter that turns the export-only spans off.
+    let capture = Capture::default();
+    let filter = tracing_subscriber::EnvFilter::new(format!("trace,{}=off", crate::telemetry::SPAN_TARGET));
+    let layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(JsonLine)
+        .with_writer(capture.clone())
+        .with_filter(filter);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let hidden = tracing::info_span!(target: crate::telemetry::SPAN_TARGET, "request", url.path = "/x");
+        let _hidden = hidden.enter();
+        tracing::info!(target: "portcullis::access", status = 200u16, "request");
+        let shown = tracing::info_span!("shown", n = 1);
+        let _shown = shown.enter();
+        tracing::info!("inside");
+    });
+    let text = capture.text();
+    let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].get("span").is_none() && lines[0].get("spans").is_none(), "{text}");
+    assert_eq!(lines[1]["span"], serde_json::json!({"n": 1, "name": "shown"}), "{text}");
+    assert_eq!(lines[1]["spans"], serde_json::json!([{"n": 1, "name": "shown"}]), "{text}");
+}
