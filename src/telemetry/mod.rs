@@ -1,4 +1,4 @@
-//! Logging setup: text or JSON lines via `tracing`, and — only when
+//! Logging setup: text or JSON lines (see [`JsonLine`]) via `tracing`, and — only when
 //! `[tracing]` is configured — an OpenTelemetry layer beside it (see [`otel`]).
 //! What is logged or exported is decided at the call sites, which never pass
 //! tokens, codes, verifiers or cookies.
@@ -6,12 +6,14 @@
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
 
 use crate::config::{LogFormat, TracingConfig};
 
+pub use self::json_format::JsonLine;
 pub use self::otel::{SPAN_TARGET, TracerGuard};
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
@@ -19,7 +21,7 @@ pub fn init(format: LogFormat, level: &str) {
     let builder = fmt().with_env_filter(log_filter(level)).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLine).try_init(),
     };
 }
 
@@ -44,7 +46,8 @@ pub fn init_with_tracing(
             fmt::layer().with_ansi(false).with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
         }
         LogFormat::Json => {
-            fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
+            let json = fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLine);
+            json.with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
         }
     };
     let traces = otel_layer.with_filter(Targets::new().with_target(SPAN_TARGET, Level::TRACE));
@@ -61,6 +64,7 @@ fn log_filter(level: &str) -> EnvFilter {
     }
 }
 
+mod json_format;
 pub mod metrics;
 pub mod otel;
 mod otlp_client;
