@@ -1,6 +1,8 @@
 //! Authenticating a request from its session cookie: the hot path. One AEAD
-//! open, a few cache lookups; no token parsing and no provider call unless
-//! the access token is about to expire.
+//! open, a borrowed JSON view of the session (no token copied), a few cache
+//! lookups; no token parsing and no provider call unless the access token is
+//! about to expire. The full session data is parsed only to refresh, re-seal,
+//! hand on the ID token or build a cache entry.
 
 use std::sync::Arc;
 
