@@ -1,8 +1,8 @@
 //! Authenticating a request from its session cookie: the hot path. One AEAD
 //! open, a borrowed JSON view of the session (no token copied), a few cache
 //! lookups; no token parsing and no provider call unless the access token is
-//! about to expire. The full session data is parsed only to refresh, re-seal,
-//! hand on the ID token or build a cache entry.
+//! about to expire. The full session data is parsed only to refresh, re-seal
+//! or build a cache entry.
 
 use std::sync::Arc;
 
@@ -148,6 +148,12 @@ impl Gateway {
         let Ok(view) = SessionView::parse(&json) else {
             return Authentication::invalid();
         };
+        let with_id_token = self.upstream_routes.sends_id_token();
+        // Checked (and copied) only when some upstream receives it.
+        let id_token = if with_id_token { view.id_token() } else { Ok(None) };
+        let Ok(id_token) = id_token else {
+            return Authentication::invalid();
+        };
         let now = self.clock.now();
         let idle_expired = self.idle_expired(view.last_seen_at, now);
         if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer || view.expires_at <= now || idle_expired {
@@ -159,9 +165,8 @@ impl Gateway {
 
         let reseal = sealed_with_old_key || self.idle_touch_due(view.last_seen_at, now);
         let refresh_due = view.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
-        let with_id_token = self.upstream_routes.sends_id_token();
-        if reseal || (refresh_due && view.has_refresh_token()) || (with_id_token && view.has_id_token()) {
-            // A refresh, a re-seal or the ID token needs the whole session: parse it from the same bytes.
+        if reseal || (refresh_due && view.has_refresh_token()) {
+            // A refresh or a re-seal needs the whole session: parse it from the same bytes.
             let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
                 return Authentication::invalid();
             };
@@ -176,14 +181,14 @@ impl Gateway {
             return Authentication::invalid();
         };
         let (principal, access_token) = view.into_principal();
-        match Caller::new(active, principal, &access_token, None) {
+        match Caller::new(active, principal, &access_token, id_token) {
             Some(caller) => Authentication::authenticated(caller, Vec::new()),
             None => Authentication::invalid(),
         }
     }
 
     /// The rest of [`Self::authenticate`] for a session that passed the checks
-    /// and must be refreshed, re-sealed or hand on its ID token.
+    /// and must be refreshed or re-sealed.
     async fn authenticate_data(&self, mut data: SessionData, renewal: Renewal) -> Authentication {
         let Renewal { mut reseal, refresh_due, held_parts, with_id_token, now } = renewal;
         let active = if refresh_due && data.refresh_token.is_some() {

@@ -18,9 +18,10 @@ use crate::clock::UnixSeconds;
 /// and reads the same values from it: the same fields are required and typed
 /// alike, optional fields get the same defaults (`null` is absent), unknown
 /// fields are ignored and duplicate fields are refused. The strings it does
-/// not read (`groups`, `refresh_token`, `id_token`) are [`Unread`]: their
-/// quotes and escapes are checked, their text is not (UTF-8, raw control
-/// characters), which is where the time goes for kilobyte tokens. Only a
+/// not read (`groups`, `refresh_token`) are [`Unread`] and the ID token is an
+/// [`UncheckedStr`]: their quotes and escapes are checked, their text is not
+/// (UTF-8, raw control characters), which is where the time goes for kilobyte
+/// tokens; the ID token's UTF-8 is checked when it is asked for. Only a
 /// payload sealed with the gateway's key is ever parsed, and those are written
 /// by `serde_json` from a `SessionData`, so that text is always valid. Whatever
 /// needs more (a refresh, a re-seal, building a cache entry) parses the full
@@ -62,9 +63,9 @@ pub struct SessionView<'a> {
     /// Whether a refresh token is present (`null` counts as absent, as for `SessionData`).
     #[serde(default)]
     pub refresh_token: Option<Unread>,
-    /// Whether an ID token is present (`null` counts as absent, as for `SessionData`).
-    #[serde(default)]
-    pub id_token: Option<Unread>,
+    /// The ID token, if present (`null` counts as absent, as for `SessionData`).
+    #[serde(default, borrow)]
+    pub id_token: Option<UncheckedStr<'a>>,
 }
 
 /// A JSON string borrowed from the input when it has no escapes, copied otherwise.
@@ -102,6 +103,57 @@ impl Visitor<'_> for UnreadVisitor {
     }
 }
 
+/// A JSON string kept as its bytes (escapes resolved, borrowed when it has
+/// none), found as [`Unread`] finds it; its UTF-8 is checked only by
+/// [`UncheckedStr::to_str`]. Debug shows only its length: it holds a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UncheckedStr<'a>(Cow<'a, [u8]>);
+
+impl UncheckedStr<'_> {
+    /// The text; `None` if it is not UTF-8 (the full parse refuses such a payload).
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl std::fmt::Debug for UncheckedStr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UncheckedStr({} bytes)", self.0.len())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for UncheckedStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_bytes(UncheckedStrVisitor)
+    }
+}
+
+struct UncheckedStrVisitor;
+
+impl<'de> Visitor<'de> for UncheckedStrVisitor {
+    type Value = UncheckedStr<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, bytes: &'de [u8]) -> Result<Self::Value, E> {
+        Ok(UncheckedStr(Cow::Borrowed(bytes)))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+        Ok(UncheckedStr(Cow::Owned(bytes.to_vec())))
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(UncheckedStr(Cow::Borrowed(text.as_bytes())))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(UncheckedStr(Cow::Owned(text.as_bytes().to_vec())))
+    }
+}
+
 /// A JSON array of [`Unread`] strings, skipped without allocating.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct UnreadStrings;
@@ -127,6 +179,10 @@ impl<'de> Visitor<'de> for UnreadStringsVisitor {
     }
 }
 
+/// The ID token of a session is not UTF-8: the payload is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
 impl<'a> SessionView<'a> {
     /// Reads `json` as a session payload; `Err` whenever
     /// `serde_json::from_slice::<SessionData>` would refuse it for its JSON
@@ -148,6 +204,15 @@ impl<'a> SessionView<'a> {
     /// Whether the session holds an ID token.
     pub fn has_id_token(&self) -> bool {
         self.id_token.is_some()
+    }
+
+    /// The ID token, copied: `Ok(None)` without one, `Err` if it is not UTF-8
+    /// (a payload the full parse refuses).
+    pub fn id_token(&self) -> Result<Option<String>, NotUtf8> {
+        match &self.id_token {
+            None => Ok(None),
+            Some(token) => token.to_str().map(|token| Some(token.to_owned())).ok_or(NotUtf8),
+        }
     }
 
     /// The principal of the session and its access token, taking the claims
@@ -233,6 +298,7 @@ mod tests {
         assert_eq!(view.access_expires_at, data.access_expires_at);
         assert_eq!(view.has_refresh_token(), data.refresh_token.is_some());
         assert_eq!(view.has_id_token(), data.id_token.is_some());
+        assert_eq!(view.id_token(), Ok(data.id_token.clone()));
         let (principal, access_token) = view.into_principal();
         assert_eq!(access_token, data.access_token);
         assert_eq!(principal, Principal::of_session(&data));
@@ -283,7 +349,7 @@ mod tests {
         assert_eq!(view.iss, "https://idp");
         assert_eq!(view.access_token, "abc");
         assert!(!view.has_refresh_token());
-        assert!(view.has_id_token());
+        assert_eq!(view.id_token(), Ok(Some("idt".to_owned())));
         let (principal, _) = view.into_principal();
         assert_eq!(principal.subject, "\u{e9}l\u{e8}ve");
         assert_eq!(principal.name.as_deref(), Some("Ren\u{e9} \"R\""));
@@ -365,5 +431,22 @@ mod tests {
             assert_eq!(view.sub, "alice");
             assert!(view.has_refresh_token() && view.has_id_token());
         }
+        // The ID token is read only when some upstream receives it, and then
+        // its UTF-8 is checked: what the full parse refuses is refused.
+        let mut invalid_utf8 = good.clone().into_bytes();
+        invalid_utf8[good.find("eyJhbGciOi.id.token").unwrap()] = 0xff;
+        let lone_surrogate = good.replace("eyJhbGciOi.id.token", "lone\\udc00surrogate").into_bytes();
+        for case in [invalid_utf8, lone_surrogate] {
+            assert!(serde_json::from_slice::<SessionData>(&case).is_err());
+            assert_eq!(SessionView::parse(&case).unwrap().id_token(), Err(NotUtf8));
+        }
+    }
+
+    #[test]
+    fn the_id_token_is_never_shown_by_debug() {
+        let json = serde_json::to_vec(&full_session()).unwrap();
+        let view = SessionView::parse(&json).unwrap();
+        let shown = format!("{view:?} {:?}", view.id_token);
+        assert!(!shown.contains("eyJ") && !shown.contains("refresh-token"), "{shown}");
     }
 }
