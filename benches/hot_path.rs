@@ -24,6 +24,7 @@ use portcullis::session::cache::{ActiveSession, SessionCache};
 use portcullis::session::cookies::CookieJarSpec;
 use portcullis::session::data::{SESSION_FORMAT, SessionData};
 use portcullis::session::seal::{KeyRing, Purpose};
+use portcullis::session::view::SessionView;
 
 const NOW: i64 = 1_900_000_000;
 
@@ -126,6 +127,13 @@ fn bench_seal_open(c: &mut Criterion) {
         b.iter(|| {
             let (json, _) = keys.open(Purpose::Session, "_portcullis", black_box(&sealed)).unwrap();
             serde_json::from_slice::<SessionData>(&json).unwrap()
+        });
+    });
+    c.bench_function("session/open_4k + borrowed view parse (the hot path)", |b| {
+        b.iter(|| {
+            let (json, _) = keys.open(Purpose::Session, "_portcullis", black_box(&sealed)).unwrap();
+            let view = SessionView::parse(&json).unwrap();
+            view.into_principal().0
         });
     });
 }
@@ -251,12 +259,12 @@ fn bench_cache_hit(c: &mut Criterion) {
     let active = Arc::new(ActiveSession::from_session(&data).unwrap());
     runtime.block_on(cache.insert(data.id.clone(), active));
     let issuer = data.iss.clone();
-    c.bench_function("auth/cache hit (cookie + open + JSON + checks + cache get)", |b| {
+    c.bench_function("auth/cache hit (cookie + open + JSON view + checks + cache get)", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let cookie = spec.read_session(black_box(&headers)).unwrap();
                 let (json, _) = keys.open(Purpose::Session, spec.session_name(), &cookie.sealed()).unwrap();
-                let session = serde_json::from_slice::<SessionData>(&json).unwrap();
+                let session = SessionView::parse(&json).unwrap();
                 assert!(session.v == SESSION_FORMAT && session.iss == issuer && session.expires_at > NOW);
                 cache.get(&session.id, session.access_expires_at).await.unwrap()
             })

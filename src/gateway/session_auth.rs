@@ -1,6 +1,8 @@
 //! Authenticating a request from its session cookie: the hot path. One AEAD
-//! open, a few cache lookups; no token parsing and no provider call unless
-//! the access token is about to expire.
+//! open, a borrowed JSON view of the session (no token copied), a few cache
+//! lookups; no token parsing and no provider call unless the access token is
+//! about to expire. The full session data is parsed only to refresh, re-seal
+//! or build a cache entry.
 
 use std::sync::Arc;
 
@@ -15,10 +17,22 @@ use crate::proxy::{IdentityHeaders, IdentitySelection};
 use crate::session::cache::ActiveSession;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::seal::Purpose;
+use crate::session::view::SessionView;
 
 /// The idle clock in the cookie is advanced at most this often (re-sealing
 /// on every request would cost more than it tells).
 const IDLE_TOUCH_SECONDS: i64 = 60;
+
+/// What the rest of authentication needs once the full session is parsed.
+struct Renewal {
+    /// Re-seal the cookie (older key, or the idle clock is due).
+    reseal: bool,
+    refresh_due: bool,
+    /// How many cookie parts the browser holds (so stale ones are cleared).
+    held_parts: usize,
+    with_id_token: bool,
+    now: UnixSeconds,
+}
 
 /// An authenticated user (the subject is `caller.principal.subject`).
 #[derive(Debug)]
@@ -111,6 +125,10 @@ impl Authentication {
     pub(super) fn store_unavailable() -> Self {
         Self { store_unavailable: true, ..Self::default() }
     }
+
+    fn authenticated(caller: Caller, set_cookies: Vec<HeaderValue>) -> Self {
+        Self { session: Some(AuthenticatedSession { caller }), set_cookies, ..Self::default() }
+    }
 }
 
 impl Gateway {
@@ -126,20 +144,53 @@ impl Gateway {
         else {
             return Authentication::invalid();
         };
-        let Ok(mut data) = serde_json::from_slice::<SessionData>(&json) else {
+        // The checks read a borrowed view: most requests need no token copied.
+        let Ok(view) = SessionView::parse(&json) else {
+            return Authentication::invalid();
+        };
+        let with_id_token = self.upstream_routes.sends_id_token();
+        // Checked (and copied) only when some upstream receives it.
+        let id_token = if with_id_token { view.id_token() } else { Ok(None) };
+        let Ok(id_token) = id_token else {
             return Authentication::invalid();
         };
         let now = self.clock.now();
-        let idle_expired = self.idle_expired(data.last_seen_at, now);
-        if data.v != SESSION_FORMAT || data.iss != self.config.oidc.issuer || data.expires_at <= now || idle_expired {
+        let idle_expired = self.idle_expired(view.last_seen_at, now);
+        if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer || view.expires_at <= now || idle_expired {
             return Authentication::invalid();
         }
-        if self.ended.has_ended(&data.id, &data.sub, data.sid.as_deref(), data.created_at).await {
+        if self.ended.has_ended(&view.id, &view.sub, view.sid(), view.created_at).await {
             return Authentication::invalid();
         }
 
-        let mut reseal = sealed_with_old_key || self.idle_touch_due(data.last_seen_at, now);
-        let refresh_due = data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        let reseal = sealed_with_old_key || self.idle_touch_due(view.last_seen_at, now);
+        let refresh_due = view.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        if reseal || (refresh_due && view.has_refresh_token()) {
+            // A refresh or a re-seal needs the whole session: parse it from the same bytes.
+            let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
+                return Authentication::invalid();
+            };
+            let renewal = Renewal { reseal, refresh_due, held_parts: cookie.part_count(), with_id_token, now };
+            return self.authenticate_data(data, renewal).await;
+        }
+        if view.access_expires_at <= now {
+            // Expired and nothing to refresh it with: sign in again.
+            return Authentication::invalid();
+        }
+        let Some(active) = self.cached_or_built_from_view(&view, &json).await else {
+            return Authentication::invalid();
+        };
+        let (principal, access_token) = view.into_principal();
+        match Caller::new(active, principal, &access_token, id_token) {
+            Some(caller) => Authentication::authenticated(caller, Vec::new()),
+            None => Authentication::invalid(),
+        }
+    }
+
+    /// The rest of [`Self::authenticate`] for a session that passed the checks
+    /// and must be refreshed or re-sealed.
+    async fn authenticate_data(&self, mut data: SessionData, renewal: Renewal) -> Authentication {
+        let Renewal { mut reseal, refresh_due, held_parts, with_id_token, now } = renewal;
         let active = if refresh_due && data.refresh_token.is_some() {
             // Boxed: the provider call's future is large and this branch is rare.
             match Box::pin(self.refresh(&data)).await.as_ref() {
@@ -173,17 +224,11 @@ impl Gateway {
         let mut set_cookies = Vec::new();
         if reseal {
             data.last_seen_at = now;
-            set_cookies = self.seal_session(&data, cookie.part_count()).unwrap_or_default();
+            set_cookies = self.seal_session(&data, held_parts).unwrap_or_default();
         }
-        let Some(caller) = Caller::of_session(active, data, self.upstream_routes.sends_id_token()) else {
-            return Authentication::invalid();
-        };
-        Authentication {
-            session: Some(AuthenticatedSession { caller }),
-            clear_cookie: false,
-            provider_unavailable: false,
-            set_cookies,
-            store_unavailable: false,
+        match Caller::of_session(active, data, with_id_token) {
+            Some(caller) => Authentication::authenticated(caller, set_cookies),
+            None => Authentication::invalid(),
         }
     }
 
@@ -199,11 +244,28 @@ impl Gateway {
     }
 
     async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
-        if let Some(active) = self.cache.get(&data.id, data.access_expires_at).await {
-            self.metrics.cache_lookup(true);
+        match self.cached(&data.id, data.access_expires_at).await {
+            Some(active) => Some(active),
+            None => self.build_and_cache(data).await,
+        }
+    }
+
+    /// As [`Self::cached_or_built`]; only a miss parses the full session (the entry needs its groups).
+    async fn cached_or_built_from_view(&self, view: &SessionView<'_>, json: &[u8]) -> Option<Arc<ActiveSession>> {
+        if let Some(active) = self.cached(&view.id, view.access_expires_at).await {
             return Some(active);
         }
-        self.metrics.cache_lookup(false);
+        let data = serde_json::from_slice::<SessionData>(json).ok()?;
+        self.build_and_cache(&data).await
+    }
+
+    async fn cached(&self, id: &str, access_expires_at: UnixSeconds) -> Option<Arc<ActiveSession>> {
+        let active = self.cache.get(id, access_expires_at).await;
+        self.metrics.cache_lookup(active.is_some());
+        active
+    }
+
+    async fn build_and_cache(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
         let active = Arc::new(self.active_session(data)?);
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)

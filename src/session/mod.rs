@@ -8,3 +8,4 @@ pub mod ended;
 pub mod flow;
 pub mod seal;
 pub mod store;
+pub mod view;

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use http::StatusCode;
+use portcullis::secret::SecretBytes;
+use portcullis::session::seal::{KeyRing, Purpose};
 
 use crate::support::{Browser, TestWorld, random_session_secret};
 
@@ -134,4 +137,35 @@ async fn duplicate_session_cookies_are_ambiguous_and_refused() {
         .send(http::Method::GET, "/private", &[("accept", "application/json"), ("cookie", &header)], Default::default())
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn claims_and_tokens_with_json_escapes_are_read_as_sealed() {
+    // The hot path reads a borrowed view of the session JSON: strings with
+    // escapes (quotes, backslashes, non-ASCII, `\u` as another writer may put
+    // them) must come out as the full parse reads them.
+    let world = TestWorld::start().await;
+    let browser = logged_in(&world).await;
+    let mut data = world.open_session(&browser.session_value());
+    data.name = Some("Zo\u{eb} \"Z\" O'Neil \\ \u{1f600}".to_owned());
+    data.preferred_username = Some("zo\u{eb}".to_owned());
+    data.roles = vec!["a\"b".to_owned(), "caf\u{e9}".to_owned()];
+    data.access_token = format!("{}\\\"x", data.access_token);
+    let json = serde_json::to_string(&data).unwrap().replace("caf\u{e9}", "caf\\u00e9");
+    let secret = base64::engine::general_purpose::STANDARD.decode(world.session_secret()).unwrap();
+    let keys = KeyRing::new(&[SecretBytes::new(secret)]).unwrap();
+    let sealed = keys.seal(Purpose::Session, &world.session_cookie_name(), json.as_bytes()).unwrap();
+    browser.set_cookie(&world.session_cookie_name(), &sealed);
+
+    let reply = browser.api_get("/oauth2/userinfo").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let info = reply.json();
+    assert_eq!(info["name"], "Zo\u{eb} \"Z\" O'Neil \\ \u{1f600}");
+    assert_eq!(info["preferred_username"], "zo\u{eb}");
+    assert_eq!(info["groups"], serde_json::json!(["a\"b", "caf\u{e9}"]));
+
+    let reply = browser.api_get("/private").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let seen: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(seen["headers"]["authorization"][0], format!("Bearer {}", data.access_token).as_str());
 }
