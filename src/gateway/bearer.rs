@@ -286,7 +286,7 @@ impl Gateway {
             None,
         )
         .ok()?;
-        Some(TokenCaller { active: Arc::new(ActiveSession { identity, access_expires_at: expires_at }), principal })
+        Some(TokenCaller { active: Arc::new(ActiveSession::new(identity, expires_at)), principal })
     }
 }
 

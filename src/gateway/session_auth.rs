@@ -163,9 +163,12 @@ impl Gateway {
             return Authentication::invalid();
         }
 
-        let reseal = sealed_with_old_key || self.idle_touch_due(view.last_seen_at, now);
         let refresh_due = view.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
-        if reseal || (refresh_due && view.has_refresh_token()) {
+        let refreshing = refresh_due && view.has_refresh_token();
+        let reseal = sealed_with_old_key
+            || (self.idle_touch_due(view.last_seen_at, now)
+                && (refreshing || self.idle_touch_claimed(&view, now).await));
+        if reseal || refreshing {
             // A refresh or a re-seal needs the whole session: parse it from the same bytes.
             let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
                 return Authentication::invalid();
@@ -240,7 +243,27 @@ impl Gateway {
     /// Whether the cookie's idle clock should be advanced on this response.
     /// Without an idle timeout nothing reads it, so the cookie is not re-sealed for it.
     pub(super) fn idle_touch_due(&self, last_seen_at: UnixSeconds, now: UnixSeconds) -> bool {
-        self.config.session.idle_timeout.is_some() && now.saturating_sub(last_seen_at) >= IDLE_TOUCH_SECONDS
+        self.idle_touch_interval().is_some_and(|interval| now.saturating_sub(last_seen_at) >= interval)
+    }
+
+    /// How often the idle clock is advanced: every minute, or a quarter of a
+    /// shorter idle timeout, so an active user's cookie never comes near it
+    /// even when a touch is lost.
+    fn idle_touch_interval(&self) -> Option<i64> {
+        let idle = seconds(self.config.session.idle_timeout?);
+        Some(IDLE_TOUCH_SECONDS.min(idle / 4).max(1))
+    }
+
+    /// Whether this request carries the session's idle touch: at most one per
+    /// touch interval per cached session, so a client that keeps sending the
+    /// old cookie is not re-sealed on every request. Without a cache entry
+    /// (first request here) it does.
+    async fn idle_touch_claimed(&self, view: &SessionView<'_>, now: UnixSeconds) -> bool {
+        let Some(interval) = self.idle_touch_interval() else { return false };
+        match self.cache.get(&view.id, view.access_expires_at).await {
+            Some(active) => active.claim_idle_touch(now, interval),
+            None => true,
+        }
     }
 
     async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {

@@ -6,6 +6,7 @@
 //! bounded by entries and by bytes; a miss rebuilds from the session.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -25,9 +26,27 @@ pub struct ActiveSession {
     /// Identity headers without `Authorization` (the token comes from the session on each request).
     pub identity: IdentityHeaders,
     pub access_expires_at: UnixSeconds,
+    /// When this gateway last sent the session's cookie with its idle clock advanced.
+    idle_touch_sent_at: AtomicI64,
 }
 
 impl ActiveSession {
+    /// An entry with prepared `identity`, valid until `access_expires_at`.
+    pub fn new(identity: IdentityHeaders, access_expires_at: UnixSeconds) -> Self {
+        Self { identity, access_expires_at, idle_touch_sent_at: AtomicI64::new(UnixSeconds::MIN) }
+    }
+
+    /// Whether this request should carry the idle-clock touch: true at most
+    /// once per `interval` per session. A client that keeps sending the old
+    /// cookie (in-flight requests, or one that ignores `Set-Cookie`) then does
+    /// not get the session re-sealed on every request; a lost touch is sent
+    /// again after `interval`.
+    pub fn claim_idle_touch(&self, now: UnixSeconds, interval: i64) -> bool {
+        let sent_at = self.idle_touch_sent_at.load(Ordering::Relaxed);
+        now.saturating_sub(sent_at) >= interval
+            && self.idle_touch_sent_at.compare_exchange(sent_at, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
     /// The cache entry for a session: headers prepared once, so the hot path
     /// only clones them. `None` if a value cannot be a header.
     pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
@@ -39,7 +58,7 @@ impl ActiveSession {
             None,
         )
         .ok()?;
-        Some(Self { identity, access_expires_at: data.access_expires_at })
+        Some(Self::new(identity, data.access_expires_at))
     }
 
     /// Approximate bytes this entry holds under `key` (what the byte cap counts).
@@ -184,5 +203,22 @@ mod tests {
         }
         cache.settle().await;
         assert!(cache.len() <= 5, "{} entries under a cap of 5", cache.len());
+    }
+
+    #[test]
+    fn one_idle_touch_per_interval_even_when_claimed_from_many_threads() {
+        let active = Arc::new(ActiveSession::from_session(&session("touch", 1)).unwrap());
+        let claimed_at = |now: UnixSeconds| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let active = Arc::clone(&active);
+                    std::thread::spawn(move || active.claim_idle_touch(now, 60))
+                })
+                .collect();
+            threads.into_iter().map(|thread| usize::from(thread.join().unwrap())).sum::<usize>()
+        };
+        assert_eq!(claimed_at(1_000), 1, "the first request claims it, once");
+        assert_eq!(claimed_at(1_059), 0, "not again within the interval");
+        assert_eq!(claimed_at(1_060), 1, "again once the interval has passed");
     }
 }

@@ -447,3 +447,51 @@ async fn the_cookie_is_resealed_for_the_idle_clock_only_when_an_idle_timeout_is_
     let touched = with_idle.open_session(&session_cookie_from(&reply).expect("the idle clock is advanced"));
     assert!(touched.last_seen_at >= before + 120);
 }
+
+#[tokio::test]
+async fn a_stale_cookie_gets_the_idle_touch_once_per_interval_not_on_every_request() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let stale = browser.session_value();
+    let before = world.open_session(&stale).last_seen_at;
+    world.clock.advance(120);
+
+    // Requests in flight with the old cookie, or a client that ignores Set-Cookie.
+    // (The test browser keeps cookies it is sent, so the stale one is set again before each request.)
+    let client = world.browser();
+    client.set_cookie("_portcullis", &stale);
+    let first = client.api_get("/a").await;
+    upstream_bearer(&first);
+    let touched = world.open_session(&session_cookie_from(&first).expect("the first request carries the touch"));
+    assert!(touched.last_seen_at >= before + 120);
+    for path in ["/b", "/c", "/d"] {
+        client.set_cookie("_portcullis", &stale);
+        let reply = client.api_get(path).await;
+        upstream_bearer(&reply);
+        assert!(session_cookie_from(&reply).is_none(), "{path}: touched a second time within the minute");
+    }
+
+    // A touch lost on the way is sent again after the interval.
+    world.clock.advance(60);
+    client.set_cookie("_portcullis", &stale);
+    let again = client.api_get("/e").await;
+    upstream_bearer(&again);
+    assert!(session_cookie_from(&again).is_some(), "the next interval touches again");
+}
+
+#[tokio::test]
+async fn with_the_shortest_idle_timeout_an_active_user_stays_signed_in() {
+    let world =
+        TestWorld::builder().tweak(|raw| raw.session.idle_timeout = std::time::Duration::from_secs(60)).start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    // A request every 20 s for five minutes: each touch keeps the cookie well inside the minute.
+    for step in 0..15 {
+        world.clock.advance(20);
+        let reply = browser.api_get(&format!("/step-{step}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "step {step}: an active user was signed out");
+    }
+    world.clock.advance(60);
+    assert_eq!(browser.api_get("/late").await.status, StatusCode::UNAUTHORIZED, "a minute idle ends it");
+}
