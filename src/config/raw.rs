@@ -207,6 +207,7 @@ pub struct RawProxy {
     pub response_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    /// Idle upstream connections kept per host, per serving thread (each has its own pool).
     pub pool_max_idle_per_host: usize,
     /// Trust only the CAs in this PEM file for an https upstream (default: system roots).
     pub ca_file: Option<PathBuf>,

@@ -32,7 +32,7 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
-    /// How many idle connections are kept per upstream host.
+    /// How many idle connections are kept per upstream host, in each worker's pool.
     pub pool_max_idle_per_host: usize,
     /// Roots, client certificate and verification for an https upstream.
     pub tls: crate::tls_client::ClientTls,
