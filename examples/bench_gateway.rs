@@ -12,6 +12,9 @@
 //! `CACHE_BYTES`, then exits.
 //!
 //! Usage: `bench_gateway <listen 127.0.0.1:PORT> <upstream http://127.0.0.1:PORT/> [padding bytes] [sessions]`
+//!
+//! The log level is `info` (one JSON access line per request); `BENCH_LOG_LEVEL=warn`
+//! turns the access log off, to measure what it costs.
 
 #![allow(clippy::print_stdout, reason = "the fixture's output is the cookie the load generator sends")]
 
@@ -74,7 +77,7 @@ async fn run() -> Result<(), Failure> {
         return Err("loopback addresses only".into());
     }
     // Logging as the Kubernetes manifests in deploy/ configure it: one JSON access line per request.
-    portcullis::telemetry::init(LogFormat::Json, "info");
+    portcullis::telemetry::init(LogFormat::Json, &std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
 
     let public_url = format!("http://{listen}");
     let mut provider_config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
