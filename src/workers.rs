@@ -51,7 +51,6 @@ impl Workers {
     /// Starts `count` (at least one) worker threads named `{name}-{index}`.
     pub fn start(count: usize, name: &str) -> io::Result<Self> {
         let count = count.max(1);
-        let load: Arc<[AtomicUsize]> = (0..count).map(|_| AtomicUsize::new(0)).collect();
         let mut queues = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
@@ -69,7 +68,13 @@ impl Workers {
             queues.push(queue);
             threads.push(thread);
         }
-        Ok(Self { queues, load, next: AtomicUsize::new(0), threads })
+        Ok(Self::assemble(queues, threads))
+    }
+
+    /// Workers fed through `queues` (one per worker), running on `threads`.
+    fn assemble(queues: Vec<mpsc::UnboundedSender<Job>>, threads: Vec<JoinHandle<()>>) -> Self {
+        let load: Arc<[AtomicUsize]> = queues.iter().map(|_| AtomicUsize::new(0)).collect();
+        Self { queues, load, next: AtomicUsize::new(0), threads }
     }
 
     /// How many worker threads there are.
@@ -87,12 +92,19 @@ impl Workers {
         if let Some(counter) = load.get(index) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        // Counted down when the task ends, or when it is dropped unpolled.
+        let done = Finished { load, index };
         let job = Box::pin(async move {
-            let _done = Finished { load, index };
+            let _done = done;
             task.await;
         });
-        // A closed queue means the worker is gone (stopping); the task is dropped.
-        let _ = queue.send(job);
+        if queue.send(job).is_err() {
+            // Its thread has ended, which only stopping should do: never choose it again.
+            tracing::error!(worker = index, "a serving worker has stopped; its connection is dropped");
+            if let Some(counter) = self.load.get(index) {
+                counter.store(usize::MAX / 2, Ordering::Relaxed);
+            }
+        }
     }
 
     fn least_loaded(&self) -> usize {
@@ -199,6 +211,25 @@ mod tests {
         has_started.recv().await.unwrap();
         workers.stop().await;
         assert_eq!(was_dropped.recv().await, Some(()), "the pending task was dropped at stop");
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_thread_has_ended_is_never_chosen_again() {
+        let (dead, gone) = mpsc::unbounded_channel::<Job>();
+        drop(gone);
+        let (live, mut jobs) = mpsc::unbounded_channel::<Job>();
+        let workers = Workers::assemble(vec![dead, live], Vec::new());
+        for _ in 0..6 {
+            workers.spawn(async {});
+        }
+        let mut received = 0;
+        while jobs.try_recv().is_ok() {
+            received += 1;
+        }
+        // At most the first pick can land on the dead worker; every later one goes to the live one.
+        assert!(received >= 5, "only {received} of 6 reached the live worker");
+        assert!(workers.load[0].load(Ordering::Relaxed) >= usize::MAX / 4, "the dead worker is marked");
+        assert_eq!(workers.load[1].load(Ordering::Relaxed), 0, "dropped jobs count themselves finished");
     }
 
     #[test]
