@@ -156,20 +156,11 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |out| {
-            if value < 0 {
-                out.push('-');
-            }
-            write_u64(out, value.unsigned_abs());
-            Ok(())
-        });
+        self.entry(field, |out| write_number(out, |bytes| CompactFormatter.write_i64(bytes, value)));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |out| {
-            write_u64(out, value);
-            Ok(())
-        });
+        self.entry(field, |out| write_number(out, |bytes| CompactFormatter.write_u64(bytes, value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -221,25 +212,8 @@ pub fn write_f64(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
     }
 }
 
-/// Writes `value` in decimal, as serde_json (itoa) does.
-fn write_u64(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
-        start -= 1;
-        if value == 0 {
-            break;
-        }
-    }
-    for &digit in digits.get(start..).unwrap_or_default() {
-        out.push(char::from(digit));
-    }
-}
-
 /// Writes the number that serde_json's own formatter `format` puts into a
-/// stack buffer, so floats read exactly as they did through serde.
+/// stack buffer, so numbers read exactly as they did through serde.
 fn write_number(out: &mut impl fmt::Write, format: impl FnOnce(&mut &mut [u8]) -> std::io::Result<()>) -> fmt::Result {
     // The longest f64 is 24 bytes, the longest i64 20.
     const CAPACITY: usize = 32;

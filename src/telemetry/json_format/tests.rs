@@ -341,16 +341,16 @@ fn the_word_at_a_time_scan_finds_the_first_byte_to_escape() {
 
 #[test]
 fn integers_are_written_in_full() {
-    for value in [0, 1, 9, 10, 200, 404, 65_535, u64::from(u32::MAX), u64::MAX] {
-        let mut text = String::new();
-        write_u64(&mut text, value);
-        assert_eq!(text, value.to_string());
-    }
-    let text = new_format(|| tracing::info!(min = i64::MIN, zero = 0i64, max = u64::MAX, "n"));
+    let text = new_format(|| {
+        tracing::info!(min = i64::MIN, minus = -404i64, zero = 0i64, status = 200u64, max = u64::MAX, "n");
+    });
     let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
     assert_eq!(line["min"], i64::MIN);
+    assert_eq!(line["minus"], -404);
     assert_eq!(line["zero"], 0);
+    assert_eq!(line["status"], 200);
     assert_eq!(line["max"], u64::MAX);
+    assert!(text.contains("\"min\":-9223372036854775808,") && text.contains("\"max\":18446744073709551615,"));
 }
 
 #[test]
