@@ -165,9 +165,14 @@ impl Gateway {
 
         let refresh_due = view.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
         let refreshing = refresh_due && view.has_refresh_token();
-        let reseal = sealed_with_old_key
-            || (self.idle_touch_due(view.last_seen_at, now)
-                && (refreshing || self.idle_touch_claimed(&view, now).await));
+        let mut reseal = sealed_with_old_key || (refreshing && self.idle_touch_due(view.last_seen_at, now));
+        // Looked up here only when it decides the idle touch; the fast path below reuses it.
+        let mut cached = None;
+        if !reseal && !refreshing && self.idle_touch_due(view.last_seen_at, now) {
+            // Counted as a lookup below, on the path that uses it (a miss re-seals and looks up again).
+            cached = self.cache.get(&view.id, view.access_expires_at).await;
+            reseal = self.idle_touch_claimed(cached.as_deref(), now);
+        }
         if reseal || refreshing {
             // A refresh or a re-seal needs the whole session: parse it from the same bytes.
             let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
@@ -180,7 +185,14 @@ impl Gateway {
             // Expired and nothing to refresh it with: sign in again.
             return Authentication::invalid();
         }
-        let Some(active) = self.cached_or_built_from_view(&view, &json).await else {
+        let active = match cached {
+            Some(active) => {
+                self.metrics.cache_lookup(true);
+                Some(active)
+            }
+            None => self.cached_or_built_from_view(&view, &json).await,
+        };
+        let Some(active) = active else {
             return Authentication::invalid();
         };
         let (principal, access_token) = view.into_principal();
@@ -258,12 +270,9 @@ impl Gateway {
     /// touch interval per cached session, so a client that keeps sending the
     /// old cookie is not re-sealed on every request. Without a cache entry
     /// (first request here) it does.
-    async fn idle_touch_claimed(&self, view: &SessionView<'_>, now: UnixSeconds) -> bool {
+    fn idle_touch_claimed(&self, cached: Option<&ActiveSession>, now: UnixSeconds) -> bool {
         let Some(interval) = self.idle_touch_interval() else { return false };
-        match self.cache.get(&view.id, view.access_expires_at).await {
-            Some(active) => active.claim_idle_touch(now, interval),
-            None => true,
-        }
+        cached.is_none_or(|active| active.claim_idle_touch(now, interval))
     }
 
     async fn cached_or_built(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
