@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -34,6 +35,27 @@ pub fn resolve_count(configured: usize) -> usize {
         return configured;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// How often each worker's timer anchor fires: well before the per-request
+/// deadlines (by default 10 s to read a head, 30 s for an upstream response).
+const TIMER_ANCHOR_PERIOD: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`TIMER_ANCHOR_PERIOD`] on the worker's runtime.
+///
+/// tokio's time driver wakes itself through its eventfd (a `write` and an
+/// extra `epoll_wait` round) whenever a timer is registered that is due
+/// sooner than every timer it was parked with, which with no timer pending is
+/// every registration; hyper arms a header-read deadline for every keep-alive
+/// request. With the anchor always due sooner, registering those deadlines
+/// never wakes the driver: two system calls fewer per request, for one
+/// wake-up per second per worker.
+async fn anchor_timers() {
+    let mut ticks = tokio::time::interval(TIMER_ANCHOR_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+    }
 }
 
 /// A running set of worker threads. Dropping it lets the workers finish on
@@ -59,6 +81,7 @@ impl Workers {
             let thread = std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
                 CURRENT.with(|current| current.set(Some(index)));
                 runtime.block_on(async move {
+                    tokio::spawn(anchor_timers());
                     while let Some(job) = jobs.recv().await {
                         tokio::spawn(job);
                     }
