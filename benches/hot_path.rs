@@ -263,7 +263,7 @@ fn bench_cache_hit(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 let cookie = spec.read_session(black_box(&headers)).unwrap();
-                let (json, _) = keys.open(Purpose::Session, spec.session_name(), &cookie.sealed()).unwrap();
+                let (json, _) = keys.open(Purpose::Session, spec.session_name(), cookie.sealed()).unwrap();
                 let session = SessionView::parse(&json).unwrap();
                 assert!(session.v == SESSION_FORMAT && session.iss == issuer && session.expires_at > NOW);
                 cache.get(&session.id, session.access_expires_at).await.unwrap()

@@ -22,9 +22,8 @@ fn key_ring() -> KeyRing {
 /// is parsed as JSON without panicking; a sealed value opens to itself.
 pub fn open_cookie(input: &[u8]) {
     let keys = key_ring();
-    let text = String::from_utf8_lossy(input);
     for purpose in [Purpose::Session, Purpose::Flow] {
-        if let Ok((plaintext, _)) = keys.open(purpose, "_portcullis", &text) {
+        if let Ok((plaintext, _)) = keys.open(purpose, "_portcullis", input) {
             let _ = serde_json::from_slice::<SessionData>(&plaintext);
             let _ = serde_json::from_slice::<LoginFlow>(&plaintext);
         }

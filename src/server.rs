@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
-use crate::gateway::{Connection, Gateway};
+use crate::gateway::{Connection, Gateway, RecentSession};
 use crate::http1_guard::Http1FramingGuard;
 use crate::pages;
 use crate::workers::Workers;
@@ -163,9 +163,12 @@ impl ConnectionTask {
         let max_header_bytes = self.gateway.config().server.max_header_bytes;
         let gateway = self.gateway;
         let info = self.info;
+        // The session cookie this connection sent last, kept opened for its next requests.
+        let recent = Arc::new(RecentSession::new());
         let service = service_fn(move |request: Request<Incoming>| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info).await) }
+            let recent = Arc::clone(&recent);
+            async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info, recent).await) }
         });
         // hyper's header-read timeout starts only once the HTTP version is known,
         // and the version is sniffed from the first bytes: a client that connects
@@ -240,10 +243,11 @@ async fn handle_isolated(
     gateway: Arc<Gateway>,
     request: Request<Incoming>,
     connection: Connection,
+    recent: Arc<RecentSession>,
 ) -> http::Response<crate::body::ProxyBody> {
     // On the heap once: hyper and the wrappers below move the request future
     // several times, and moving a pointer is cheaper than copying kilobytes.
-    let response = isolate(Box::pin(gateway.handle(request, connection))).await;
+    let response = isolate(Box::pin(gateway.handle(request, connection, &recent))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }

@@ -286,7 +286,7 @@ impl Gateway {
             None,
         )
         .ok()?;
-        Some(TokenCaller { active: Arc::new(ActiveSession::new(identity, expires_at)), principal })
+        Some(TokenCaller { active: Arc::new(ActiveSession::new(identity, expires_at)), principal: Arc::new(principal) })
     }
 }
 
@@ -294,13 +294,13 @@ impl Gateway {
 #[derive(Debug)]
 struct TokenCaller {
     active: Arc<ActiveSession>,
-    principal: Principal,
+    principal: Arc<Principal>,
 }
 
 impl TokenCaller {
     /// The caller presenting `token` (which is what goes upstream).
     fn caller(&self, token: &str) -> Option<Caller> {
-        Caller::new(Arc::clone(&self.active), self.principal.clone(), token, None)
+        Caller::new(Arc::clone(&self.active), Arc::clone(&self.principal), token, None)
     }
 }
 

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 
 use super::bearer::{self, BearerOutcome};
-use super::{Connection, Gateway, Outcome, RequestId, paths};
+use super::{Connection, Gateway, Outcome, RecentSession, RequestId, paths};
 use crate::body::{ProxyBody, empty};
 use crate::pages::{self, Audience};
 
@@ -91,6 +91,7 @@ impl Gateway {
         &self,
         request: &Request<Incoming>,
         connection: Connection,
+        recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -125,7 +126,7 @@ impl Gateway {
             return response;
         }
 
-        let authenticated = self.authenticate(request.headers()).await;
+        let authenticated = self.authenticate(request.headers(), recent).await;
         let caller = match authenticated.session {
             Some(session) => session.caller,
             None if authenticated.provider_unavailable => {

@@ -10,6 +10,7 @@ mod callback;
 mod form;
 mod forward_auth;
 mod login;
+mod recent_session;
 mod refresh;
 mod request_id;
 mod session_auth;
@@ -40,6 +41,7 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
+pub use self::recent_session::RecentSession;
 pub use self::request_id::RequestId;
 
 /// Paths the gateway answers itself.
@@ -209,7 +211,13 @@ impl Gateway {
     }
 
     /// Handles one request: route, authenticate, forward. Logs one line.
-    pub async fn handle(&self, request: Request<Incoming>, connection: Connection) -> Response<ProxyBody> {
+    /// `recent` is the connection's last opened session cookie (one per connection).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        connection: Connection,
+        recent: &RecentSession,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = self.request_ids.take(request.headers());
         let method = request.method().clone();
@@ -221,7 +229,7 @@ impl Gateway {
         let handled = async {
             match self.refuse_malformed(&request, &request_id) {
                 Some(refusal) => refusal,
-                None => self.route(request, connection, &request_id, &mut outcome).await,
+                None => self.route(request, connection, recent, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
@@ -250,6 +258,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         connection: Connection,
+        recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -270,9 +279,9 @@ impl Gateway {
             paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
             paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return Box::pin(self.forward_auth(&request, connection, request_id, outcome)).await;
+                return Box::pin(self.forward_auth(&request, connection, recent, request_id, outcome)).await;
             }
-            paths::USERINFO => return Box::pin(self.userinfo(&request, request_id)).await,
+            paths::USERINFO => return Box::pin(self.userinfo(&request, recent, request_id)).await,
             _ => {}
         }
 
@@ -286,7 +295,7 @@ impl Gateway {
             return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
 
-        let authenticated = self.authenticate(request.headers()).await;
+        let authenticated = self.authenticate(request.headers(), recent).await;
         let (decision, reason) =
             match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
                 (Some(_), _, _) => ("authenticated", "session"),

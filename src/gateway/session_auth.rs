@@ -1,8 +1,9 @@
-//! Authenticating a request from its session cookie: the hot path. One AEAD
-//! open, a borrowed JSON view of the session (no token copied), a few cache
-//! lookups; no token parsing and no provider call unless the access token is
-//! about to expire. The full session data is parsed only to refresh, re-seal
-//! or build a cache entry.
+//! Authenticating a request from its session cookie: the hot path. The
+//! cookie a connection sent last is not opened again (see `recent_session`);
+//! otherwise one AEAD open and a borrowed JSON view of the session. Then the
+//! clock and sign-out checks and a cache lookup; no token parsing and no
+//! provider call unless the access token is about to expire. The full session
+//! data is parsed only to refresh, re-seal or build a cache entry.
 
 use std::sync::Arc;
 
@@ -10,11 +11,13 @@ use http::{HeaderMap, HeaderValue};
 
 use super::Gateway;
 use super::login::seconds;
+use super::recent_session::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
 use crate::authz::Principal;
 use crate::clock::UnixSeconds;
 use crate::proxy::{IdentityHeaders, IdentitySelection};
 use crate::session::cache::ActiveSession;
+use crate::session::cookies::SessionCookie;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::seal::Purpose;
 use crate::session::view::SessionView;
@@ -46,7 +49,7 @@ pub(super) struct AuthenticatedSession {
 pub(super) struct Caller {
     pub active: Arc<ActiveSession>,
     /// What authorization rules and `/oauth2/userinfo` see.
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// `Bearer <access token>`, marked sensitive.
     pub access_authorization: HeaderValue,
     /// The ID token, only when some upstream is configured to receive it.
@@ -57,7 +60,7 @@ impl Caller {
     /// A caller with `access_token`; `None` if the token cannot be a header value.
     pub(super) fn new(
         active: Arc<ActiveSession>,
-        principal: Principal,
+        principal: Arc<Principal>,
         access_token: &str,
         id_token: Option<String>,
     ) -> Option<Self> {
@@ -70,7 +73,17 @@ impl Caller {
     pub(super) fn of_session(active: Arc<ActiveSession>, mut data: SessionData, with_id_token: bool) -> Option<Self> {
         let access_token = std::mem::take(&mut data.access_token);
         let id_token = if with_id_token { data.id_token.take() } else { None };
-        Self::new(active, Principal::from_session(data), &access_token, id_token)
+        Self::new(active, Arc::new(Principal::from_session(data)), &access_token, id_token)
+    }
+
+    /// A caller from an opened session cookie (nothing copied but the ID token).
+    fn of_opened(active: Arc<ActiveSession>, opened: &OpenedSession) -> Self {
+        Self {
+            active,
+            principal: Arc::clone(&opened.principal),
+            access_authorization: opened.access_authorization.clone(),
+            id_token: opened.id_token.clone(),
+        }
     }
 
     /// The identity headers to send with `authorization` (or no token).
@@ -132,57 +145,80 @@ impl Authentication {
 }
 
 impl Gateway {
-    pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Authentication {
+    /// Authenticates the request whose headers are `headers`, arriving on
+    /// the connection whose last session cookie is `recent`.
+    pub(super) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
         if let Some(shared) = &self.shared {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
         let Some(cookie) = self.cookies.read_session(headers) else {
             return Authentication::default();
         };
-        let Ok((json, sealed_with_old_key)) =
-            self.keys.open(Purpose::Session, self.cookies.session_name(), &cookie.sealed())
-        else {
-            return Authentication::invalid();
-        };
-        // The checks read a borrowed view: most requests need no token copied.
-        let Ok(view) = SessionView::parse(&json) else {
-            return Authentication::invalid();
-        };
-        let with_id_token = self.upstream_routes.sends_id_token();
-        // Checked (and copied) only when some upstream receives it.
-        let id_token = if with_id_token { view.id_token() } else { Ok(None) };
-        let Ok(id_token) = id_token else {
-            return Authentication::invalid();
+        // The plaintext, when this request opened the cookie: a refresh, a
+        // re-seal or a cache miss parses the full session from it.
+        let mut json = None;
+        let mut sealed_with_old_key = false;
+        let reused = recent.get(&cookie);
+        self.metrics.session_cookie(reused.is_some());
+        let opened = match reused {
+            Some(opened) => opened,
+            None => {
+                let Ok((plaintext, old_key)) =
+                    self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
+                else {
+                    return Authentication::invalid();
+                };
+                let Some(opened) = self.read_opened(&plaintext) else {
+                    return Authentication::invalid();
+                };
+                let opened = Arc::new(opened);
+                // A cookie sealed with an older key is re-sealed now; the client's next one is new.
+                if !old_key {
+                    recent.remember(&cookie, Arc::clone(&opened));
+                }
+                json = Some(plaintext);
+                sealed_with_old_key = old_key;
+                opened
+            }
         };
         let now = self.clock.now();
-        let idle_expired = self.idle_expired(view.last_seen_at, now);
-        if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer || view.expires_at <= now || idle_expired {
-            return Authentication::invalid();
-        }
-        if self.ended.has_ended(&view.id, &view.sub, view.sid(), view.created_at).await {
+        let ended = opened.expires_at <= now
+            || self.idle_expired(opened.last_seen_at, now)
+            || self
+                .ended
+                .has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at)
+                .await;
+        if ended {
+            recent.forget();
             return Authentication::invalid();
         }
 
-        let refresh_due = view.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
-        let refreshing = refresh_due && view.has_refresh_token();
-        let mut reseal = sealed_with_old_key || (refreshing && self.idle_touch_due(view.last_seen_at, now));
+        let refresh_due = opened.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        let refreshing = refresh_due && opened.has_refresh_token;
+        let mut reseal = sealed_with_old_key || (refreshing && self.idle_touch_due(opened.last_seen_at, now));
         // Looked up here only when it decides the idle touch; the fast path below reuses it.
         let mut cached = None;
-        if !reseal && !refreshing && self.idle_touch_due(view.last_seen_at, now) {
+        if !reseal && !refreshing && self.idle_touch_due(opened.last_seen_at, now) {
             // Counted as a lookup below, on the path that uses it (a miss re-seals and looks up again).
-            cached = self.cache.get(&view.id, view.access_expires_at).await;
+            cached = self.cache.get(&opened.id, opened.access_expires_at).await;
             reseal = self.idle_touch_claimed(cached.as_deref(), now);
         }
         if reseal || refreshing {
-            // A refresh or a re-seal needs the whole session: parse it from the same bytes.
-            let Ok(data) = serde_json::from_slice::<SessionData>(&json) else {
+            let Some(data) = self.session_data(json, &cookie) else {
                 return Authentication::invalid();
             };
-            let renewal = Renewal { reseal, refresh_due, held_parts: cookie.part_count(), with_id_token, now };
+            let renewal = Renewal {
+                reseal,
+                refresh_due,
+                held_parts: cookie.part_count(),
+                with_id_token: self.upstream_routes.sends_id_token(),
+                now,
+            };
             return self.authenticate_data(data, renewal).await;
         }
-        if view.access_expires_at <= now {
+        if opened.access_expires_at <= now {
             // Expired and nothing to refresh it with: sign in again.
+            recent.forget();
             return Authentication::invalid();
         }
         let active = match cached {
@@ -190,16 +226,59 @@ impl Gateway {
                 self.metrics.cache_lookup(true);
                 Some(active)
             }
-            None => self.cached_or_built_from_view(&view, &json).await,
+            None => match self.cached(&opened.id, opened.access_expires_at).await {
+                Some(active) => Some(active),
+                // Only a miss parses the full session: the entry needs its groups.
+                None => match self.session_data(json, &cookie) {
+                    Some(data) => self.build_and_cache(&data).await,
+                    None => None,
+                },
+            },
         };
-        let Some(active) = active else {
-            return Authentication::invalid();
-        };
-        let (principal, access_token) = view.into_principal();
-        match Caller::new(active, principal, &access_token, id_token) {
-            Some(caller) => Authentication::authenticated(caller, Vec::new()),
+        match active {
+            Some(active) => Authentication::authenticated(Caller::of_opened(active, &opened), Vec::new()),
             None => Authentication::invalid(),
         }
+    }
+
+    /// What the hot path needs from an opened session cookie's `json`, read
+    /// through the borrowed view; `None` if it is not a session of this
+    /// gateway's format and issuer, or its access token cannot be sent.
+    fn read_opened(&self, json: &[u8]) -> Option<OpenedSession> {
+        let view = SessionView::parse(json).ok()?;
+        if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer {
+            return None;
+        }
+        // Checked (and copied) only when some upstream receives it.
+        let id_token = if self.upstream_routes.sends_id_token() { view.id_token().ok()? } else { None };
+        let id = view.id.clone().into_owned();
+        let sid = view.sid().map(str::to_owned);
+        let (created_at, last_seen_at, expires_at, access_expires_at) =
+            (view.created_at, view.last_seen_at, view.expires_at, view.access_expires_at);
+        let has_refresh_token = view.has_refresh_token();
+        let (principal, access_token) = view.into_principal();
+        Some(OpenedSession {
+            id,
+            sid,
+            created_at,
+            last_seen_at,
+            expires_at,
+            access_expires_at,
+            has_refresh_token,
+            principal: Arc::new(principal),
+            access_authorization: IdentityHeaders::bearer_value(&access_token)?,
+            id_token,
+        })
+    }
+
+    /// The full session of `cookie`: parsed from `json` when this request
+    /// opened it, else opened again (a cookie this connection sent before).
+    fn session_data(&self, json: Option<Vec<u8>>, cookie: &SessionCookie<'_>) -> Option<SessionData> {
+        let json = match json {
+            Some(json) => json,
+            None => self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0,
+        };
+        serde_json::from_slice(&json).ok()
     }
 
     /// The rest of [`Self::authenticate`] for a session that passed the checks
@@ -280,15 +359,6 @@ impl Gateway {
             Some(active) => Some(active),
             None => self.build_and_cache(data).await,
         }
-    }
-
-    /// As [`Self::cached_or_built`]; only a miss parses the full session (the entry needs its groups).
-    async fn cached_or_built_from_view(&self, view: &SessionView<'_>, json: &[u8]) -> Option<Arc<ActiveSession>> {
-        if let Some(active) = self.cached(&view.id, view.access_expires_at).await {
-            return Some(active);
-        }
-        let data = serde_json::from_slice::<SessionData>(json).ok()?;
-        self.build_and_cache(&data).await
     }
 
     async fn cached(&self, id: &str, access_expires_at: UnixSeconds) -> Option<Arc<ActiveSession>> {

@@ -69,7 +69,7 @@ impl Gateway {
             return Authentication::default();
         };
         let Ok((json, sealed_with_old_key)) =
-            self.keys.open(Purpose::Handle, self.cookies.session_name(), &cookie.sealed())
+            self.keys.open(Purpose::Handle, self.cookies.session_name(), cookie.sealed())
         else {
             return Authentication::invalid();
         };
@@ -127,7 +127,8 @@ impl Gateway {
         }
         let id_token = if self.upstream_routes.sends_id_token() { session.data.id_token.clone() } else { None };
         let principal = crate::authz::Principal::of_session(&session.data);
-        let Some(caller) = Caller::new(Arc::clone(&session.active), principal, &session.data.access_token, id_token)
+        let Some(caller) =
+            Caller::new(Arc::clone(&session.active), Arc::new(principal), &session.data.access_token, id_token)
         else {
             return Authentication::invalid();
         };
@@ -265,7 +266,7 @@ impl Gateway {
         headers: &HeaderMap,
     ) -> Result<Option<SessionData>, ()> {
         let Some(cookie) = self.cookies.read_session(headers) else { return Ok(None) };
-        let Ok((json, _)) = self.keys.open(Purpose::Handle, self.cookies.session_name(), &cookie.sealed()) else {
+        let Ok((json, _)) = self.keys.open(Purpose::Handle, self.cookies.session_name(), cookie.sealed()) else {
             return Ok(None);
         };
         let Ok(handle) = serde_json::from_slice::<SessionHandle>(&json) else { return Ok(None) };

@@ -95,7 +95,7 @@ impl Gateway {
 
     fn session_for_sign_out(&self, headers: &HeaderMap) -> Option<SessionData> {
         let cookie = self.cookies.read_session(headers)?;
-        let (json, _) = self.keys.open(Purpose::Session, self.cookies.session_name(), &cookie.sealed()).ok()?;
+        let (json, _) = self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?;
         serde_json::from_slice(&json).ok()
     }
 

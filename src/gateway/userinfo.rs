@@ -4,14 +4,19 @@
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{Gateway, RequestId};
+use super::{Gateway, RecentSession, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
 impl Gateway {
     /// The session's principal as JSON; 401 without a session.
-    pub(super) async fn userinfo(&self, request: &Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
-        let authenticated = self.authenticate(request.headers()).await;
+    pub(super) async fn userinfo(
+        &self,
+        request: &Request<Incoming>,
+        recent: &RecentSession,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        let authenticated = self.authenticate(request.headers(), recent).await;
         let Some(session) = authenticated.session else {
             let mut response = self.fail(
                 Audience::Api,
@@ -25,7 +30,7 @@ impl Gateway {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
             return response;
         };
-        let Ok(body) = serde_json::to_string(&session.caller.principal) else {
+        let Ok(body) = serde_json::to_string(&*session.caller.principal) else {
             return self.fail(
                 Audience::Api,
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -183,15 +183,8 @@ fn cookie_pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The `;`-separated pieces of a `Cookie` header value, untrimmed.
-fn split_cookie_pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn split_cookie_pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     cookie_pair_ranges(bytes).filter_map(|range| bytes.get(range))
-}
-
-/// [`split_cookie_pairs`] for a value already known to be text: the pieces
-/// are `str`s without a second UTF-8 check (`;` is ASCII, so every split is
-/// at a character boundary).
-pub(crate) fn split_cookie_pairs_str(text: &str) -> impl Iterator<Item = &str> {
-    cookie_pair_ranges(text.as_bytes()).filter_map(|range| text.get(range))
 }
 
 /// Where the `;`-separated pieces of a `Cookie` value are.

@@ -20,7 +20,7 @@ use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Extensions, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-pub(crate) use headers::split_cookie_pairs_str;
+pub(crate) use headers::split_cookie_pairs;
 pub use headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable, remove_gateway_cookies,
     remove_hop_by_hop, remove_spoofed_identity,

@@ -47,47 +47,59 @@ impl CookieJarSpec {
         if index == 0 { self.session_name.clone() } else { format!("{}_{index}", self.session_name) }
     }
 
-    /// The sealed session from the request, reassembled from its parts.
-    /// `None` when absent, ambiguous, or over the part limit.
+    /// The sealed session from the request, in its parts. `None` when
+    /// absent, ambiguous, or over the part limit.
+    ///
+    /// Read as bytes: the values are checked by the base64 decoder when they
+    /// are opened, and a text check of the ~5 KB header cost more per request
+    /// than the rest of this function.
     pub fn read_session<'a>(&self, headers: &'a HeaderMap) -> Option<SessionCookie<'a>> {
         // One pass over the Cookie header(s) for every part: slot i holds part i,
         // slot MAX_SESSION_PARTS marks a browser holding too many.
-        let mut slots: [Option<&'a str>; MAX_SESSION_PARTS + 1] = [None; MAX_SESSION_PARTS + 1];
-        for value in headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()) {
-            for pair in crate::proxy::split_cookie_pairs_str(value) {
-                let Some((name, value)) = pair.trim().split_once('=') else { continue };
+        let mut slots: [Option<&'a [u8]>; MAX_SESSION_PARTS + 1] = [None; MAX_SESSION_PARTS + 1];
+        for value in headers.get_all(header::COOKIE) {
+            for pair in crate::proxy::split_cookie_pairs(value.as_bytes()) {
+                let pair = pair.trim_ascii();
+                let Some(equals) = memchr::memchr(b'=', pair) else { continue };
+                let (Some(name), Some(value)) = (pair.get(..equals), pair.get(equals + 1..)) else { continue };
                 let Some(index) = self.part_index(name) else { continue };
                 let Some(slot) = slots.get_mut(index) else { continue };
-                let value = value.trim_matches('"');
+                let value = trim_quotes(value);
                 match slot {
                     Some(first) if *first != value => {
-                        tracing::warn!(cookie = name, "several different values for one gateway cookie; ignoring them");
+                        let name = String::from_utf8_lossy(name);
+                        tracing::warn!(cookie = %name, "several different values for one gateway cookie; ignoring them");
                         return None;
                     }
                     _ => *slot = Some(value),
                 }
             }
         }
-        let mut present = slots.iter().map_while(|slot| *slot);
-        let parts: Vec<&'a str> = present.by_ref().take(MAX_SESSION_PARTS).collect();
-        if parts.is_empty() || present.next().is_some() {
+        let mut parts = [&[][..]; MAX_SESSION_PARTS];
+        let mut count = 0;
+        for (part, slot) in parts.iter_mut().zip(slots.iter().map_while(|slot| *slot)) {
+            *part = slot;
+            count += 1;
+        }
+        let over_limit = slots.get(count).is_some_and(Option::is_some);
+        if count == 0 || over_limit {
             return None;
         }
-        Some(SessionCookie { parts })
+        Some(SessionCookie { parts, count })
     }
 
     /// The part index a cookie name stands for: 0 for the session cookie,
     /// `n` for `{session}_{n}` (canonical digits only).
-    fn part_index(&self, name: &str) -> Option<usize> {
-        let rest = name.strip_prefix(self.session_name.as_str())?;
-        if rest.is_empty() {
-            return Some(0);
+    fn part_index(&self, name: &[u8]) -> Option<usize> {
+        let rest = name.strip_prefix(self.session_name.as_bytes())?;
+        match rest {
+            [] => Some(0),
+            [b'_', digit @ b'1'..=b'9'] => Some(usize::from(digit - b'0')),
+            [b'_', tens @ b'1'..=b'9', units @ b'0'..=b'9'] => {
+                Some(usize::from(tens - b'0') * 10 + usize::from(units - b'0'))
+            }
+            _ => None,
         }
-        let digits = rest.strip_prefix('_')?;
-        if digits.starts_with('0') || digits.len() > 2 {
-            return None;
-        }
-        digits.parse().ok()
     }
 
     /// `Set-Cookie` headers storing `sealed`, split into parts that each fit a
@@ -188,24 +200,45 @@ pub const SESSION_PART_BYTES: usize = 3800;
 pub const MAX_SESSION_PARTS: usize = 8;
 
 /// A sealed session as the browser sent it, possibly in several parts.
-#[derive(Debug)]
 pub struct SessionCookie<'a> {
-    parts: Vec<&'a str>,
+    /// The first `count` are the parts, in order.
+    parts: [&'a [u8]; MAX_SESSION_PARTS],
+    count: usize,
 }
 
 impl SessionCookie<'_> {
     /// The sealed value, reassembled.
-    pub fn sealed(&self) -> std::borrow::Cow<'_, str> {
-        match self.parts.as_slice() {
+    pub fn sealed(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.parts() {
             [single] => std::borrow::Cow::Borrowed(single),
             parts => std::borrow::Cow::Owned(parts.concat()),
         }
     }
 
+    /// The parts, in order (at least one).
+    pub fn parts(&self) -> &[&[u8]] {
+        self.parts.get(..self.count).unwrap_or_default()
+    }
+
     /// How many parts the browser holds.
     pub fn part_count(&self) -> usize {
-        self.parts.len()
+        self.count
     }
+}
+
+impl std::fmt::Debug for SessionCookie<'_> {
+    // Never the values: they are the session.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lengths: Vec<usize> = self.parts().iter().map(|part| part.len()).collect();
+        f.debug_struct("SessionCookie").field("part_lengths", &lengths).finish()
+    }
+}
+
+/// A cookie value without the double quotes RFC 6265 allows around it.
+fn trim_quotes(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|&byte| byte != b'"').unwrap_or(value.len());
+    let end = value.iter().rposition(|&byte| byte != b'"').map_or(start, |last| last + 1);
+    value.get(start..end).unwrap_or_default()
 }
 
 fn split_str(text: &str, size: usize) -> Vec<&str> {
@@ -319,7 +352,7 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::try_from(pairs.join("; ")).unwrap());
         let read = spec.read_session(&headers).unwrap();
         assert_eq!(read.part_count(), 3);
-        assert_eq!(read.sealed(), sealed);
+        assert_eq!(read.sealed(), sealed.as_bytes());
         assert!(
             spec.set_session(&"y".repeat(SESSION_PART_BYTES * MAX_SESSION_PARTS + 1), Duration::from_secs(1), 0)
                 .is_none()

@@ -35,6 +35,7 @@ pub struct Metrics {
     cached_sessions: Gauge<u64, AtomicU64>,
     session_cache_bytes: Gauge<u64, AtomicU64>,
     cache_lookups: StaticCounters<1>,
+    session_cookies: StaticCounters<1>,
     panics: Counter,
 }
 
@@ -80,6 +81,12 @@ impl Metrics {
         );
         let cache_lookups = StaticCounters::new(["result"]);
         registry.register("session_cache_lookups", "Token-cache lookups, by hit or miss", cache_lookups.family.clone());
+        let session_cookies = StaticCounters::new(["how"]);
+        registry.register(
+            "session_cookies",
+            "Session cookies authenticated: opened, or reused as the connection last opened it",
+            session_cookies.family.clone(),
+        );
         let panics = Counter::default();
         registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
         Self {
@@ -95,6 +102,7 @@ impl Metrics {
             cached_sessions,
             session_cache_bytes,
             cache_lookups,
+            session_cookies,
         }
     }
 
@@ -138,6 +146,12 @@ impl Metrics {
     /// A session-cache lookup.
     pub fn cache_lookup(&self, hit: bool) {
         self.cache_lookups.inc([if hit { "hit" } else { "miss" }]);
+    }
+
+    /// A session cookie was read: opened (`reused` false), or found equal to
+    /// the one its connection last opened.
+    pub fn session_cookie(&self, reused: bool) {
+        self.session_cookies.inc([if reused { "reused" } else { "opened" }]);
     }
 
     /// A request handler panicked.

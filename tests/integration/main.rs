@@ -16,6 +16,7 @@ mod authz;
 mod bearer;
 mod callback_failures;
 mod cli;
+mod connection_session;
 mod faults_idp;
 mod faults_upstream;
 mod forward_auth;

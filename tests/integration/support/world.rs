@@ -136,6 +136,7 @@ impl WorldBuilder {
             https: self.https,
             tweak: self.tweak,
             gateway_task: None,
+            gateway: None,
             older_secrets: Vec::new(),
             shutdown: None,
             echo,
@@ -159,6 +160,8 @@ pub struct TestWorld {
     https: bool,
     tweak: Option<Tweak>,
     gateway_task: Option<JoinHandle<Result<(), portcullis::ServeError>>>,
+    /// The running gateway, for its metrics.
+    gateway: Option<std::sync::Arc<portcullis::gateway::Gateway>>,
     /// Older keys configured after the current one (`session.secrets`), for rotation tests.
     older_secrets: Vec<String>,
     /// Completing it starts the gateway's graceful shutdown.
@@ -223,6 +226,7 @@ impl TestWorld {
     async fn start_gateway(&mut self, listener: TcpListener) -> Result<(), portcullis::StartError> {
         let config = Config::from_raw(self.raw_config()).expect("a valid test configuration");
         let gateway = portcullis::start(config, self.clock.clone()).await?;
+        self.gateway = Some(std::sync::Arc::clone(&gateway));
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
         self.shutdown = Some(shutdown);
         let signal = async move {
@@ -233,6 +237,11 @@ impl TestWorld {
         };
         self.gateway_task = Some(tokio::spawn(portcullis::run(gateway, listener, signal)));
         Ok(())
+    }
+
+    /// The gateway's Prometheus metrics, as `/metrics` serves them.
+    pub fn metrics(&self) -> String {
+        self.gateway.as_ref().map(|gateway| gateway.render_metrics()).unwrap_or_default()
     }
 
     /// Starts the gateway's graceful shutdown, as SIGTERM does.
