@@ -7,6 +7,7 @@
 /// The individual header-hygiene steps [`forward`] applies (public for the benchmarks).
 pub mod headers;
 mod identity;
+mod plain_pool;
 mod upgrade;
 mod upstream;
 
@@ -171,11 +172,11 @@ pub async fn forward(
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, ctx.tunnels);
         // The 101 keeps Connection/Upgrade: they are what the client switches on.
-        return Ok(response.map(body::boxed));
+        return Ok(response);
     }
 
     headers::remove_hop_by_hop(response.headers_mut());
-    Ok(response.map(body::boxed))
+    Ok(response)
 }
 
 /// Maps a client failure onto the error kinds the gateway distinguishes.
@@ -183,7 +184,23 @@ fn classify_client_error(error: &hyper_util::client::legacy::Error) -> ProxyErro
     if error.is_connect() {
         return ProxyError::Unreachable;
     }
-    let mut source = error.source();
+    classify_causes(error.source())
+}
+
+/// The proxy error for a failed exchange on an upstream connection.
+fn classify_hyper_error(error: &hyper::Error) -> ProxyError {
+    if error.is_parse() || error.is_parse_status() {
+        return ProxyError::BadResponse;
+    }
+    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
+        return ProxyError::Unreachable;
+    }
+    classify_causes(error.source())
+}
+
+/// The first cause that says the upstream went away makes it unreachable; a
+/// cause that says it answered badly, or none, makes it a bad response.
+fn classify_causes(mut source: Option<&(dyn std::error::Error + 'static)>) -> ProxyError {
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
             if hyper_error.is_parse() || hyper_error.is_parse_status() {

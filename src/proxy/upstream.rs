@@ -1,26 +1,27 @@
-//! The upstream: pooled HTTP(S) clients (one per serving worker), target URI
-//! building and the response timeout.
+//! The upstream: connection pools (one per serving worker; `plain_pool` for
+//! http, hyper-util's client for https), target URI building and the
+//! response timeout.
 //!
 //! Everything derivable from the configured base URL (scheme, authority, path
 //! prefix) is parsed once in [`Upstream::new`], so building a target URI per
 //! request is at most one string join.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use http::{HeaderValue, Request, Response, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::ClientConfig;
 use tracing::Instrument as _;
 
 use super::ProxyError;
+use super::plain_pool::{Address, PlainPool};
 use crate::body::ProxyBody;
 
 /// Timeouts and pool limits of the upstream client.
@@ -69,11 +70,73 @@ struct Inner {
     authority: Authority,
     /// The base path without its trailing `/`; `None` when the base path is `/`.
     path_prefix: Option<String>,
-    /// One pool per serving worker...
-    worker_clients: Box<[UpstreamClient]>,
-    /// ...and one for every other thread.
-    other_client: UpstreamClient,
+    transport: Transport,
     response_timeout: Duration,
+}
+
+/// How requests reach the upstream: connection pools, one per serving worker.
+enum Transport {
+    /// Plain http: HTTP/1.1 keep-alive connections.
+    Plain(PerWorker<PlainPool>),
+    /// https: hyper-util's client (rustls, HTTP/2 by ALPN).
+    Tls(Box<PerWorker<UpstreamClient>>),
+}
+
+/// One `T` per serving worker, and one for every other thread: connections
+/// stay with the thread whose runtime drives them.
+struct PerWorker<T> {
+    workers: Box<[T]>,
+    other: T,
+}
+
+impl<T> PerWorker<T> {
+    /// The one of the serving worker running the caller.
+    fn current(&self) -> &T {
+        crate::workers::current().and_then(|index| self.workers.get(index)).unwrap_or(&self.other)
+    }
+}
+
+fn per_worker<T>(
+    worker_threads: usize,
+    mut make: impl FnMut() -> Result<T, ProxyError>,
+) -> Result<PerWorker<T>, ProxyError> {
+    let workers = (0..worker_threads).map(|_| make()).collect::<Result<_, _>>()?;
+    Ok(PerWorker { workers, other: make()? })
+}
+
+/// A worker's pool for the plain-http upstream at `base`.
+fn plain_pool(base: &url::Url, authority: &Authority, settings: &UpstreamSettings) -> Result<PlainPool, ProxyError> {
+    let port = base.port_or_known_default().unwrap_or(80);
+    let address = match base.host() {
+        Some(url::Host::Ipv4(ip)) => Address::Ip(SocketAddr::new(ip.into(), port)),
+        Some(url::Host::Ipv6(ip)) => Address::Ip(SocketAddr::new(ip.into(), port)),
+        Some(url::Host::Domain(name)) => Address::Name(name.to_owned(), port),
+        None => return Err(invalid("has no host")),
+    };
+    let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid("has an invalid host"))?;
+    Ok(PlainPool::new(
+        address,
+        host,
+        settings.connect_timeout,
+        settings.pool_idle_timeout,
+        settings.pool_max_idle_per_host,
+    ))
+}
+
+/// hyper-util's connector for an https upstream: TCP with the connect
+/// timeout, then rustls offering HTTP/2 and HTTP/1.1.
+fn https_connector(settings: &UpstreamSettings) -> Result<HttpsConnector<HttpConnector>, ProxyError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.set_nodelay(true);
+    let tls = crate::tls_client::client_config(&settings.tls, "upstream").map_err(ProxyError::InvalidUpstream)?;
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
 }
 
 impl Upstream {
@@ -104,25 +167,18 @@ impl Upstream {
         let trimmed = base.path().trim_end_matches('/');
         let path_prefix = (!trimmed.is_empty()).then(|| trimmed.to_owned());
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_nodelay(true);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&scheme, &settings.tls)?)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = || {
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(settings.pool_idle_timeout)
-                .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-                .build(connector.clone())
+        let transport = if scheme == Scheme::HTTP {
+            Transport::Plain(per_worker(settings.worker_threads, || plain_pool(&base, &authority, &settings))?)
+        } else {
+            let connector = https_connector(&settings)?;
+            Transport::Tls(Box::new(per_worker(settings.worker_threads, || {
+                Ok(Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(settings.pool_idle_timeout)
+                    .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+                    .build(connector.clone()))
+            })?))
         };
-        let worker_clients = (0..settings.worker_threads).map(|_| client()).collect();
-        let other_client = client();
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -130,19 +186,10 @@ impl Upstream {
                 scheme,
                 authority,
                 path_prefix,
-                worker_clients,
-                other_client,
+                transport,
                 response_timeout: settings.response_timeout,
             }),
         })
-    }
-
-    /// The pool of the serving worker running the caller: connections stay
-    /// with the thread whose runtime drives them.
-    fn client(&self) -> &UpstreamClient {
-        crate::workers::current()
-            .and_then(|index| self.inner.worker_clients.get(index))
-            .unwrap_or(&self.inner.other_client)
     }
 
     /// The configured base URL.
@@ -180,13 +227,20 @@ impl Upstream {
     ///
     /// With tracing on, the exchange (until the response head) is a client
     /// span whose W3C `traceparent` replaces any the client sent.
-    pub(super) async fn send(&self, mut request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    pub(super) async fn send(&self, mut request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
         let span = self.span(&request);
         crate::telemetry::otel::inject_context(&span, request.headers_mut());
-        let exchange = tokio::time::timeout(self.inner.response_timeout, self.client().request(request));
-        let result = match exchange.instrument(span.clone()).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(super::classify_client_error(&error)),
+        let exchange = async {
+            match &self.inner.transport {
+                Transport::Plain(pools) => pools.current().send(request).await,
+                Transport::Tls(clients) => match clients.current().request(request).await {
+                    Ok(response) => Ok(response.map(crate::body::boxed)),
+                    Err(error) => Err(super::classify_client_error(&error)),
+                },
+            }
+        };
+        let result = match tokio::time::timeout(self.inner.response_timeout, exchange).instrument(span.clone()).await {
+            Ok(result) => result,
             Err(_elapsed) => Err(ProxyError::Timeout),
         };
         if !span.is_disabled() {
@@ -236,19 +290,6 @@ impl fmt::Debug for Upstream {
 
 fn invalid(reason: &str) -> ProxyError {
     ProxyError::InvalidUpstream(format!("upstream URL {reason}"))
-}
-
-/// rustls with the aws-lc-rs provider, as configured in `[proxy]`.
-///
-/// A plain-http upstream never does TLS, so a machine without a CA bundle may
-/// still proxy to it; an https upstream without usable roots is a configuration error.
-fn tls_config(scheme: &Scheme, tls: &crate::tls_client::ClientTls) -> Result<ClientConfig, ProxyError> {
-    if *scheme == Scheme::HTTP {
-        let plain =
-            crate::tls_client::ClientTls { roots: Some(Vec::new()), identity: None, dangerous_skip_verify: false };
-        return crate::tls_client::client_config(&plain, "upstream").map_err(ProxyError::InvalidUpstream);
-    }
-    crate::tls_client::client_config(tls, "upstream").map_err(ProxyError::InvalidUpstream)
 }
 
 #[cfg(test)]

@@ -38,5 +38,6 @@ mod third_party_provider;
 mod tls_listener;
 mod tls_upstream;
 mod upstream;
+mod upstream_pool;
 mod upstream_routing;
 mod userinfo;

@@ -3,6 +3,7 @@
 //! log capture ([`logs`]).
 
 pub mod browser;
+pub mod connection;
 pub mod guarded;
 pub mod http;
 pub mod logs;

@@ -100,6 +100,10 @@ pub async fn closed_port_url() -> String {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
+    /// The request target exactly as sent (origin form: path and query).
+    pub target: String,
+    /// Which of the upstream's accepted connections it came on (0, 1, ...).
+    pub connection: usize,
     pub headers: http::HeaderMap,
     /// Trailer fields of a chunked body, if any arrived.
     pub trailers: Option<http::HeaderMap>,
@@ -122,7 +126,7 @@ impl RecordingUpstream {
         let seen: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
         let record = Arc::clone(&seen);
         let task = tokio::spawn(async move {
-            loop {
+            for connection in 0.. {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let record = Arc::clone(&record);
                 tokio::spawn(async move {
@@ -140,6 +144,8 @@ impl RecordingUpstream {
                             let path = parts.uri.path().to_owned();
                             record.lock().expect("lock").push(Recorded {
                                 path,
+                                target: parts.uri.to_string(),
+                                connection,
                                 headers: parts.headers,
                                 trailers,
                                 body_bytes,
@@ -178,6 +184,8 @@ pub enum UpstreamFault {
     Garbage,
     /// Promises 1 MB, sends 64 KB, then resets the connection.
     ResetMidStream,
+    /// Answers `200 ok` as if the connection stayed open, then closes it.
+    AnswerThenClose,
 }
 
 /// A raw-TCP upstream that misbehaves in one chosen way.
@@ -228,6 +236,9 @@ impl FaultyUpstream {
                                 .await;
                             let _ = stream.write_all(&[b'x'; 64 * 1024]).await;
                             let _ = stream.set_zero_linger();
+                        }
+                        UpstreamFault::AnswerThenClose => {
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
                         }
                     }
                 });
