@@ -34,12 +34,7 @@ pub fn normalise(raw: &str) -> Result<NormalPath, AmbiguousPath> {
         if name.is_empty() {
             continue;
         }
-        let lower = name.to_ascii_lowercase();
-        if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') || lower.contains("%00") {
-            return Err(AmbiguousPath);
-        }
-        let dotted = lower.replace("%2e", ".");
-        if dotted == "." || dotted == ".." {
+        if is_ambiguous_segment(name.as_bytes()) {
             return Err(AmbiguousPath);
         }
         path.push('/');
@@ -52,6 +47,33 @@ pub fn normalise(raw: &str) -> Result<NormalPath, AmbiguousPath> {
     Ok(NormalPath { path, canonical })
 }
 
+/// Whether a segment (without its `;parameters`) is `.` or `..`, also spelt
+/// with `%2e`, or holds a backslash or an encoded slash, backslash or NUL.
+/// Checked in place: this runs on every request.
+fn is_ambiguous_segment(name: &[u8]) -> bool {
+    let encodes = |rest: &[u8], hex: &[u8; 2]| {
+        rest.get(1..3).is_some_and(|digits| digits.eq_ignore_ascii_case(hex))
+    };
+    let mut dots = 0;
+    let mut only_dots = true;
+    let mut at = 0;
+    while let Some(rest) = name.get(at..).filter(|rest| !rest.is_empty()) {
+        match rest {
+            [b'\\', ..] => return true,
+            [b'%', ..] if encodes(rest, b"2f") || encodes(rest, b"5c") || encodes(rest, b"00") => return true,
+            [b'%', ..] if encodes(rest, b"2e") => {
+                dots += 1;
+                at += 3;
+                continue;
+            }
+            [b'.', ..] => dots += 1,
+            _ => only_dots = false,
+        }
+        at += 1;
+    }
+    only_dots && (dots == 1 || dots == 2)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -60,6 +82,13 @@ mod tests {
     #[test]
     fn plain_paths_are_canonical() {
         for raw in ["/", "/a", "/a/b/", "/static/app.js", "/a%20b"] {
+            assert_eq!(normalise(raw).unwrap(), NormalPath { path: raw.to_owned(), canonical: true }, "{raw}");
+        }
+    }
+
+    #[test]
+    fn dots_that_are_not_a_whole_segment_are_names() {
+        for raw in ["/a/...", "/a/.x", "/a/x.", "/a/%2e%2e%2e", "/a/%2ex", "/v1.2/", "/a/%25", "/a/%2", "/a/%"] {
             assert_eq!(normalise(raw).unwrap(), NormalPath { path: raw.to_owned(), canonical: true }, "{raw}");
         }
     }
@@ -86,6 +115,10 @@ mod tests {
             "/public\\..\\admin",
             "/public%5cadmin",
             "/a%00",
+            "/a/%2E",
+            "/a/.%2E/b",
+            "/a/x%5C",
+            "/a/x%2F",
             "*",
             "",
         ] {

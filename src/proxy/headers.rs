@@ -154,13 +154,24 @@ pub fn remove_gateway_cookies(headers: &mut HeaderMap, is_gateway_cookie: &dyn F
     let mut count = 0usize;
     let mut total_len = 0usize;
     let mut has_gateway_cookie = false;
+    let mut has_other_cookie = false;
     for value in headers.get_all(COOKIE) {
         count += 1;
         total_len += value.len() + 2;
-        has_gateway_cookie =
-            has_gateway_cookie || cookie_pairs(value).any(|pair| is_gateway_pair(pair, is_gateway_cookie));
+        for pair in cookie_pairs(value).filter(|pair| !pair.is_empty()) {
+            if is_gateway_pair(pair, is_gateway_cookie) {
+                has_gateway_cookie = true;
+            } else {
+                has_other_cookie = true;
+            }
+        }
     }
     if count <= 1 && !has_gateway_cookie {
+        return;
+    }
+    if !has_other_cookie {
+        // Only the gateway's own (the usual case behind it): nothing to rebuild.
+        headers.remove(COOKIE);
         return;
     }
     let mut joined = Vec::with_capacity(total_len);
@@ -421,6 +432,13 @@ mod tests {
     #[test]
     fn cookie_header_is_dropped_when_only_gateway_cookies() {
         let mut headers = map(&[("cookie", "_pc_session=secret"), ("cookie", "_pc_x=1")]);
+        remove_gateway_cookies(&mut headers, &is_gateway);
+        assert!(headers.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn a_single_header_of_gateway_cookies_and_empty_pairs_is_dropped() {
+        let mut headers = map(&[("cookie", " ; _pc_session=secret;; _pc_session_1=more ;")]);
         remove_gateway_cookies(&mut headers, &is_gateway);
         assert!(headers.get(COOKIE).is_none());
     }
