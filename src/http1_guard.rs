@@ -7,8 +7,9 @@
 //! afterwards; we want it refused with `400`. hyper offers no hook between
 //! parsing a head and dispatching it, so the guard sits under hyper on the
 //! byte stream. It parses heads with `httparse`, hyper's own parser with
-//! hyper's (default) configuration, so both agree on where every head ends, and
-//! follows chunked bodies with a copy of hyper's chunked-decoder state machine,
+//! hyper's (default) configuration, so both agree on where every head ends
+//! (the common head with neither framing header is only scanned for its end,
+//! which is where httparse ends it; see [`fast_head_scan`]), and follows chunked bodies with a copy of hyper's chunked-decoder state machine,
 //! so both agree on where every body ends. On a refused head it rewrites the
 //! head's final line feed into bytes hyper's parser rejects (see
 //! [`REFUSAL_MARK`]): hyper answers `400 Bad Request` itself and closes.
@@ -76,7 +77,9 @@ enum Chunk {
 }
 
 /// How the body after one complete head is framed.
-enum Framing {
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
     Length(u64),
     Chunked,
     /// Both `Transfer-Encoding` and `Content-Length`: refuse.
@@ -269,15 +272,100 @@ enum HeadStep {
     Refused(usize),
 }
 
-enum Parsed {
+/// What a head parser says about bytes that start where a head starts.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is the first `len` bytes; its body is framed by `framing`.
     Complete { len: usize, framing: Framing },
+    /// The head has not ended yet.
     Partial,
+    /// Not a head hyper accepts.
     Invalid,
 }
 
-/// One `httparse` pass over a head, with the header slots left uninitialised
-/// as hyper does (zeroing 4 KB per request would cost more than it protects).
+/// Where a head ends and how its body is framed: the fast scan's answer when
+/// it has one, else `httparse`'s.
 fn parse_head(bytes: &[u8]) -> Parsed {
+    fast_head_scan(bytes).unwrap_or_else(|| parse_head_with_httparse(bytes))
+}
+
+/// The common case without a full parse: a head that starts with a letter,
+/// whose request line httparse accepts, that has an end (its first `\n`
+/// followed by `\n` or `\r\n`) before which every line starts with a header
+/// name (a token and `:`), at most [`MAX_HEADERS`] of them, neither
+/// `Content-Length` nor `Transfer-Encoding` (any case), is `Complete` up to
+/// that end with no body; anything else is `None` ("don't know"). Header
+/// values are not looked at. Whenever it answers, [`parse_head_with_httparse`]
+/// answers the same or `Invalid` (never `Partial`, never another end or
+/// framing); `Invalid` only for a control byte in a header value after an
+/// HTTP/1 request line, which hyper refuses with `400` and closes, so where
+/// the guard thought the head ended no longer matters.
+///
+/// Why that holds: httparse meets every `\n` of a head it accepts as a line
+/// end (no token, URI, version or header value may hold one) and, after each,
+/// ends the head on `\n` or `\r\n`, or fails; so it either fails before this
+/// end or ends exactly here, with these header names, so with the framing of
+/// a head without either header. The request line goes through httparse
+/// itself (it is short; the cookie-sized header values are what is skipped):
+/// a first line that is not HTTP/1 is not refused by hyper but, as the
+/// HTTP/2 preface `PRI * HTTP/2.0`, served as HTTP/2, which the guard must
+/// pass through. A head starting with anything but a letter may begin with
+/// empty lines httparse skips, so it is left to httparse.
+#[doc(hidden)]
+pub fn fast_head_scan(bytes: &[u8]) -> Option<Parsed> {
+    if !bytes.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut line_ends = memchr::memchr_iter(b'\n', bytes);
+    let request_line_end = line_ends.next()?;
+    // A valid request line alone is a head still waiting for its headers.
+    if parse_head_with_httparse(bytes.get(..=request_line_end)?) != Parsed::Partial {
+        return None;
+    }
+    let mut header_lines = 0;
+    for line_end in std::iter::once(request_line_end).chain(line_ends) {
+        let next_line = bytes.get(line_end + 1..).unwrap_or_default();
+        let len = match next_line {
+            [b'\n', ..] => line_end + 2,
+            [b'\r', b'\n', ..] => line_end + 3,
+            _ => {
+                let name = header_name(next_line)?;
+                header_lines += 1;
+                let frames_body =
+                    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding");
+                if frames_body || header_lines > MAX_HEADERS {
+                    return None;
+                }
+                continue;
+            }
+        };
+        return Some(Parsed::Complete { len, framing: Framing::Length(0) });
+    }
+    None
+}
+
+/// The header name `line` starts with, read as httparse reads it in a
+/// request: one or more token bytes directly followed by `:`.
+fn header_name(line: &[u8]) -> Option<&[u8]> {
+    let name_len = line.iter().position(|&byte| !is_token(byte))?;
+    if name_len == 0 || line.get(name_len) != Some(&b':') {
+        return None;
+    }
+    line.get(..name_len)
+}
+
+/// Whether `byte` is an RFC 9110 token byte (what httparse allows in a
+/// header name).
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// One `httparse` pass over a head (hyper's parser, hyper's default
+/// configuration), with the header slots left uninitialised as hyper does
+/// (zeroing 4 KB per request would cost more than it protects).
+#[doc(hidden)]
+pub fn parse_head_with_httparse(bytes: &[u8]) -> Parsed {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(bytes, &mut slots) {
