@@ -8,9 +8,10 @@
 //! parsing a head and dispatching it, so the guard sits under hyper on the
 //! byte stream. It parses heads with `httparse`, hyper's own parser with
 //! hyper's (default) configuration, so both agree on where every head ends
-//! (the common head with neither framing header is only scanned for its end,
-//! which is where httparse ends it; see [`fast_head_scan`]), and follows chunked bodies with a copy of hyper's chunked-decoder state machine,
-//! so both agree on where every body ends. On a refused head it rewrites the
+//! (the common head with neither framing header is only scanned for its end
+//! and header names, which is where and how httparse reads it; see
+//! [`fast_head_scan`]), and follows chunked bodies with a copy of hyper's
+//! chunked-decoder state machine, so both agree on where every body ends. On a refused head it rewrites the
 //! head's final line feed into bytes hyper's parser rejects (see
 //! [`REFUSAL_MARK`]): hyper answers `400 Bad Request` itself and closes.
 //!
@@ -358,8 +359,24 @@ fn header_name(line: &[u8]) -> Option<&[u8]> {
 /// Whether `byte` is an RFC 9110 token byte (what httparse allows in a
 /// header name).
 fn is_token(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    byte < 128 && (TOKEN_BYTES >> byte) & 1 == 1
 }
+
+/// The token bytes as a bit set (bit `b` for byte `b`): one shift per byte
+/// of a header name, no table lookup.
+const TOKEN_BYTES: u128 = {
+    let mut set: u128 = 0;
+    let mut byte: u8 = 0;
+    while byte < 128 {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
+        {
+            set |= 1 << byte;
+        }
+        byte += 1;
+    }
+    set
+};
 
 /// One `httparse` pass over a head (hyper's parser, hyper's default
 /// configuration), with the header slots left uninitialised as hyper does

@@ -450,6 +450,18 @@ fn the_fast_scan_holds_for_very_long_heads() {
 }
 
 #[test]
+fn header_names_are_the_tokens_httparse_accepts() {
+    for byte in 0..=u8::MAX {
+        let name = [b'X', byte];
+        let text = [b"GET / HTTP/1.1\r\n".as_slice(), &name, b": v\r\n\r\n"].concat();
+        let accepted = matches!(parse_head_with_httparse(&text), Parsed::Complete { .. });
+        // `X:: v` is the header `X` with the value `: v`.
+        assert_eq!(is_token(byte) || byte == b':', accepted, "byte {byte:#04x}");
+        assert_eq!(fast_scan_against_httparse(&text).0.is_some(), accepted, "byte {byte:#04x}");
+    }
+}
+
+#[test]
 fn the_scanner_follows_heads_the_fast_scan_answers_for() {
     // Clean heads (fast path) between refused ones are still followed exactly.
     let cookie = format!("Cookie: session={}", "c".repeat(4900));
