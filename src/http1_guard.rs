@@ -291,17 +291,23 @@ fn parse_head(bytes: &[u8]) -> Parsed {
     fast_head_scan(bytes).unwrap_or_else(|| parse_head_with_httparse(bytes))
 }
 
-/// The common case without a full parse: a head that starts with a letter,
-/// whose request line httparse accepts, that has an end (its first `\n`
-/// followed by `\n` or `\r\n`) before which every line starts with a header
-/// name (a token and `:`), at most [`MAX_HEADERS`] of them, neither
-/// `Content-Length` nor `Transfer-Encoding` (any case), is `Complete` up to
-/// that end with no body; anything else is `None` ("don't know"). Header
-/// values are not looked at. Whenever it answers, [`parse_head_with_httparse`]
-/// answers the same or `Invalid` (never `Partial`, never another end or
-/// framing); `Invalid` only for a control byte in a header value after an
-/// HTTP/1 request line, which hyper refuses with `400` and closes, so where
-/// the guard thought the head ended no longer matters.
+/// The common case without a full parse. A head that starts with a letter,
+/// whose request line httparse accepts, whose lines up to its end (its first
+/// `\n` followed by `\n` or `\r\n`) each start with a header name (a token
+/// and `:`), at most [`MAX_HEADERS`] of them, neither `Content-Length` nor
+/// `Transfer-Encoding` (any case), is `Complete` up to that end with no body;
+/// bytes that so far fit that shape but have no end yet are `Partial`;
+/// anything else is `None` ("don't know"). Header values are not looked at.
+///
+/// Whenever it answers, [`parse_head_with_httparse`] answers the same or
+/// `Invalid` (never another end or framing, never `Partial` for `Complete`):
+/// `Invalid` only for a control byte in a header value after an HTTP/1
+/// request line, which hyper refuses with `400` and closes, so where the
+/// guard thought the head ended no longer matters. Answering `Partial` where
+/// httparse already sees such a byte keeps the guard's verdict independent
+/// of how the head is split into reads: it waits for the end and answers as
+/// it would have for the whole head. And its `None` is final: more bytes
+/// never turn it into an answer, unless the request line has not ended.
 ///
 /// Why that holds: httparse meets every `\n` of a head it accepts as a line
 /// end (no token, URI, version or header value may hold one) and, after each,
@@ -319,41 +325,65 @@ pub fn fast_head_scan(bytes: &[u8]) -> Option<Parsed> {
         return None;
     }
     let mut line_ends = memchr::memchr_iter(b'\n', bytes);
+    // Until the request line ends, httparse's verdict on it stands.
     let request_line_end = line_ends.next()?;
     // A valid request line alone is a head still waiting for its headers.
     if parse_head_with_httparse(bytes.get(..=request_line_end)?) != Parsed::Partial {
         return None;
     }
+    let mut line_start = request_line_end + 1;
     let mut header_lines = 0;
-    for line_end in std::iter::once(request_line_end).chain(line_ends) {
-        let next_line = bytes.get(line_end + 1..).unwrap_or_default();
-        let len = match next_line {
-            [b'\n', ..] => line_end + 2,
-            [b'\r', b'\n', ..] => line_end + 3,
-            _ => {
-                let name = header_name(next_line)?;
-                header_lines += 1;
-                let frames_body =
-                    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding");
-                if frames_body || header_lines > MAX_HEADERS {
-                    return None;
-                }
-                continue;
-            }
-        };
-        return Some(Parsed::Complete { len, framing: Framing::Length(0) });
+    loop {
+        let line = bytes.get(line_start..).unwrap_or_default();
+        match line {
+            [b'\n', ..] => return Some(Parsed::Complete { len: line_start + 1, framing: Framing::Length(0) }),
+            [b'\r', b'\n', ..] => return Some(Parsed::Complete { len: line_start + 2, framing: Framing::Length(0) }),
+            [] | [b'\r'] => return Some(Parsed::Partial),
+            _ => {}
+        }
+        header_lines += 1;
+        if header_lines > MAX_HEADERS {
+            return None;
+        }
+        match header_name(line) {
+            HeaderName::Other => {}
+            HeaderName::Unfinished => return Some(Parsed::Partial),
+            HeaderName::FramesBody | HeaderName::Invalid => return None,
+        }
+        // The `\n` that ends this header line (the name held none).
+        let Some(line_end) = line_ends.next() else { return Some(Parsed::Partial) };
+        line_start = line_end + 1;
     }
-    None
 }
 
-/// The header name `line` starts with, read as httparse reads it in a
-/// request: one or more token bytes directly followed by `:`.
-fn header_name(line: &[u8]) -> Option<&[u8]> {
-    let name_len = line.iter().position(|&byte| !is_token(byte))?;
-    if name_len == 0 || line.get(name_len) != Some(&b':') {
-        return None;
+/// How a header line starts, read as httparse reads a request's header
+/// name: one or more token bytes directly followed by `:`.
+enum HeaderName {
+    /// A name that does not frame a body.
+    Other,
+    /// `Content-Length` or `Transfer-Encoding`, in any case.
+    FramesBody,
+    /// Token bytes up to the end of the bytes seen: more may follow.
+    Unfinished,
+    /// Not a header name, whatever follows.
+    Invalid,
+}
+
+/// How `line`, a header line up to the end of the bytes seen, starts.
+fn header_name(line: &[u8]) -> HeaderName {
+    let Some(name_len) = line.iter().position(|&byte| !is_token(byte)) else {
+        return HeaderName::Unfinished;
+    };
+    match (line.get(..name_len), line.get(name_len)) {
+        (Some(name), Some(b':')) if !name.is_empty() => {
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+                HeaderName::FramesBody
+            } else {
+                HeaderName::Other
+            }
+        }
+        _ => HeaderName::Invalid,
     }
-    line.get(..name_len)
 }
 
 /// Whether `byte` is an RFC 9110 token byte (what httparse allows in a
