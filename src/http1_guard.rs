@@ -389,23 +389,21 @@ fn header_name(line: &[u8]) -> HeaderName {
 /// Whether `byte` is an RFC 9110 token byte (what httparse allows in a
 /// header name).
 fn is_token(byte: u8) -> bool {
-    byte < 128 && (TOKEN_BYTES >> byte) & 1 == 1
+    TOKEN_BYTES.get(usize::from(byte)) == Some(&true)
 }
 
-/// The token bytes as a bit set (bit `b` for byte `b`): one shift per byte
-/// of a header name, no table lookup.
-const TOKEN_BYTES: u128 = {
-    let mut set: u128 = 0;
+/// The token bytes by byte value: one load per byte of a header name.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut rest: &mut [bool] = &mut table;
     let mut byte: u8 = 0;
-    while byte < 128 {
-        if byte.is_ascii_alphanumeric()
-            || matches!(byte, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
-        {
-            set |= 1 << byte;
-        }
-        byte += 1;
+    while let Some((slot, tail)) = rest.split_first_mut() {
+        *slot = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~');
+        rest = tail;
+        byte = byte.wrapping_add(1);
     }
-    set
+    table
 };
 
 /// One `httparse` pass over a head (hyper's parser, hyper's default
