@@ -300,7 +300,8 @@ fn parse_head(bytes: &[u8]) -> Parsed {
 /// anything else is `None` ("don't know"). Header values are not looked at.
 ///
 /// Whenever it answers, [`parse_head_with_httparse`] answers the same or
-/// `Invalid` (never another end or framing, never `Partial` for `Complete`):
+/// `Invalid` (never another end or framing, never `Partial` where it answers
+/// `Complete` nor the reverse):
 /// `Invalid` only for a control byte in a header value after an HTTP/1
 /// request line, which hyper refuses with `400` and closes, so where the
 /// guard thought the head ended no longer matters. Answering `Partial` where
