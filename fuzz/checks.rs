@@ -114,10 +114,26 @@ pub fn parse_config(input: &[u8]) {
 /// Scanning a connection's bytes for the HTTP/1 framing guard never panics,
 /// and its verdict does not depend on how the bytes are split into reads: a
 /// refusal lands on the same byte (the final `\n` of a head) whatever the
-/// split. The first four input bytes choose the piece sizes.
+/// split. Wherever a head may start (the stream's start, after each `\n`),
+/// the fast head scan answers what `httparse` answers or nothing, or
+/// `httparse` refuses the head. The first four input bytes choose the piece
+/// sizes.
 pub fn http1_guard(input: &[u8]) {
-    use portcullis::http1_guard::FramingScanner;
+    use portcullis::http1_guard::{FramingScanner, Parsed, fast_head_scan, parse_head_with_httparse};
     let (sizes, stream) = input.split_at(input.len().min(4));
+    let after_line_feeds = stream.iter().enumerate().filter(|(_, byte)| **byte == b'\n').map(|(at, _)| at + 1);
+    // Bounded, so a fuzzed stream of line feeds stays linear.
+    for start in std::iter::once(0).chain(after_line_feeds).take(64) {
+        let head = &stream[start..];
+        if let Some(fast) = fast_head_scan(head) {
+            let full = parse_head_with_httparse(head);
+            assert!(
+                full == fast || full == Parsed::Invalid,
+                "at {start}: fast scan {fast:?}, httparse {full:?} for {:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
     // Large enough that a split head is never given up on, as in one piece.
     let limit = stream.len() + 1;
     let scan = |piece_sizes: &mut dyn Iterator<Item = usize>| {

@@ -7,9 +7,11 @@
 //! afterwards; we want it refused with `400`. hyper offers no hook between
 //! parsing a head and dispatching it, so the guard sits under hyper on the
 //! byte stream. It parses heads with `httparse`, hyper's own parser with
-//! hyper's (default) configuration, so both agree on where every head ends, and
-//! follows chunked bodies with a copy of hyper's chunked-decoder state machine,
-//! so both agree on where every body ends. On a refused head it rewrites the
+//! hyper's (default) configuration, so both agree on where every head ends
+//! (the common head with neither framing header is only scanned for its end
+//! and header names, which is where and how httparse reads it; see
+//! [`fast_head_scan`]), and follows chunked bodies with a copy of hyper's
+//! chunked-decoder state machine, so both agree on where every body ends. On a refused head it rewrites the
 //! head's final line feed into bytes hyper's parser rejects (see
 //! [`REFUSAL_MARK`]): hyper answers `400 Bad Request` itself and closes.
 //!
@@ -76,7 +78,9 @@ enum Chunk {
 }
 
 /// How the body after one complete head is framed.
-enum Framing {
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
     Length(u64),
     Chunked,
     /// Both `Transfer-Encoding` and `Content-Length`: refuse.
@@ -269,15 +273,145 @@ enum HeadStep {
     Refused(usize),
 }
 
-enum Parsed {
+/// What a head parser says about bytes that start where a head starts.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is the first `len` bytes; its body is framed by `framing`.
     Complete { len: usize, framing: Framing },
+    /// The head has not ended yet.
     Partial,
+    /// Not a head hyper accepts.
     Invalid,
 }
 
-/// One `httparse` pass over a head, with the header slots left uninitialised
-/// as hyper does (zeroing 4 KB per request would cost more than it protects).
+/// Where a head ends and how its body is framed: the fast scan's answer when
+/// it has one, else `httparse`'s.
 fn parse_head(bytes: &[u8]) -> Parsed {
+    fast_head_scan(bytes).unwrap_or_else(|| parse_head_with_httparse(bytes))
+}
+
+/// The common case without a full parse. A head that starts with a letter,
+/// whose request line httparse accepts, whose lines up to its end (its first
+/// `\n` followed by `\n` or `\r\n`) each start with a header name (a token
+/// and `:`), at most [`MAX_HEADERS`] of them, neither `Content-Length` nor
+/// `Transfer-Encoding` (any case), is `Complete` up to that end with no body;
+/// bytes that so far fit that shape but have no end yet are `Partial`;
+/// anything else is `None` ("don't know"). Header values are not looked at.
+///
+/// Whenever it answers, [`parse_head_with_httparse`] answers the same or
+/// `Invalid` (never another end or framing, never `Partial` where it answers
+/// `Complete` nor the reverse):
+/// `Invalid` only for a control byte in a header value after an HTTP/1
+/// request line, which hyper refuses with `400` and closes, so where the
+/// guard thought the head ended no longer matters. Answering `Partial` where
+/// httparse already sees such a byte keeps the guard's verdict independent
+/// of how the head is split into reads: it waits for the end and answers as
+/// it would have for the whole head. And its `None` is final: more bytes
+/// never turn it into an answer, unless the request line has not ended.
+///
+/// Why that holds: httparse meets every `\n` of a head it accepts as a line
+/// end (no token, URI, version or header value may hold one) and, after each,
+/// ends the head on `\n` or `\r\n`, or fails; so it either fails before this
+/// end or ends exactly here, with these header names, so with the framing of
+/// a head without either header. The request line goes through httparse
+/// itself (it is short; the cookie-sized header values are what is skipped):
+/// a first line that is not HTTP/1 is not refused by hyper but, as the
+/// HTTP/2 preface `PRI * HTTP/2.0`, served as HTTP/2, which the guard must
+/// pass through. A head starting with anything but a letter may begin with
+/// empty lines httparse skips, so it is left to httparse.
+#[doc(hidden)]
+pub fn fast_head_scan(bytes: &[u8]) -> Option<Parsed> {
+    if !bytes.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut line_ends = memchr::memchr_iter(b'\n', bytes);
+    // Until the request line ends, httparse's verdict on it stands.
+    let request_line_end = line_ends.next()?;
+    // A valid request line alone is a head still waiting for its headers.
+    if parse_head_with_httparse(bytes.get(..=request_line_end)?) != Parsed::Partial {
+        return None;
+    }
+    let mut line_start = request_line_end + 1;
+    let mut header_lines = 0;
+    loop {
+        let line = bytes.get(line_start..).unwrap_or_default();
+        match line {
+            [b'\n', ..] => return Some(Parsed::Complete { len: line_start + 1, framing: Framing::Length(0) }),
+            [b'\r', b'\n', ..] => return Some(Parsed::Complete { len: line_start + 2, framing: Framing::Length(0) }),
+            [] | [b'\r'] => return Some(Parsed::Partial),
+            _ => {}
+        }
+        header_lines += 1;
+        if header_lines > MAX_HEADERS {
+            return None;
+        }
+        match header_name(line) {
+            HeaderName::Other => {}
+            HeaderName::Unfinished => return Some(Parsed::Partial),
+            HeaderName::FramesBody | HeaderName::Invalid => return None,
+        }
+        // The `\n` that ends this header line (the name held none).
+        let Some(line_end) = line_ends.next() else { return Some(Parsed::Partial) };
+        line_start = line_end + 1;
+    }
+}
+
+/// How a header line starts, read as httparse reads a request's header
+/// name: one or more token bytes directly followed by `:`.
+enum HeaderName {
+    /// A name that does not frame a body.
+    Other,
+    /// `Content-Length` or `Transfer-Encoding`, in any case.
+    FramesBody,
+    /// Token bytes up to the end of the bytes seen: more may follow.
+    Unfinished,
+    /// Not a header name, whatever follows.
+    Invalid,
+}
+
+/// How `line`, a header line up to the end of the bytes seen, starts.
+fn header_name(line: &[u8]) -> HeaderName {
+    let Some(name_len) = line.iter().position(|&byte| !is_token(byte)) else {
+        return HeaderName::Unfinished;
+    };
+    match (line.get(..name_len), line.get(name_len)) {
+        (Some(name), Some(b':')) if !name.is_empty() => {
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+                HeaderName::FramesBody
+            } else {
+                HeaderName::Other
+            }
+        }
+        _ => HeaderName::Invalid,
+    }
+}
+
+/// Whether `byte` is an RFC 9110 token byte (what httparse allows in a
+/// header name).
+fn is_token(byte: u8) -> bool {
+    TOKEN_BYTES.get(usize::from(byte)) == Some(&true)
+}
+
+/// The token bytes by byte value: one load per byte of a header name.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut rest: &mut [bool] = &mut table;
+    let mut byte: u8 = 0;
+    while let Some((slot, tail)) = rest.split_first_mut() {
+        *slot = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~');
+        rest = tail;
+        byte = byte.wrapping_add(1);
+    }
+    table
+};
+
+/// One `httparse` pass over a head (hyper's parser, hyper's default
+/// configuration), with the header slots left uninitialised as hyper does
+/// (zeroing 4 KB per request would cost more than it protects).
+#[doc(hidden)]
+pub fn parse_head_with_httparse(bytes: &[u8]) -> Parsed {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(bytes, &mut slots) {
