@@ -51,9 +51,7 @@ pub fn normalise(raw: &str) -> Result<NormalPath, AmbiguousPath> {
 /// with `%2e`, or holds a backslash or an encoded slash, backslash or NUL.
 /// Checked in place: this runs on every request.
 fn is_ambiguous_segment(name: &[u8]) -> bool {
-    let encodes = |rest: &[u8], hex: &[u8; 2]| {
-        rest.get(1..3).is_some_and(|digits| digits.eq_ignore_ascii_case(hex))
-    };
+    let encodes = |rest: &[u8], hex: &[u8; 2]| rest.get(1..3).is_some_and(|digits| digits.eq_ignore_ascii_case(hex));
     let mut dots = 0;
     let mut only_dots = true;
     let mut at = 0;

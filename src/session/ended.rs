@@ -46,15 +46,18 @@ impl EndedSessions {
 
     /// Whether a session has ended.
     pub async fn has_ended(&self, session_id: &str, subject: &str, sid: Option<&str>, created_at: UnixSeconds) -> bool {
+        // `contains_key` first: it records no read, and nearly every session has not ended.
         if self.sessions.contains_key(session_id) {
             return true;
         }
-        if self.subjects.get(subject).await.is_some_and(|at| created_at <= at) {
+        if self.subjects.contains_key(subject) && self.subjects.get(subject).await.is_some_and(|at| created_at <= at) {
             return true;
         }
         match sid {
-            Some(sid) => self.provider_sessions.get(sid).await.is_some_and(|at| created_at <= at),
-            None => false,
+            Some(sid) if self.provider_sessions.contains_key(sid) => {
+                self.provider_sessions.get(sid).await.is_some_and(|at| created_at <= at)
+            }
+            _ => false,
         }
     }
 }
