@@ -161,14 +161,17 @@ impl ConnectionTask {
     {
         let _open = self.gateway.metrics().connection_opened();
         let max_header_bytes = self.gateway.config().server.max_header_bytes;
-        let gateway = self.gateway;
-        let info = self.info;
-        // The session cookie this connection sent last, kept opened for its next requests.
-        let recent = Arc::new(RecentSession::new());
+        // What every request of this connection shares; cloned per request, this
+        // one reference count stays on the connection's core (the gateway's own
+        // is shared by every core).
+        let context = Arc::new(ConnectionContext {
+            gateway: self.gateway,
+            info: self.info,
+            recent: RecentSession::new(),
+        });
         let service = service_fn(move |request: Request<Incoming>| {
-            let gateway = Arc::clone(&gateway);
-            let recent = Arc::clone(&recent);
-            async move { Ok::<_, Infallible>(handle_isolated(gateway, request, info, recent).await) }
+            let context = Arc::clone(&context);
+            async move { Ok::<_, Infallible>(handle_isolated(context, request).await) }
         });
         // hyper's header-read timeout starts only once the HTTP version is known,
         // and the version is sniffed from the first bytes: a client that connects
@@ -238,16 +241,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<S> {
     }
 }
 
+/// What the requests of one connection share.
+struct ConnectionContext {
+    gateway: Arc<Gateway>,
+    info: Connection,
+    /// The session cookie this connection sent last, kept opened for its next requests.
+    recent: RecentSession,
+}
+
 /// A panic while handling one request becomes a 500 for that request only.
 async fn handle_isolated(
-    gateway: Arc<Gateway>,
+    context: Arc<ConnectionContext>,
     request: Request<Incoming>,
-    connection: Connection,
-    recent: Arc<RecentSession>,
 ) -> http::Response<crate::body::ProxyBody> {
+    let gateway = &context.gateway;
     // On the heap once: hyper and the wrappers below move the request future
     // several times, and moving a pointer is cheaper than copying kilobytes.
-    let response = isolate(Box::pin(gateway.handle(request, connection, &recent))).await;
+    let response = isolate(Box::pin(gateway.handle(request, context.info, &context.recent))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }
