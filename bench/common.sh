@@ -17,6 +17,15 @@ install_tools() {
     nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# install_oha: oha (a Rust load generator with a fixed-rate mode) from crates.io, pinned, into the
+# target directory, unless one is on PATH. Sets oha_bin.
+install_oha() {
+    oha_bin=$(command -v oha || echo "$target/tools/bin/oha")
+    [ -x "$oha_bin" ] && return 0
+    echo "installing oha 1.16.0 (cargo install, a few minutes)" >&2
+    cargo install --quiet --locked oha --version 1.16.0 --root "$target/tools"
+}
+
 # build_fixture: the gateway fixture (examples/bench_gateway.rs), release build.
 build_fixture() {
     gateway_bin=${GATEWAY_BIN:-}
