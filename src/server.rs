@@ -164,11 +164,8 @@ impl ConnectionTask {
         // What every request of this connection shares; cloned per request, this
         // one reference count stays on the connection's core (the gateway's own
         // is shared by every core).
-        let context = Arc::new(ConnectionContext {
-            gateway: self.gateway,
-            info: self.info,
-            recent: RecentSession::new(),
-        });
+        let context =
+            Arc::new(ConnectionContext { gateway: self.gateway, info: self.info, recent: RecentSession::new() });
         let service = service_fn(move |request: Request<Incoming>| {
             let context = Arc::clone(&context);
             async move { Ok::<_, Infallible>(handle_isolated(context, request).await) }

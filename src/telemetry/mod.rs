@@ -14,11 +14,12 @@ use tracing_subscriber::{Layer as _, fmt};
 use crate::config::{LogFormat, TracingConfig};
 
 pub use self::json_format::JsonLine;
+pub use self::log_writer::StderrLines;
 pub use self::otel::{SPAN_TARGET, TracerGuard};
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
-    let builder = fmt().with_env_filter(log_filter(level)).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(log_filter(level)).with_writer(StderrLines::new());
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
         LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLine).try_init(),
@@ -43,11 +44,11 @@ pub fn init_with_tracing(
     // sees only trace spans (no log events, whatever they carry).
     let logs = match format {
         LogFormat::Text => {
-            fmt::layer().with_ansi(false).with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
+            fmt::layer().with_ansi(false).with_writer(StderrLines::new()).with_filter(log_filter(level)).boxed()
         }
         LogFormat::Json => {
             let json = fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLine);
-            json.with_writer(std::io::stderr).with_filter(log_filter(level)).boxed()
+            json.with_writer(StderrLines::new()).with_filter(log_filter(level)).boxed()
         }
     };
     let traces = otel_layer.with_filter(Targets::new().with_target(SPAN_TARGET, Level::TRACE));
@@ -65,6 +66,7 @@ fn log_filter(level: &str) -> EnvFilter {
 }
 
 mod json_format;
+mod log_writer;
 pub mod metrics;
 pub mod otel;
 mod otlp_client;
