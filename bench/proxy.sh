@@ -177,10 +177,7 @@ done
 echo "load after: $(cat /proc/loadavg)" >&2
 
 # Medians over rounds, min-max spread, ratios Portcullis/nginx, added p99 over direct.
-echo
-echo "| variant | target | req/s (median, min-max) | p50 ms | p99 ms | CPU us/req |"
-echo "|---|---|---|---|---|---|"
-awk -F'\t' '
+AWK_SPREAD='
 function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -188,6 +185,11 @@ function median(list,   n, a, i, j, t) {
 }
 function lo(list,   n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 < m + 0) m = a[i]; return m }
 function hi(list,   n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
+'
+echo
+echo "| variant | target | req/s (median, min-max) | p50 ms | p99 ms | CPU us/req |"
+echo "|---|---|---|---|---|---|"
+awk -F'\t' "$AWK_SPREAD"'
 { k = $1 SUBSEP $2; rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; cpu[k] = cpu[k] " " $6
   if (!($1 in seen)) { seen[$1] = 1; order[++nv] = $1 } }
 END {
@@ -229,21 +231,14 @@ PY
     echo
     echo "| target | p50 ms (median) | p99 ms (median, min-max) | added p99 over direct (ms) |"
     echo "|---|---|---|---|"
-    awk -F'\t' '
-    function median(list,   n, a, i, j, t) {
-        n = split(list, a, " ")
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    { p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4
-      if (!($1 in lo) || $4 + 0 < lo[$1]) lo[$1] = $4 + 0
-      if (!($1 in hi) || $4 + 0 > hi[$1]) hi[$1] = $4 + 0 }
+    awk -F'\t' "$AWK_SPREAD"'
+    { p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4 }
     END {
         split("direct nginx portcullis", names, " ")
         for (t = 1; t <= 3; t++) {
             n = names[t]
             added = (n == "direct") ? "-" : sprintf("%.3f", median(p99[n]) - median(p99["direct"]))
-            printf "| %s | %.3f | %.3f (%.3f-%.3f) | %s |\n", n, median(p50[n]), median(p99[n]), lo[n], hi[n], added
+            printf "| %s | %.3f | %.3f (%.3f-%.3f) | %s |\n", n, median(p50[n]), median(p99[n]), lo(p99[n]), hi(p99[n]), added
         }
     }' "$latencies"
 fi
