@@ -14,7 +14,7 @@ use tracing_subscriber::{Layer as _, fmt};
 use crate::config::{LogFormat, TracingConfig};
 
 pub use self::json_format::JsonLine;
-pub use self::log_writer::StderrLines;
+pub use self::log_writer::{StderrLines, hold_lines_on_this_thread, write_held_lines};
 pub use self::otel::{SPAN_TARGET, TracerGuard};
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.

@@ -485,6 +485,16 @@ async fn without_a_tracing_section_nothing_is_exported_and_no_traceparent_is_add
     log_in(&deployment, &browser).await;
     let reply = browser.send(Method::GET, "/untraced?x=1", &[("accept", "application/json")], Bytes::new()).await;
     assert_eq!(reply.status, StatusCode::OK);
+    // A serving worker holds its log lines for at most a quarter of a second:
+    // the access line is out while the gateway keeps running, not at exit.
+    let request_id = reply.headers.get("x-request-id").expect("a request id").to_str().expect("text").to_owned();
+    let logged = eventually(Duration::from_secs(5), || {
+        let log = deployment.log();
+        let found = log.lines().any(|line| line.contains(&request_id) && line.contains("/untraced"));
+        async move { found }
+    })
+    .await;
+    assert!(logged, "no access line for {request_id} while running; log: {}", deployment.log());
     // After a graceful exit any exporter would have flushed: nothing may have arrived.
     deployment.stop().await;
 
