@@ -15,6 +15,7 @@
 //! load balancer), and a session sealed with an older key is never kept (its
 //! request re-seals it).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
@@ -41,6 +42,9 @@ pub(super) struct OpenedSession {
     pub access_authorization: HeaderValue,
     /// Copied only when some upstream receives it.
     pub id_token: Option<String>,
+    /// The ended-sessions generation at which this session was last found
+    /// not ended (or `NEVER_CHECKED`); while it is current the check is skipped.
+    pub not_ended_at: AtomicU64,
 }
 
 impl std::fmt::Debug for OpenedSession {
@@ -143,6 +147,7 @@ mod tests {
                 groups: Vec::new(),
             }),
             access_authorization: HeaderValue::from_static("Bearer t"),
+            not_ended_at: AtomicU64::new(crate::session::ended::NEVER_CHECKED),
             id_token: None,
         })
     }

@@ -6,6 +6,7 @@
 //! data is parsed only to refresh, re-seal or build a cache entry.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue};
 
@@ -19,6 +20,7 @@ use crate::proxy::{IdentityHeaders, IdentitySelection};
 use crate::session::cache::ActiveSession;
 use crate::session::cookies::SessionCookie;
 use crate::session::data::{SESSION_FORMAT, SessionData};
+use crate::session::ended::NEVER_CHECKED;
 use crate::session::seal::Purpose;
 use crate::session::view::SessionView;
 
@@ -182,12 +184,8 @@ impl Gateway {
             }
         };
         let now = self.clock.now();
-        let ended = opened.expires_at <= now
-            || self.idle_expired(opened.last_seen_at, now)
-            || self
-                .ended
-                .has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at)
-                .await;
+        let ended =
+            opened.expires_at <= now || self.idle_expired(opened.last_seen_at, now) || self.has_ended(&opened).await;
         if ended {
             recent.forget();
             return Authentication::invalid();
@@ -268,7 +266,24 @@ impl Gateway {
             principal: Arc::new(principal),
             access_authorization: IdentityHeaders::bearer_value(&access_token)?,
             id_token,
+            not_ended_at: AtomicU64::new(NEVER_CHECKED),
         })
+    }
+
+    /// Whether `opened` was signed out or logged out by the provider. A
+    /// connection's opened session asks the records again only when they have
+    /// changed since it last found the session not ended.
+    async fn has_ended(&self, opened: &OpenedSession) -> bool {
+        let generation = self.ended.generation();
+        if opened.not_ended_at.load(Ordering::Relaxed) == generation {
+            return false;
+        }
+        let ended =
+            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at).await;
+        if !ended {
+            opened.not_ended_at.store(generation, Ordering::Relaxed);
+        }
+        ended
     }
 
     /// The full session of `cookie`: parsed from `json` when this request

@@ -180,6 +180,14 @@ impl IdentityHeaders {
         }
     }
 
+    /// How many headers [`IdentityHeaders::apply`] inserts.
+    pub fn count(&self) -> usize {
+        [&self.user, &self.email, &self.preferred_username, &self.groups, &self.authorization]
+            .iter()
+            .filter(|value| value.is_some())
+            .count()
+    }
+
     /// Inserts (replacing) the identity headers into an outgoing request's headers.
     pub fn apply(&self, headers: &mut HeaderMap) {
         let optional = [
@@ -233,6 +241,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_USER, HeaderValue::from_static("old"));
         identity.apply(&mut headers);
+        assert_eq!(identity.count(), 5);
+        assert_eq!(headers.len(), 5, "the old X-Forwarded-User was replaced");
         assert_eq!(headers.get(X_FORWARDED_USER).unwrap(), "u1");
         assert_eq!(headers.get(X_FORWARDED_EMAIL).unwrap(), "u@example.test");
         assert_eq!(headers.get(X_FORWARDED_PREFERRED_USERNAME).unwrap(), "jdoe");

@@ -131,6 +131,9 @@ pub async fn forward(
 
     let (mut parts, incoming) = req.into_parts();
     let headers = &mut parts.headers;
+    // Room for the forwarding and identity headers added below, in one step:
+    // hyper sizes the map for the headers it parsed, and each growth rehashes.
+    headers.reserve(headers::FORWARDING_HEADERS + ctx.identity.map_or(0, IdentityHeaders::count));
     headers::remove_hop_by_hop(headers);
     if let Some(protocol) = &upgrade_protocol {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));

@@ -1,10 +1,11 @@
 //! A connection keeps the session cookie it last opened, so its next requests
 //! with the same cookie are not opened again. These check that this is all it
 //! skips: each request on one TCP connection still gets its own cookie's
-//! identity, a cookie one byte off is refused, and expiry and sign-out still
-//! end a session the connection had opened.
+//! identity, a cookie one byte off is refused, and expiry, sign-out and the
+//! provider's back-channel logout still end a session the connection had opened.
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 
 use crate::support::connection::OneConnection;
 use crate::support::{Reply, TestWorld};
@@ -112,6 +113,38 @@ async fn a_session_signed_out_elsewhere_ends_on_a_connection_that_had_opened_it(
     // The browser signs out over its own connection.
     assert_eq!(browser.navigate("/oauth2/sign_out").await.expect_redirect(), "/");
     assert_eq!(connection.get("/after", &alice).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The provider's back-channel logout of `subject` (and only `sid`, when given).
+async fn logged_out_by_provider(world: &TestWorld, subject: &str, sid: Option<&str>) {
+    let token = world.provider.backchannel_logout_token(subject, sid).expect("a logout token");
+    let body = Bytes::from(format!("logout_token={token}"));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let reply = world.browser().send(Method::POST, "/oauth2/backchannel_logout", &form, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn a_back_channel_logout_ends_sessions_connections_had_opened_and_no_other() {
+    let world = TestWorld::start().await;
+    let (alice, alice_identity) = signed_in(&world, "alice").await;
+    let (bob, bob_identity) = signed_in(&world, "bob").await;
+    let bob_sid = world.open_session(&bob[bob.find('=').expect("name=value") + 1..]).sid.expect("a sid");
+    let mut alices = OneConnection::open(&world).await;
+    let mut bobs = OneConnection::open(&world).await;
+    // Opened, then reused: the ended check of a reused cookie is what is under test.
+    for path in ["/one", "/two"] {
+        assert_eq!(forwarded_identity(&alices.get(path, &alice).await), alice_identity);
+        assert_eq!(forwarded_identity(&bobs.get(path, &bob).await), bob_identity);
+    }
+
+    logged_out_by_provider(&world, "bob", Some(&bob_sid)).await;
+    assert_eq!(bobs.get("/after-sid", &bob).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(forwarded_identity(&alices.get("/after-sid", &alice).await), alice_identity, "not Bob's logout");
+    assert_eq!(forwarded_identity(&alices.get("/again", &alice).await), alice_identity);
+
+    logged_out_by_provider(&world, "alice", None).await;
+    assert_eq!(alices.get("/after-subject", &alice).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
