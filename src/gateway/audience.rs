@@ -1,9 +1,13 @@
 //! Telling browsers from programs, so that a page navigation gets the login
 //! redirect and a `fetch`, XHR or API call gets a 401 it can act on.
 
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderName, Method, header};
 
 use crate::pages::Audience;
+
+/// Names looked up as constants: a `&str` name is parsed and validated on every lookup.
+const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 
 /// A request is a browser navigation when it is a GET/HEAD that accepts
 /// HTML, is not marked as XHR, and (when the browser says) is a navigation.
@@ -14,11 +18,11 @@ pub fn classify(method: &Method, headers: &HeaderMap) -> Audience {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.contains("text/html"));
-    let is_xhr = headers.contains_key("x-requested-with");
+    let is_xhr = headers.contains_key(X_REQUESTED_WITH);
     // Fetch Metadata (W3C): present in every current browser; absent from older
     // browsers and most programs, which the other signals then decide.
     let navigation = headers
-        .get("sec-fetch-mode")
+        .get(SEC_FETCH_MODE)
         .and_then(|value| value.to_str().ok())
         .is_none_or(|mode| mode.eq_ignore_ascii_case("navigate"));
     if safe_method && accepts_html && !is_xhr && navigation { Audience::Browser } else { Audience::Api }

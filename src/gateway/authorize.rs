@@ -57,7 +57,7 @@ impl Gateway {
         &self,
         target: &Target<'_>,
         principal: &Principal,
-        audience: Audience,
+        audience: impl FnOnce() -> Audience,
         request_id: &RequestId,
     ) -> Option<Response<ProxyBody>> {
         if self.config.authz.admits(target.route.access, principal) {
@@ -75,7 +75,7 @@ impl Gateway {
         );
         self.metrics.auth_decision("forbidden", "rule");
         Some(self.fail(
-            audience,
+            audience(),
             StatusCode::FORBIDDEN,
             "forbidden",
             "You are signed in, but your account is not allowed to use this page. Ask the service's administrator for access.",

@@ -154,7 +154,7 @@ impl Gateway {
             },
         };
         outcome.user = Some(caller.principal.subject.clone());
-        if let Some(denied) = self.authorize(&target, &caller.principal, Audience::Api, request_id) {
+        if let Some(denied) = self.authorize(&target, &caller.principal, || Audience::Api, request_id) {
             return denied;
         }
         let mut response = Response::new(empty());

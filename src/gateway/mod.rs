@@ -286,9 +286,8 @@ impl Gateway {
         }
 
         // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
-        let audience = self.audience(&request);
         let Some(target) = self.target(request.method(), request.headers(), request.uri().path()) else {
-            return self.ambiguous_path(audience, request_id);
+            return self.ambiguous_path(self.audience(&request), request_id);
         };
         record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
         if target.is_public() {
@@ -347,6 +346,8 @@ impl Gateway {
             },
         };
         let Some(caller) = caller else {
+            // Only a refusal needs to know who is asking.
+            let audience = self.audience(&request);
             if authenticated.store_unavailable {
                 return self.store_unavailable_page(audience, request_id);
             }
@@ -369,7 +370,7 @@ impl Gateway {
             }
             return response;
         };
-        if let Some(denied) = self.authorize(&target, &caller.principal, audience, request_id) {
+        if let Some(denied) = self.authorize(&target, &caller.principal, || self.audience(&request), request_id) {
             return denied;
         }
         self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await

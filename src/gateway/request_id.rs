@@ -48,7 +48,7 @@ impl RequestIds {
     /// The client's id when it is short and plain, else a new one.
     pub fn take(&self, headers: &HeaderMap) -> RequestId {
         let supplied = headers
-            .get("x-request-id")
+            .get(crate::proxy::headers::X_REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .filter(|id| !id.is_empty() && id.len() <= 128)
             .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')));
