@@ -426,7 +426,9 @@ impl Gateway {
             request_id: request_id_header.as_ref(),
         };
         let started = Instant::now();
-        let forwarded = proxy::forward(upstream, request, context).await;
+        // On the heap: the exchange's future (about 3 KB) would otherwise be
+        // part of this one, of `route`'s and `handle`'s, and copied with each.
+        let forwarded = Box::pin(proxy::forward(upstream, request, context)).await;
         self.metrics.upstream_response(started.elapsed().as_secs_f64());
         let mut response = match forwarded {
             Ok(response) => response,

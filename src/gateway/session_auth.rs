@@ -184,8 +184,9 @@ impl Gateway {
             }
         };
         let now = self.clock.now();
-        let ended =
-            opened.expires_at <= now || self.idle_expired(opened.last_seen_at, now) || self.has_ended(&opened).await;
+        let ended = opened.expires_at <= now
+            || self.idle_expired(opened.last_seen_at, now)
+            || (!self.still_not_ended(&opened) && Box::pin(self.has_ended(&opened)).await);
         if ended {
             recent.forget();
             return Authentication::invalid();
@@ -212,7 +213,8 @@ impl Gateway {
                 with_id_token: self.upstream_routes.sends_id_token(),
                 now,
             };
-            return self.authenticate_data(data, renewal).await;
+            // Rare (a refresh or a re-seal): on the heap, so the common path's future stays small.
+            return Box::pin(self.authenticate_data(data, renewal)).await;
         }
         if opened.access_expires_at <= now {
             // Expired and nothing to refresh it with: sign in again.
@@ -228,7 +230,7 @@ impl Gateway {
                 Some(active) => Some(active),
                 // Only a miss parses the full session: the entry needs its groups.
                 None => match self.session_data(json, &cookie) {
-                    Some(data) => self.build_and_cache(&data).await,
+                    Some(data) => Box::pin(self.build_and_cache(&data)).await,
                     None => None,
                 },
             },
@@ -270,14 +272,17 @@ impl Gateway {
         })
     }
 
-    /// Whether `opened` was signed out or logged out by the provider. A
-    /// connection's opened session asks the records again only when they have
-    /// changed since it last found the session not ended.
+    /// Whether a connection's opened session was found not ended and no
+    /// session has ended since: then the records need not be asked again.
+    fn still_not_ended(&self, opened: &OpenedSession) -> bool {
+        opened.not_ended_at.load(Ordering::Relaxed) == self.ended.generation()
+    }
+
+    /// Whether `opened` was signed out or logged out by the provider; when
+    /// not, remembers the generation of the records it was found not ended in.
     async fn has_ended(&self, opened: &OpenedSession) -> bool {
+        // Read before asking: a record added meanwhile changes it, and the next request asks again.
         let generation = self.ended.generation();
-        if opened.not_ended_at.load(Ordering::Relaxed) == generation {
-            return false;
-        }
         let ended =
             self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at).await;
         if !ended {
