@@ -88,7 +88,7 @@ pub async fn serve(
             gateway: Arc::clone(&gateway),
             builder: Arc::clone(&builder),
             watcher: graceful.watcher(),
-            info: Connection { client_addr, tls: tls.is_some() },
+            info: Connection::new(client_addr, tls.is_some()),
             first_byte_timeout: limits.header_read_timeout,
         };
         let tls = tls.clone();
@@ -254,7 +254,7 @@ async fn handle_isolated(
     let gateway = &context.gateway;
     // On the heap once: hyper and the wrappers below move the request future
     // several times, and moving a pointer is cheaper than copying kilobytes.
-    let response = isolate(Box::pin(gateway.handle(request, context.info, &context.recent))).await;
+    let response = isolate(Box::pin(gateway.handle(request, &context.info, &context.recent))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }

@@ -90,7 +90,7 @@ impl Gateway {
     pub(super) async fn forward_auth(
         &self,
         request: &Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
         recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,

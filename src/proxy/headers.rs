@@ -266,8 +266,8 @@ fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// What the gateway knows about how the client reached it.
 #[derive(Debug)]
 pub struct Forwarding<'a> {
-    /// The client's IP address.
-    pub client_ip: IpAddr,
+    /// The client's IP address as the header value ([`ip_header_value`]); `None` removes the header.
+    pub forwarded_for: Option<&'a HeaderValue>,
     /// `http` or `https`.
     pub client_scheme: &'a str,
     /// The original `Host` (or HTTP/2 `:authority`), if the client sent one.
@@ -282,8 +282,8 @@ pub const FORWARDING_HEADERS: usize = 4;
 /// Sets (replacing any client value) `X-Forwarded-For/-Proto/-Host`, keeps the
 /// original `Host` for the upstream, and sets `X-Request-Id` when given.
 pub fn set_forwarding(headers: &mut HeaderMap, forwarding: Forwarding<'_>) {
-    match ip_header_value(forwarding.client_ip) {
-        Some(ip) => headers.insert(X_FORWARDED_FOR, ip),
+    match forwarding.forwarded_for {
+        Some(ip) => headers.insert(X_FORWARDED_FOR, ip.clone()),
         None => headers.remove(X_FORWARDED_FOR),
     };
     match scheme_header_value(forwarding.client_scheme) {
@@ -305,8 +305,8 @@ pub fn set_forwarding(headers: &mut HeaderMap, forwarding: Forwarding<'_>) {
     }
 }
 
-/// The client IP as a header value, IPv4-mapped IPv6 shown as plain IPv4.
-fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+/// The client IP as an `X-Forwarded-For` value, IPv4-mapped IPv6 shown as plain IPv4.
+pub fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
     // Formats on the stack: the longest IPv6 text form is 45 bytes.
     let mut buffer = [0u8; 64];
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
@@ -495,7 +495,7 @@ mod tests {
         set_forwarding(
             &mut headers,
             Forwarding {
-                client_ip: "::ffff:10.0.0.7".parse().unwrap(),
+                forwarded_for: ip_header_value("::ffff:10.0.0.7".parse().unwrap()).as_ref(),
                 client_scheme: "https",
                 original_host,
                 request_id: Some(&request_id),
@@ -515,7 +515,7 @@ mod tests {
         set_forwarding(
             &mut headers,
             Forwarding {
-                client_ip: "2001:db8::1".parse().unwrap(),
+                forwarded_for: ip_header_value("2001:db8::1".parse().unwrap()).as_ref(),
                 client_scheme: "http",
                 original_host: Some(HeaderValue::from_static("h2.test:8443")),
                 request_id: None,

@@ -15,7 +15,6 @@ mod upstream;
 mod tests;
 
 use std::error::Error as _;
-use std::net::SocketAddr;
 
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Extensions, Request, Response, StatusCode, Version};
@@ -37,8 +36,8 @@ use crate::body::{self, ProxyBody};
 
 /// What the gateway knows about one request beyond the request itself.
 pub struct ForwardContext<'a> {
-    /// The peer address of the client connection.
-    pub client_addr: SocketAddr,
+    /// The client connection's peer IP as `X-Forwarded-For` sends it ([`headers::ip_header_value`]).
+    pub forwarded_for: Option<&'a HeaderValue>,
     /// "http" or "https", as the client reached the gateway.
     pub client_scheme: &'a str,
     /// Cookie names the gateway owns: removed from the Cookie header sent upstream.
@@ -54,7 +53,7 @@ pub struct ForwardContext<'a> {
 impl std::fmt::Debug for ForwardContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ForwardContext")
-            .field("client_addr", &self.client_addr)
+            .field("forwarded_for", &self.forwarded_for)
             .field("client_scheme", &self.client_scheme)
             .field("identity", &self.identity)
             .finish_non_exhaustive()
@@ -145,7 +144,7 @@ pub async fn forward(
     headers::set_forwarding(
         headers,
         headers::Forwarding {
-            client_ip: ctx.client_addr.ip(),
+            forwarded_for: ctx.forwarded_for,
             client_scheme: ctx.client_scheme,
             original_host,
             request_id: ctx.request_id,

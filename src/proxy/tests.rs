@@ -150,9 +150,10 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                     async move {
                         let request_id = HeaderValue::from_static("rid-7");
                         let tunnels = super::Tunnels::new();
+                        let forwarded_for = super::headers::ip_header_value(client_addr.ip());
                         let ctx = ForwardContext {
                             tunnels: &tunnels,
-                            client_addr,
+                            forwarded_for: forwarded_for.as_ref(),
                             client_scheme: "https",
                             is_gateway_cookie: &is_gateway_cookie,
                             identity: identity.as_ref().as_ref(),
