@@ -12,7 +12,7 @@
 //! [`ATOMIC_WRITE`] bytes, when [`write_held_lines`] is called (the workers
 //! call it four times a second), at a warning or an error (after the lines
 //! held before it), and when the thread ends. Under load that is one `write`
-//! per dozen or so access lines instead of one each (a `write` to a file cost
+//! per about sixteen access lines instead of one each (a `write` to a file cost
 //! about 6 % of the CPU of a proxied request); an access line waits at most a
 //! quarter of a second, as Envoy's access log waits up to a second. Every
 //! `write` ends at a line end and is at most [`ATOMIC_WRITE`] bytes (a longer
