@@ -7,7 +7,9 @@
 //! proxied request. A cookie byte for byte equal to one already opened has the
 //! same authenticated contents, so only what does not come from the cookie is
 //! checked again on every request: the clock (expiry, idle timeout), sign-out
-//! and back-channel logout, and the token cache.
+//! and back-channel logout (the records are asked again whenever their
+//! generation has moved since the session was last found not ended), and the
+//! token cache.
 //!
 //! One slot per connection: memory is bounded by the connections (about the
 //! cookie's size each) and released with them. The comparison is constant

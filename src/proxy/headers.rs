@@ -276,8 +276,9 @@ pub struct Forwarding<'a> {
     pub request_id: Option<&'a HeaderValue>,
 }
 
-/// The most headers [`set_forwarding`] adds.
-pub const FORWARDING_HEADERS: usize = 4;
+/// The most headers [`set_forwarding`] adds: `X-Forwarded-For/-Proto/-Host`,
+/// `X-Request-Id`, and `Host` when only HTTP/2's `:authority` carried it.
+pub const FORWARDING_HEADERS: usize = 5;
 
 /// Sets (replacing any client value) `X-Forwarded-For/-Proto/-Host`, keeps the
 /// original `Host` for the upstream, and sets `X-Request-Id` when given.

@@ -180,24 +180,25 @@ impl IdentityHeaders {
         }
     }
 
-    /// How many headers [`IdentityHeaders::apply`] inserts.
-    pub fn count(&self) -> usize {
-        [&self.user, &self.email, &self.preferred_username, &self.groups, &self.authorization]
-            .iter()
-            .filter(|value| value.is_some())
-            .count()
-    }
-
-    /// Inserts (replacing) the identity headers into an outgoing request's headers.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        let optional = [
+    /// Each identity header [`IdentityHeaders::apply`] sets, with its value if any.
+    fn named(&self) -> [(HeaderName, &Option<HeaderValue>); 5] {
+        [
             (X_FORWARDED_USER, &self.user),
             (X_FORWARDED_EMAIL, &self.email),
             (X_FORWARDED_PREFERRED_USERNAME, &self.preferred_username),
             (X_FORWARDED_GROUPS, &self.groups),
             (AUTHORIZATION, &self.authorization),
-        ];
-        for (name, value) in optional {
+        ]
+    }
+
+    /// How many headers [`IdentityHeaders::apply`] inserts.
+    pub fn count(&self) -> usize {
+        self.named().iter().filter(|(_, value)| value.is_some()).count()
+    }
+
+    /// Inserts (replacing) the identity headers into an outgoing request's headers.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.named() {
             if let Some(value) = value {
                 headers.insert(name, value.clone());
             }
