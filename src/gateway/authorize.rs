@@ -13,14 +13,14 @@ use crate::pages::Audience;
 
 /// Where a request is going, as the rules see it.
 #[derive(Debug)]
-pub(super) struct Target<'g> {
-    pub path: NormalPath,
+pub(super) struct Target<'g, 'p> {
+    pub path: NormalPath<'p>,
     pub route: Route<'g>,
     /// The `[[upstreams]]` entry serving it; `None`: the default upstream.
     pub upstream: Option<&'g super::upstreams::Route>,
 }
 
-impl Target<'_> {
+impl Target<'_, '_> {
     /// Public rules skip authentication, but only for paths already in normal form.
     pub(super) fn is_public(&self) -> bool {
         matches!(self.route.access, Access::Public) && self.path.canonical
@@ -30,7 +30,7 @@ impl Target<'_> {
 impl Gateway {
     /// Routes `method` and the raw `path` through the rules; a path with
     /// several possible meanings is refused (400) before anything else.
-    pub(super) fn target(&self, method: &Method, headers: &HeaderMap, path: &str) -> Option<Target<'_>> {
+    pub(super) fn target<'p>(&self, method: &Method, headers: &HeaderMap, path: &'p str) -> Option<Target<'_, 'p>> {
         let path = normalise(path).ok()?;
         let upstream = self.upstream_routes.select(headers, &path.path);
         // An upstream's own rules come first, then the global ones.
@@ -55,7 +55,7 @@ impl Gateway {
     /// `None` when `principal` may pass `target`; otherwise the 403 to send. Logs the decision.
     pub(super) fn authorize(
         &self,
-        target: &Target<'_>,
+        target: &Target<'_, '_>,
         principal: &Principal,
         audience: impl FnOnce() -> Audience,
         request_id: &RequestId,

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::seconds;
-use super::{Gateway, Outcome, RequestId};
+use super::{Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::pkce::PkceVerifier;
@@ -279,7 +279,7 @@ impl Gateway {
         }
         tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %data.sub);
         self.metrics.login("succeeded", "-");
-        outcome.user = Some(data.sub.clone());
+        outcome.user = Some(LoggedUser::SignedIn(data.sub.clone()));
 
         let mut response = pages::redirect(&flow.return_to);
         for set_cookie in set_cookies {

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 
 use super::bearer::{self, BearerOutcome};
-use super::{Connection, Gateway, Outcome, RecentSession, RequestId, paths};
+use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
 use crate::body::{ProxyBody, empty};
 use crate::pages::{self, Audience};
 
@@ -153,7 +153,7 @@ impl Gateway {
                 }
             },
         };
-        outcome.user = Some(caller.principal.subject.clone());
+        outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
         if let Some(denied) = self.authorize(&target, &caller.principal, || Audience::Api, request_id) {
             return denied;
         }

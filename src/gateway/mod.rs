@@ -230,21 +230,21 @@ impl Gateway {
         let started = Instant::now();
         let request_id = self.request_ids.take(request.headers());
         let method = request.method().clone();
-        // Only the path is logged: queries can carry codes and states.
-        let path = request.uri().path().to_owned();
+        // Only the path is logged: queries can carry codes and states. (The
+        // URI shares the request head's bytes: cloning it copies nothing.)
+        let uri = request.uri().clone();
+        let path = uri.path();
         let mut outcome = Outcome::default();
-        let span = request_span(&method, &path, &request_id);
+        let span = request_span(&method, path, &request_id);
         crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
         let handled = async {
             match self.refuse_malformed(&request, &request_id) {
                 Some(refusal) => refusal,
-                None => self.route(request, connection, recent, &request_id, &mut outcome).await,
+                None => self.route(request, path, connection, recent, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
-        if let Ok(value) = HeaderValue::try_from(request_id.as_str()) {
-            response.headers_mut().insert("x-request-id", value);
-        }
+        response.headers_mut().insert(crate::proxy::headers::X_REQUEST_ID, request_id.header_value().clone());
         record_outcome(&span, response.status());
         self.metrics.request(outcome.route, response.status());
         tracing::info!(
@@ -254,7 +254,7 @@ impl Gateway {
             path = %path,
             status = response.status().as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            user = outcome.user.as_deref().unwrap_or("-"),
+            user = outcome.user.as_ref().map_or("-", LoggedUser::subject),
             "request"
         );
         response
@@ -263,16 +263,19 @@ impl Gateway {
     // Rare branches (login, callback, sign-out, bearer checks...) are boxed so that
     // this future, which hyper moves several times per request, stays small: at
     // 15 KB, copying it cost more than opening the session cookie.
+    /// `path` is the request's path (borrowed from the caller's copy of its URI,
+    /// as the request itself is handed on).
     async fn route(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
+        path: &str,
         connection: &Connection,
         recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        outcome.route = route_class(request.uri().path());
-        match request.uri().path() {
+        outcome.route = route_class(path);
+        match path {
             paths::PING => return pages::text(StatusCode::OK, "OK"),
             paths::READY => {
                 return if self.is_ready() {
@@ -295,7 +298,7 @@ impl Gateway {
         }
 
         // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
-        let Some(target) = self.target(request.method(), request.headers(), request.uri().path()) else {
+        let Some(target) = self.target(request.method(), request.headers(), path) else {
             return self.ambiguous_path(self.audience(&request), request_id);
         };
         record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
@@ -304,6 +307,11 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers(), recent).await;
+        if authenticated.session.is_some() && authenticated.cookies_only_session {
+            // What the proxy's removal of the gateway's cookies would come to,
+            // known here without scanning the ~5 KB header again.
+            request.headers_mut().remove(header::COOKIE);
+        }
         let (decision, reason) =
             match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
                 (Some(_), _, _) => ("authenticated", "session"),
@@ -317,7 +325,7 @@ impl Gateway {
         // Authorization header is replaced; only without one does a bearer token count.
         let caller = match (authenticated.session, authenticated.provider_unavailable) {
             (Some(session), _) => {
-                outcome.user = Some(session.caller.principal.subject.clone());
+                outcome.user = Some(LoggedUser::Caller(Arc::clone(&session.caller.principal)));
                 Some(session.caller)
             }
             (None, true) => None,
@@ -325,7 +333,7 @@ impl Gateway {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
-                    outcome.user = Some(caller.principal.subject.clone());
+                    outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
                     Some(caller)
                 }
                 bearer::BearerOutcome::Invalid(reason) => {
@@ -424,7 +432,6 @@ impl Gateway {
             }
         }
         let upstream = via.map_or(&self.upstream, |route| &route.upstream);
-        let request_id_header = HeaderValue::try_from(request_id.as_str()).ok();
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
             tunnels: &self.tunnels,
@@ -432,7 +439,7 @@ impl Gateway {
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
             identity,
-            request_id: request_id_header.as_ref(),
+            request_id: Some(request_id.header_value()),
         };
         let started = Instant::now();
         // On the heap: the exchange's future (about 3 KB) would otherwise be
@@ -531,8 +538,26 @@ impl Gateway {
 /// What the access log and metrics record besides the response.
 #[derive(Debug)]
 struct Outcome {
-    user: Option<String>,
+    user: Option<LoggedUser>,
     route: &'static str,
+}
+
+/// The user a request was answered for, as the access line names them.
+#[derive(Debug)]
+enum LoggedUser {
+    /// An authenticated caller (shared with the session, not copied per request).
+    Caller(Arc<crate::authz::Principal>),
+    /// The subject of a login that just succeeded.
+    SignedIn(String),
+}
+
+impl LoggedUser {
+    fn subject(&self) -> &str {
+        match self {
+            Self::Caller(principal) => &principal.subject,
+            Self::SignedIn(subject) => subject,
+        }
+    }
 }
 
 impl Default for Outcome {

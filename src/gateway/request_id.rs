@@ -5,22 +5,38 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::HeaderMap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 
-/// The id of one request, shown on error pages and in every log line.
+/// The id of one request, shown on error pages and in every log line, and
+/// sent upstream and back to the client as `X-Request-Id`.
+///
+/// Kept as the header value it is sent as (a client's id is the value it
+/// sent, shared, not copied); its bytes are always visible ASCII.
 #[derive(Clone, Debug)]
-pub struct RequestId(String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// The id text.
     pub fn as_str(&self) -> &str {
+        // Only ids of visible ASCII are ever made, so this never falls back.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as the `X-Request-Id` header value.
+    pub fn header_value(&self) -> &HeaderValue {
         &self.0
+    }
+
+    /// The id as the `X-Request-Id` header value, owned.
+    pub fn into_header_value(self) -> HeaderValue {
+        self.0
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -47,14 +63,14 @@ impl RequestIds {
 
     /// The client's id when it is short and plain, else a new one.
     pub fn take(&self, headers: &HeaderMap) -> RequestId {
-        let supplied = headers
-            .get(crate::proxy::headers::X_REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 128)
-            .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')));
+        let supplied = headers.get(crate::proxy::headers::X_REQUEST_ID).filter(|value| is_plain_id(value.as_bytes()));
         match supplied {
-            Some(id) => RequestId(id.to_owned()),
-            None => RequestId(self.next_id()),
+            Some(value) => RequestId(value.clone()),
+            None => {
+                // Hex digits, `-` and the random prefix's URL-safe base64: always a valid value.
+                let made = HeaderValue::from_maybe_shared(Bytes::from(self.next_id()));
+                RequestId(made.unwrap_or_else(|_| HeaderValue::from_static("portcullis")))
+            }
         }
     }
 
@@ -79,6 +95,13 @@ impl Default for RequestIds {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether a client's `X-Request-Id` is short and plain enough to keep.
+fn is_plain_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.iter().all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Appends `value` in lower-case hex without leading zeros.
@@ -115,7 +138,9 @@ mod tests {
         let made: Vec<String> = (0..4)
             .map(|_| {
                 let ids = std::sync::Arc::clone(&ids);
-                std::thread::spawn(move || (0..1000).map(|_| ids.take(&HeaderMap::new()).0).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..1000).map(|_| ids.take(&HeaderMap::new()).as_str().to_owned()).collect::<Vec<_>>()
+                })
             })
             .flat_map(|thread| thread.join().unwrap())
             .collect();
@@ -130,7 +155,7 @@ mod tests {
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("x-request-id", HeaderValue::from_str(value).unwrap());
-            ids.take(&headers).0
+            ids.take(&headers).as_str().to_owned()
         };
         assert_eq!(with("abc-123_x.y:z"), "abc-123_x.y:z");
         for bad in ["", "has space", "quote\"", &"x".repeat(129)] {

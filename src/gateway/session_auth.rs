@@ -130,6 +130,9 @@ pub(super) struct Authentication {
     pub set_cookies: Vec<HeaderValue>,
     /// Store mode only: the shared session store cannot be asked (503, the cookie is kept).
     pub store_unavailable: bool,
+    /// The request's `Cookie` headers held the session and nothing else
+    /// (set on the common path only; `false` means "not known").
+    pub cookies_only_session: bool,
 }
 
 impl Authentication {
@@ -236,7 +239,10 @@ impl Gateway {
             },
         };
         match active {
-            Some(active) => Authentication::authenticated(Caller::of_opened(active, &opened), Vec::new()),
+            Some(active) => Authentication {
+                cookies_only_session: cookie.holds_only_session(),
+                ..Authentication::authenticated(Caller::of_opened(active, &opened), Vec::new())
+            },
             None => Authentication::invalid(),
         }
     }

@@ -57,13 +57,21 @@ impl CookieJarSpec {
         // One pass over the Cookie header(s) for every part: slot i holds part i,
         // slot MAX_SESSION_PARTS marks a browser holding too many.
         let mut slots: [Option<&'a [u8]>; MAX_SESSION_PARTS + 1] = [None; MAX_SESSION_PARTS + 1];
+        // Any non-empty pair that is not a session part (or is not a plain `name=value`).
+        let mut holds_others = false;
         for value in headers.get_all(header::COOKIE) {
             for pair in crate::proxy::split_cookie_pairs(value.as_bytes()) {
                 let pair = pair.trim_ascii();
-                let Some(equals) = memchr::memchr(b'=', pair) else { continue };
-                let (Some(name), Some(value)) = (pair.get(..equals), pair.get(equals + 1..)) else { continue };
-                let Some(index) = self.part_index(name) else { continue };
-                let Some(slot) = slots.get_mut(index) else { continue };
+                let named =
+                    memchr::memchr(b'=', pair).and_then(|equals| Some((pair.get(..equals)?, pair.get(equals + 1..)?)));
+                let Some((name, value)) = named else {
+                    holds_others |= !pair.is_empty();
+                    continue;
+                };
+                let Some(slot) = self.part_index(name).and_then(|index| slots.get_mut(index)) else {
+                    holds_others = true;
+                    continue;
+                };
                 let value = trim_quotes(value);
                 match slot {
                     Some(first) if *first != value => {
@@ -85,7 +93,7 @@ impl CookieJarSpec {
         if count == 0 || over_limit {
             return None;
         }
-        Some(SessionCookie { parts, count })
+        Some(SessionCookie { parts, count, holds_only_session: !holds_others })
     }
 
     /// The part index a cookie name stands for: 0 for the session cookie,
@@ -204,6 +212,9 @@ pub struct SessionCookie<'a> {
     /// The first `count` are the parts, in order.
     parts: [&'a [u8]; MAX_SESSION_PARTS],
     count: usize,
+    /// Whether the `Cookie` headers held nothing but this session's parts
+    /// (every non-empty pair a part), so the upstream gets no `Cookie` at all.
+    holds_only_session: bool,
 }
 
 impl SessionCookie<'_> {
@@ -223,6 +234,13 @@ impl SessionCookie<'_> {
     /// How many parts the browser holds.
     pub fn part_count(&self) -> usize {
         self.count
+    }
+
+    /// Whether the request's `Cookie` headers held this session's parts and
+    /// nothing else: removing them all is then what removing the gateway's
+    /// cookies comes to.
+    pub fn holds_only_session(&self) -> bool {
+        self.holds_only_session
     }
 }
 
@@ -325,6 +343,41 @@ mod tests {
         assert!(text.contains("Max-Age=0"));
         assert!(spec.is_ours("_p") && spec.is_ours(&spec.flow_name("abc")) && !spec.is_ours("_px"));
         assert!(spec.is_ours("_p_3") && !spec.is_ours("p_3"));
+    }
+
+    #[test]
+    fn holding_only_the_session_means_the_proxy_would_remove_every_cookie_header() {
+        let spec = CookieJarSpec::new("_p", false);
+        let is_ours = |name: &str| spec.is_ours(name);
+        // (Cookie headers, whether they hold the session's parts and nothing else)
+        let cases: &[(&[&str], bool)] = &[
+            (&["_p=abc"], true),
+            (&["_p=abc; _p_1=def"], true),
+            (&["_p=abc;; ; _p_1=def;"], true),
+            (&["_p=abc", "_p_1=def"], true),
+            (&["  _p=\"abc\"  "], true),
+            (&["_p=abc; theme=dark"], false),
+            (&["theme=dark; _p=abc"], false),
+            (&["_p=abc", "theme=dark"], false),
+            (&["_p=abc; junk"], false),
+            (&["_p=abc; _p_flow_x=1"], false),
+            (&["_p=abc; _p_99=1"], false),
+            (&["_p=abc; _p_01=1"], false),
+            (&["_p=abc; _p =1"], false),
+            (&["_p=abc; =1"], false),
+        ];
+        for (values, only_session) in cases {
+            let mut headers = HeaderMap::new();
+            for value in *values {
+                headers.append(header::COOKIE, HeaderValue::from_str(value).unwrap());
+            }
+            let read = spec.read_session(&headers).unwrap();
+            assert_eq!(read.holds_only_session(), *only_session, "{values:?}");
+            if read.holds_only_session() {
+                crate::proxy::headers::remove_gateway_cookies(&mut headers, &is_ours);
+                assert!(!headers.contains_key(header::COOKIE), "{values:?}: the proxy would have kept some");
+            }
+        }
     }
 
     #[test]

@@ -52,6 +52,21 @@ async fn login_returns_to_the_protected_path_and_query_and_upstream_sees_the_ide
 }
 
 #[tokio::test]
+async fn a_request_with_only_the_session_cookie_reaches_upstream_without_a_cookie_header() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    let landed = browser.login_at("/only-session", "alice", "alice").await;
+    // Twice: the connection's first request opens the cookie, the second reuses it.
+    for attempt in 0..2 {
+        let reply = browser.api_get(&landed).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let echoed = reply.json();
+        assert!(echoed_headers(&echoed).get("cookie").is_none(), "attempt {attempt}: {echoed}");
+        assert!(echoed_headers(&echoed).get("authorization").is_some(), "attempt {attempt}: authenticated");
+    }
+}
+
+#[tokio::test]
 async fn login_returns_to_a_query_with_an_encoded_space() {
     let world = TestWorld::start().await;
     let browser = world.browser();
