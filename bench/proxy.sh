@@ -191,7 +191,10 @@ echo "| variant | target | req/s (median, min-max) | p50 ms | p99 ms | CPU us/re
 echo "|---|---|---|---|---|---|"
 awk -F'\t' "$AWK_SPREAD"'
 { k = $1 SUBSEP $2; rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; cpu[k] = cpu[k] " " $6
-  if (!($1 in seen)) { seen[$1] = 1; order[++nv] = $1 } }
+  if (!($1 in seen)) { seen[$1] = 1; order[++nv] = $1 }
+  # Rows come round by round: the nth nginx and nth Portcullis row of a variant ran side by side.
+  if ($2 == "nginx") { last_rps[$1] = $3; last_cpu[$1] = $6 }
+  if ($2 == "portcullis") { rps_pair[$1] = rps_pair[$1] " " $3 / last_rps[$1]; cpu_pair[$1] = cpu_pair[$1] " " $6 / last_cpu[$1] } }
 END {
     split("direct nginx portcullis", names, " ")
     for (v = 1; v <= nv; v++) for (t = 1; t <= 3; t++) {
@@ -199,11 +202,13 @@ END {
         printf "| %s | %s | %.0f (%.0f-%.0f) | %.3f | %.3f | %s |\n", order[v], names[t], median(rps[k]), lo(rps[k]), hi(rps[k]), median(p50[k]), median(p99[k]), (names[t] == "direct") ? "-" : sprintf("%.1f", median(cpu[k]))
     }
     print ""
-    print "| variant | req/s Portcullis/nginx | CPU/req Portcullis/nginx | added p99 over direct: nginx, Portcullis (ms) |"
-    print "|---|---|---|---|"
+    print "Ratios Portcullis/nginx: of the medians, and per round (each round ran both side by side, so drift cancels): median (min-max)"
+    print ""
+    print "| variant | req/s: of medians | req/s: per round | CPU/req: of medians | CPU/req: per round | added p99 over direct: nginx, Portcullis (ms) |"
+    print "|---|---|---|---|---|---|"
     for (v = 1; v <= nv; v++) {
-        d = order[v] SUBSEP "direct"; n = order[v] SUBSEP "nginx"; p = order[v] SUBSEP "portcullis"
-        printf "| %s | %.2f | %.2f | %.3f, %.3f |\n", order[v], median(rps[p]) / median(rps[n]), median(cpu[p]) / median(cpu[n]), median(p99[n]) - median(p99[d]), median(p99[p]) - median(p99[d])
+        d = order[v] SUBSEP "direct"; n = order[v] SUBSEP "nginx"; p = order[v] SUBSEP "portcullis"; w = order[v]
+        printf "| %s | %.2f | %.2f (%.2f-%.2f) | %.2f | %.2f (%.2f-%.2f) | %.3f, %.3f |\n", w, median(rps[p]) / median(rps[n]), median(rps_pair[w]), lo(rps_pair[w]), hi(rps_pair[w]), median(cpu[p]) / median(cpu[n]), median(cpu_pair[w]), lo(cpu_pair[w]), hi(cpu_pair[w]), median(p99[n]) - median(p99[d]), median(p99[p]) - median(p99[d])
     }
 }' "$results"
 
