@@ -33,15 +33,41 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         // Composed in a `String` of our own and handed over in one piece: many
-        // small writes through `Writer`'s `dyn fmt::Write` cost more than the copy.
-        let mut line = String::with_capacity(LINE_CAPACITY);
-        write_line(ctx, &mut line, event)?;
-        writer.write_str(&line)
+        // small writes through `Writer`'s `dyn fmt::Write` cost more than the
+        // copy. The thread keeps that `String` for its next line (one allocation
+        // fewer per request); an event logged while one is being composed here
+        // gets a fresh one.
+        let kept = LINE.try_with(|kept| {
+            let mut line = kept.try_borrow_mut().ok()?;
+            line.clear();
+            let written = write_line(ctx, &mut line, event).and_then(|()| writer.write_str(&line));
+            if line.capacity() > MAX_KEPT_CAPACITY {
+                *line = String::with_capacity(LINE_CAPACITY);
+            }
+            Some(written)
+        });
+        match kept {
+            Ok(Some(written)) => written,
+            _ => {
+                let mut line = String::with_capacity(LINE_CAPACITY);
+                write_line(ctx, &mut line, event)?;
+                writer.write_str(&line)
+            }
+        }
     }
 }
 
 /// Room for a typical access line, so composing it does not reallocate.
 const LINE_CAPACITY: usize = 384;
+
+/// A thread keeps its line buffer only up to this size (a rare huge event does
+/// not pin its memory).
+const MAX_KEPT_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffer this thread composes its log lines in.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(LINE_CAPACITY));
+}
 
 /// Writes `event` as one JSON object and a newline.
 fn write_line<S, N>(ctx: &FmtContext<'_, S, N>, out: &mut String, event: &Event<'_>) -> fmt::Result
