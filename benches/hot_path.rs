@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-request and per-login work: sealing/opening a
 //! ~4 KB session cookie, PKCE, the request-header rewrite, redirect
-//! sanitising, the HTTP/1 framing guard's head scan, and the whole cache-hit
-//! authentication. Figures are recorded
+//! sanitising, the HTTP/1 framing guard's head scan, path normalisation and
+//! authorization-rule matching, and the whole cache-hit authentication. Figures are recorded
 //! in `docs/benchmarks.md`; none of this is a test assertion.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -13,7 +13,10 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, header};
+use portcullis::authz::path::normalise;
+use portcullis::authz::settings::{RawAuthz, RawRule};
+use portcullis::authz::{Policy, Principal};
 use portcullis::http1_guard::FramingScanner;
 use portcullis::oidc::pkce::PkceVerifier;
 use portcullis::proxy::IdentityHeaders;
@@ -248,6 +251,62 @@ fn bench_redirect(c: &mut Criterion) {
     });
 }
 
+/// Routing a request through `[authz]`: normalise the path, find the first of
+/// twelve rules that matches (prefixes and patterns, some per method), and
+/// check the caller against the matched rule and the global allow-lists.
+fn bench_authz(c: &mut Criterion) {
+    let rule = |prefix: Option<&str>, pattern: Option<&str>, methods: &[&str], allow: &str, groups: &[&str]| RawRule {
+        name: Some(format!("rule-{}", prefix.or(pattern).unwrap_or_default())),
+        methods: methods.iter().map(|method| (*method).to_owned()).collect(),
+        path_prefix: prefix.map(str::to_owned),
+        path_pattern: pattern.map(str::to_owned),
+        allow: Some(allow.to_owned()),
+        groups: groups.iter().map(|group| (*group).to_owned()).collect(),
+        ..RawRule::default()
+    };
+    let raw = RawAuthz {
+        allowed_email_domains: vec!["example.com".to_owned()],
+        rules: vec![
+            rule(Some("/healthz"), None, &[], "public", &[]),
+            rule(Some("/static/"), None, &["GET", "HEAD"], "public", &[]),
+            rule(Some("/admin"), None, &[], "authenticated", &["admins"]),
+            rule(None, Some("/api/v1/users/*/keys"), &["DELETE"], "deny", &[]),
+            rule(None, Some("/api/v1/tenants/*/billing/**"), &[], "authenticated", &["finance"]),
+            rule(Some("/api/v1/reports"), None, &["POST"], "authenticated", &["analysts"]),
+            rule(Some("/internal"), None, &[], "deny", &[]),
+            rule(Some("/metrics-proxy"), None, &[], "authenticated", &["ops"]),
+            rule(None, Some("/teams/*/settings"), &["PUT", "PATCH"], "authenticated", &["leads"]),
+            rule(Some("/uploads"), None, &["POST", "PUT"], "authenticated", &["staff"]),
+            rule(Some("/beta"), None, &[], "authenticated", &["beta", "staff"]),
+            rule(Some("/app"), None, &[], "authenticated", &[]),
+        ],
+        ..RawAuthz::default()
+    };
+    let policy = Policy::compile(&raw).unwrap();
+    let principal = Principal {
+        subject: "248289761001".to_owned(),
+        email: Some("alice@example.com".to_owned()),
+        email_verified: true,
+        name: Some("Alice Example".to_owned()),
+        preferred_username: Some("alice".to_owned()),
+        groups: (0..12).map(|index| format!("group-{index}")).chain(["staff".to_owned()]).collect(),
+    };
+    c.bench_function("authz/normalise + route (12 rules, last matches) + admits", |b| {
+        b.iter(|| {
+            let path = normalise(black_box("/app/reports/2026/q3")).unwrap();
+            let route = policy.route(black_box(&Method::GET), &path.path);
+            assert_eq!(route.rule, "rule-/app");
+            policy.admits(route.access, black_box(&principal))
+        });
+    });
+    c.bench_function("authz/normalise a path with // and ;params + route", |b| {
+        b.iter(|| {
+            let path = normalise(black_box("/beta//features;jsessionid=1/list")).unwrap();
+            policy.route(black_box(&Method::GET), &path.path).rule.len()
+        });
+    });
+}
+
 /// The work of `Gateway::authenticate` on a cache hit, from public parts: read
 /// the cookie, open it, parse the session, check it, look the id up.
 fn bench_cache_hit(c: &mut Criterion) {
@@ -282,6 +341,7 @@ criterion_group!(
     bench_cookie_scans,
     bench_redirect,
     bench_http1_guard,
+    bench_authz,
     bench_cache_hit
 );
 criterion_main!(benches);
