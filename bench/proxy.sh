@@ -265,4 +265,6 @@ if [ "$SESSIONS" -gt 0 ]; then
 fi
 echo
 echo "start-up to ready (config built -> provider metadata and keys loaded): ${startup_ms} ms"
-echo "release binary: $(stat -c %s "$target/release/portcullis" 2>/dev/null || echo '?') bytes ($target/release/portcullis)"
+# Built (or found up to date) here, so the size is never that of a stale binary.
+(cd "$repo" && cargo build --release --quiet --locked --bin portcullis) >&2 || echo "building the release binary failed" >&2
+echo "release binary: $(stat -c %s "$target/release/portcullis" 2>/dev/null || echo '?') bytes ($target/release/portcullis, $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
