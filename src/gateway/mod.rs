@@ -260,11 +260,12 @@ impl Gateway {
         response
     }
 
+    /// Routes, authenticates and forwards one request. `path` is the request's
+    /// path, borrowed from the caller's copy of its URI (the request itself is
+    /// handed on).
     // Rare branches (login, callback, sign-out, bearer checks...) are boxed so that
     // this future, which hyper moves several times per request, stays small: at
     // 15 KB, copying it cost more than opening the session cookie.
-    /// `path` is the request's path (borrowed from the caller's copy of its URI,
-    /// as the request itself is handed on).
     async fn route(
         &self,
         mut request: Request<Incoming>,

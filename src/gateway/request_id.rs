@@ -27,11 +27,6 @@ impl RequestId {
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
     }
-
-    /// The id as the `X-Request-Id` header value, owned.
-    pub fn into_header_value(self) -> HeaderValue {
-        self.0
-    }
 }
 
 impl std::fmt::Display for RequestId {
