@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use portcullis::authz::settings::RawRule;
+use portcullis::authz::settings::{RawRule, RawUpstream};
 use portcullis::config::RawConfig;
 
 use crate::support::nginx::{Nginx, free_port};
@@ -55,18 +55,71 @@ async fn answers_follow_the_rules_for_the_original_request() {
     assert_eq!(reply.header("x-auth-request-groups").unwrap(), "admins,staff");
     assert_eq!(reply.header("x-auth-request-preferred-username").unwrap(), "alice");
     assert_eq!(reply.header("x-auth-request-access-token").unwrap(), session.access_token);
-    let original_url = format!("{}/admin/x", world.public_url);
-    assert_eq!(ask(&alice, &[("x-original-url", &original_url)]).await.status, StatusCode::OK);
-    // Envoy ext_authz style: the original path after /oauth2/auth.
-    assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
 
     let bob = world.browser();
     bob.login_at("/", "bob", "bob").await;
     let reply = ask(&bob, &[("x-forwarded-uri", "/admin/panel")]).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.header("x-auth-request-user").is_none());
-    assert_eq!(bob.api_get("/oauth2/auth/admin/x").await.status, StatusCode::FORBIDDEN);
     assert_eq!(ask(&bob, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ingress_nginx_states_the_original_request_in_x_original_headers() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            admin_host_route(raw);
+            raw.forward_auth.original_request = Some("x-original".to_owned());
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let app = [("x-original-url", "https://app.example.test/app?x=1"), ("x-original-method", "POST")];
+    assert_eq!(ask(&bob, &app).await.status, StatusCode::OK);
+    // The host is the URL's: the admin host's rule applies.
+    let admin = [("x-original-url", "https://admin.example.test/app"), ("x-original-method", "GET")];
+    assert_eq!(ask(&bob, &admin).await.status, StatusCode::FORBIDDEN);
+    let anonymous = world.browser();
+    assert_eq!(
+        ask(&anonymous, &[("x-original-url", "https://app.example.test/public/x")]).await.status,
+        StatusCode::OK
+    );
+    // The X-Forwarded-* convention is not believed here, and next to X-Original-URL it is refused.
+    for headers in [
+        vec![("x-forwarded-uri", "/public/x")],
+        vec![("x-original-url", "https://app.example.test/app"), ("x-forwarded-uri", "/public/x")],
+        vec![("x-original-url", "https://app.example.test/app"), ("x-forwarded-method", "GET")],
+        // A path without a host cannot choose among host routes.
+        vec![("x-original-url", "/app")],
+    ] {
+        assert_eq!(ask(&bob, &headers).await.status, StatusCode::FORBIDDEN, "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn envoy_states_the_original_request_in_the_path() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.original_request = Some("envoy".to_owned());
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    assert_eq!(bob.api_get("/oauth2/auth/admin/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.api_get("/oauth2/auth/app").await.status, StatusCode::OK);
+    assert_eq!(world.browser().api_get("/oauth2/auth/public/x").await.status, StatusCode::OK);
+    // Headers of the other conventions are refused, and so is a request without the original path.
+    let refused = [("x-forwarded-uri", "/public/x")];
+    let reply = bob.send(Method::GET, "/oauth2/auth/admin/x", &refused, Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.api_get("/oauth2/auth").await.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -123,6 +176,92 @@ async fn browsers_can_be_redirected_to_sign_in() {
         .await;
     assert_eq!(reply.location(), "/oauth2/start?rd=%2Fapp%2Fpage%3Fx%3D1");
     assert_eq!(ask(&browser, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_client_header_competing_with_the_trusted_one_is_refused() {
+    // Behind ingress-nginx the proxy states X-Original-URL and X-Original-Method and passes
+    // the client's own headers on: a client-added X-Forwarded-Uri or -Method must not win.
+    let world = TestWorld::builder().tweak(trusted).start().await;
+    let original_url = format!("{}/admin/x", world.public_url);
+    let reply = ask(
+        &world.browser(),
+        &[("x-original-url", &original_url), ("x-original-method", "GET"), ("x-forwarded-uri", "/public/x")],
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "a client's X-Forwarded-Uri next to X-Original-URL: {}",
+        reply.body
+    );
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    for headers in [
+        [("x-forwarded-uri", "/app"), ("x-original-method", "DELETE")],
+        [("x-forwarded-uri", "/app"), ("x-original-uri", "/public/x")],
+    ] {
+        let reply = ask(&bob, &headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}: {}", reply.body);
+        assert!(reply.header("x-auth-request-user").is_none());
+    }
+}
+
+/// An `[[upstreams]]` entry for host `admin.example.test` that only admins may use.
+fn admin_host_route(raw: &mut RawConfig) {
+    raw.upstreams = vec![RawUpstream {
+        name: Some("admin-host".to_owned()),
+        url: raw.upstream.clone().expect("the world's upstream"),
+        host: Some("admin.example.test".to_owned()),
+        rules: vec![RawRule {
+            name: Some("admins-only".to_owned()),
+            path_prefix: Some("/".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..RawRule::default()
+        }],
+        ..RawUpstream::default()
+    }];
+}
+
+#[tokio::test]
+async fn host_routes_follow_the_trusted_proxys_forwarded_host() {
+    // Traefik and ingress-nginx send Host: <the auth service>; the application's host is in X-Forwarded-Host.
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            admin_host_route(raw);
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let to_admin_host = [("x-forwarded-host", "admin.example.test"), ("x-forwarded-uri", "/app")];
+    let reply = ask(&bob, &to_admin_host).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "the admin host's rule was not applied: {}", reply.body);
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(ask(&alice, &to_admin_host).await.status, StatusCode::OK);
+    assert_eq!(
+        ask(&bob, &[("x-forwarded-host", "app.example.test"), ("x-forwarded-uri", "/app")]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn host_routes_without_a_trusted_proxy_fail_closed() {
+    // Without a trusted peer the application's host is unknown: no host rule can be applied, so nothing passes.
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            rules(raw);
+            admin_host_route(raw);
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let reply = ask(&bob, &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(reply.header("x-auth-request-user").is_none());
 }
 
 /// The locations of deploy/examples/nginx.conf, pointed at this test's gateway and upstream.
