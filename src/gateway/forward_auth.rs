@@ -226,6 +226,9 @@ impl Gateway {
                     bearer::challenge_invalid_token(response.headers_mut());
                     return response;
                 }
+                BearerOutcome::Absent | BearerOutcome::Unavailable if authenticated.store_unavailable => {
+                    return self.store_unavailable_page(Audience::Api, request_id);
+                }
                 BearerOutcome::Absent | BearerOutcome::Unavailable => {
                     let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
                     if self.config.forward_auth.redirect_browsers && browser {
@@ -246,7 +249,7 @@ impl Gateway {
         *response.status_mut() = StatusCode::OK;
         caller
             .identity_with_access_token()
-            .apply_auth_request(response.headers_mut(), self.config.forward_auth.pass_access_token);
+            .apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
         pages::harden(&mut response);
         for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -5,11 +5,14 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use std::time::Duration;
+
 use portcullis::authz::settings::{RawRule, RawUpstream};
 use portcullis::config::RawConfig;
 
 use crate::support::nginx::{Nginx, free_port};
-use crate::support::{Browser, Reply, TestWorld};
+use crate::support::redis::RedisServer;
+use crate::support::{Browser, Reply, TestWorld, eventually};
 
 fn rules(raw: &mut RawConfig) {
     raw.authz.rules = vec![
@@ -262,6 +265,54 @@ async fn host_routes_without_a_trusted_proxy_fail_closed() {
     let reply = ask(&bob, &[]).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
     assert!(reply.header("x-auth-request-user").is_none());
+}
+
+#[tokio::test]
+async fn the_access_token_goes_only_to_a_trusted_proxy() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            rules(raw);
+            raw.forward_auth.pass_access_token = true;
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let reply = ask(&alice, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.header("x-auth-request-user").is_some());
+    assert!(reply.header("x-auth-request-access-token").is_none(), "an untrusted peer received the access token");
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_503_with_the_cookie_kept() {
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            trusted(raw);
+            raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone()));
+            raw.session.store.key_prefix = "itest:".to_owned();
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(ask(&alice, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+
+    redis.kill();
+    let not_ready =
+        eventually(Duration::from_secs(10), || async { world.ready().await.status == StatusCode::SERVICE_UNAVAILABLE })
+            .await;
+    assert!(not_ready, "/ready still says ready");
+    // The proxy path's answer, for comparison: 503, Retry-After, the cookie left alone.
+    assert_eq!(alice.api_get("/app").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    for reply in [ask(&alice, &[("x-forwarded-uri", "/app")]).await, alice.api_get("/oauth2/userinfo").await] {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+        assert_eq!(reply.header("retry-after").as_deref(), Some("5"));
+        assert_eq!(reply.json()["error"], "session_store_unavailable");
+        assert!(reply.set_cookies().is_empty(), "the session cookie is kept");
+    }
 }
 
 /// The locations of deploy/examples/nginx.conf, pointed at this test's gateway and upstream.
