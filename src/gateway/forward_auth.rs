@@ -1,7 +1,9 @@
 //! `/oauth2/auth`: the forward-auth endpoint for nginx `auth_request`,
 //! Traefik `ForwardAuth`, Caddy `forward_auth` and Envoy `ext_authz` (HTTP).
 //! Answers 200 with `X-Auth-Request-*` identity headers when the caller may
-//! reach the original request, 401 without a caller, 403 otherwise.
+//! reach the original request, 401 without a caller, 403 otherwise. A 200 to
+//! a trusted proxy also carries `X-Auth-Request-Cookie`, the request's cookies
+//! without the gateway's, for the proxy to hand the application instead.
 //!
 //! The original method, host and URI are believed only from peers in
 //! `forward_auth.trusted_proxies`, and only from the one convention
@@ -13,7 +15,7 @@
 //! judged — and with `[[upstreams]]` host routes, whose host only a trusted
 //! proxy can state, nothing passes.
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::bearer::{self, BearerOutcome};
@@ -30,6 +32,8 @@ const X_ORIGINAL_METHOD: &str = "x-original-method";
 const X_ORIGINAL_URL: &str = "x-original-url";
 /// Believed in no convention, but recognised: its presence is a 403.
 const X_ORIGINAL_URI: &str = "x-original-uri";
+/// The application's cookies in a 200 answer (see `answer_application_cookies`).
+const X_AUTH_REQUEST_COOKIE: HeaderName = HeaderName::from_static("x-auth-request-cookie");
 
 /// The original request a proxy asks about.
 #[derive(Debug, PartialEq, Eq)]
@@ -207,6 +211,9 @@ impl Gateway {
         };
         if target.is_public() {
             let mut response = Response::new(empty());
+            if trusted {
+                self.answer_application_cookies(request.headers(), response.headers_mut());
+            }
             pages::harden(&mut response);
             return response;
         }
@@ -250,11 +257,30 @@ impl Gateway {
         caller
             .identity_with_access_token()
             .apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        if trusted {
+            self.answer_application_cookies(request.headers(), response.headers_mut());
+        }
         pages::harden(&mut response);
         for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
+    }
+
+    /// Answers `X-Auth-Request-Cookie`: the request's cookies without the
+    /// gateway's own, for the proxy to send to the application in place of
+    /// `Cookie` (proxies cannot remove single cookies). Absent when nothing is left.
+    fn answer_application_cookies(&self, request: &HeaderMap, answer: &mut HeaderMap) {
+        let mut cookies = HeaderMap::new();
+        for value in request.get_all(header::COOKIE) {
+            cookies.append(header::COOKIE, value.clone());
+        }
+        crate::proxy::remove_gateway_cookies(&mut cookies, &|name| self.cookies.is_ours(name));
+        // At most one is left: remove_gateway_cookies joins several into one.
+        if let Some(mut remaining) = cookies.remove(header::COOKIE) {
+            remaining.set_sensitive(true);
+            answer.insert(X_AUTH_REQUEST_COOKIE, remaining);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use portcullis::authz::settings::{RawRule, RawUpstream};
 use portcullis::config::RawConfig;
 
+use crate::support::front_proxies::FrontProxy;
 use crate::support::nginx::{Nginx, free_port};
 use crate::support::redis::RedisServer;
 use crate::support::{Browser, Reply, TestWorld, eventually};
@@ -377,4 +378,147 @@ async fn nginx_auth_request_end_to_end() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!reply.body.contains("SPOOF"), "{}", reply.body);
+}
+
+/// Every identity header the gateway could set, in both families.
+const IDENTITY_HEADERS: [&str; 10] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+    "x-auth-request-cookie",
+];
+
+/// What a client forges, in mixed case.
+const FORGED: [(&str, &str); 5] = [
+    ("X-Forwarded-User", "mallory"),
+    ("x-forwarded-email", "mallory@evil.test"),
+    ("X-AUTH-REQUEST-USER", "mallory"),
+    ("x-auth-request-groups", "admins"),
+    ("accept", "application/json"),
+];
+
+/// The headers a recipe sets for the application: user, email, groups, preferred username.
+type Trusted = [&'static str; 4];
+const X_FORWARDED: Trusted =
+    ["x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username"];
+const X_AUTH_REQUEST: Trusted =
+    ["x-auth-request-user", "x-auth-request-email", "x-auth-request-groups", "x-auth-request-preferred-username"];
+
+/// Runs a recipe's promise against the proxy at `origin`: a client forging
+/// identity headers and holding a gateway cookie (a stale one when anonymous)
+/// gets none of them to the echo application — an anonymous client on a public
+/// page arrives with no identity, signed-in alice with exactly hers in `trusted`.
+/// `app_cookies_kept`: whether the application still receives its own cookies.
+async fn forgeries_stay_out(
+    world: &TestWorld,
+    origin: &str,
+    trusted: Trusted,
+    app_cookies_kept: bool,
+    log: &dyn Fn() -> String,
+) {
+    let cookie_name = world.session_cookie_name();
+    let browser =
+        || Browser::new(origin.to_owned(), origin.to_owned(), world.provider.issuer().to_owned(), cookie_name.clone());
+    let arrived_clean = |reply: &Reply| {
+        assert_eq!(reply.status, StatusCode::OK, "{}\n{}", reply.body, log());
+        assert!(!reply.body.contains("mallory"), "a forged header reached the application: {}", reply.body);
+        assert!(
+            !reply.body.contains(&format!("{cookie_name}=")),
+            "the gateway's cookie reached the application: {}",
+            reply.body
+        );
+        let cookies = &reply.json()["headers"]["cookie"];
+        if app_cookies_kept {
+            assert_eq!(cookies, &serde_json::json!(["app=1"]), "{}", reply.body);
+        } else {
+            assert!(cookies.is_null(), "{}", reply.body);
+        }
+    };
+
+    let anonymous = browser();
+    anonymous.set_cookie(&cookie_name, "stale-session-value");
+    anonymous.set_cookie("app", "1");
+    let reply = anonymous.send(Method::GET, "/public/page", &FORGED, Bytes::new()).await;
+    arrived_clean(&reply);
+    let headers = &reply.json()["headers"];
+    for name in IDENTITY_HEADERS {
+        assert!(headers[name].is_null(), "an anonymous client arrived with {name}: {}", reply.body);
+    }
+
+    let alice = browser();
+    alice.login_at("/oauth2/start?rd=/app/page", "alice", "alice").await;
+    let session = world.open_session(&alice.session_value());
+    alice.set_cookie("app", "1");
+    let reply = alice.send(Method::GET, "/app/page", &FORGED, Bytes::new()).await;
+    arrived_clean(&reply);
+    let headers = &reply.json()["headers"];
+    let [user, email, groups, username] = trusted;
+    assert_eq!(headers[user], serde_json::json!([session.sub]), "{}", reply.body);
+    assert_eq!(headers[email], serde_json::json!(["alice@example.test"]), "{}", reply.body);
+    assert_eq!(headers[groups], serde_json::json!(["admins,staff"]), "{}", reply.body);
+    assert_eq!(headers[username], serde_json::json!(["alice"]), "{}", reply.body);
+    for name in IDENTITY_HEADERS.iter().filter(|name| !trusted.contains(name)) {
+        assert!(headers[*name].is_null(), "{name} reached the application: {}", reply.body);
+    }
+}
+
+/// A deploy/examples file as written.
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/deploy/examples/{name}", env!("CARGO_MANIFEST_DIR"))).expect("the example file")
+}
+
+#[tokio::test]
+async fn nginx_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let world = TestWorld::builder().public_url(format!("http://127.0.0.1:{port}")).tweak(trusted).start().await;
+    let nginx = Nginx::start(port, &example_locations(&world)).await;
+    forgeries_stay_out(&world, &nginx.origin, X_FORWARDED, true, &|| nginx.error_log()).await;
+}
+
+#[tokio::test]
+async fn caddy_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let world = TestWorld::builder()
+        .public_url(origin.clone())
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    let upstream = world.upstream_url.trim_start_matches("http://");
+    let site = example("Caddyfile")
+        .replace("app.example.com {", &format!("{origin} {{"))
+        .replace("127.0.0.1:4180", &world.gateway_addr.to_string())
+        .replace("127.0.0.1:8080", upstream);
+    let caddy = FrontProxy::caddy(port, &site).await;
+    forgeries_stay_out(&world, &caddy.origin, X_FORWARDED, true, &|| caddy.log()).await;
+}
+
+#[tokio::test]
+async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let world = TestWorld::builder()
+        .public_url(format!("http://127.0.0.1:{port}"))
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    // Plain HTTP on loopback: the example's routers without TLS, on 127.0.0.1.
+    let dynamic = example("traefik.yml")
+        .replace("      tls: {}\n", "")
+        .replace("app.example.com", "127.0.0.1")
+        .replace("http://portcullis:4180", &format!("http://{}", world.gateway_addr))
+        .replace("http://app:8080", &world.upstream_url);
+    let traefik = FrontProxy::traefik(port, &dynamic).await;
+    forgeries_stay_out(&world, &traefik.origin, X_AUTH_REQUEST, false, &|| traefik.log()).await;
 }
