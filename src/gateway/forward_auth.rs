@@ -76,11 +76,17 @@ fn authority_of(target: &str) -> Result<Option<HeaderValue>, ()> {
     let Some(rest) = target.strip_prefix("https://").or_else(|| target.strip_prefix("http://")) else {
         return Ok(None);
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
+    one_authority(rest.split(['/', '?', '#']).next().unwrap_or_default()).map(Some)
+}
+
+/// A stated host: exactly one `host[:port]` (no list a proxy appended to, no
+/// user part, no spaces), or it could choose the wrong host route.
+fn one_authority(text: &str) -> Result<HeaderValue, ()> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']');
+    if text.is_empty() || !text.bytes().all(allowed) {
         return Err(());
     }
-    HeaderValue::from_str(authority).map(Some).map_err(|_| ())
+    HeaderValue::from_str(text).map_err(|_| ())
 }
 
 /// The path of a request target or absolute URL, without query or fragment.
@@ -116,7 +122,7 @@ fn original_from_headers(request: &Request<Incoming>, convention: OriginalReques
             }
             let target = single(headers, X_FORWARDED_URI)?.ok_or(())?;
             let host = match single(headers, X_FORWARDED_HOST)? {
-                Some(host) => Some(HeaderValue::from_str(host).map_err(|_| ())?),
+                Some(host) => Some(one_authority(host)?),
                 None => None,
             };
             Ok(Original {
@@ -305,5 +311,9 @@ mod tests {
         assert!(authority_of("/a/b").unwrap().is_none());
         assert!(authority_of("https://user@app.example.com/").is_err());
         assert!(authority_of("https:///a").is_err());
+        assert_eq!(one_authority("[::1]:8443").unwrap(), "[::1]:8443");
+        for not_one in ["a.example, b.example", "a.example b", "", "a.example/x", "a_b.example"] {
+            assert!(one_authority(not_one).is_err(), "{not_one:?}");
+        }
     }
 }

@@ -245,6 +245,11 @@ async fn host_routes_follow_the_trusted_proxys_forwarded_host() {
     let alice = world.browser();
     alice.login().await;
     assert_eq!(ask(&alice, &to_admin_host).await.status, StatusCode::OK);
+    // A host that is not one authority (a list a proxy appended to, a user part) cannot choose a route.
+    for host in ["admin.example.test, app.example.test", "app.example.test admin", "bob@admin.example.test", ""] {
+        let reply = ask(&bob, &[("x-forwarded-host", host), ("x-forwarded-uri", "/app")]).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "X-Forwarded-Host {host:?}: {}", reply.body);
+    }
     assert_eq!(
         ask(&bob, &[("x-forwarded-host", "app.example.test"), ("x-forwarded-uri", "/app")]).await.status,
         StatusCode::OK
