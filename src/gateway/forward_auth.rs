@@ -1,21 +1,39 @@
 //! `/oauth2/auth`: the forward-auth endpoint for nginx `auth_request`,
 //! Traefik `ForwardAuth`, Caddy `forward_auth` and Envoy `ext_authz` (HTTP).
 //! Answers 200 with `X-Auth-Request-*` identity headers when the caller may
-//! reach the original request, 401 without a caller, 403 otherwise.
+//! reach the original request, 401 without a caller, 403 otherwise. A 200 to
+//! a trusted proxy also carries `X-Auth-Request-Cookie`, the request's cookies
+//! without the gateway's, for the proxy to hand the application instead.
 //!
-//! The original method, host and URI are read from `X-Forwarded-Method`,
-//! `X-Forwarded-Host`, `X-Forwarded-Uri` / `X-Original-URL` (or, for Envoy,
-//! the path after `/oauth2/auth`) only when the peer is in
-//! `forward_auth.trusted_proxies`; from anyone else those headers are ignored
-//! and the auth request itself is judged. Anything unparseable is a 403.
+//! The original method, host and URI are believed only from peers in
+//! `forward_auth.trusted_proxies`, and only from the one convention
+//! `forward_auth.original_request` names: `X-Forwarded-Method/-Uri/-Host`,
+//! `X-Original-Method/-URL` (ingress-nginx) or, for Envoy, the path after
+//! `/oauth2/auth`. Proxies pass their clients' own headers on, so a header of
+//! another convention next to the believed one is a 403, as is anything
+//! unparseable or repeated. From any other peer the auth request itself is
+//! judged — and with `[[upstreams]]` host routes, whose host only a trusted
+//! proxy can state, nothing passes.
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::bearer::{self, BearerOutcome};
 use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
+use crate::authz::settings::OriginalRequest;
 use crate::body::{ProxyBody, empty};
 use crate::pages::{self, Audience};
+
+/// Headers that state the original request, by convention.
+const X_FORWARDED_METHOD: &str = "x-forwarded-method";
+const X_FORWARDED_URI: &str = "x-forwarded-uri";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_ORIGINAL_METHOD: &str = "x-original-method";
+const X_ORIGINAL_URL: &str = "x-original-url";
+/// Believed in no convention, but recognised: its presence is a 403.
+const X_ORIGINAL_URI: &str = "x-original-uri";
+/// The application's cookies in a 200 answer (see `answer_application_cookies`).
+const X_AUTH_REQUEST_COOKIE: HeaderName = HeaderName::from_static("x-auth-request-cookie");
 
 /// The original request a proxy asks about.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,6 +43,8 @@ struct Original {
     path: String,
     /// Path and query, where a browser returns after signing in.
     target: String,
+    /// The application's host as the proxy states it; `None`: unknown.
+    host: Option<HeaderValue>,
 }
 
 /// A header's single value as text; `Err` when repeated or not text.
@@ -37,6 +57,11 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()>
     value.to_str().map(Some).map_err(|_| ())
 }
 
+/// `Err` when any of `names` is present: a header of a convention not believed.
+fn absent(headers: &HeaderMap, names: &[&str]) -> Result<(), ()> {
+    if names.iter().any(|name| headers.contains_key(*name)) { Err(()) } else { Ok(()) }
+}
+
 /// The path and query of a request target or absolute URL.
 fn target_of(target: &str) -> Result<&str, ()> {
     if target.starts_with('/') {
@@ -44,6 +69,24 @@ fn target_of(target: &str) -> Result<&str, ()> {
     }
     let rest = target.strip_prefix("https://").or_else(|| target.strip_prefix("http://")).ok_or(())?;
     Ok(rest.find('/').and_then(|slash| rest.get(slash..)).unwrap_or("/"))
+}
+
+/// The authority of an absolute http(s) URL; `None` for a path.
+fn authority_of(target: &str) -> Result<Option<HeaderValue>, ()> {
+    let Some(rest) = target.strip_prefix("https://").or_else(|| target.strip_prefix("http://")) else {
+        return Ok(None);
+    };
+    one_authority(rest.split(['/', '?', '#']).next().unwrap_or_default()).map(Some)
+}
+
+/// A stated host: exactly one `host[:port]` (no list a proxy appended to, no
+/// user part, no spaces), or it could choose the wrong host route.
+fn one_authority(text: &str) -> Result<HeaderValue, ()> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']');
+    if text.is_empty() || !text.bytes().all(allowed) {
+        return Err(());
+    }
+    HeaderValue::from_str(text).map_err(|_| ())
 }
 
 /// The path of a request target or absolute URL, without query or fragment.
@@ -58,30 +101,64 @@ fn path_of(target: &str) -> Result<String, ()> {
     path.get(..end).filter(|path| path.starts_with('/')).map(str::to_owned).ok_or(())
 }
 
-/// The original request from a trusted proxy's headers; `Err` for anything malformed.
-fn original_from_headers(request: &Request<Incoming>) -> Result<Original, ()> {
+/// The method a header states; GET when absent.
+fn method_in(headers: &HeaderMap, name: &str) -> Result<Method, ()> {
+    match single(headers, name)? {
+        Some(text) => Method::from_bytes(text.as_bytes()).map_err(|_| ()),
+        None => Ok(Method::GET),
+    }
+}
+
+/// The original request from a trusted proxy's headers, in the configured
+/// convention; `Err` for anything malformed, missing or competing.
+fn original_from_headers(request: &Request<Incoming>, convention: OriginalRequest) -> Result<Original, ()> {
     let headers = request.headers();
-    let method = match single(headers, "x-forwarded-method")?.or(single(headers, "x-original-method")?) {
-        Some(text) => Method::from_bytes(text.as_bytes()).map_err(|_| ())?,
-        None => Method::GET,
-    };
-    let uri = single(headers, "x-forwarded-uri")?
-        .or(single(headers, "x-original-url")?)
-        .or(single(headers, "x-original-uri")?);
-    match uri {
-        Some(target) => Ok(Original { method, path: path_of(target)?, target: target_of(target)?.to_owned() }),
-        // Envoy ext_authz (HTTP) appends the original path to the auth path and keeps the method.
-        None => match request.uri().path().strip_prefix(paths::AUTH) {
-            Some(rest) if rest.starts_with('/') => {
-                let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
-                Ok(Original {
-                    method: request.method().clone(),
-                    path: rest.to_owned(),
-                    target: format!("{rest}{query}"),
-                })
+    let suffix = request.uri().path().strip_prefix(paths::AUTH).ok_or(())?;
+    match convention {
+        OriginalRequest::XForwarded => {
+            absent(headers, &[X_ORIGINAL_METHOD, X_ORIGINAL_URL, X_ORIGINAL_URI])?;
+            if !suffix.is_empty() {
+                return Err(());
             }
-            _ => Err(()),
-        },
+            let target = single(headers, X_FORWARDED_URI)?.ok_or(())?;
+            let host = match single(headers, X_FORWARDED_HOST)? {
+                Some(host) => Some(one_authority(host)?),
+                None => None,
+            };
+            Ok(Original {
+                method: method_in(headers, X_FORWARDED_METHOD)?,
+                path: path_of(target)?,
+                target: target_of(target)?.to_owned(),
+                host,
+            })
+        }
+        OriginalRequest::XOriginal => {
+            absent(headers, &[X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_URI])?;
+            if !suffix.is_empty() {
+                return Err(());
+            }
+            let target = single(headers, X_ORIGINAL_URL)?.ok_or(())?;
+            Ok(Original {
+                method: method_in(headers, X_ORIGINAL_METHOD)?,
+                path: path_of(target)?,
+                target: target_of(target)?.to_owned(),
+                host: authority_of(target)?,
+            })
+        }
+        // Envoy's ext_authz (HTTP) appends the original path to the auth path and keeps the method and Host.
+        OriginalRequest::Envoy => {
+            absent(headers, &[X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URL, X_ORIGINAL_URI])?;
+            if !suffix.starts_with('/') {
+                return Err(());
+            }
+            let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
+            Ok(Original {
+                method: request.method().clone(),
+                path: suffix.to_owned(),
+                target: format!("{suffix}{query}"),
+                host: headers.get(header::HOST).cloned(),
+            })
+        }
     }
 }
 
@@ -104,8 +181,9 @@ impl Gateway {
             }
             response
         };
-        let original = if self.config.forward_auth.trusts(connection.client_addr.ip()) {
-            match original_from_headers(request) {
+        let trusted = self.config.forward_auth.trusts(connection.client_addr.ip());
+        let original = if trusted {
+            match original_from_headers(request, self.config.forward_auth.original_request) {
                 Ok(original) => original,
                 Err(()) => {
                     tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "malformed_forwarded_headers");
@@ -114,14 +192,34 @@ impl Gateway {
             }
         } else {
             // An untrusted peer's X-Forwarded-* are ignored: the auth request itself is judged.
-            Original { method: request.method().clone(), path: paths::AUTH.to_owned(), target: "/".to_owned() }
+            Original {
+                method: request.method().clone(),
+                path: paths::AUTH.to_owned(),
+                target: "/".to_owned(),
+                host: None,
+            }
         };
-        let Some(target) = self.target(&original.method, request.headers(), &original.path) else {
+        // Host routes are chosen by the application's host, which only a trusted proxy states.
+        let mut host = HeaderMap::new();
+        match original.host {
+            Some(value) => {
+                host.insert(header::HOST, value);
+            }
+            None if self.upstream_routes.has_host_routes() => {
+                tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
+                return deny(StatusCode::FORBIDDEN, "forbidden", "The original request's host is not known.");
+            }
+            None => {}
+        }
+        let Some(target) = self.target(&original.method, &host, &original.path) else {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
             return deny(StatusCode::FORBIDDEN, "ambiguous_path", "The original request path is ambiguous.");
         };
         if target.is_public() {
             let mut response = Response::new(empty());
+            if trusted {
+                self.answer_application_cookies(request.headers(), response.headers_mut());
+            }
             pages::harden(&mut response);
             return response;
         }
@@ -140,6 +238,9 @@ impl Gateway {
                         deny(StatusCode::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.");
                     bearer::challenge_invalid_token(response.headers_mut());
                     return response;
+                }
+                BearerOutcome::Absent | BearerOutcome::Unavailable if authenticated.store_unavailable => {
+                    return self.store_unavailable_page(Audience::Api, request_id);
                 }
                 BearerOutcome::Absent | BearerOutcome::Unavailable => {
                     let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
@@ -161,12 +262,31 @@ impl Gateway {
         *response.status_mut() = StatusCode::OK;
         caller
             .identity_with_access_token()
-            .apply_auth_request(response.headers_mut(), self.config.forward_auth.pass_access_token);
+            .apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        if trusted {
+            self.answer_application_cookies(request.headers(), response.headers_mut());
+        }
         pages::harden(&mut response);
         for cookie in authenticated.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
+    }
+
+    /// Answers `X-Auth-Request-Cookie`: the request's cookies without the
+    /// gateway's own, for the proxy to send to the application in place of
+    /// `Cookie` (proxies cannot remove single cookies). Absent when nothing is left.
+    fn answer_application_cookies(&self, request: &HeaderMap, answer: &mut HeaderMap) {
+        let mut cookies = HeaderMap::new();
+        for value in request.get_all(header::COOKIE) {
+            cookies.append(header::COOKIE, value.clone());
+        }
+        crate::proxy::remove_gateway_cookies(&mut cookies, &|name| self.cookies.is_ours(name));
+        // At most one is left: remove_gateway_cookies joins several into one.
+        if let Some(mut remaining) = cookies.remove(header::COOKIE) {
+            remaining.set_sensitive(true);
+            answer.insert(X_AUTH_REQUEST_COOKIE, remaining);
+        }
     }
 }
 
@@ -182,5 +302,18 @@ mod tests {
         assert_eq!(path_of("http://app.example.com").unwrap(), "/");
         assert!(path_of("ftp://x/").is_err());
         assert!(path_of("a/b").is_err());
+    }
+
+    #[test]
+    fn authorities_of_absolute_urls() {
+        assert_eq!(authority_of("https://App.example.com:8443/a?b").unwrap().unwrap(), "App.example.com:8443");
+        assert_eq!(authority_of("http://app.example.com").unwrap().unwrap(), "app.example.com");
+        assert!(authority_of("/a/b").unwrap().is_none());
+        assert!(authority_of("https://user@app.example.com/").is_err());
+        assert!(authority_of("https:///a").is_err());
+        assert_eq!(one_authority("[::1]:8443").unwrap(), "[::1]:8443");
+        for not_one in ["a.example, b.example", "a.example b", "", "a.example/x", "a_b.example"] {
+            assert!(one_authority(not_one).is_err(), "{not_one:?}");
+        }
     }
 }

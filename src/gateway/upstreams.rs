@@ -93,6 +93,11 @@ impl Routes {
         Ok(Self { routes })
     }
 
+    /// Whether any entry is chosen by host.
+    pub(super) fn has_host_routes(&self) -> bool {
+        self.routes.iter().any(|route| route.host.is_some())
+    }
+
     /// The first entry matching the request's host and normalised path.
     pub(super) fn select(&self, headers: &HeaderMap, path: &str) -> Option<&Route> {
         if self.routes.is_empty() {

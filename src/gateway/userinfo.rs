@@ -9,7 +9,7 @@ use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
 impl Gateway {
-    /// The session's principal as JSON; 401 without a session.
+    /// The session's principal as JSON; 401 without a session, 503 while the session store is unreachable.
     pub(super) async fn userinfo(
         &self,
         request: &Request<Incoming>,
@@ -18,6 +18,9 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let authenticated = self.authenticate(request.headers(), recent).await;
         let Some(session) = authenticated.session else {
+            if authenticated.store_unavailable {
+                return self.store_unavailable_page(Audience::Api, request_id);
+            }
             let mut response = self.fail(
                 Audience::Api,
                 StatusCode::UNAUTHORIZED,

@@ -5,11 +5,15 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use portcullis::authz::settings::RawRule;
+use std::time::Duration;
+
+use portcullis::authz::settings::{RawRule, RawUpstream};
 use portcullis::config::RawConfig;
 
+use crate::support::front_proxies::FrontProxy;
 use crate::support::nginx::{Nginx, free_port};
-use crate::support::{Browser, Reply, TestWorld};
+use crate::support::redis::RedisServer;
+use crate::support::{Browser, Reply, TestWorld, eventually};
 
 fn rules(raw: &mut RawConfig) {
     raw.authz.rules = vec![
@@ -55,18 +59,71 @@ async fn answers_follow_the_rules_for_the_original_request() {
     assert_eq!(reply.header("x-auth-request-groups").unwrap(), "admins,staff");
     assert_eq!(reply.header("x-auth-request-preferred-username").unwrap(), "alice");
     assert_eq!(reply.header("x-auth-request-access-token").unwrap(), session.access_token);
-    let original_url = format!("{}/admin/x", world.public_url);
-    assert_eq!(ask(&alice, &[("x-original-url", &original_url)]).await.status, StatusCode::OK);
-    // Envoy ext_authz style: the original path after /oauth2/auth.
-    assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
 
     let bob = world.browser();
     bob.login_at("/", "bob", "bob").await;
     let reply = ask(&bob, &[("x-forwarded-uri", "/admin/panel")]).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.header("x-auth-request-user").is_none());
-    assert_eq!(bob.api_get("/oauth2/auth/admin/x").await.status, StatusCode::FORBIDDEN);
     assert_eq!(ask(&bob, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ingress_nginx_states_the_original_request_in_x_original_headers() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            admin_host_route(raw);
+            raw.forward_auth.original_request = Some("x-original".to_owned());
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let app = [("x-original-url", "https://app.example.test/app?x=1"), ("x-original-method", "POST")];
+    assert_eq!(ask(&bob, &app).await.status, StatusCode::OK);
+    // The host is the URL's: the admin host's rule applies.
+    let admin = [("x-original-url", "https://admin.example.test/app"), ("x-original-method", "GET")];
+    assert_eq!(ask(&bob, &admin).await.status, StatusCode::FORBIDDEN);
+    let anonymous = world.browser();
+    assert_eq!(
+        ask(&anonymous, &[("x-original-url", "https://app.example.test/public/x")]).await.status,
+        StatusCode::OK
+    );
+    // The X-Forwarded-* convention is not believed here, and next to X-Original-URL it is refused.
+    for headers in [
+        vec![("x-forwarded-uri", "/public/x")],
+        vec![("x-original-url", "https://app.example.test/app"), ("x-forwarded-uri", "/public/x")],
+        vec![("x-original-url", "https://app.example.test/app"), ("x-forwarded-method", "GET")],
+        // A path without a host cannot choose among host routes.
+        vec![("x-original-url", "/app")],
+    ] {
+        assert_eq!(ask(&bob, &headers).await.status, StatusCode::FORBIDDEN, "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn envoy_states_the_original_request_in_the_path() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.original_request = Some("envoy".to_owned());
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    assert_eq!(bob.api_get("/oauth2/auth/admin/x").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.api_get("/oauth2/auth/app").await.status, StatusCode::OK);
+    assert_eq!(world.browser().api_get("/oauth2/auth/public/x").await.status, StatusCode::OK);
+    // Headers of the other conventions are refused, and so is a request without the original path.
+    let refused = [("x-forwarded-uri", "/public/x")];
+    let reply = bob.send(Method::GET, "/oauth2/auth/admin/x", &refused, Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.api_get("/oauth2/auth").await.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -123,6 +180,145 @@ async fn browsers_can_be_redirected_to_sign_in() {
         .await;
     assert_eq!(reply.location(), "/oauth2/start?rd=%2Fapp%2Fpage%3Fx%3D1");
     assert_eq!(ask(&browser, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_client_header_competing_with_the_trusted_one_is_refused() {
+    // Behind ingress-nginx the proxy states X-Original-URL and X-Original-Method and passes
+    // the client's own headers on: a client-added X-Forwarded-Uri or -Method must not win.
+    let world = TestWorld::builder().tweak(trusted).start().await;
+    let original_url = format!("{}/admin/x", world.public_url);
+    let reply = ask(
+        &world.browser(),
+        &[("x-original-url", &original_url), ("x-original-method", "GET"), ("x-forwarded-uri", "/public/x")],
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "a client's X-Forwarded-Uri next to X-Original-URL: {}",
+        reply.body
+    );
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    for headers in [
+        [("x-forwarded-uri", "/app"), ("x-original-method", "DELETE")],
+        [("x-forwarded-uri", "/app"), ("x-original-uri", "/public/x")],
+    ] {
+        let reply = ask(&bob, &headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}: {}", reply.body);
+        assert!(reply.header("x-auth-request-user").is_none());
+    }
+}
+
+/// An `[[upstreams]]` entry for host `admin.example.test` that only admins may use.
+fn admin_host_route(raw: &mut RawConfig) {
+    raw.upstreams = vec![RawUpstream {
+        name: Some("admin-host".to_owned()),
+        url: raw.upstream.clone().expect("the world's upstream"),
+        host: Some("admin.example.test".to_owned()),
+        rules: vec![RawRule {
+            name: Some("admins-only".to_owned()),
+            path_prefix: Some("/".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..RawRule::default()
+        }],
+        ..RawUpstream::default()
+    }];
+}
+
+#[tokio::test]
+async fn host_routes_follow_the_trusted_proxys_forwarded_host() {
+    // Traefik and ingress-nginx send Host: <the auth service>; the application's host is in X-Forwarded-Host.
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            admin_host_route(raw);
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let to_admin_host = [("x-forwarded-host", "admin.example.test"), ("x-forwarded-uri", "/app")];
+    let reply = ask(&bob, &to_admin_host).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "the admin host's rule was not applied: {}", reply.body);
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(ask(&alice, &to_admin_host).await.status, StatusCode::OK);
+    // A host that is not one authority (a list a proxy appended to, a user part) cannot choose a route.
+    for host in ["admin.example.test, app.example.test", "app.example.test admin", "bob@admin.example.test", ""] {
+        let reply = ask(&bob, &[("x-forwarded-host", host), ("x-forwarded-uri", "/app")]).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "X-Forwarded-Host {host:?}: {}", reply.body);
+    }
+    assert_eq!(
+        ask(&bob, &[("x-forwarded-host", "app.example.test"), ("x-forwarded-uri", "/app")]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn host_routes_without_a_trusted_proxy_fail_closed() {
+    // Without a trusted peer the application's host is unknown: no host rule can be applied, so nothing passes.
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            rules(raw);
+            admin_host_route(raw);
+        })
+        .start()
+        .await;
+    let bob = world.browser();
+    bob.login_at("/", "bob", "bob").await;
+    let reply = ask(&bob, &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(reply.header("x-auth-request-user").is_none());
+}
+
+#[tokio::test]
+async fn the_access_token_goes_only_to_a_trusted_proxy() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            rules(raw);
+            raw.forward_auth.pass_access_token = true;
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let reply = ask(&alice, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.header("x-auth-request-user").is_some());
+    assert!(reply.header("x-auth-request-access-token").is_none(), "an untrusted peer received the access token");
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_503_with_the_cookie_kept() {
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            trusted(raw);
+            raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone()));
+            raw.session.store.key_prefix = "itest:".to_owned();
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    assert_eq!(ask(&alice, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+
+    redis.kill();
+    let not_ready =
+        eventually(Duration::from_secs(10), || async { world.ready().await.status == StatusCode::SERVICE_UNAVAILABLE })
+            .await;
+    assert!(not_ready, "/ready still says ready");
+    // The proxy path's answer, for comparison: 503, Retry-After, the cookie left alone.
+    assert_eq!(alice.api_get("/app").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    for reply in [ask(&alice, &[("x-forwarded-uri", "/app")]).await, alice.api_get("/oauth2/userinfo").await] {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+        assert_eq!(reply.header("retry-after").as_deref(), Some("5"));
+        assert_eq!(reply.json()["error"], "session_store_unavailable");
+        assert!(reply.set_cookies().is_empty(), "the session cookie is kept");
+    }
 }
 
 /// The locations of deploy/examples/nginx.conf, pointed at this test's gateway and upstream.
@@ -187,4 +383,147 @@ async fn nginx_auth_request_end_to_end() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!reply.body.contains("SPOOF"), "{}", reply.body);
+}
+
+/// Every identity header the gateway could set, in both families.
+const IDENTITY_HEADERS: [&str; 10] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+    "x-auth-request-cookie",
+];
+
+/// What a client forges, in mixed case.
+const FORGED: [(&str, &str); 5] = [
+    ("X-Forwarded-User", "mallory"),
+    ("x-forwarded-email", "mallory@evil.test"),
+    ("X-AUTH-REQUEST-USER", "mallory"),
+    ("x-auth-request-groups", "admins"),
+    ("accept", "application/json"),
+];
+
+/// The headers a recipe sets for the application: user, email, groups, preferred username.
+type Trusted = [&'static str; 4];
+const X_FORWARDED: Trusted =
+    ["x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username"];
+const X_AUTH_REQUEST: Trusted =
+    ["x-auth-request-user", "x-auth-request-email", "x-auth-request-groups", "x-auth-request-preferred-username"];
+
+/// Runs a recipe's promise against the proxy at `origin`: a client forging
+/// identity headers and holding a gateway cookie (a stale one when anonymous)
+/// gets none of them to the echo application — an anonymous client on a public
+/// page arrives with no identity, signed-in alice with exactly hers in `trusted`.
+/// `app_cookies_kept`: whether the application still receives its own cookies.
+async fn forgeries_stay_out(
+    world: &TestWorld,
+    origin: &str,
+    trusted: Trusted,
+    app_cookies_kept: bool,
+    log: &dyn Fn() -> String,
+) {
+    let cookie_name = world.session_cookie_name();
+    let browser =
+        || Browser::new(origin.to_owned(), origin.to_owned(), world.provider.issuer().to_owned(), cookie_name.clone());
+    let arrived_clean = |reply: &Reply| {
+        assert_eq!(reply.status, StatusCode::OK, "{}\n{}", reply.body, log());
+        assert!(!reply.body.contains("mallory"), "a forged header reached the application: {}", reply.body);
+        assert!(
+            !reply.body.contains(&format!("{cookie_name}=")),
+            "the gateway's cookie reached the application: {}",
+            reply.body
+        );
+        let cookies = &reply.json()["headers"]["cookie"];
+        if app_cookies_kept {
+            assert_eq!(cookies, &serde_json::json!(["app=1"]), "{}", reply.body);
+        } else {
+            assert!(cookies.is_null(), "{}", reply.body);
+        }
+    };
+
+    let anonymous = browser();
+    anonymous.set_cookie(&cookie_name, "stale-session-value");
+    anonymous.set_cookie("app", "1");
+    let reply = anonymous.send(Method::GET, "/public/page", &FORGED, Bytes::new()).await;
+    arrived_clean(&reply);
+    let headers = &reply.json()["headers"];
+    for name in IDENTITY_HEADERS {
+        assert!(headers[name].is_null(), "an anonymous client arrived with {name}: {}", reply.body);
+    }
+
+    let alice = browser();
+    alice.login_at("/oauth2/start?rd=/app/page", "alice", "alice").await;
+    let session = world.open_session(&alice.session_value());
+    alice.set_cookie("app", "1");
+    let reply = alice.send(Method::GET, "/app/page", &FORGED, Bytes::new()).await;
+    arrived_clean(&reply);
+    let headers = &reply.json()["headers"];
+    let [user, email, groups, username] = trusted;
+    assert_eq!(headers[user], serde_json::json!([session.sub]), "{}", reply.body);
+    assert_eq!(headers[email], serde_json::json!(["alice@example.test"]), "{}", reply.body);
+    assert_eq!(headers[groups], serde_json::json!(["admins,staff"]), "{}", reply.body);
+    assert_eq!(headers[username], serde_json::json!(["alice"]), "{}", reply.body);
+    for name in IDENTITY_HEADERS.iter().filter(|name| !trusted.contains(name)) {
+        assert!(headers[*name].is_null(), "{name} reached the application: {}", reply.body);
+    }
+}
+
+/// A deploy/examples file as written.
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/deploy/examples/{name}", env!("CARGO_MANIFEST_DIR"))).expect("the example file")
+}
+
+#[tokio::test]
+async fn nginx_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let world = TestWorld::builder().public_url(format!("http://127.0.0.1:{port}")).tweak(trusted).start().await;
+    let nginx = Nginx::start(port, &example_locations(&world)).await;
+    forgeries_stay_out(&world, &nginx.origin, X_FORWARDED, true, &|| nginx.error_log()).await;
+}
+
+#[tokio::test]
+async fn caddy_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let world = TestWorld::builder()
+        .public_url(origin.clone())
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    let upstream = world.upstream_url.trim_start_matches("http://");
+    let site = example("Caddyfile")
+        .replace("app.example.com {", &format!("{origin} {{"))
+        .replace("127.0.0.1:4180", &world.gateway_addr.to_string())
+        .replace("127.0.0.1:8080", upstream);
+    let caddy = FrontProxy::caddy(port, &site).await;
+    forgeries_stay_out(&world, &caddy.origin, X_FORWARDED, true, &|| caddy.log()).await;
+}
+
+#[tokio::test]
+async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_application() {
+    let port = free_port();
+    let world = TestWorld::builder()
+        .public_url(format!("http://127.0.0.1:{port}"))
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    // Plain HTTP on loopback: the example's routers without TLS, on 127.0.0.1.
+    let dynamic = example("traefik.yml")
+        .replace("      tls: {}\n", "")
+        .replace("app.example.com", "127.0.0.1")
+        .replace("http://portcullis:4180", &format!("http://{}", world.gateway_addr))
+        .replace("http://app:8080", &world.upstream_url);
+    let traefik = FrontProxy::traefik(port, &dynamic).await;
+    forgeries_stay_out(&world, &traefik.origin, X_AUTH_REQUEST, false, &|| traefik.log()).await;
 }

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod connection;
+pub mod front_proxies;
 pub mod guarded;
 pub mod http;
 pub mod logs;
