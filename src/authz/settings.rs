@@ -24,6 +24,9 @@ pub struct RawAuthz {
     pub api_path_prefixes: Vec<String>,
     /// Per-route rules; the first match decides.
     pub rules: Vec<RawRule>,
+    /// Rule paths match ignoring ASCII case, for an upstream that routes that
+    /// way (Express, ASP.NET); also the default for `[[upstreams]]` entries.
+    pub case_insensitive: bool,
 }
 
 impl Default for RawAuthz {
@@ -37,6 +40,7 @@ impl Default for RawAuthz {
             default: "authenticated".to_owned(),
             api_path_prefixes: Vec::new(),
             rules: Vec::new(),
+            case_insensitive: false,
         }
     }
 }
@@ -297,6 +301,10 @@ pub struct RawUpstream {
     pub set_headers: std::collections::BTreeMap<String, String>,
     /// Rules checked before the `[authz]` rules for this upstream's requests.
     pub rules: Vec<RawRule>,
+    /// This upstream routes paths ignoring ASCII case: its `path_prefix`, its
+    /// rules and the `[authz]` rules match its requests that way. Absent:
+    /// `authz.case_insensitive`.
+    pub case_insensitive: Option<bool>,
 }
 
 /// Which token an upstream receives.

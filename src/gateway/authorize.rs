@@ -33,10 +33,13 @@ impl Gateway {
     pub(super) fn target<'p>(&self, method: &Method, headers: &HeaderMap, path: &'p str) -> Option<Target<'_, 'p>> {
         let path = normalise(path).ok()?;
         let upstream = self.upstream_routes.select(headers, &path.path);
-        // An upstream's own rules come first, then the global ones.
+        // An upstream's own rules come first, then the global ones, both
+        // matching the path as that upstream routes it.
+        let case_insensitive =
+            upstream.map_or(self.config.authz.case_insensitive(), |upstream| upstream.case_insensitive);
         let route = upstream
-            .and_then(|upstream| upstream.rules.route(method, &path.path))
-            .unwrap_or_else(|| self.config.authz.route(method, &path.path));
+            .and_then(|upstream| upstream.rules.route(method, &path.path, case_insensitive))
+            .unwrap_or_else(|| self.config.authz.route_with_case(method, &path.path, case_insensitive));
         Some(Target { path, route, upstream })
     }
 

@@ -15,6 +15,9 @@ pub(super) struct Route {
     pub name: String,
     host: Option<String>,
     path_prefix: Option<String>,
+    /// Whether this upstream routes paths ignoring ASCII case: its path prefix
+    /// and every rule (its own and `[authz]`'s) match its requests that way.
+    pub case_insensitive: bool,
     pub upstream: Upstream,
     pub token: TokenChoice,
     /// Which identity headers this upstream receives.
@@ -40,7 +43,12 @@ impl Routes {
     }
 
     /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
-    pub(super) fn new(raw: &[RawUpstream], settings: &UpstreamSettings) -> Result<Self, ConfigError> {
+    /// `case_insensitive` is `authz.case_insensitive`, the entries' default.
+    pub(super) fn new(
+        raw: &[RawUpstream],
+        case_insensitive: bool,
+        settings: &UpstreamSettings,
+    ) -> Result<Self, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         for (index, entry) in raw.iter().enumerate() {
             let name = entry.name.clone().unwrap_or_else(|| format!("upstreams[{index}]"));
@@ -83,6 +91,7 @@ impl Routes {
                 name,
                 host: entry.host.as_ref().map(|host| host.to_ascii_lowercase()),
                 path_prefix: entry.path_prefix.clone(),
+                case_insensitive: entry.case_insensitive.unwrap_or(case_insensitive),
                 upstream,
                 token,
                 identity,
@@ -104,9 +113,15 @@ impl Routes {
         self.routes.iter().find(|route| {
             route.host.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(host))
                 && route.path_prefix.as_deref().is_none_or(|prefix| {
-                    path == prefix
-                        || (path.starts_with(prefix)
-                            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+                    let head = path.get(..prefix.len());
+                    let same = if route.case_insensitive {
+                        head.is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                    } else {
+                        head == Some(prefix)
+                    };
+                    same && (path.len() == prefix.len()
+                        || prefix.ends_with('/')
+                        || path.as_bytes().get(prefix.len()) == Some(&b'/'))
                 })
         })
     }

@@ -13,6 +13,7 @@ mod attack_request_smuggling;
 mod attack_slow_clients;
 mod attack_tokens;
 mod authz;
+mod authz_encoding;
 mod bearer;
 mod callback_failures;
 mod cli;
