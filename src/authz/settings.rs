@@ -288,7 +288,8 @@ pub struct RawUpstream {
     pub name: Option<String>,
     /// Base URL, like the top-level `upstream`.
     pub url: String,
-    /// Requests whose `Host` (port ignored, case-insensitive) is this; absent: any host.
+    /// Requests for this host (`:authority` or `Host`; port and one trailing dot
+    /// ignored, case-insensitive); absent: any host.
     pub host: Option<String>,
     /// Requests whose normalised path is this prefix or below; absent: any path.
     pub path_prefix: Option<String>,

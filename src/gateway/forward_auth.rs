@@ -116,7 +116,11 @@ impl Gateway {
             // An untrusted peer's X-Forwarded-* are ignored: the auth request itself is judged.
             Original { method: request.method().clone(), path: paths::AUTH.to_owned(), target: "/".to_owned() }
         };
-        let Some(target) = self.target(&original.method, request.headers(), &original.path) else {
+        let Ok(authority) = super::authority::of_request(request.uri(), request.headers()) else {
+            return deny(StatusCode::BAD_REQUEST, "bad_host", "The request's host is malformed or conflicting.");
+        };
+        let host = authority.as_ref().map(super::authority::RequestAuthority::host);
+        let Some(target) = self.target(&original.method, host, &original.path) else {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
             return deny(StatusCode::FORBIDDEN, "ambiguous_path", "The original request path is ambiguous.");
         };

@@ -3,6 +3,7 @@
 //! continues or answers. See `docs/architecture.md`.
 
 mod audience;
+mod authority;
 mod authorize;
 mod backchannel;
 mod bearer;
@@ -299,13 +300,22 @@ impl Gateway {
             _ => {}
         }
 
-        // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
-        let Some(target) = self.target(request.method(), request.headers(), path) else {
+        // Authorization routing first: ambiguous hosts and paths are refused,
+        // public routes skip authentication.
+        let authority = match authority::of_request(request.uri(), request.headers()) {
+            Ok(authority) => authority,
+            Err(problem) => return self.bad_authority(problem, self.audience(&request), request_id),
+        };
+        let host = authority.as_ref().map(authority::RequestAuthority::host);
+        if !self.serves_host(host) {
+            return self.misdirected(self.audience(&request), request_id);
+        }
+        let Some(target) = self.target(request.method(), host, path) else {
             return self.ambiguous_path(self.audience(&request), request_id);
         };
-        // From here on the request is what was authorised: its normal path is
-        // what the upstream receives.
-        if address_as_authorised(&mut request, &target.path).is_err() {
+        // From here on the request is what was authorised: its normal path
+        // and its one authority are what the upstream receives.
+        if address_as_authorised(&mut request, &target.path, authority.as_ref()).is_err() {
             return self.ambiguous_path(self.audience(&request), request_id);
         }
         record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
@@ -543,12 +553,13 @@ impl Gateway {
 }
 
 /// Gives `request` the normal form of its path (query kept) when it was not
-/// already in it; `Err` if the normal form
+/// already in it, and `authority` as its `Host`; `Err` if the normal form
 /// cannot be a request target (it is made of the original's characters, so
 /// this does not happen; refusing is the safe answer if it ever did).
 fn address_as_authorised(
     request: &mut Request<Incoming>,
     path: &crate::authz::path::NormalPath<'_>,
+    authority: Option<&authority::RequestAuthority>,
 ) -> Result<(), http::Error> {
     if !path.canonical {
         let query = request.uri().query();
@@ -561,6 +572,11 @@ fn address_as_authorised(
         let mut parts = request.uri().clone().into_parts();
         parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(target))?);
         *request.uri_mut() = http::Uri::from_parts(parts)?;
+    }
+    if let Some(authority) = authority
+        && request.headers().get(header::HOST) != Some(authority.header_value())
+    {
+        request.headers_mut().insert(header::HOST, authority.header_value().clone());
     }
     Ok(())
 }

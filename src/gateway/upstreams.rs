@@ -1,8 +1,9 @@
-//! Several upstreams: `[[upstreams]]` entries chosen by `Host` and path
-//! prefix (first match), each with its own rules, extra headers and choice of
-//! token; requests no entry matches go to the top-level `upstream`.
+//! Several upstreams: `[[upstreams]]` entries chosen by the request's host
+//! (see `authority`) and normalised path prefix (first match), each with its
+//! own rules, extra headers and choice of token; requests no entry matches go
+//! to the top-level `upstream`.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 
 use crate::authz::rules::RuleSet;
 use crate::authz::settings::{RawUpstream, TokenChoice};
@@ -13,6 +14,7 @@ use crate::proxy::{IdentitySelection, Upstream, UpstreamSettings};
 #[derive(Debug)]
 pub(super) struct Route {
     pub name: String,
+    /// Lower-case, without a trailing dot.
     host: Option<String>,
     path_prefix: Option<String>,
     /// Whether this upstream routes paths ignoring ASCII case: its path prefix
@@ -61,6 +63,13 @@ impl Routes {
             if entry.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
                 return Err(at("path_prefix must start with /"));
             }
+            let host = match &entry.host {
+                None => None,
+                Some(host) => Some(
+                    super::authority::configured_host(host)
+                        .ok_or_else(|| at("host must be a host name or IP address, without port"))?,
+                ),
+            };
             let token = match entry.token.as_deref().unwrap_or("access") {
                 "access" => TokenChoice::Access,
                 "id" => TokenChoice::Id,
@@ -89,7 +98,7 @@ impl Routes {
             let rules = RuleSet::compile(&entry.rules, "upstreams")?;
             routes.push(Route {
                 name,
-                host: entry.host.as_ref().map(|host| host.to_ascii_lowercase()),
+                host,
                 path_prefix: entry.path_prefix.clone(),
                 case_insensitive: entry.case_insensitive.unwrap_or(case_insensitive),
                 upstream,
@@ -102,16 +111,28 @@ impl Routes {
         Ok(Self { routes })
     }
 
-    /// The first entry matching the request's host and normalised path.
-    pub(super) fn select(&self, headers: &HeaderMap, path: &str) -> Option<&Route> {
+    /// Whether any entry is chosen by host (then requests must name a host
+    /// the gateway serves: see [`Routes::serves_host`]).
+    pub(super) fn has_host_routes(&self) -> bool {
+        self.routes.iter().any(|route| route.host.is_some())
+    }
+
+    /// Whether some entry is chosen by `host` (a request's host, without port).
+    pub(super) fn serves_host(&self, host: &str) -> bool {
+        let host = super::authority::without_trailing_dot(host);
+        self.routes.iter().any(|route| route.host.as_deref().is_some_and(|wanted| wanted.eq_ignore_ascii_case(host)))
+    }
+
+    /// The first entry matching `host` (the request's host, or for forward-auth
+    /// the original request's, without port; `None`: no host) and the
+    /// normalised `path`.
+    pub(super) fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         if self.routes.is_empty() {
             return None;
         }
-        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
-        let host =
-            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let host = host.map(super::authority::without_trailing_dot);
         self.routes.iter().find(|route| {
-            route.host.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(host))
+            route.host.as_deref().is_none_or(|wanted| host.is_some_and(|host| wanted.eq_ignore_ascii_case(host)))
                 && route.path_prefix.as_deref().is_none_or(|prefix| {
                     let head = path.get(..prefix.len());
                     let same = if route.case_insensitive {

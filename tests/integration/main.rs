@@ -24,6 +24,7 @@ mod forward_auth;
 mod fuzz_regressions;
 mod graceful_shutdown;
 mod happy_path;
+mod host_authority;
 mod introspection;
 mod limits_http2;
 mod log_hygiene;
