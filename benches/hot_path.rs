@@ -305,6 +305,12 @@ fn bench_authz(c: &mut Criterion) {
             policy.route(black_box(&Method::GET), &path.path).rule.len()
         });
     });
+    c.bench_function("authz/normalise a path with escapes (%61, lower-case hex) + route", |b| {
+        b.iter(|| {
+            let path = normalise(black_box("/%61pp/reports/caf%c3%a9")).unwrap();
+            policy.route(black_box(&Method::GET), &path.path).rule.len()
+        });
+    });
 }
 
 /// The work of `Gateway::authenticate` on a cache hit, from public parts: read

@@ -60,12 +60,16 @@ enum PathMatch {
 }
 
 impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
+    /// Whether the normalised `path` matches; letters compared ignoring ASCII
+    /// case when `case_insensitive` (the upstream routes that way).
+    fn matches(&self, path: &str, case_insensitive: bool) -> bool {
+        let same = |a: &str, b: &str| if case_insensitive { a.eq_ignore_ascii_case(b) } else { a == b };
         match self {
             PathMatch::Prefix(prefix) => {
-                path == prefix
-                    || (path.starts_with(prefix.as_str())
-                        && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+                path.get(..prefix.len()).is_some_and(|head| same(head, prefix))
+                    && (path.len() == prefix.len()
+                        || prefix.ends_with('/')
+                        || path.as_bytes().get(prefix.len()) == Some(&b'/'))
             }
             PathMatch::Pattern(segments) => {
                 let mut parts = path.split('/').skip(1);
@@ -75,7 +79,7 @@ impl PathMatch {
                     }
                     match parts.next() {
                         Some(part) if segment == "*" && !part.is_empty() => {}
-                        Some(part) if part == segment => {}
+                        Some(part) if same(part, segment) => {}
                         _ => return false,
                     }
                 }
@@ -114,11 +118,14 @@ impl RuleSet {
         Ok(Self { rules })
     }
 
-    /// The first rule matching `method` and the normalised `path`.
-    pub fn route(&self, method: &Method, path: &str) -> Option<Route<'_>> {
+    /// The first rule matching `method` and the normalised `path` (letters
+    /// compared ignoring ASCII case when `case_insensitive`).
+    pub fn route(&self, method: &Method, path: &str, case_insensitive: bool) -> Option<Route<'_>> {
         self.rules
             .iter()
-            .find(|rule| (rule.methods.is_empty() || rule.methods.contains(method)) && rule.path.matches(path))
+            .find(|rule| {
+                (rule.methods.is_empty() || rule.methods.contains(method)) && rule.path.matches(path, case_insensitive)
+            })
             .map(|rule| Route { access: &rule.access, rule: &rule.name })
     }
 }
@@ -132,6 +139,8 @@ pub struct Policy {
     rules: RuleSet,
     groups_claim: String,
     api_path_prefixes: Vec<String>,
+    /// Whether the default upstream routes paths ignoring case (`authz.case_insensitive`).
+    case_insensitive: bool,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -228,12 +237,25 @@ impl Policy {
             rules,
             groups_claim: raw.groups_claim.clone(),
             api_path_prefixes: raw.api_path_prefixes.clone(),
+            case_insensitive: raw.case_insensitive,
         })
     }
 
-    /// The first rule matching `method` and the normalised `path`, or the default.
+    /// The first rule matching `method` and the normalised `path`, or the
+    /// default; paths compared as `authz.case_insensitive` says.
     pub fn route(&self, method: &Method, path: &str) -> Route<'_> {
-        self.rules.route(method, path).unwrap_or(Route { access: &self.default, rule: "default" })
+        self.route_with_case(method, path, self.case_insensitive)
+    }
+
+    /// [`Policy::route`] for a request to an upstream whose routing ignores
+    /// case (`case_insensitive`) or not, whatever `authz.case_insensitive` says.
+    pub fn route_with_case(&self, method: &Method, path: &str, case_insensitive: bool) -> Route<'_> {
+        self.rules.route(method, path, case_insensitive).unwrap_or(Route { access: &self.default, rule: "default" })
+    }
+
+    /// Whether the default upstream routes paths ignoring case (the default for `[[upstreams]]` too).
+    pub fn case_insensitive(&self) -> bool {
+        self.case_insensitive
     }
 
     /// Whether `principal` may pass `access` (the global allow-lists included).
@@ -303,6 +325,30 @@ mod tests {
         assert_eq!(policy.route(&Method::GET, "/api/v1/admin").rule, "default");
         assert_eq!(policy.route(&Method::GET, "/x/api/v1/admin/x").rule, "default");
         assert_eq!(policy.route(&Method::GET, "/api/v1/v2/admin/x").rule, "default");
+    }
+
+    #[test]
+    fn case_insensitive_matching_is_opt_in() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(rule("/admin", "deny"));
+        raw.rules.push(RawRule {
+            path_pattern: Some("/api/*/Keys".to_owned()),
+            allow: Some("deny".to_owned()),
+            ..RawRule::default()
+        });
+        let policy = Policy::compile(&raw).unwrap();
+        assert!(!policy.case_insensitive());
+        for path in ["/ADMIN", "/Admin/x", "/api/v1/keys"] {
+            assert_eq!(policy.route(&Method::GET, path).rule, "default", "{path}");
+            assert_ne!(policy.route_with_case(&Method::GET, path, true).rule, "default", "{path}");
+        }
+        raw.case_insensitive = true;
+        let policy = Policy::compile(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/aDmIn/x").rule, "rules[0]");
+        assert_eq!(policy.route(&Method::GET, "/API/v1/KEYS").rule, "rules[1]");
+        assert_eq!(policy.route(&Method::GET, "/administrator").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/adm").rule, "default");
+        assert_eq!(policy.route_with_case(&Method::GET, "/ADMIN", false).rule, "default");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct RawAuthz {
     pub api_path_prefixes: Vec<String>,
     /// Per-route rules; the first match decides.
     pub rules: Vec<RawRule>,
+    /// Rule paths match ignoring ASCII case, for an upstream that routes that
+    /// way (Express, ASP.NET); also the default for `[[upstreams]]` entries.
+    pub case_insensitive: bool,
 }
 
 impl Default for RawAuthz {
@@ -37,6 +40,7 @@ impl Default for RawAuthz {
             default: "authenticated".to_owned(),
             api_path_prefixes: Vec::new(),
             rules: Vec::new(),
+            case_insensitive: false,
         }
     }
 }
@@ -315,7 +319,8 @@ pub struct RawUpstream {
     pub name: Option<String>,
     /// Base URL, like the top-level `upstream`.
     pub url: String,
-    /// Requests whose `Host` (port ignored, case-insensitive) is this; absent: any host.
+    /// Requests for this host (`:authority` or `Host`; port and one trailing dot
+    /// ignored, case-insensitive); absent: any host.
     pub host: Option<String>,
     /// Requests whose normalised path is this prefix or below; absent: any path.
     pub path_prefix: Option<String>,
@@ -328,6 +333,10 @@ pub struct RawUpstream {
     pub set_headers: std::collections::BTreeMap<String, String>,
     /// Rules checked before the `[authz]` rules for this upstream's requests.
     pub rules: Vec<RawRule>,
+    /// This upstream routes paths ignoring ASCII case: its `path_prefix`, its
+    /// rules and the `[authz]` rules match its requests that way. Absent:
+    /// `authz.case_insensitive`.
+    pub case_insensitive: Option<bool>,
 }
 
 /// Which token an upstream receives.

@@ -3,7 +3,7 @@
 //! authenticated caller is checked against the matched rule after it. Every
 //! refusal is logged with the rule that made it.
 
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
 use super::{Gateway, RequestId};
 use crate::authz::path::{NormalPath, normalise};
@@ -28,15 +28,19 @@ impl Target<'_, '_> {
 }
 
 impl Gateway {
-    /// Routes `method` and the raw `path` through the rules; a path with
-    /// several possible meanings is refused (400) before anything else.
-    pub(super) fn target<'p>(&self, method: &Method, headers: &HeaderMap, path: &'p str) -> Option<Target<'_, 'p>> {
+    /// Routes `method`, the request's `host` (without port; see `authority`)
+    /// and the raw `path` through the upstreams and rules; `None` for a path
+    /// with several possible meanings, refused (400) before anything else.
+    pub(super) fn target<'p>(&self, method: &Method, host: Option<&str>, path: &'p str) -> Option<Target<'_, 'p>> {
         let path = normalise(path).ok()?;
-        let upstream = self.upstream_routes.select(headers, &path.path);
-        // An upstream's own rules come first, then the global ones.
+        let upstream = self.upstream_routes.select(host, &path.path);
+        // An upstream's own rules come first, then the global ones, both
+        // matching the path as that upstream routes it.
+        let case_insensitive =
+            upstream.map_or(self.config.authz.case_insensitive(), |upstream| upstream.case_insensitive);
         let route = upstream
-            .and_then(|upstream| upstream.rules.route(method, &path.path))
-            .unwrap_or_else(|| self.config.authz.route(method, &path.path));
+            .and_then(|upstream| upstream.rules.route(method, &path.path, case_insensitive))
+            .unwrap_or_else(|| self.config.authz.route_with_case(method, &path.path, case_insensitive));
         Some(Target { path, route, upstream })
     }
 

@@ -3,6 +3,7 @@
 //! continues or answers. See `docs/architecture.md`.
 
 mod audience;
+mod authority;
 mod authorize;
 mod backchannel;
 mod bearer;
@@ -141,7 +142,8 @@ impl Gateway {
             tls: config.proxy.tls.clone(),
             worker_threads: config.server.worker_threads,
         };
-        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
+        let upstream_routes =
+            upstreams::Routes::new(&config.upstreams, config.authz.case_insensitive(), &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         Ok(Self {
@@ -298,10 +300,24 @@ impl Gateway {
             _ => {}
         }
 
-        // Authorization routing first: ambiguous paths are refused, public routes skip authentication.
-        let Some(target) = self.target(request.method(), request.headers(), path) else {
+        // Authorization routing first: ambiguous hosts and paths are refused,
+        // public routes skip authentication.
+        let authority = match authority::of_request(request.uri(), request.headers()) {
+            Ok(authority) => authority,
+            Err(problem) => return self.bad_authority(problem, self.audience(&request), request_id),
+        };
+        let host = authority.as_ref().map(authority::RequestAuthority::host);
+        if !self.serves_host(host) {
+            return self.misdirected(self.audience(&request), request_id);
+        }
+        let Some(target) = self.target(request.method(), host, path) else {
             return self.ambiguous_path(self.audience(&request), request_id);
         };
+        // From here on the request is what was authorised: its normal path
+        // and its one authority are what the upstream receives.
+        if address_as_authorised(&mut request, &target.path, authority.as_ref()).is_err() {
+            return self.ambiguous_path(self.audience(&request), request_id);
+        }
         record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
         if target.is_public() {
             return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
@@ -534,6 +550,35 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         pages::error(audience, &ErrorPage { status, code, message, request_id: request_id.as_str() })
     }
+}
+
+/// Gives `request` the normal form of its path (query kept) when it was not
+/// already in it, and `authority` as its `Host`; `Err` if the normal form
+/// cannot be a request target (it is made of the original's characters, so
+/// this does not happen; refusing is the safe answer if it ever did).
+fn address_as_authorised(
+    request: &mut Request<Incoming>,
+    path: &crate::authz::path::NormalPath<'_>,
+    authority: Option<&authority::RequestAuthority>,
+) -> Result<(), http::Error> {
+    if !path.canonical {
+        let query = request.uri().query();
+        let mut target = String::with_capacity(path.path.len() + query.map_or(0, |query| query.len() + 1));
+        target.push_str(&path.path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        let mut parts = request.uri().clone().into_parts();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(target))?);
+        *request.uri_mut() = http::Uri::from_parts(parts)?;
+    }
+    if let Some(authority) = authority
+        && request.headers().get(header::HOST) != Some(authority.header_value())
+    {
+        request.headers_mut().insert(header::HOST, authority.header_value().clone());
+    }
+    Ok(())
 }
 
 /// What the access log and metrics record besides the response.

@@ -1,8 +1,9 @@
-//! Several upstreams: `[[upstreams]]` entries chosen by `Host` and path
-//! prefix (first match), each with its own rules, extra headers and choice of
-//! token; requests no entry matches go to the top-level `upstream`.
+//! Several upstreams: `[[upstreams]]` entries chosen by the request's host
+//! (see `authority`) and normalised path prefix (first match), each with its
+//! own rules, extra headers and choice of token; requests no entry matches go
+//! to the top-level `upstream`.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 
 use crate::authz::rules::RuleSet;
 use crate::authz::settings::{RawUpstream, TokenChoice};
@@ -13,8 +14,12 @@ use crate::proxy::{IdentitySelection, Upstream, UpstreamSettings};
 #[derive(Debug)]
 pub(super) struct Route {
     pub name: String,
+    /// Lower-case, without a trailing dot.
     host: Option<String>,
     path_prefix: Option<String>,
+    /// Whether this upstream routes paths ignoring ASCII case: its path prefix
+    /// and every rule (its own and `[authz]`'s) match its requests that way.
+    pub case_insensitive: bool,
     pub upstream: Upstream,
     pub token: TokenChoice,
     /// Which identity headers this upstream receives.
@@ -40,7 +45,12 @@ impl Routes {
     }
 
     /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
-    pub(super) fn new(raw: &[RawUpstream], settings: &UpstreamSettings) -> Result<Self, ConfigError> {
+    /// `case_insensitive` is `authz.case_insensitive`, the entries' default.
+    pub(super) fn new(
+        raw: &[RawUpstream],
+        case_insensitive: bool,
+        settings: &UpstreamSettings,
+    ) -> Result<Self, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         for (index, entry) in raw.iter().enumerate() {
             let name = entry.name.clone().unwrap_or_else(|| format!("upstreams[{index}]"));
@@ -53,6 +63,13 @@ impl Routes {
             if entry.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
                 return Err(at("path_prefix must start with /"));
             }
+            let host = match &entry.host {
+                None => None,
+                Some(host) => Some(
+                    super::authority::configured_host(host)
+                        .ok_or_else(|| at("host must be a host name or IP address, without port"))?,
+                ),
+            };
             let token = match entry.token.as_deref().unwrap_or("access") {
                 "access" => TokenChoice::Access,
                 "id" => TokenChoice::Id,
@@ -81,8 +98,9 @@ impl Routes {
             let rules = RuleSet::compile(&entry.rules, "upstreams")?;
             routes.push(Route {
                 name,
-                host: entry.host.as_ref().map(|host| host.to_ascii_lowercase()),
+                host,
                 path_prefix: entry.path_prefix.clone(),
+                case_insensitive: entry.case_insensitive.unwrap_or(case_insensitive),
                 upstream,
                 token,
                 identity,
@@ -93,25 +111,38 @@ impl Routes {
         Ok(Self { routes })
     }
 
-    /// Whether any entry is chosen by host.
+    /// Whether any entry is chosen by host (then requests must name a host
+    /// the gateway serves: see [`Routes::serves_host`]).
     pub(super) fn has_host_routes(&self) -> bool {
         self.routes.iter().any(|route| route.host.is_some())
     }
 
-    /// The first entry matching the request's host and normalised path.
-    pub(super) fn select(&self, headers: &HeaderMap, path: &str) -> Option<&Route> {
+    /// Whether some entry is chosen by `host` (a request's host, without port).
+    pub(super) fn serves_host(&self, host: &str) -> bool {
+        let host = super::authority::without_trailing_dot(host);
+        self.routes.iter().any(|route| route.host.as_deref().is_some_and(|wanted| wanted.eq_ignore_ascii_case(host)))
+    }
+
+    /// The first entry matching `host` (the request's host, or for forward-auth
+    /// the original request's, without port; `None`: no host) and the
+    /// normalised `path`.
+    pub(super) fn select(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         if self.routes.is_empty() {
             return None;
         }
-        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
-        let host =
-            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        let host = host.map(super::authority::without_trailing_dot);
         self.routes.iter().find(|route| {
-            route.host.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(host))
+            route.host.as_deref().is_none_or(|wanted| host.is_some_and(|host| wanted.eq_ignore_ascii_case(host)))
                 && route.path_prefix.as_deref().is_none_or(|prefix| {
-                    path == prefix
-                        || (path.starts_with(prefix)
-                            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+                    let head = path.get(..prefix.len());
+                    let same = if route.case_insensitive {
+                        head.is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                    } else {
+                        head == Some(prefix)
+                    };
+                    same && (path.len() == prefix.len()
+                        || prefix.ends_with('/')
+                        || path.as_bytes().get(prefix.len()) == Some(&b'/'))
                 })
         })
     }

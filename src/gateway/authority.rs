@@ -1,0 +1,270 @@
+//! The host a request is for: one value, read once, used both to choose the
+//! `[[upstreams]]` entry and as the `Host` the upstream receives.
+//!
+//! HTTP/2 clients (every browser over TLS) name it in `:authority`, which
+//! hyper keeps in the URI, and usually send no `Host`; an HTTP/1.1
+//! absolute-form target carries it in the URI too. The URI's authority wins
+//! when present and a `Host` that names something else is refused (RFC 9113
+//! §8.3.1, RFC 9112 §3.2.2), as is anything that is not `host[:port]`. One
+//! trailing dot is removed (`admin.example.` is `admin.example`). When
+//! `[[upstreams]]` entries are chosen by host, a host the gateway does not
+//! serve is refused with 421 Misdirected Request (RFC 9110 §15.5.20).
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header};
+
+use super::{Gateway, RequestId};
+use crate::body::ProxyBody;
+use crate::pages::Audience;
+
+/// A request's host and optional port, as routed and forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RequestAuthority {
+    /// `host[:port]`, the host without its trailing dot: the upstream's `Host`.
+    value: HeaderValue,
+    /// The length of the host part of `value`.
+    host_len: usize,
+}
+
+/// The request's authority cannot be given one meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum BadAuthority {
+    #[error("the host is not host[:port]")]
+    Malformed,
+    #[error("the URI's authority and the Host header differ")]
+    Conflicting,
+}
+
+impl BadAuthority {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_host",
+            Self::Conflicting => "conflicting_host",
+        }
+    }
+}
+
+impl RequestAuthority {
+    /// The host, without port or trailing dot.
+    pub(super) fn host(&self) -> &str {
+        self.value.to_str().ok().and_then(|text| text.get(..self.host_len)).unwrap_or_default()
+    }
+
+    /// `host[:port]` for the upstream's `Host` and `X-Forwarded-Host`.
+    pub(super) fn header_value(&self) -> &HeaderValue {
+        &self.value
+    }
+
+    /// Parses a `Host` (or `X-Forwarded-Host`) value; kept as it is (no copy)
+    /// unless a trailing dot has to go.
+    pub(super) fn from_header(value: &HeaderValue) -> Result<Self, BadAuthority> {
+        let text = value.to_str().map_err(|_| BadAuthority::Malformed)?;
+        let (host, port) = split(text).ok_or(BadAuthority::Malformed)?;
+        let bare = without_trailing_dot(host);
+        if bare.len() == host.len() {
+            return Ok(Self { value: value.clone(), host_len: host.len() });
+        }
+        Self::build(bare, port)
+    }
+
+    /// Parses the authority of a request URI.
+    fn from_uri(authority: &http::uri::Authority) -> Result<Self, BadAuthority> {
+        let (host, port) = split(authority.as_str()).ok_or(BadAuthority::Malformed)?;
+        Self::build(without_trailing_dot(host), port)
+    }
+
+    fn build(host: &str, port: Option<&str>) -> Result<Self, BadAuthority> {
+        let value = match port {
+            Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+            None => HeaderValue::from_str(host),
+        };
+        Ok(Self { value: value.map_err(|_| BadAuthority::Malformed)?, host_len: host.len() })
+    }
+}
+
+/// The authority of a request: the URI's (HTTP/2 `:authority`, HTTP/1.1
+/// absolute form), else `Host`; `None` when neither names one.
+pub(super) fn of_request(uri: &Uri, headers: &HeaderMap) -> Result<Option<RequestAuthority>, BadAuthority> {
+    let host = match headers.get(header::HOST) {
+        // RFC 9112 §3.2: an empty Host when the target has no authority.
+        Some(value) if value.is_empty() => None,
+        Some(value) => Some(RequestAuthority::from_header(value)?),
+        None => None,
+    };
+    let Some(authority) = uri.authority() else { return Ok(host) };
+    let from_uri = RequestAuthority::from_uri(authority)?;
+    match host {
+        Some(host) if !host.value.as_bytes().eq_ignore_ascii_case(from_uri.value.as_bytes()) => {
+            Err(BadAuthority::Conflicting)
+        }
+        _ => Ok(Some(from_uri)),
+    }
+}
+
+/// `host` without one trailing dot.
+pub(super) fn without_trailing_dot(host: &str) -> &str {
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+/// An `[[upstreams]] host` as entries compare it: lower-case, without a
+/// trailing dot; `None` unless it is a host name or IP address without port.
+pub(super) fn configured_host(host: &str) -> Option<String> {
+    match split(host)? {
+        (name, None) => Some(without_trailing_dot(name).to_ascii_lowercase()),
+        (_, Some(_)) => None,
+    }
+}
+
+/// Splits `host[:port]` into its parts; `None` unless the host is an IP
+/// literal in brackets or a name of letters, digits, `-` and `_` in dotted
+/// labels (one trailing dot allowed), and the port 1 to 5 digits.
+fn split(authority: &str) -> Option<(&str, Option<&str>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')? + 1;
+        let (host, rest) = authority.split_at_checked(end)?;
+        let literal = host.get(1..end - 1)?;
+        if literal.is_empty() || !literal.bytes().all(|byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.') {
+            return None;
+        }
+        match rest {
+            "" => (host, None),
+            rest => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let labels = without_trailing_dot(host);
+        if labels.is_empty()
+            || labels.split('.').any(|label| {
+                label.is_empty()
+                    || !label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+            })
+        {
+            return None;
+        }
+        (host, port)
+    };
+    if port.is_some_and(|port| port.is_empty() || port.len() > 5 || !port.bytes().all(|byte| byte.is_ascii_digit())) {
+        return None;
+    }
+    Some((host, port))
+}
+
+impl Gateway {
+    /// Whether the gateway serves `host` (a request's, without port): any
+    /// host, unless `[[upstreams]]` entries are chosen by host; then only
+    /// theirs and the public URL's.
+    pub(super) fn serves_host(&self, host: Option<&str>) -> bool {
+        if !self.upstream_routes.has_host_routes() {
+            return true;
+        }
+        host.is_some_and(|host| {
+            self.upstream_routes.serves_host(host)
+                || self
+                    .config
+                    .public_url
+                    .host_str()
+                    .is_some_and(|public| without_trailing_dot(public).eq_ignore_ascii_case(without_trailing_dot(host)))
+        })
+    }
+
+    /// The 400 for a malformed or conflicting authority.
+    pub(super) fn bad_authority(
+        &self,
+        problem: BadAuthority,
+        audience: Audience,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = problem.reason());
+        self.fail(
+            audience,
+            StatusCode::BAD_REQUEST,
+            "bad_host",
+            "The request's host is malformed, or its Host header names another host.",
+            request_id,
+        )
+    }
+
+    /// The 421 for a host the gateway does not serve.
+    pub(super) fn misdirected(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
+        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
+        self.fail(
+            audience,
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            "This gateway does not serve the requested host.",
+            request_id,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(host: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(host) = host {
+            headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        }
+        headers
+    }
+
+    fn authority(uri: &str, host: Option<&str>) -> Result<Option<(String, String)>, BadAuthority> {
+        let uri: Uri = uri.parse().unwrap();
+        of_request(&uri, &headers(host)).map(|found| {
+            found.map(|found| (found.host().to_owned(), found.header_value().to_str().unwrap().to_owned()))
+        })
+    }
+
+    fn found(host: &str, value: &str) -> Result<Option<(String, String)>, BadAuthority> {
+        Ok(Some((host.to_owned(), value.to_owned())))
+    }
+
+    #[test]
+    fn the_uri_authority_comes_first_and_one_trailing_dot_goes() {
+        assert_eq!(authority("/x", Some("app.example:8443")), found("app.example", "app.example:8443"));
+        assert_eq!(authority("https://admin.example/x", None), found("admin.example", "admin.example"));
+        assert_eq!(authority("https://admin.example./x", None), found("admin.example", "admin.example"));
+        assert_eq!(authority("/x", Some("Admin.Example.:443")), found("Admin.Example", "Admin.Example:443"));
+        assert_eq!(authority("http://[::1]:9/x", Some("[::1]:9")), found("[::1]", "[::1]:9"));
+        assert_eq!(authority("https://a.example/x", Some("A.example.")), found("a.example", "a.example"));
+        assert_eq!(authority("/x", None), Ok(None));
+        assert_eq!(authority("/x", Some("")), Ok(None));
+    }
+
+    #[test]
+    fn conflicting_and_malformed_authorities_are_refused() {
+        assert_eq!(authority("https://admin.example/x", Some("app.example")), Err(BadAuthority::Conflicting));
+        assert_eq!(authority("https://a.example:8443/x", Some("a.example")), Err(BadAuthority::Conflicting));
+        for host in [
+            "a.example..",
+            ".a.example",
+            "a..example",
+            "a.example:",
+            "a.example:x",
+            "a.example:123456",
+            "user@a.example",
+            "a example",
+            "a.example/x",
+            "[]",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "a.example:1:2",
+        ] {
+            assert_eq!(authority("/x", Some(host)), Err(BadAuthority::Malformed), "{host}");
+        }
+        assert_eq!(authority("http://user@a.example/x", None), Err(BadAuthority::Malformed));
+    }
+
+    #[test]
+    fn configured_hosts_are_compared_lower_case_without_dot() {
+        assert_eq!(configured_host("Admin.Example.").as_deref(), Some("admin.example"));
+        assert_eq!(configured_host("[::1]").as_deref(), Some("[::1]"));
+        assert_eq!(configured_host("admin.example:443"), None);
+        assert_eq!(configured_host("*.example"), None);
+    }
+}
