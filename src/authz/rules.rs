@@ -132,6 +132,7 @@ pub struct Policy {
     rules: RuleSet,
     groups_claim: String,
     api_path_prefixes: Vec<String>,
+    forward_client_authorization_on_public: bool,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -228,6 +229,7 @@ impl Policy {
             rules,
             groups_claim: raw.groups_claim.clone(),
             api_path_prefixes: raw.api_path_prefixes.clone(),
+            forward_client_authorization_on_public: raw.forward_client_authorization_on_public,
         })
     }
 
@@ -251,6 +253,11 @@ impl Policy {
     /// The dotted claim path groups are read from.
     pub fn groups_claim(&self) -> &str {
         &self.groups_claim
+    }
+
+    /// Whether public routes receive the client's own `Authorization` header.
+    pub fn forwards_client_authorization_on_public(&self) -> bool {
+        self.forward_client_authorization_on_public
     }
 
     /// Whether `path` is configured as an API route (401, never a redirect).

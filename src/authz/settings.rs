@@ -24,6 +24,9 @@ pub struct RawAuthz {
     pub api_path_prefixes: Vec<String>,
     /// Per-route rules; the first match decides.
     pub rules: Vec<RawRule>,
+    /// Forward the client's own `Authorization` header on public routes
+    /// (`allow = "public"`); off, it is removed like any gateway-owned header.
+    pub forward_client_authorization_on_public: bool,
 }
 
 impl Default for RawAuthz {
@@ -37,6 +40,7 @@ impl Default for RawAuthz {
             default: "authenticated".to_owned(),
             api_path_prefixes: Vec::new(),
             rules: Vec::new(),
+            forward_client_authorization_on_public: false,
         }
     }
 }

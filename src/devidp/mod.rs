@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use faults::{FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
+pub use faults::{FaultClaims, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
 use crate::clock::Clock;
 
@@ -255,6 +255,21 @@ impl DevProvider {
         let keys = self.shared.keys();
         let key = keys.current();
         key.sign("at+jwt", key.kid(), &claims).ok()
+    }
+
+    /// `claims` signed with the current key under `header` (ES256; the current
+    /// `kid` unless the header names one), for tests of tokens the provider
+    /// would never issue: a `crit` header, a future `nbf`, an empty `sub`...
+    pub fn sign_with_current_key(
+        &self,
+        mut header: jsonwebtoken::Header,
+        claims: &serde_json::Value,
+    ) -> Option<String> {
+        let keys = self.shared.keys();
+        let key = keys.current();
+        header.alg = jsonwebtoken::Algorithm::ES256;
+        header.kid = header.kid.or_else(|| Some(key.kid().to_owned()));
+        key.sign_with_header(&header, claims).ok()
     }
 
     /// How many requests reached the introspection endpoint.

@@ -280,7 +280,7 @@ impl Gateway {
         // The caller's own token goes upstream unchanged, with identity headers from its claims.
         let identity = IdentityHeaders::new(
             &principal.subject,
-            principal.email.as_deref(),
+            principal.email.as_deref().filter(|_| principal.email_verified),
             principal.preferred_username.as_deref(),
             &principal.groups,
             None,

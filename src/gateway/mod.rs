@@ -407,7 +407,7 @@ impl Gateway {
     /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         connection: &Connection,
         caller: Option<&session_auth::Caller>,
         via: Option<&upstreams::Route>,
@@ -427,11 +427,6 @@ impl Gateway {
             }
         });
         let identity = identity.as_ref();
-        if let Some(via) = via {
-            for (name, value) in &via.set_headers {
-                request.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
         let upstream = via.map_or(&self.upstream, |route| &route.upstream);
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
@@ -440,7 +435,10 @@ impl Gateway {
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
             identity,
+            forward_client_authorization: caller.is_none()
+                && self.config.authz.forwards_client_authorization_on_public(),
             request_id: Some(request_id.header_value()),
+            set_headers: via.map_or(&[], |route| route.set_headers.as_slice()),
         };
         let started = Instant::now();
         // On the heap: the exchange's future (about 3 KB) would otherwise be

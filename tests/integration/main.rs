@@ -41,3 +41,4 @@ mod upstream;
 mod upstream_pool;
 mod upstream_routing;
 mod userinfo;
+mod vouched_headers;
