@@ -1,7 +1,8 @@
 //! Bearer tokens from API clients (requests without a session): JWT access
 //! tokens verified against the provider's keys or an extra configured
-//! issuer's, with a required audience, `exp`, `nbf`, an algorithm allow-list
-//! and a check that the token is an access token and not an ID token.
+//! issuer's, held to the ID token rules of [`verify_signed`] (audiences, `crit`,
+//! `sub`, `nbf`), with `exp`, an algorithm allow-list and a check that the
+//! token is an access token and not an ID token.
 //!
 //! Which token is an access token: RFC 9068 §4 has resource servers check
 //! `typ: at+jwt`, the only marker an ID token cannot carry; that is required by
@@ -23,7 +24,7 @@ use crate::authz::Principal;
 use crate::authz::claims::{strings_at, unverified_payload};
 use crate::authz::settings::IssuerConfig;
 use crate::oidc::http_client::IdpHttpClient;
-use crate::oidc::id_token::verify_signed;
+use crate::oidc::id_token::{JwtRules, verify_signed};
 use crate::oidc::jwks::Jwks;
 use crate::oidc::provider::Provider;
 use crate::proxy::IdentityHeaders;
@@ -170,23 +171,27 @@ impl Gateway {
             return BearerOutcome::Invalid("unknown_issuer");
         };
         let jwks: &Jwks = &loaded.jwks;
-        let claims: Value =
-            match verify_signed(token, jwks, algorithms, &iss, audience, &["exp", "iss", "aud", "sub"]).await {
-                Ok(claims) => claims,
-                Err(error) => {
-                    tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
-                    return BearerOutcome::Invalid("verification_failed");
-                }
-            };
-
         let now = self.clock.now();
         let skew = seconds(self.config.oidc.clock_skew);
+        let rules = JwtRules {
+            algorithms,
+            issuer: &iss,
+            audience,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
+            now,
+            skew_seconds: skew,
+        };
+        let claims: Value = match verify_signed(token, jwks, &rules, &["exp", "iss", "aud", "sub"]).await {
+            Ok(claims) => claims,
+            Err(error) => {
+                tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
+                return BearerOutcome::Invalid("verification_failed");
+            }
+        };
+
         let exp = claims.get("exp").and_then(Value::as_i64);
         if exp.is_none_or(|exp| exp.saturating_add(skew) <= now) {
             return BearerOutcome::Invalid("expired");
-        }
-        if claims.get("nbf").is_some_and(|nbf| nbf.as_i64().is_none_or(|nbf| nbf > now.saturating_add(skew))) {
-            return BearerOutcome::Invalid("not_yet_valid");
         }
         let typ = header.typ.as_deref();
         if typ.is_some_and(|typ| typ.eq_ignore_ascii_case("logout+jwt")) || claims.get("events").is_some() {

@@ -204,6 +204,7 @@ impl Gateway {
         let expectations = Expectations {
             issuer,
             client_id: &self.config.oidc.client_id,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
             nonce: Some(&flow.nonce),
             algorithms: &self.config.oidc.id_token_algorithms,
             now,

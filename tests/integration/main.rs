@@ -37,6 +37,7 @@ mod spoofing;
 mod third_party_provider;
 mod tls_listener;
 mod tls_upstream;
+mod token_rules;
 mod upstream;
 mod upstream_pool;
 mod upstream_routing;
