@@ -280,6 +280,18 @@ impl DevProvider {
     /// An opaque (non-JWT) access token for `username`, valid for `ttl`, that
     /// only the introspection endpoint knows; `None` if the user is unknown.
     pub fn mint_opaque_access_token(&self, username: &str, ttl: Duration) -> Option<String> {
+        self.mint_opaque_access_token_with(username, ttl, serde_json::json!({}))
+    }
+
+    /// As [`DevProvider::mint_opaque_access_token`], with the introspection
+    /// answer's claims changed by `changes` (an object; a `null` member removes
+    /// that claim), e.g. a token issued to another client.
+    pub fn mint_opaque_access_token_with(
+        &self,
+        username: &str,
+        ttl: Duration,
+        changes: serde_json::Value,
+    ) -> Option<String> {
         let user = self.shared.config.users.iter().find(|user| user.username == username)?;
         let token = web::random_token(24);
         let now = self.shared.config.clock.now();
@@ -290,6 +302,13 @@ impl DevProvider {
         claims.insert("client_id".into(), serde_json::json!(self.shared.config.client_id));
         claims.insert("token_type".into(), serde_json::json!("Bearer"));
         claims.insert("exp".into(), serde_json::json!(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(0))));
+        for (name, value) in changes.as_object().into_iter().flatten() {
+            if value.is_null() {
+                claims.remove(name);
+            } else {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
         self.shared
             .opaque_tokens
             .lock()

@@ -16,6 +16,7 @@ mod request_id;
 mod session_auth;
 mod shared;
 mod sign_out;
+mod throttle;
 mod upstreams;
 mod userinfo;
 
@@ -111,6 +112,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// Upgraded connections (WebSockets) still open.
     tunnels: proxy::Tunnels,
+    /// Refused code exchanges per client address (see `throttle`).
+    failed_callbacks: throttle::FailureBudget,
 }
 
 impl Gateway {
@@ -166,6 +169,7 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::new(),
             tunnels: proxy::Tunnels::new(),
+            failed_callbacks: throttle::FailureBudget::new(throttle::FAILED_CALLBACKS_PER_CLIENT),
         })
     }
 
@@ -288,7 +292,7 @@ impl Gateway {
                 };
             }
             paths::START => return Box::pin(self.start_login_explicit(&request, request_id)).await,
-            paths::CALLBACK => return Box::pin(self.callback(&request, request_id, outcome)).await,
+            paths::CALLBACK => return Box::pin(self.callback(&request, connection, request_id, outcome)).await,
             paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
             paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
@@ -330,7 +334,7 @@ impl Gateway {
                 Some(session.caller)
             }
             (None, true) => None,
-            (None, false) => match Box::pin(self.authenticate_bearer(request.headers())).await {
+            (None, false) => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
@@ -350,6 +354,7 @@ impl Gateway {
                     bearer::challenge_invalid_token(response.headers_mut());
                     return response;
                 }
+                bearer::BearerOutcome::Throttled => return self.too_many_failures(Audience::Api, request_id),
                 bearer::BearerOutcome::Unavailable => {
                     let mut response = self.fail(
                         Audience::Api,
