@@ -254,3 +254,53 @@ impl KindName for jsonwebtoken::errors::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn rules(trusted: &[String]) -> JwtRules<'_> {
+        JwtRules {
+            algorithms: &[Algorithm::ES256],
+            issuer: "https://idp.example",
+            audience: "client",
+            trusted_audiences: trusted,
+            now: 1_000,
+            skew_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn every_audience_must_be_ours_or_trusted() {
+        let trusted = ["https://api.example".to_owned()];
+        let check = |claims| check_common_claims(&claims, &rules(&trusted));
+        assert_eq!(check(json!({"aud": "client"})), Ok(()));
+        assert_eq!(check(json!({"aud": ["client", "https://api.example"]})), Ok(()));
+        assert_eq!(check(json!({"aud": ["client", "other"]})), Err(IdTokenError::UntrustedAudience));
+        assert_eq!(check(json!({"aud": ["client", 7]})), Err(IdTokenError::UntrustedAudience));
+        assert_eq!(
+            check_common_claims(&json!({"aud": ["client", "https://api.example"]}), &rules(&[])),
+            Err(IdTokenError::UntrustedAudience)
+        );
+    }
+
+    #[test]
+    fn sub_must_be_a_non_empty_string() {
+        let check = |claims| check_common_claims(&claims, &rules(&[]));
+        assert_eq!(check(json!({"sub": "u1"})), Ok(()));
+        assert_eq!(check(json!({"sub": ""})), Err(IdTokenError::BadSubject));
+        assert_eq!(check(json!({"sub": 42})), Err(IdTokenError::BadSubject));
+    }
+
+    #[test]
+    fn nbf_must_be_reached_within_the_skew_and_be_a_number() {
+        let check = |claims| check_common_claims(&claims, &rules(&[]));
+        assert_eq!(check(json!({"nbf": 1_060})), Ok(()));
+        assert_eq!(check(json!({"nbf": 1_060.5})), Err(IdTokenError::NotYetValid));
+        assert_eq!(check(json!({"nbf": 1_061})), Err(IdTokenError::NotYetValid));
+        assert!(matches!(check(json!({"nbf": "1000"})), Err(IdTokenError::Invalid(_))));
+    }
+}
