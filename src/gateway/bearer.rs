@@ -243,6 +243,7 @@ impl Gateway {
             return BearerOutcome::Invalid(reason);
         }
         if issuers.refusals.exhausted(client).await {
+            tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = "too_many_failures");
             return BearerOutcome::Throttled;
         }
         let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
