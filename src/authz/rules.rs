@@ -141,6 +141,7 @@ pub struct Policy {
     api_path_prefixes: Vec<String>,
     /// Whether the default upstream routes paths ignoring case (`authz.case_insensitive`).
     case_insensitive: bool,
+    forward_client_authorization_on_public: bool,
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -238,6 +239,7 @@ impl Policy {
             groups_claim: raw.groups_claim.clone(),
             api_path_prefixes: raw.api_path_prefixes.clone(),
             case_insensitive: raw.case_insensitive,
+            forward_client_authorization_on_public: raw.forward_client_authorization_on_public,
         })
     }
 
@@ -273,6 +275,11 @@ impl Policy {
     /// The dotted claim path groups are read from.
     pub fn groups_claim(&self) -> &str {
         &self.groups_claim
+    }
+
+    /// Whether public routes receive the client's own `Authorization` header.
+    pub fn forwards_client_authorization_on_public(&self) -> bool {
+        self.forward_client_authorization_on_public
     }
 
     /// Whether `path` is configured as an API route (401, never a redirect).

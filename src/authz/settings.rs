@@ -27,6 +27,9 @@ pub struct RawAuthz {
     /// Rule paths match ignoring ASCII case, for an upstream that routes that
     /// way (Express, ASP.NET); also the default for `[[upstreams]]` entries.
     pub case_insensitive: bool,
+    /// Forward the client's own `Authorization` header on public routes
+    /// (`allow = "public"`); off, it is removed like any gateway-owned header.
+    pub forward_client_authorization_on_public: bool,
 }
 
 impl Default for RawAuthz {
@@ -41,6 +44,7 @@ impl Default for RawAuthz {
             api_path_prefixes: Vec::new(),
             rules: Vec::new(),
             case_insensitive: false,
+            forward_client_authorization_on_public: false,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct OidcConfig {
     /// The callback registered with the provider, sent unchanged at authorize and token.
     pub redirect_url: Url,
     pub id_token_algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Audiences ID tokens, logout tokens and bearer tokens may name besides their own.
+    pub trusted_audiences: Vec<String>,
     pub clock_skew: Duration,
     pub http_timeout: Duration,
     pub end_session_on_sign_out: bool,
@@ -474,6 +476,10 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
     }
 
+    if raw.trusted_audiences.iter().any(|audience| audience.trim().is_empty()) {
+        return Err(invalid("oidc.trusted_audiences", "audiences must not be empty"));
+    }
+
     let post_logout_redirect_url = match raw.post_logout_redirect_url {
         Some(text) => Url::parse(&text)
             .ok()
@@ -506,6 +512,7 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         scopes: raw.scopes,
         redirect_url,
         id_token_algorithms,
+        trusted_audiences: raw.trusted_audiences,
         clock_skew: raw.clock_skew,
         http_timeout: non_zero("oidc.http_timeout", raw.http_timeout)?,
     })

@@ -127,6 +127,9 @@ pub struct RawOidc {
     pub redirect_url: Option<String>,
     /// Signing algorithms accepted for ID tokens.
     pub id_token_algorithms: Vec<String>,
+    /// Audiences a token may name besides the one it is for (OIDC Core
+    /// §3.1.3.7 step 3: any other audience makes it refused).
+    pub trusted_audiences: Vec<String>,
     /// Allowed clock difference with the provider.
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
@@ -246,6 +249,7 @@ impl Default for RawConfig {
                 id_token_algorithms: ["RS256", "PS256", "ES256", "ES384", "RS384", "RS512", "PS384", "PS512", "EdDSA"]
                     .map(str::to_owned)
                     .to_vec(),
+                trusted_audiences: Vec::new(),
                 clock_skew: Duration::from_secs(60),
                 http_timeout: Duration::from_secs(10),
                 end_session_on_sign_out: false,

@@ -89,6 +89,7 @@ fn errors_name_the_key() {
             (minimal("").replace("[session]", "[session]\ncookie_name = \"__Host-x\""), "session.cookie_name"),
             (minimal("").replace("[oidc]", "[oidc]\nscopes = [\"email\"]"), "oidc.scopes"),
             (minimal("").replace("[oidc]", "[oidc]\nid_token_algorithms = [\"HS256\"]"), "oidc.id_token_algorithms"),
+            (minimal("").replace("[oidc]", "[oidc]\ntrusted_audiences = [\" \"]"), "oidc.trusted_audiences"),
             (minimal("").replace("[oidc]", "[oidc]\nclient_secret = \"\""), "oidc.client_secret"),
             (minimal("").replace("[oidc]", "[oidc]\ncleint_id = \"typo\""), "oidc.cleint_id"),
             (minimal("").replace("[oidc]", "[oidc]\nhttp_timeout = \"soon\""), "oidc.http_timeout"),

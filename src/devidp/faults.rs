@@ -35,6 +35,27 @@ impl FaultText {
     }
 }
 
+/// A fault carrying JWT claims (or JOSE header members) to put in place of
+/// the minted ones; `None` means off.
+#[derive(Debug, Default)]
+pub struct FaultClaims(Mutex<Option<serde_json::Map<String, serde_json::Value>>>);
+
+impl FaultClaims {
+    /// Sets the members to override, or `None` to turn the fault off.
+    pub fn set(&self, value: Option<serde_json::Value>) {
+        let members = value.and_then(|value| match value {
+            serde_json::Value::Object(members) => Some(members),
+            _ => None,
+        });
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = members;
+    }
+
+    /// The members to override, if the fault is on.
+    pub fn get(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
 /// Holds token-endpoint requests until opened, for tests of concurrent
 /// refreshes: the test closes it, sees the request waiting, checks what it
 /// must, then lets it go. Open by default.
@@ -119,6 +140,11 @@ pub struct Faults {
     pub id_token_omit_claim: FaultText,
     /// ID tokens are HS256 MACs keyed with the published public key (algorithm confusion).
     pub id_token_hmac_with_public_key: FaultFlag,
+    /// ID tokens carry these claims in place of the minted ones (an unverified
+    /// email, an empty `sub`, a future `nbf`, an extra audience...).
+    pub id_token_claims: FaultClaims,
+    /// ID tokens' JOSE header lists this name in `crit` (an extension nobody understands).
+    pub id_token_critical: FaultText,
     /// How the back-channel endpoints (discovery, JWKS, token) misbehave; the
     /// browser-facing authorize endpoint is unaffected.
     pub back_channel: FaultMode,

@@ -66,7 +66,12 @@ impl SigningKey {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(typ.to_owned());
         header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
+        self.sign_with_header(&header, claims)
+    }
+
+    /// An ES256 JWS of `claims` with this key under `header` as given (its `alg` must be ES256).
+    pub(super) fn sign_with_header<T: Serialize>(&self, header: &Header, claims: &T) -> io::Result<String> {
+        jsonwebtoken::encode(header, claims, &self.encoding)
             .map_err(|error| io::Error::other(format!("signing failed: {error}")))
     }
 }

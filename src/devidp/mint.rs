@@ -123,6 +123,9 @@ fn id_token(
     if let Some(omitted) = faults.id_token_omit_claim.get() {
         claims.remove(&omitted);
     }
+    if let Some(overrides) = faults.id_token_claims.get() {
+        claims.extend(overrides);
+    }
     let claims = serde_json::Value::Object(claims);
 
     if faults.id_token_alg_none.get() {
@@ -146,6 +149,13 @@ fn id_token(
     }
     if let Some(kid) = faults.id_token_kid.get() {
         return keys.current().sign("JWT", &kid, &claims);
+    }
+    if let Some(extension) = faults.id_token_critical.get() {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(published_kid.to_owned());
+        header.crit = Some(vec![extension.clone()]);
+        header.extras.insert(extension, true);
+        return keys.current().sign_with_header(&header, &claims);
     }
     if faults.id_token_bad_signature.get() {
         keys.rogue().sign("JWT", published_kid, &claims)

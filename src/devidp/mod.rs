@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use faults::{FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
+pub use faults::{FaultClaims, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
 use crate::clock::Clock;
 
@@ -257,6 +257,21 @@ impl DevProvider {
         key.sign("at+jwt", key.kid(), &claims).ok()
     }
 
+    /// `claims` signed with the current key under `header` (ES256; the current
+    /// `kid` unless the header names one), for tests of tokens the provider
+    /// would never issue: a `crit` header, a future `nbf`, an empty `sub`...
+    pub fn sign_with_current_key(
+        &self,
+        mut header: jsonwebtoken::Header,
+        claims: &serde_json::Value,
+    ) -> Option<String> {
+        let keys = self.shared.keys();
+        let key = keys.current();
+        header.alg = jsonwebtoken::Algorithm::ES256;
+        header.kid = header.kid.or_else(|| Some(key.kid().to_owned()));
+        key.sign_with_header(&header, claims).ok()
+    }
+
     /// How many requests reached the introspection endpoint.
     pub fn introspections(&self) -> u64 {
         self.shared.introspections.load(Ordering::SeqCst)
@@ -265,6 +280,18 @@ impl DevProvider {
     /// An opaque (non-JWT) access token for `username`, valid for `ttl`, that
     /// only the introspection endpoint knows; `None` if the user is unknown.
     pub fn mint_opaque_access_token(&self, username: &str, ttl: Duration) -> Option<String> {
+        self.mint_opaque_access_token_with(username, ttl, serde_json::json!({}))
+    }
+
+    /// As [`DevProvider::mint_opaque_access_token`], with the introspection
+    /// answer's claims changed by `changes` (an object; a `null` member removes
+    /// that claim), e.g. a token issued to another client.
+    pub fn mint_opaque_access_token_with(
+        &self,
+        username: &str,
+        ttl: Duration,
+        changes: serde_json::Value,
+    ) -> Option<String> {
         let user = self.shared.config.users.iter().find(|user| user.username == username)?;
         let token = web::random_token(24);
         let now = self.shared.config.clock.now();
@@ -275,6 +302,13 @@ impl DevProvider {
         claims.insert("client_id".into(), serde_json::json!(self.shared.config.client_id));
         claims.insert("token_type".into(), serde_json::json!("Bearer"));
         claims.insert("exp".into(), serde_json::json!(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(0))));
+        for (name, value) in changes.as_object().into_iter().flatten() {
+            if value.is_null() {
+                claims.remove(name);
+            } else {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
         self.shared
             .opaque_tokens
             .lock()

@@ -11,6 +11,7 @@ use super::form::{read_form, single};
 use super::login::seconds;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
+use crate::oidc::id_token::JwtRules;
 use crate::oidc::logout_token;
 use crate::session::store::StoreEvent;
 
@@ -36,16 +37,15 @@ impl Gateway {
             return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
         };
         let now = self.clock.now();
-        let validated = logout_token::validate(
-            token,
-            &provider.jwks,
-            &self.config.oidc.id_token_algorithms,
-            &self.config.oidc.issuer,
-            &self.config.oidc.client_id,
+        let rules = JwtRules {
+            algorithms: &self.config.oidc.id_token_algorithms,
+            issuer: &self.config.oidc.issuer,
+            audience: &self.config.oidc.client_id,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
             now,
-            seconds(self.config.oidc.clock_skew),
-        )
-        .await;
+            skew_seconds: seconds(self.config.oidc.clock_skew),
+        };
+        let validated = logout_token::validate(token, &provider.jwks, &rules).await;
         let logout = match validated {
             Ok(logout) => logout,
             Err(error) => {

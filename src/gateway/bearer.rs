@@ -1,7 +1,8 @@
 //! Bearer tokens from API clients (requests without a session): JWT access
 //! tokens verified against the provider's keys or an extra configured
-//! issuer's, with a required audience, `exp`, `nbf`, an algorithm allow-list
-//! and a check that the token is an access token and not an ID token.
+//! issuer's, held to the ID token rules of [`verify_signed`] (audiences, `crit`,
+//! `sub`, `nbf`), with `exp`, an algorithm allow-list and a check that the
+//! token is an access token and not an ID token.
 //!
 //! Which token is an access token: RFC 9068 §4 has resource servers check
 //! `typ: at+jwt`, the only marker an ID token cannot carry; that is required by
@@ -10,20 +11,22 @@
 //! claims (`nonce`, `at_hash`, `c_hash`, Keycloak's `typ: ID`) are refused
 //! anyway. Logout tokens (`events`, `typ: logout+jwt`) are always refused.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
-use super::Gateway;
 use super::login::seconds;
 use super::session_auth::Caller;
+use super::throttle::{FailureBudget, INACTIVE_TOKENS_PER_CLIENT};
+use super::{Connection, Gateway};
 use crate::authz::Principal;
 use crate::authz::claims::{strings_at, unverified_payload};
 use crate::authz::settings::IssuerConfig;
 use crate::oidc::http_client::IdpHttpClient;
-use crate::oidc::id_token::verify_signed;
+use crate::oidc::id_token::{JwtRules, verify_signed};
 use crate::oidc::jwks::Jwks;
 use crate::oidc::provider::Provider;
 use crate::proxy::IdentityHeaders;
@@ -46,19 +49,30 @@ pub(super) enum BearerOutcome {
     Invalid(&'static str),
     /// The token's issuer cannot be reached to get its keys: 503.
     Unavailable,
+    /// Not checked: this client's introspections keep finding tokens inactive
+    /// (see `throttle`): 429.
+    Throttled,
 }
 
 /// Introspection results are kept at most this long (and never past the token's `exp`),
 /// so a token revoked at the provider stops working soon.
 const INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(300);
 
+/// An inactive (or not-ours) introspection answer is kept this long, so the
+/// same token sent again costs the provider nothing.
+const INACTIVE_CACHE: Duration = Duration::from_secs(60);
+
 /// Bearer-token state: extra issuers, each loaded (discovery and JWKS) on
-/// first use, and the cache of introspected opaque tokens.
+/// first use, and the caches of introspected opaque tokens.
 #[derive(Debug)]
 pub(super) struct ExtraIssuers {
     entries: Vec<ExtraIssuer>,
     /// By SHA-256 of the token (the token itself is never kept as a key).
     introspected: moka::future::Cache<[u8; 32], Arc<TokenCaller>>,
+    /// Tokens introspection refused, by SHA-256, with the reason.
+    refused: moka::future::Cache<[u8; 32], &'static str>,
+    /// Refused introspections per client address.
+    refusals: FailureBudget,
 }
 
 struct UntilExpiry;
@@ -89,7 +103,8 @@ impl ExtraIssuers {
             })
             .collect();
         let introspected = moka::future::Cache::builder().max_capacity(100_000).expire_after(UntilExpiry).build();
-        Self { entries, introspected }
+        let refused = moka::future::Cache::builder().max_capacity(100_000).time_to_live(INACTIVE_CACHE).build();
+        Self { entries, introspected, refused, refusals: FailureBudget::new(INACTIVE_TOKENS_PER_CLIENT) }
     }
 }
 
@@ -136,7 +151,7 @@ fn is_access_token_type(typ: Option<&str>) -> bool {
 
 impl Gateway {
     /// Judges the request's bearer token, if bearer tokens are enabled and one was sent.
-    pub(super) async fn authenticate_bearer(&self, headers: &HeaderMap) -> BearerOutcome {
+    pub(super) async fn authenticate_bearer(&self, headers: &HeaderMap, connection: &Connection) -> BearerOutcome {
         let settings = &self.config.bearer;
         if !settings.enabled {
             return BearerOutcome::Absent;
@@ -148,7 +163,7 @@ impl Gateway {
         };
         if token.split('.').count() != 3 {
             return if settings.introspection {
-                self.introspect_bearer(token).await
+                self.introspect_bearer(token, connection.client_addr.ip()).await
             } else {
                 BearerOutcome::Invalid("not_a_jwt")
             };
@@ -170,23 +185,27 @@ impl Gateway {
             return BearerOutcome::Invalid("unknown_issuer");
         };
         let jwks: &Jwks = &loaded.jwks;
-        let claims: Value =
-            match verify_signed(token, jwks, algorithms, &iss, audience, &["exp", "iss", "aud", "sub"]).await {
-                Ok(claims) => claims,
-                Err(error) => {
-                    tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
-                    return BearerOutcome::Invalid("verification_failed");
-                }
-            };
-
         let now = self.clock.now();
         let skew = seconds(self.config.oidc.clock_skew);
+        let rules = JwtRules {
+            algorithms,
+            issuer: &iss,
+            audience,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
+            now,
+            skew_seconds: skew,
+        };
+        let claims: Value = match verify_signed(token, jwks, &rules, &["exp", "iss", "aud", "sub"]).await {
+            Ok(claims) => claims,
+            Err(error) => {
+                tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
+                return BearerOutcome::Invalid("verification_failed");
+            }
+        };
+
         let exp = claims.get("exp").and_then(Value::as_i64);
         if exp.is_none_or(|exp| exp.saturating_add(skew) <= now) {
             return BearerOutcome::Invalid("expired");
-        }
-        if claims.get("nbf").is_some_and(|nbf| nbf.as_i64().is_none_or(|nbf| nbf > now.saturating_add(skew))) {
-            return BearerOutcome::Invalid("not_yet_valid");
         }
         let typ = header.typ.as_deref();
         if typ.is_some_and(|typ| typ.eq_ignore_ascii_case("logout+jwt")) || claims.get("events").is_some() {
@@ -206,16 +225,26 @@ impl Gateway {
         }
     }
 
-    /// Checks an opaque token at the provider's introspection endpoint (cached).
-    async fn introspect_bearer(&self, token: &str) -> BearerOutcome {
+    /// Checks an opaque token at the provider's introspection endpoint. Both
+    /// answers are cached; refusals count against `client`'s budget, and once
+    /// it is spent the provider is not asked for that client until its window ends.
+    async fn introspect_bearer(&self, token: &str, client: IpAddr) -> BearerOutcome {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = self.clock.now();
-        if let Some(hit) = self.extra_issuers.introspected.get(&key).await {
+        let issuers = &self.extra_issuers;
+        if let Some(hit) = issuers.introspected.get(&key).await {
             if hit.active.access_expires_at > now {
                 return hit.caller(token).map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
             }
-            self.extra_issuers.introspected.invalidate(&key).await;
+            issuers.introspected.invalidate(&key).await;
+        }
+        if let Some(reason) = issuers.refused.get(&key).await {
+            return BearerOutcome::Invalid(reason);
+        }
+        if issuers.refusals.exhausted(client).await {
+            tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = "too_many_failures");
+            return BearerOutcome::Throttled;
         }
         let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
         let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
@@ -225,44 +254,58 @@ impl Gateway {
         let answer =
             crate::oidc::introspection::introspect(self.provider.client(), endpoint, &self.config.oidc, token).await;
         self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
-        let claims = match answer {
-            Ok(Some(claims)) => claims,
-            Ok(None) => return BearerOutcome::Invalid("inactive"),
+        let accepted = match answer {
+            Ok(Some(claims)) => self.introspected_caller(&claims, now),
+            Ok(None) => Err("inactive"),
             Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
-                return BearerOutcome::Invalid("introspection_failed");
+                Err("introspection_failed")
             }
         };
-        // Optional in RFC 7662, but when present they must be ours; exp is required to bound the cache.
-        let Some(exp) = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now) else {
-            return BearerOutcome::Invalid("no_or_past_exp");
-        };
-        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(self.config.oidc.issuer.as_str())) {
-            return BearerOutcome::Invalid("wrong_issuer");
-        }
-        let audience = self.config.bearer.audience.as_str();
-        let aud_ok = match claims.get("aud") {
-            None => true,
-            Some(Value::String(one)) => one == audience,
-            Some(Value::Array(many)) => many.iter().any(|aud| aud.as_str() == Some(audience)),
-            Some(_) => false,
-        };
-        if !aud_ok {
-            return BearerOutcome::Invalid("wrong_audience");
-        }
-        if claims.get("token_type").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("refresh_token"))
-        {
-            return BearerOutcome::Invalid("not_an_access_token");
-        }
-        let Some(known) = self.caller_from_claims(&claims, exp) else {
-            return BearerOutcome::Invalid("unusable_claims");
+        let known = match accepted {
+            Ok(known) => known,
+            Err(reason) => {
+                issuers.refusals.spend(client).await;
+                issuers.refused.insert(key, reason).await;
+                return BearerOutcome::Invalid(reason);
+            }
         };
         let Some(caller) = known.caller(token) else {
             return BearerOutcome::Invalid("unusable_claims");
         };
-        self.extra_issuers.introspected.insert(key, Arc::new(known)).await;
+        issuers.introspected.insert(key, Arc::new(known)).await;
         BearerOutcome::Valid(caller)
+    }
+
+    /// The caller an active introspection answer describes, if the token is
+    /// ours to accept; `Err` says why not.
+    fn introspected_caller(&self, claims: &Value, now: i64) -> Result<TokenCaller, &'static str> {
+        // exp is optional in RFC 7662, but required here to bound the cache.
+        let exp = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now).ok_or("no_or_past_exp")?;
+        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(self.config.oidc.issuer.as_str())) {
+            return Err("wrong_issuer");
+        }
+        // RFC 7662 §2.2 makes aud and client_id optional; a token that names
+        // neither as us may have been issued to any other client.
+        let audience = self.config.bearer.audience.as_str();
+        let ours = match claims.get("aud") {
+            Some(Value::String(one)) => one == audience,
+            Some(Value::Array(many)) => many.iter().any(|aud| aud.as_str() == Some(audience)),
+            Some(_) => false,
+            None => claims
+                .get("client_id")
+                .and_then(Value::as_str)
+                .is_some_and(|client_id| client_id == audience || client_id == self.config.oidc.client_id),
+        };
+        if !ours {
+            return Err("wrong_audience");
+        }
+        if claims.get("token_type").and_then(Value::as_str).is_some_and(|typ| typ.eq_ignore_ascii_case("refresh_token"))
+        {
+            return Err("not_an_access_token");
+        }
+        self.caller_from_claims(claims, exp).ok_or("unusable_claims")
     }
 
     /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
@@ -280,7 +323,7 @@ impl Gateway {
         // The caller's own token goes upstream unchanged, with identity headers from its claims.
         let identity = IdentityHeaders::new(
             &principal.subject,
-            principal.email.as_deref(),
+            principal.email.as_deref().filter(|_| principal.email_verified),
             principal.preferred_username.as_deref(),
             &principal.groups,
             None,

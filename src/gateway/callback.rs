@@ -2,6 +2,7 @@
 //! cookie before anything else; then the provider's answer, the code exchange
 //! (same verifier, same redirect_uri) and the ID token; then the session.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, header};
@@ -9,7 +10,7 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::seconds;
-use super::{Gateway, LoggedUser, Outcome, RequestId};
+use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::pkce::PkceVerifier;
@@ -56,6 +57,7 @@ impl Gateway {
     pub(super) async fn callback(
         &self,
         request: &Request<Incoming>,
+        connection: &Connection,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -82,7 +84,8 @@ impl Gateway {
                 if flow.expires_at <= self.clock.now() {
                     refuse(StatusCode::BAD_REQUEST, "login_expired", restart)
                 } else {
-                    self.finish_login(flow, &params, request.headers(), request_id, outcome).await
+                    let client = connection.client_addr.ip();
+                    self.finish_login(flow, &params, request.headers(), client, request_id, outcome).await
                 }
             }
             _ => refuse(StatusCode::BAD_REQUEST, "state_mismatch", restart),
@@ -99,6 +102,7 @@ impl Gateway {
         flow: LoginFlow,
         params: &CallbackParams,
         request_headers: &http::HeaderMap,
+        client: IpAddr,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -162,7 +166,13 @@ impl Gateway {
             );
         };
 
-        // 4. Code exchange with the same redirect_uri and verifier.
+        // 4. Code exchange with the same redirect_uri and verifier. Anyone can
+        // get a flow cookie and state, so refused codes are budgeted per client.
+        if self.failed_callbacks.exhausted(client).await {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "too_many_failures");
+            self.metrics.login("failed", "too_many_failures");
+            return self.too_many_failures(Audience::Browser, request_id);
+        }
         let exchange_started = std::time::Instant::now();
         let exchanged = token::exchange_code(
             self.provider.client(),
@@ -178,6 +188,9 @@ impl Gateway {
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "token_endpoint", %error);
                 self.metrics.login("failed", "token_endpoint");
+                if !matches!(error, TokenError::Unavailable(_)) {
+                    self.failed_callbacks.spend(client).await;
+                }
                 let (status, message) = match error {
                     TokenError::Unavailable(_) => (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -204,6 +217,7 @@ impl Gateway {
         let expectations = Expectations {
             issuer,
             client_id: &self.config.oidc.client_id,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
             nonce: Some(&flow.nonce),
             algorithms: &self.config.oidc.id_token_algorithms,
             now,

@@ -222,8 +222,15 @@ impl Gateway {
             None if authenticated.provider_unavailable => {
                 return deny(StatusCode::UNAUTHORIZED, "idp_unavailable", "The session cannot be renewed right now.");
             }
-            None => match self.authenticate_bearer(request.headers()).await {
+            None => match self.authenticate_bearer(request.headers(), connection).await {
                 BearerOutcome::Valid(caller) => caller,
+                // auth_request proxies understand only 2xx, 401 and 403: refuse as for a bad token.
+                BearerOutcome::Throttled => {
+                    let mut response =
+                        deny(StatusCode::UNAUTHORIZED, "too_many_failures", "Too many failed attempts; wait a minute.");
+                    bearer::challenge_invalid_token(response.headers_mut());
+                    return response;
+                }
                 BearerOutcome::Invalid(reason) => {
                     tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
                     let mut response =

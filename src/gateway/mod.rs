@@ -17,6 +17,7 @@ mod request_id;
 mod session_auth;
 mod shared;
 mod sign_out;
+mod throttle;
 mod upstreams;
 mod userinfo;
 
@@ -112,6 +113,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// Upgraded connections (WebSockets) still open.
     tunnels: proxy::Tunnels,
+    /// Refused code exchanges per client address (see `throttle`).
+    failed_callbacks: throttle::FailureBudget,
 }
 
 impl Gateway {
@@ -168,6 +171,7 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::new(),
             tunnels: proxy::Tunnels::new(),
+            failed_callbacks: throttle::FailureBudget::new(throttle::FAILED_CALLBACKS_PER_CLIENT),
         })
     }
 
@@ -290,7 +294,7 @@ impl Gateway {
                 };
             }
             paths::START => return Box::pin(self.start_login_explicit(&request, request_id)).await,
-            paths::CALLBACK => return Box::pin(self.callback(&request, request_id, outcome)).await,
+            paths::CALLBACK => return Box::pin(self.callback(&request, connection, request_id, outcome)).await,
             paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
             paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
@@ -346,7 +350,7 @@ impl Gateway {
                 Some(session.caller)
             }
             (None, true) => None,
-            (None, false) => match Box::pin(self.authenticate_bearer(request.headers())).await {
+            (None, false) => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
                 bearer::BearerOutcome::Absent => None,
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
@@ -366,6 +370,7 @@ impl Gateway {
                     bearer::challenge_invalid_token(response.headers_mut());
                     return response;
                 }
+                bearer::BearerOutcome::Throttled => return self.too_many_failures(Audience::Api, request_id),
                 bearer::BearerOutcome::Unavailable => {
                     let mut response = self.fail(
                         Audience::Api,
@@ -423,7 +428,7 @@ impl Gateway {
     /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         connection: &Connection,
         caller: Option<&session_auth::Caller>,
         via: Option<&upstreams::Route>,
@@ -443,11 +448,6 @@ impl Gateway {
             }
         });
         let identity = identity.as_ref();
-        if let Some(via) = via {
-            for (name, value) in &via.set_headers {
-                request.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
         let upstream = via.map_or(&self.upstream, |route| &route.upstream);
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
@@ -456,7 +456,10 @@ impl Gateway {
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
             identity,
+            forward_client_authorization: caller.is_none()
+                && self.config.authz.forwards_client_authorization_on_public(),
             request_id: Some(request_id.header_value()),
+            set_headers: via.map_or(&[], |route| route.set_headers.as_slice()),
         };
         let started = Instant::now();
         // On the heap: the exchange's future (about 3 KB) would otherwise be

@@ -113,6 +113,7 @@ impl Gateway {
             let expectations = Expectations {
                 issuer: &self.config.oidc.issuer,
                 client_id: &self.config.oidc.client_id,
+                trusted_audiences: &self.config.oidc.trusted_audiences,
                 nonce: None,
                 algorithms: &self.config.oidc.id_token_algorithms,
                 now,

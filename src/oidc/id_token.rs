@@ -1,6 +1,9 @@
 //! ID token validation (OpenID Connect Core 1.0 §3.1.3.7): signature with a
-//! provider key and an allow-listed algorithm, then `iss`, `aud`, `azp`,
-//! `exp`, `iat` and `nonce`. The time checks use the injectable clock.
+//! provider key and an allow-listed algorithm, no `crit` header member (RFC
+//! 7515 §4.1.11: none is understood here), then `iss`, `aud` (every audience
+//! trusted), `azp`, a non-empty `sub`, `nbf`, `exp`, `iat` and `nonce`. The
+//! time checks use the injectable clock. [`verify_signed`] holds logout tokens
+//! and bearer JWTs to the same rules.
 
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
@@ -79,6 +82,14 @@ pub enum IdTokenError {
     NonceMismatch,
     #[error("azp does not name this client")]
     WrongAuthorizedParty,
+    #[error("the header lists critical extensions, none of which is understood")]
+    CriticalExtension,
+    #[error("aud names an audience that is not trusted")]
+    UntrustedAudience,
+    #[error("sub is empty or not a string")]
+    BadSubject,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
 }
 
 /// What an ID token must satisfy.
@@ -86,6 +97,8 @@ pub enum IdTokenError {
 pub struct Expectations<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
+    /// Audiences the token may name besides the client (`oidc.trusted_audiences`).
+    pub trusted_audiences: &'a [String],
     /// The login attempt's nonce; `None` for tokens from a refresh (no nonce required).
     pub nonce: Option<&'a str>,
     pub algorithms: &'a [Algorithm],
@@ -95,9 +108,15 @@ pub struct Expectations<'a> {
 
 /// Verifies the signature and claims of `token`.
 pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Result<IdTokenClaims, IdTokenError> {
-    let claims: IdTokenClaims =
-        verify_signed(token, jwks, expect.algorithms, expect.issuer, expect.client_id, &["exp", "iss", "aud", "sub"])
-            .await?;
+    let rules = JwtRules {
+        algorithms: expect.algorithms,
+        issuer: expect.issuer,
+        audience: expect.client_id,
+        trusted_audiences: expect.trusted_audiences,
+        now: expect.now,
+        skew_seconds: expect.skew_seconds,
+    };
+    let claims: IdTokenClaims = verify_signed(token, jwks, &rules, &["exp", "iss", "aud", "sub"]).await?;
     if claims.exp.saturating_add(expect.skew_seconds) <= expect.now {
         return Err(IdTokenError::Expired);
     }
@@ -122,43 +141,96 @@ pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Re
     Ok(claims)
 }
 
+/// What every JWT the gateway accepts (ID, logout and bearer tokens) must satisfy.
+#[derive(Debug)]
+pub struct JwtRules<'a> {
+    pub algorithms: &'a [Algorithm],
+    pub issuer: &'a str,
+    /// The audience the token must name.
+    pub audience: &'a str,
+    /// The only other audiences it may name (OIDC Core §3.1.3.7 step 3).
+    pub trusted_audiences: &'a [String],
+    pub now: UnixSeconds,
+    pub skew_seconds: i64,
+}
+
 /// Verifies a JWT's signature with a provider key and an allow-listed
-/// algorithm, its `iss` and its `aud`, and that `required` claims exist.
-/// Time claims are left to the caller, who owns the clock.
+/// algorithm, that its header asks for no critical extension, its `iss`, its
+/// `aud` (ours, and nothing untrusted), a non-empty `sub` and a `nbf` already
+/// reached (when present), and that `required` claims exist. `exp` and `iat`
+/// are left to the caller: their limits differ by kind of token.
 pub async fn verify_signed<T: DeserializeOwned>(
     token: &str,
     jwks: &Jwks,
-    algorithms: &[Algorithm],
-    issuer: &str,
-    audience: &str,
+    rules: &JwtRules<'_>,
     required: &[&str],
 ) -> Result<T, IdTokenError> {
     // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
     let header = decode_header(token).map_err(|_| IdTokenError::Malformed)?;
-    if !algorithms.contains(&header.alg) {
+    if !rules.algorithms.contains(&header.alg) {
         return Err(IdTokenError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+    }
+    // RFC 7515 §4.1.11: an extension the recipient does not understand makes
+    // the JWS invalid, and this verifier understands none.
+    if header.crit.is_some() {
+        return Err(IdTokenError::CriticalExtension);
     }
     let candidates = jwks.keys_for(header.kid.as_deref()).await;
     if candidates.is_empty() {
         return Err(IdTokenError::UnknownKey);
     }
     let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[audience]);
+    validation.set_issuer(&[rules.issuer]);
+    validation.set_audience(&[rules.audience]);
     validation.set_required_spec_claims(required);
     validation.validate_exp = false;
+    // Checked below against the gateway's clock, not the system's.
     validation.validate_nbf = false;
 
     let mut last_error = IdTokenError::UnknownKey;
     // A key that declares an algorithm is only used with that algorithm
     // (no RSA key verifying an ES256 token, no key confusion).
     for candidate in candidates.iter().filter(|key| key.algorithm.is_none_or(|alg| alg == header.alg)) {
-        match decode::<T>(token, &candidate.key, &validation) {
-            Ok(data) => return Ok(data.claims),
+        match decode::<serde_json::Value>(token, &candidate.key, &validation) {
+            Ok(data) => {
+                check_common_claims(&data.claims, rules)?;
+                return serde_json::from_value(data.claims)
+                    .map_err(|_| IdTokenError::Invalid("malformed claims".to_owned()));
+            }
             Err(error) => last_error = IdTokenError::Invalid(error.kind_name()),
         }
     }
     Err(last_error)
+}
+
+/// The registered claims every kind of token is held to alike (RFC 7519 §4.1):
+/// each audience ours or trusted, `sub` a non-empty string, `nbf` reached.
+fn check_common_claims(claims: &serde_json::Value, rules: &JwtRules<'_>) -> Result<(), IdTokenError> {
+    let trusted = |audience: &serde_json::Value| {
+        audience.as_str().is_some_and(|audience| {
+            audience == rules.audience || rules.trusted_audiences.iter().any(|trusted| trusted == audience)
+        })
+    };
+    let audiences_trusted = match claims.get("aud") {
+        None => true,
+        Some(serde_json::Value::Array(audiences)) => audiences.iter().all(trusted),
+        Some(one) => trusted(one),
+    };
+    if !audiences_trusted {
+        return Err(IdTokenError::UntrustedAudience);
+    }
+    if claims.get("sub").is_some_and(|sub| sub.as_str().is_none_or(str::is_empty)) {
+        return Err(IdTokenError::BadSubject);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        // NumericDate may have a fraction (RFC 7519 §2); anything else is malformed.
+        let Some(nbf) = nbf.as_f64() else { return Err(IdTokenError::Invalid("malformed nbf".to_owned())) };
+        // Seconds since 1970 are exact in an f64 (53-bit mantissa).
+        if nbf > rules.now.saturating_add(rules.skew_seconds) as f64 {
+            return Err(IdTokenError::NotYetValid);
+        }
+    }
+    Ok(())
 }
 
 /// A short, secret-free name for a jsonwebtoken error kind (for logs).
@@ -180,5 +252,55 @@ impl KindName for jsonwebtoken::errors::Error {
             }
             _ => "verification failed".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn rules(trusted: &[String]) -> JwtRules<'_> {
+        JwtRules {
+            algorithms: &[Algorithm::ES256],
+            issuer: "https://idp.example",
+            audience: "client",
+            trusted_audiences: trusted,
+            now: 1_000,
+            skew_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn every_audience_must_be_ours_or_trusted() {
+        let trusted = ["https://api.example".to_owned()];
+        let check = |claims| check_common_claims(&claims, &rules(&trusted));
+        assert_eq!(check(json!({"aud": "client"})), Ok(()));
+        assert_eq!(check(json!({"aud": ["client", "https://api.example"]})), Ok(()));
+        assert_eq!(check(json!({"aud": ["client", "other"]})), Err(IdTokenError::UntrustedAudience));
+        assert_eq!(check(json!({"aud": ["client", 7]})), Err(IdTokenError::UntrustedAudience));
+        assert_eq!(
+            check_common_claims(&json!({"aud": ["client", "https://api.example"]}), &rules(&[])),
+            Err(IdTokenError::UntrustedAudience)
+        );
+    }
+
+    #[test]
+    fn sub_must_be_a_non_empty_string() {
+        let check = |claims| check_common_claims(&claims, &rules(&[]));
+        assert_eq!(check(json!({"sub": "u1"})), Ok(()));
+        assert_eq!(check(json!({"sub": ""})), Err(IdTokenError::BadSubject));
+        assert_eq!(check(json!({"sub": 42})), Err(IdTokenError::BadSubject));
+    }
+
+    #[test]
+    fn nbf_must_be_reached_within_the_skew_and_be_a_number() {
+        let check = |claims| check_common_claims(&claims, &rules(&[]));
+        assert_eq!(check(json!({"nbf": 1_060})), Ok(()));
+        assert_eq!(check(json!({"nbf": 1_060.5})), Err(IdTokenError::NotYetValid));
+        assert_eq!(check(json!({"nbf": 1_061})), Err(IdTokenError::NotYetValid));
+        assert!(matches!(check(json!({"nbf": "1000"})), Err(IdTokenError::Invalid(_))));
     }
 }

@@ -2,12 +2,10 @@
 //! signed by the provider, for us, carrying the logout event, naming a
 //! `sub` and/or `sid`, and never a `nonce`.
 
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use super::id_token::{IdTokenError, verify_signed};
+use super::id_token::{IdTokenError, JwtRules, verify_signed};
 use super::jwks::Jwks;
-use crate::clock::UnixSeconds;
 
 /// The event a logout token must carry.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -54,17 +52,10 @@ pub enum LogoutTokenError {
     BadTime,
 }
 
-/// Validates a logout token for `client_id` from `issuer`.
-pub async fn validate(
-    token: &str,
-    jwks: &Jwks,
-    algorithms: &[Algorithm],
-    issuer: &str,
-    client_id: &str,
-    now: UnixSeconds,
-    skew_seconds: i64,
-) -> Result<LogoutRequest, LogoutTokenError> {
-    let claims: LogoutClaims = verify_signed(token, jwks, algorithms, issuer, client_id, &["iss", "aud"]).await?;
+/// Validates a logout token for `rules.audience` (the client) from `rules.issuer`.
+pub async fn validate(token: &str, jwks: &Jwks, rules: &JwtRules<'_>) -> Result<LogoutRequest, LogoutTokenError> {
+    let claims: LogoutClaims = verify_signed(token, jwks, rules, &["iss", "aud"]).await?;
+    let (now, skew_seconds) = (rules.now, rules.skew_seconds);
     let event_ok = claims
         .events
         .as_ref()

@@ -33,11 +33,14 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static HOP_BY_HOP: [HeaderName; 8] =
     [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, PROXY_AUTHORIZATION];
 
-/// Identity headers only the gateway may set; lowercase, `-` also matching `_`.
+/// Headers only the gateway may set; lowercase, `-` also matching `_`.
 ///
 /// The forwarding headers are here too because some upstream stacks (CGI-style
 /// environments) fold `X_Forwarded_For` and `X-Forwarded-For` into one variable.
-const SPOOFABLE: [&[u8]; 11] = [
+/// So are the headers frameworks read as the client's address or as the real
+/// target or method (`X-Real-IP`, `X-Original-URL`, `X-HTTP-Method-Override`...):
+/// a client could otherwise steer an upstream around the gateway's decision.
+const SPOOFABLE: [&[u8]; 19] = [
     b"x-forwarded-user",
     b"x-forwarded-email",
     b"x-forwarded-groups",
@@ -49,6 +52,14 @@ const SPOOFABLE: [&[u8]; 11] = [
     b"x-remote-user",
     b"remote-user",
     b"forwarded",
+    b"x-real-ip",
+    b"true-client-ip",
+    b"x-client-ip",
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
 ];
 
 /// Every header starting with this (with `-` also matching `_`) is gateway-owned.
@@ -144,9 +155,9 @@ pub fn remove_spoofed_identity(headers: &mut HeaderMap, strip_authorization: boo
 
 /// Whether `name` is a gateway-owned identity header in any case/underscore variant.
 pub fn is_spoofable(name: &[u8]) -> bool {
-    // Cheap first-byte filter: every listed name starts with x, r or f.
+    // Cheap first-byte filter: every listed name starts with x, r, f or t.
     match name.first().map(u8::to_ascii_lowercase) {
-        Some(b'x' | b'r' | b'f') => {}
+        Some(b'x' | b'r' | b'f' | b't') => {}
         _ => return false,
     }
     SPOOFABLE.iter().any(|pattern| name.len() == pattern.len() && same_name_prefix(name, pattern))
@@ -422,12 +433,23 @@ mod tests {
             "Remote-User",
             "Forwarded",
             "x_forwarded_for",
+            "X-Real-IP",
+            "True-Client-IP",
+            "x_original_url",
+            "X-Rewrite-URL",
+            "X-HTTP-Method-Override",
         ] {
             assert!(is_spoofable(name.as_bytes()), "{name} must be stripped");
         }
-        for name in
-            ["x-forwarded-prefix", "x-auth-request-", "x-forwarded-users", "accept", "x-request-id", "forwarded-for"]
-        {
+        for name in [
+            "x-forwarded-prefix",
+            "x-auth-request-",
+            "x-forwarded-users",
+            "accept",
+            "x-request-id",
+            "forwarded-for",
+            "te",
+        ] {
             assert!(!is_spoofable(name.as_bytes()), "{name} must pass");
         }
     }

@@ -9,7 +9,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, InvalidHea
 
 /// `X-Forwarded-User`: the user's stable identifier (the `sub` claim or similar).
 pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
-/// `X-Forwarded-Email`: the user's email, when known.
+/// `X-Forwarded-Email`: the user's email, when the provider has verified it.
 pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// `X-Forwarded-Preferred-Username`: the user's display login name, when known.
 pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
@@ -62,10 +62,12 @@ pub struct IdentityHeaders {
 impl IdentityHeaders {
     /// Validates every value as a header value; fails if any contains bytes a header cannot carry.
     ///
+    /// `verified_email` is an address the provider has verified (`email_verified:
+    /// true`), or `None`: the upstream takes `X-Forwarded-Email` as vouched for.
     /// Groups are comma-joined; an empty group list sends no `X-Forwarded-Groups`.
     pub fn new(
         user: &str,
-        email: Option<&str>,
+        verified_email: Option<&str>,
         preferred_username: Option<&str>,
         groups: &[String],
         access_token: Option<&str>,
@@ -75,7 +77,7 @@ impl IdentityHeaders {
         // when the headers are cloned for each request).
         let mut buffer = Vec::with_capacity(
             user.len()
-                + email.map_or(0, str::len)
+                + verified_email.map_or(0, str::len)
                 + preferred_username.map_or(0, str::len)
                 + groups.iter().map(|group| group.len() + 1).sum::<usize>(),
         );
@@ -85,7 +87,7 @@ impl IdentityHeaders {
             start..buffer.len()
         };
         let user_range = push(user);
-        let email_range = email.map(&mut push);
+        let email_range = verified_email.map(&mut push);
         let username_range = preferred_username.map(&mut push);
         let groups_range = (!groups.is_empty()).then(|| {
             let start = buffer.len();

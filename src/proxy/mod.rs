@@ -16,7 +16,7 @@ mod tests;
 
 use std::error::Error as _;
 
-use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
+use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
 use http::{Extensions, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -44,8 +44,14 @@ pub struct ForwardContext<'a> {
     pub is_gateway_cookie: &'a (dyn Fn(&str) -> bool + Sync),
     /// The authenticated user's headers; `None` on public (skip-auth) routes.
     pub identity: Option<&'a IdentityHeaders>,
+    /// Keep the client's own `Authorization` (the operator's opt-in for public
+    /// routes); never kept when `identity` is set.
+    pub forward_client_authorization: bool,
     /// Forwarded as `X-Request-Id` when present.
     pub request_id: Option<&'a HeaderValue>,
+    /// The operator's fixed headers for this upstream, replacing the client's;
+    /// applied after hop-by-hop removal, so no `Connection` nomination drops them.
+    pub set_headers: &'a [(HeaderName, HeaderValue)],
     /// Where an upgraded connection (WebSocket) is registered, so shutdown can wait for it.
     pub tunnels: &'a Tunnels,
 }
@@ -56,6 +62,7 @@ impl std::fmt::Debug for ForwardContext<'_> {
             .field("forwarded_for", &self.forwarded_for)
             .field("client_scheme", &self.client_scheme)
             .field("identity", &self.identity)
+            .field("forward_client_authorization", &self.forward_client_authorization)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +114,8 @@ impl ProxyError {
 /// Forwards one request to the upstream and returns its (streaming) response.
 ///
 /// The request is cleaned (hop-by-hop, spoofed identity, gateway cookies),
-/// given `X-Forwarded-*` and the identity headers, and sent as HTTP/1.1 (or
+/// given `X-Forwarded-*`, the identity headers and the operator's fixed
+/// headers, and sent as HTTP/1.1 (or
 /// HTTP/2 if the upstream negotiated it). An HTTP/1.1 `Upgrade` request whose
 /// upstream answers 101 is tunnelled; the gateway's server connection must be
 /// served `with_upgrades()` for that.
@@ -132,14 +140,16 @@ pub async fn forward(
     let headers = &mut parts.headers;
     // Room for the forwarding and identity headers added below, in one step:
     // hyper sizes the map for the headers it parsed, and each growth rehashes.
-    headers.reserve(headers::FORWARDING_HEADERS + ctx.identity.map_or(0, IdentityHeaders::count));
+    headers
+        .reserve(headers::FORWARDING_HEADERS + ctx.identity.map_or(0, IdentityHeaders::count) + ctx.set_headers.len());
     headers::remove_hop_by_hop(headers);
     if let Some(protocol) = &upgrade_protocol {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol.clone());
     }
-    // An authenticated request carries only the gateway's Authorization (or none), never the client's.
-    headers::remove_spoofed_identity(headers, ctx.identity.is_some());
+    // An authenticated request carries only the gateway's Authorization (or none), never the
+    // client's; a public one carries the client's only where the operator opted in.
+    headers::remove_spoofed_identity(headers, ctx.identity.is_some() || !ctx.forward_client_authorization);
     headers::remove_gateway_cookies(headers, ctx.is_gateway_cookie);
     headers::set_forwarding(
         headers,
@@ -152,6 +162,9 @@ pub async fn forward(
     );
     if let Some(identity) = ctx.identity {
         identity.apply(headers);
+    }
+    for (name, value) in ctx.set_headers {
+        headers.insert(name.clone(), value.clone());
     }
     parts.uri = target;
     // The gateway speaks its own version to the upstream (RFC 9110 §6.2); the

@@ -157,7 +157,9 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                             client_scheme: "https",
                             is_gateway_cookie: &is_gateway_cookie,
                             identity: identity.as_ref().as_ref(),
+                            forward_client_authorization: true,
                             request_id: Some(&request_id),
+                            set_headers: &[],
                         };
                         let response = match forward(&upstream, req, ctx).await {
                             Ok(response) => response,

@@ -52,7 +52,7 @@ impl ActiveSession {
     pub fn from_session(data: &crate::session::data::SessionData) -> Option<Self> {
         let identity = IdentityHeaders::new(
             &data.sub,
-            data.email.as_deref(),
+            data.email.as_deref().filter(|_| data.email_verified == Some(true)),
             data.preferred_username.as_deref(),
             &data.groups,
             None,

@@ -26,6 +26,11 @@ const OWNED: &[&str] = &[
     "X-Auth-Request-Groups",
     "X-Auth-Request-Preferred-Username",
     "X-Auth-Request-Access-Token",
+    "X-Real-IP",
+    "True-Client-IP",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
 ];
 
 /// Every spelling of `name`: four cases, times all-`-`, all-`_` and each

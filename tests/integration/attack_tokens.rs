@@ -1,14 +1,16 @@
 //! Forged ID tokens: `alg: none`, algorithm confusion (HS256 keyed with the
 //! public key), unknown and hostile `kid`s, missing `exp`/`aud`/`iss`/`sub`,
-//! wrong issuer and audience, expired, bad signature. None may make a session,
-//! none may cause a 5xx other than the provider-error page, and nothing reaches
-//! the upstream.
+//! wrong issuer and audience, an audience the client does not trust, an empty
+//! `sub`, a future `nbf`, an unknown `crit` header, expired, bad signature.
+//! None may make a session, none may cause a 5xx other than the provider-error
+//! page, and nothing reaches the upstream.
 
 use http::StatusCode;
 use portcullis::devidp::Faults;
+use serde_json::json;
 
-use crate::support::TestWorld;
 use crate::support::upstreams::CountingUpstream;
+use crate::support::{CLIENT_ID, TestWorld};
 
 type Forgery = (&'static str, fn(&Faults));
 
@@ -33,7 +35,16 @@ const FORGERIES: &[Forgery] = &[
     ("wrong audience", |faults| faults.id_token_wrong_audience.set(true)),
     ("expired", |faults| faults.id_token_expired.set(true)),
     ("wrong nonce", |faults| faults.id_token_wrong_nonce.set(true)),
+    ("empty sub", |faults| faults.id_token_claims.set(Some(json!({"sub": ""})))),
+    ("nbf in the future", |faults| faults.id_token_claims.set(Some(json!({"nbf": FAR_FUTURE})))),
+    ("an audience the client does not trust, azp naming the client", |faults| {
+        faults.id_token_claims.set(Some(json!({"aud": [CLIENT_ID, "https://untrusted.example"], "azp": CLIENT_ID})));
+    }),
+    ("an unknown critical header", |faults| faults.id_token_critical.set(Some("urn:example:unknown"))),
 ];
+
+/// A time no test clock reaches (year 2096).
+const FAR_FUTURE: i64 = 4_000_000_000;
 
 fn clear(faults: &Faults) {
     faults.id_token_alg_none.set(false);
@@ -45,6 +56,8 @@ fn clear(faults: &Faults) {
     faults.id_token_wrong_audience.set(false);
     faults.id_token_expired.set(false);
     faults.id_token_wrong_nonce.set(false);
+    faults.id_token_claims.set(None);
+    faults.id_token_critical.set(None);
 }
 
 #[tokio::test]

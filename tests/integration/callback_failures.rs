@@ -231,3 +231,29 @@ async fn session_cookie_presented_as_the_flow_cookie_is_refused() {
     assert_refused_without_session(&reply, &browser, StatusCode::BAD_REQUEST);
     assert_eq!(world.provider.token_requests("authorization_code"), 1, "only the victim's own login was exchanged");
 }
+
+/// How many failed code exchanges per client address (and window) the gateway makes, as documented.
+const FAILED_CALLBACKS_PER_CLIENT: u64 = 10;
+
+#[tokio::test]
+async fn forged_callbacks_cannot_make_one_token_request_each() {
+    let world = TestWorld::start().await;
+    let forged_callback = |state: &str| {
+        let url = with_param(&format!("{}/oauth2/callback?code=forged", world.public_url), "state", state);
+        with_param(&url, "iss", world.provider.issuer())
+    };
+    // Each attempt has a genuine flow cookie and state (free to get), and a made-up code.
+    for attempt in 0..FAILED_CALLBACKS_PER_CLIENT {
+        let browser = world.browser();
+        let pending = browser.start_login("/").await;
+        let reply = browser.finish_login(&forged_callback(pending.state())).await;
+        assert_refused_without_session(&reply, &browser, StatusCode::BAD_GATEWAY);
+        assert_eq!(world.provider.token_requests("authorization_code"), attempt + 1);
+    }
+    let browser = world.browser();
+    let pending = browser.start_login("/").await;
+    let reply = browser.finish_login(&forged_callback(pending.state())).await;
+    assert_refused_without_session(&reply, &browser, StatusCode::TOO_MANY_REQUESTS);
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(world.provider.token_requests("authorization_code"), FAILED_CALLBACKS_PER_CLIENT);
+}

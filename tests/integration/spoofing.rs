@@ -1,6 +1,6 @@
-//! Identity-header spoofing: whatever identity, forwarding or authorization
-//! headers a client sends, in whatever spelling, the upstream only ever sees
-//! the gateway's own. Sent over a raw socket so the spellings are exact.
+//! Identity-header spoofing: whatever identity, forwarding, client-address,
+//! URL-rewrite, method-override or authorization headers a client sends, in
+//! whatever spelling, the upstream only ever sees the gateway's own. Sent over a raw socket so the spellings are exact.
 
 use http::StatusCode;
 
@@ -31,6 +31,12 @@ const SPOOFED: &[&str] = &[
     "X-Forwarded-Proto: SPOOF",
     "X-Forwarded-Host: SPOOF.evil.example",
     "Forwarded: for=SPOOF;host=evil.example",
+    "X-Real-IP: SPOOF-203.0.113.9",
+    "x_real_ip: SPOOF-203.0.113.9",
+    "True-Client-IP: SPOOF-203.0.113.9",
+    "X-Original-URL: /SPOOF/admin",
+    "X-Rewrite-URL: /SPOOF/admin",
+    "X-HTTP-Method-Override: SPOOF-DELETE",
 ];
 
 #[tokio::test]
@@ -74,7 +80,18 @@ async fn client_identity_headers_never_reach_the_upstream() {
     assert_eq!(one("x-forwarded-proto"), "http");
     assert_eq!(one("x-forwarded-host"), world.gateway_addr.to_string());
     assert_eq!(one("cookie"), "app=1");
-    for absent in ["forwarded", "x-remote-user", "remote-user", "x-forwarded-access-token", "x-auth-request-user"] {
+    for absent in [
+        "forwarded",
+        "x-remote-user",
+        "remote-user",
+        "x-forwarded-access-token",
+        "x-auth-request-user",
+        "x-real-ip",
+        "true-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+    ] {
         assert!(!headers.contains_key(absent), "{absent} reached the upstream");
     }
 }

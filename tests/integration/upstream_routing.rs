@@ -130,3 +130,33 @@ async fn an_unknown_identity_header_name_stops_the_start_naming_the_key() {
     let error = result.err().map(|error| error.to_string()).unwrap_or_default();
     assert!(error.contains("upstreams") && error.contains("identity_headers"), "{error}");
 }
+
+#[tokio::test]
+async fn operator_set_headers_survive_a_connection_nomination_and_replace_the_clients() {
+    let api = second_echo().await;
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.upstreams = vec![RawUpstream {
+                name: Some("tenant".to_owned()),
+                url: api.clone(),
+                path_prefix: Some("/t/".to_owned()),
+                set_headers: BTreeMap::from([("x-tenant".to_owned(), "blue".to_owned())]),
+                ..RawUpstream::default()
+            }];
+        })
+        .start()
+        .await;
+    let browser = world.browser();
+    browser.login().await;
+    // A client nominating the operator's header in Connection, and sending its own value.
+    let request = format!(
+        "GET /t/page HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nX-Tenant: red\r\nCookie: {}={}\r\nConnection: close, x-tenant\r\n\r\n",
+        world.gateway_addr,
+        world.session_cookie_name(),
+        browser.session_value()
+    );
+    let reply = raw_exchange(world.gateway_addr, &request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let echoed = reply.json();
+    assert_eq!(echoed["headers"]["x-tenant"], serde_json::json!(["blue"]), "{echoed}");
+}
