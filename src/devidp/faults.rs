@@ -100,6 +100,8 @@ pub struct Faults {
     pub id_token_alg_none: FaultFlag,
     /// The token endpoint answers 400 `{"error": <this>}`.
     pub token_endpoint_error: FaultText,
+    /// The token endpoint answers 429 Too Many Requests with no OAuth error, as a rate limiter in front of it would.
+    pub token_endpoint_rate_limited: FaultFlag,
     /// The authorize endpoint redirects back with `error=<this>&state=...`.
     pub authorize_error: FaultText,
     /// Every endpoint answers 503, as in an outage.

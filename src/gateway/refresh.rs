@@ -12,7 +12,7 @@ use super::Gateway;
 use super::login::seconds;
 use crate::clock::UnixSeconds;
 use crate::oidc::id_token::{self, Expectations};
-use crate::oidc::token::{self, TokenError};
+use crate::oidc::token;
 use crate::secret::SecretString;
 use crate::session::cache::ActiveSession;
 use crate::session::data::SessionData;
@@ -80,9 +80,7 @@ impl Gateway {
 
     pub(super) async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
-        let Some(provider) = self.provider.current() else {
-            return RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) };
-        };
+        let Some(provider) = self.provider.current() else { return self.refresh_unavailable() };
         let refresh_token = SecretString::new(refresh_token);
         let started = std::time::Instant::now();
         let result = token::refresh(
@@ -95,15 +93,15 @@ impl Gateway {
         self.metrics.idp_call("refresh", started.elapsed().as_secs_f64());
         let tokens = match result {
             Ok(tokens) => tokens,
-            Err(TokenError::Rejected { code }) => {
+            Err(error) if error.is_invalid_grant() => {
                 self.metrics.refresh("rejected");
-                tracing::info!(target: "portcullis::auth", event = "refresh_rejected", reason = %code, user = %data.sub);
+                tracing::info!(target: "portcullis::auth", event = "refresh_rejected", reason = "invalid_grant", user = %data.sub);
                 return RefreshOutcome::Ended;
             }
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", event = "refresh_failed", %error, user = %data.sub);
                 self.metrics.refresh("unavailable");
-                return RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) };
+                return self.refresh_unavailable();
             }
         };
 
@@ -134,9 +132,16 @@ impl Gateway {
                     tracing::warn!(target: "portcullis::auth", event = "refresh_rejected", reason = "subject_changed", user = %data.sub);
                     return RefreshOutcome::Ended;
                 }
+                // Not the session's fault (the provider rotating its keys, say). The
+                // tokens came from the token endpoint itself and are kept: a rotated
+                // refresh token cannot be used twice. Its claims are not trusted: the
+                // session keeps the ones it has until an ID token verifies again.
                 Err(error) => {
-                    tracing::warn!(target: "portcullis::auth", event = "refresh_rejected", reason = "id_token_invalid", %error, user = %data.sub);
-                    return RefreshOutcome::Ended;
+                    if names_another_user(raw.expose(), data) {
+                        tracing::warn!(target: "portcullis::auth", event = "refresh_rejected", reason = "subject_changed", user = %data.sub);
+                        return RefreshOutcome::Ended;
+                    }
+                    tracing::warn!(target: "portcullis::auth", event = "refresh_id_token_unverified", %error, user = %data.sub);
                 }
             }
         }
@@ -155,4 +160,17 @@ impl Gateway {
         self.metrics.refresh("refreshed");
         RefreshOutcome::Refreshed { data: Box::new(refreshed), active }
     }
+
+    /// The outcome of a refresh that may succeed later: backs off from now.
+    fn refresh_unavailable(&self) -> RefreshOutcome {
+        RefreshOutcome::Unavailable { retry_at: self.clock.now().saturating_add(BACKOFF_SECONDS) }
+    }
+}
+
+/// Whether an ID token that could not be verified says it is about another
+/// user than `data`'s (fail closed: even unverified, that ends the session).
+fn names_another_user(id_token: &str, data: &SessionData) -> bool {
+    let Some(payload) = crate::authz::claims::unverified_payload(id_token) else { return false };
+    let differs = |claim: &str, ours: &str| payload.get(claim).and_then(|value| value.as_str()) != Some(ours);
+    differs("sub", &data.sub) || differs("iss", &data.iss)
 }

@@ -261,6 +261,53 @@ async fn an_ignored_max_age_gains_nothing_after_the_absolute_lifetime() {
     assert_eq!(browser.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Issue 14 item 6: a refusal that is not about the grant (an overloaded or
+/// misconfigured provider, a rate limiter) backs off and keeps the session, and
+/// so does a refreshed ID token signed with a key not yet published; only
+/// `invalid_grant` ends it.
+#[tokio::test]
+async fn only_invalid_grant_ends_a_session_at_refresh() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let old = world.open_session(&browser.session_value());
+    let faults = world.provider.faults();
+    world.clock.advance(INTO_REFRESH_WINDOW);
+
+    let failures: [(&str, &dyn Fn(bool)); 3] = [
+        ("temporarily_unavailable", &|on| faults.token_endpoint_error.set(on.then_some("temporarily_unavailable"))),
+        ("invalid_client", &|on| faults.token_endpoint_error.set(on.then_some("invalid_client"))),
+        ("HTTP 429", &|on| faults.token_endpoint_rate_limited.set(on)),
+    ];
+    for (attempt, (failure, fault)) in (1..).zip(failures) {
+        fault(true);
+        let reply = browser.api_get(&format!("/during-{attempt}")).await;
+        fault(false);
+        assert_eq!(world.provider.token_requests("refresh_token"), attempt, "{failure}: one refresh attempt");
+        assert_eq!(reply.status, StatusCode::OK, "{failure} ended the session: {}", reply.body);
+        assert_eq!(upstream_bearer(&reply), format!("Bearer {}", old.access_token), "{failure}: the current token");
+        assert!(!reply.set_cookie("_portcullis").is_some_and(|cookie| cookie.is_deletion()), "{failure}: cleared");
+        // Past the back-off, still before the old token expires.
+        world.clock.advance(11);
+    }
+
+    // The provider's answer is good but its ID token does not verify (yet): the
+    // new tokens are kept (the refresh token was rotated), its claims are not.
+    faults.id_token_kid.set(Some("rotated-in-later"));
+    let unverified = browser.api_get("/unverified-id-token").await;
+    faults.id_token_kid.set(None);
+    assert_eq!(unverified.status, StatusCode::OK, "an unverified ID token ended the session: {}", unverified.body);
+    assert_ne!(upstream_bearer(&unverified), format!("Bearer {}", old.access_token), "the new access token");
+    let kept = world.open_session(&browser.session_value());
+    assert_eq!(kept.id_token, old.id_token, "the unverified ID token is not kept");
+    assert_ne!(kept.refresh_token, old.refresh_token, "the rotated refresh token is kept");
+
+    // The rotated refresh token works: the next refresh succeeds.
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    upstream_bearer(&browser.api_get("/after").await);
+    assert_eq!(world.provider.token_requests("refresh_token"), 5);
+}
+
 #[tokio::test]
 async fn rotating_keys_logs_nobody_out_and_removing_one_ends_only_its_cookies() {
     let mut world = TestWorld::start().await;
