@@ -83,8 +83,8 @@ impl Gateway {
                     return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
                 }
             }
-            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at).await,
-            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at).await,
+            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at, now),
+            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at, now),
             (None, Some(StoreEvent::Session { .. })) | (_, None) => {}
         }
         tracing::info!(

@@ -189,7 +189,7 @@ impl Gateway {
         let now = self.clock.now();
         let ended = opened.expires_at <= now
             || self.idle_expired(opened.last_seen_at, now)
-            || (!self.still_not_ended(&opened) && Box::pin(self.has_ended(&opened)).await);
+            || (!self.still_not_ended(&opened) && self.has_ended(&opened));
         if ended {
             recent.forget();
             return Authentication::invalid();
@@ -286,11 +286,11 @@ impl Gateway {
 
     /// Whether `opened` was signed out or logged out by the provider; when
     /// not, remembers the generation of the records it was found not ended in.
-    async fn has_ended(&self, opened: &OpenedSession) -> bool {
+    fn has_ended(&self, opened: &OpenedSession) -> bool {
         // Read before asking: a record added meanwhile changes it, and the next request asks again.
         let generation = self.ended.generation();
         let ended =
-            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at).await;
+            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at);
         if !ended {
             opened.not_ended_at.store(generation, Ordering::Relaxed);
         }

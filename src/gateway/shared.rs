@@ -84,7 +84,7 @@ impl Gateway {
         if !shared.store.is_healthy() {
             return Authentication::store_unavailable();
         }
-        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at).await {
+        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at) {
             return Authentication::invalid();
         }
         let mut session = match self.stored_session(shared, &handle, now).await {
@@ -291,14 +291,16 @@ impl Gateway {
 
     /// Applies a logout to this replica's memory.
     async fn apply_event(&self, shared: &Shared, event: StoreEvent) {
+        let now = self.clock.now();
         match event {
             StoreEvent::Session { id } => {
-                self.ended.end_session(&id).await;
+                // The event does not say when the session would have expired: at the latest a lifetime from now.
+                self.ended.end_session(&id, now.saturating_add(seconds(self.config.session.lifetime)), now);
                 shared.local.invalidate(&id).await;
                 self.cache.remove(&id).await;
             }
-            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at).await,
-            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at).await,
+            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at, now),
+            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at, now),
         }
     }
 }
