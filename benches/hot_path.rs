@@ -59,6 +59,7 @@ fn session() -> SessionData {
         expires_at: NOW + 36_000,
         access_token: token(1100, "access-claims"),
         access_expires_at: NOW + 3000,
+        access_issued_at: 0,
         refresh_token: Some(token(500, "refresh")),
         id_token: Some(token(1100, "id-claims")),
         roles: Vec::new(),

@@ -35,6 +35,22 @@ impl FaultText {
     }
 }
 
+/// A fault carrying a duration; `None` means off.
+#[derive(Debug, Default)]
+pub struct FaultDuration(Mutex<Option<std::time::Duration>>);
+
+impl FaultDuration {
+    /// Sets the duration, or `None` to turn the fault off.
+    pub fn set(&self, value: Option<std::time::Duration>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
+    }
+
+    /// The current duration, if the fault is on.
+    pub fn get(&self) -> Option<std::time::Duration> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Holds token-endpoint requests until opened, for tests of concurrent
 /// refreshes: the test closes it, sees the request waiting, checks what it
 /// must, then lets it go. Open by default.
@@ -98,6 +114,9 @@ pub struct Faults {
     pub id_token_expired: FaultFlag,
     /// ID tokens are unsigned (`alg: none`).
     pub id_token_alg_none: FaultFlag,
+    /// Access tokens live this long instead of the configured `access_token_ttl`
+    /// (not a defect: several providers issue 30-60 s tokens).
+    pub access_token_lifetime: FaultDuration,
     /// The token endpoint answers 400 `{"error": <this>}`.
     pub token_endpoint_error: FaultText,
     /// The token endpoint answers 429 Too Many Requests with no OAuth error, as a rate limiter in front of it would.

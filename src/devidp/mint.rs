@@ -59,7 +59,8 @@ pub(super) fn issue(
     let user =
         config.users.get(authorization.user).ok_or_else(|| io::Error::other("the grant names an unknown user"))?;
     let now = config.clock.now();
-    let access_ttl = seconds(config.access_token_ttl);
+    let access_lifetime = shared.faults.access_token_lifetime.get().unwrap_or(config.access_token_ttl);
+    let access_ttl = seconds(access_lifetime);
     let jti = random_token(16);
     let access_claims = json!({
         "iss": shared.issuer,
@@ -78,7 +79,7 @@ pub(super) fn issue(
         key.sign("at+jwt", key.kid(), &access_claims)?
     };
     shared.store().record_access_token(jti, family);
-    Ok(Issued { access_token, id_token, expires_in: config.access_token_ttl.as_secs() })
+    Ok(Issued { access_token, id_token, expires_in: access_lifetime.as_secs() })
 }
 
 fn id_token(

@@ -250,6 +250,7 @@ impl Gateway {
             expires_at: now.saturating_add(lifetime),
             access_token: tokens.access_token.expose().to_owned(),
             access_expires_at: now.saturating_add(expires_in),
+            access_issued_at: now,
             refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
             id_token: Some(raw_id_token.expose().to_owned()),
         };

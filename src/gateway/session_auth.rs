@@ -195,7 +195,7 @@ impl Gateway {
             return Authentication::invalid();
         }
 
-        let refresh_due = opened.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        let refresh_due = opened.refresh_at <= now;
         let refreshing = refresh_due && opened.has_refresh_token;
         let mut reseal = sealed_with_old_key || (refreshing && self.idle_touch_due(opened.last_seen_at, now));
         // Looked up here only when it decides the idle touch; the fast path below reuses it.
@@ -261,6 +261,7 @@ impl Gateway {
         let sid = view.sid().map(str::to_owned);
         let (created_at, last_seen_at, expires_at, access_expires_at) =
             (view.created_at, view.last_seen_at, view.expires_at, view.access_expires_at);
+        let refresh_at = self.refresh_at(view.access_issued_at, access_expires_at);
         let has_refresh_token = view.has_refresh_token();
         let (principal, access_token) = view.into_principal();
         Some(OpenedSession {
@@ -270,6 +271,7 @@ impl Gateway {
             last_seen_at,
             expires_at,
             access_expires_at,
+            refresh_at,
             has_refresh_token,
             principal: Arc::new(principal),
             access_authorization: IdentityHeaders::bearer_value(&access_token)?,

@@ -17,7 +17,7 @@ use moka::future::Cache;
 
 use super::Gateway;
 use super::login::seconds;
-use super::refresh::RefreshOutcome;
+use super::refresh::{RefreshOutcome, flight_key};
 use super::session_auth::{AuthenticatedSession, Authentication, Caller};
 use crate::clock::UnixSeconds;
 use crate::session::cache::ActiveSession;
@@ -93,14 +93,8 @@ impl Gateway {
             Err(()) => return Authentication::store_unavailable(),
         };
 
-        let refresh_due =
-            session.data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
-        if refresh_due && session.data.refresh_token.is_some() {
-            let key = (session.data.id.clone(), session.data.access_expires_at);
-            let outcome = self
-                .refreshes
-                .get_with(key, async { Arc::new(self.refresh_leased(shared, &session.data).await) })
-                .await;
+        if self.refresh_due(&session.data, now) && session.data.refresh_token.is_some() {
+            let outcome = self.refresh(&session.data).await;
             match outcome.as_ref() {
                 RefreshOutcome::Refreshed { data, .. } => {
                     let Some(fresh) = local(SessionData::clone(data), now) else {
@@ -167,11 +161,11 @@ impl Gateway {
 
     /// One refresh of `data` across all replicas: the lease winner asks the
     /// provider and stores the new tokens; the others wait for that generation.
-    async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
+    pub(super) async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
         let store = &shared.store;
         let lease = self.config.oidc.http_timeout.saturating_add(Duration::from_secs(5));
         let deadline = tokio::time::Instant::now() + lease;
-        let generation = data.access_expires_at;
+        let generation = flight_key(data);
         loop {
             let owner = match store.try_lease(&data.id, lease).await {
                 Ok(owner) => owner,
@@ -181,7 +175,7 @@ impl Gateway {
                 Ok(lookup) => lookup.data,
                 Err(_) => return RefreshOutcome::StoreUnavailable,
             };
-            let newer = |current: &SessionData| current.access_expires_at != generation;
+            let newer = |current: &SessionData| flight_key(current) != generation;
             if let Some(owner) = owner {
                 let outcome = match current {
                     None => RefreshOutcome::Ended,

@@ -165,6 +165,7 @@ mod tests {
             expires_at: i64::MAX,
             access_token: "a".repeat(2000),
             access_expires_at: crate::clock::Clock::system().now() + 3600,
+            access_issued_at: 0,
             refresh_token: Some("r".repeat(500)),
             id_token: Some("i".repeat(3000)),
         }

@@ -41,11 +41,19 @@ pub struct SessionData {
     pub expires_at: UnixSeconds,
     pub access_token: String,
     pub access_expires_at: UnixSeconds,
+    /// When the access token was issued (`0`: not known, in cookies from before
+    /// it was recorded); its lifetime bounds how early it is refreshed.
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    pub access_issued_at: UnixSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Kept for `id_token_hint` at provider logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+fn is_unknown(at: &UnixSeconds) -> bool {
+    *at == 0
 }
 
 impl std::fmt::Debug for SessionData {

@@ -60,6 +60,8 @@ pub struct SessionView<'a> {
     #[serde(borrow)]
     pub access_token: Cow<'a, str>,
     pub access_expires_at: UnixSeconds,
+    #[serde(default)]
+    pub access_issued_at: UnixSeconds,
     /// Whether a refresh token is present (`null` counts as absent, as for `SessionData`).
     #[serde(default)]
     pub refresh_token: Option<Unread>,
@@ -264,6 +266,7 @@ mod tests {
             expires_at: 1_700_086_400,
             access_token: "eyJhbGciOi.access.token".to_owned(),
             access_expires_at: 1_700_000_300,
+            access_issued_at: 0,
             refresh_token: Some("refresh-token".to_owned()),
             id_token: Some("eyJhbGciOi.id.token".to_owned()),
         }
@@ -296,6 +299,7 @@ mod tests {
         assert_eq!(view.last_seen_at, data.last_seen_at);
         assert_eq!(view.expires_at, data.expires_at);
         assert_eq!(view.access_expires_at, data.access_expires_at);
+        assert_eq!(view.access_issued_at, data.access_issued_at);
         assert_eq!(view.has_refresh_token(), data.refresh_token.is_some());
         assert_eq!(view.has_id_token(), data.id_token.is_some());
         assert_eq!(view.id_token(), Ok(data.id_token.clone()));
