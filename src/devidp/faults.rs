@@ -131,6 +131,8 @@ pub struct Faults {
     pub omit_iss_parameter: FaultFlag,
     /// ID tokens name another user (`sub`), e.g. a refresh answering for the wrong account.
     pub id_token_other_subject: FaultFlag,
+    /// ID tokens carry these groups (comma-separated) instead of the user's, as after a change at the provider.
+    pub id_token_groups: FaultText,
     /// ID tokens carry a `padding` claim of this text, to make them as large as
     /// some providers' (e.g. many group claims); not a defect, a size knob.
     pub id_token_padding: FaultText,
@@ -140,6 +142,8 @@ pub struct Faults {
     pub id_token_omit_claim: FaultText,
     /// ID tokens are HS256 MACs keyed with the published public key (algorithm confusion).
     pub id_token_hmac_with_public_key: FaultFlag,
+    /// Back-channel logout tokens lack their `jti`.
+    pub logout_token_without_jti: FaultFlag,
     /// How the back-channel endpoints (discovery, JWKS, token) misbehave; the
     /// browser-facing authorize endpoint is unaffected.
     pub back_channel: FaultMode,

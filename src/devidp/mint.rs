@@ -113,6 +113,9 @@ fn id_token(
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(authorization.auth_time));
     claims.insert("sid".into(), json!(authorization.sid));
+    if let Some(groups) = faults.id_token_groups.get() {
+        claims.insert("groups".into(), json!(groups.split(',').collect::<Vec<_>>()));
+    }
     if let Some(padding) = faults.id_token_padding.get() {
         claims.insert("padding".into(), json!(padding));
     }
@@ -169,8 +172,13 @@ pub(super) fn logout_token(shared: &Shared, username: &str, sid: Option<&str>) -
         "jti": random_token(16),
         "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
     });
-    if let (Some(sid), Some(object)) = (sid, claims.as_object_mut()) {
-        object.insert("sid".into(), json!(sid));
+    if let Some(object) = claims.as_object_mut() {
+        if let Some(sid) = sid {
+            object.insert("sid".into(), json!(sid));
+        }
+        if shared.faults.logout_token_without_jti.get() {
+            object.remove("jti");
+        }
     }
     let keys = shared.keys();
     let key = keys.current();

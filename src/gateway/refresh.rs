@@ -194,9 +194,7 @@ impl Gateway {
                     refreshed.email_verified = claims.email_verified.or(refreshed.email_verified);
                     refreshed.name = claims.name.or(refreshed.name);
                     refreshed.preferred_username = claims.preferred_username.or(refreshed.preferred_username);
-                    if let Some(groups) = claims.groups {
-                        refreshed.groups = groups;
-                    }
+                    refreshed.roles = self.groups_in(raw.expose());
                     refreshed.id_token = Some(raw.expose().to_owned());
                 }
                 Ok(_) => {

@@ -210,11 +210,19 @@ impl Gateway {
         let outcome = self.refresh_once(current).await;
         match &outcome {
             RefreshOutcome::Refreshed { data, .. } => {
-                if let Err(error) = shared.store.save(&self.keys, data, self.clock.now()).await {
-                    // The provider may have rotated the refresh token; without the store
-                    // the new one cannot be kept, so this generation is lost.
-                    tracing::error!(%error, user = %current.sub, "refreshed tokens could not be stored");
-                    return RefreshOutcome::StoreUnavailable;
+                match shared.store.replace(&self.keys, data, self.clock.now()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Signed out (or logged out) while the provider answered: it stays so.
+                        tracing::info!(target: "portcullis::auth", event = "refresh_discarded", reason = "session_ended", user = %current.sub);
+                        return RefreshOutcome::Ended;
+                    }
+                    Err(error) => {
+                        // The provider may have rotated the refresh token; without the store
+                        // the new one cannot be kept, so this generation is lost.
+                        tracing::error!(%error, user = %current.sub, "refreshed tokens could not be stored");
+                        return RefreshOutcome::StoreUnavailable;
+                    }
                 }
             }
             RefreshOutcome::Ended => {

@@ -54,7 +54,7 @@ impl ActiveSession {
             &data.sub,
             data.email.as_deref(),
             data.preferred_username.as_deref(),
-            &data.groups,
+            &data.roles,
             None,
         )
         .ok()?;
@@ -157,7 +157,6 @@ mod tests {
             email_verified: Some(true),
             name: None,
             preferred_username: Some("user".into()),
-            groups: (0..groups).map(|index| format!("group-{index}")).collect(),
             roles: (0..groups).map(|index| format!("group-{index}")).collect(),
             sid: None,
             created_at: 0,

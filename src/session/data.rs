@@ -25,10 +25,10 @@ pub struct SessionData {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// Groups or roles read at login from the claim `authz.groups_claim` names
-    /// (a dotted path such as `realm_access.roles`); what authorization rules see.
+    /// Groups or roles read from the claim `authz.groups_claim` names (a
+    /// dotted path such as `realm_access.roles`) at login and at each refresh
+    /// that brings an ID token: what authorization rules see and what the
+    /// groups header carries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// The provider's session id (`sid`), for back-channel logout.

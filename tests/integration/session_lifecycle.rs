@@ -310,6 +310,53 @@ async fn a_refreshed_id_token_for_another_user_ends_the_session() {
     assert_eq!(world.provider.token_requests("refresh_token"), 1);
 }
 
+fn forwarded_groups(reply: &Reply) -> serde_json::Value {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let seen: serde_json::Value = serde_json::from_str(&reply.body).expect("echo JSON");
+    seen["headers"]["x-forwarded-groups"].clone()
+}
+
+/// Issue 14 item 11: the groups rules see came from `authz.groups_claim` and
+/// were read at login only; the groups header came from the `groups` claim
+/// and changed at each refresh. Both now come from the configured claim and
+/// change together.
+#[tokio::test]
+async fn rules_and_the_groups_header_see_the_same_groups_from_login_and_after_a_refresh() {
+    let admins_only = |raw: &mut portcullis::config::RawConfig| {
+        raw.authz.rules = vec![portcullis::authz::settings::RawRule {
+            name: Some("admins-only".to_owned()),
+            path_prefix: Some("/admin".to_owned()),
+            allow: Some("authenticated".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..portcullis::authz::settings::RawRule::default()
+        }];
+    };
+    // Another claim: alice's `groups` claim is neither seen by rules nor forwarded.
+    let other_claim = TestWorld::builder()
+        .tweak(move |raw| {
+            admins_only(raw);
+            raw.authz.groups_claim = "realm_access.roles".to_owned();
+        })
+        .start()
+        .await;
+    let alice = other_claim.browser();
+    alice.login_at("/", "alice", "alice").await;
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::FORBIDDEN);
+    assert!(forwarded_groups(&alice.api_get("/x").await).is_null(), "a header from another claim than the rules'");
+
+    // The configured claim changes at the provider: a refresh brings it to both.
+    let world = TestWorld::builder().tweak(admins_only).start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::OK);
+    assert_eq!(forwarded_groups(&alice.api_get("/x").await)[0], "admins,staff");
+    world.provider.faults().id_token_groups.set(Some("staff"));
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    assert_eq!(forwarded_groups(&alice.api_get("/x").await)[0], "staff");
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::FORBIDDEN, "rules still see the old groups");
+}
+
 #[tokio::test]
 async fn a_provider_outage_does_not_end_sessions_and_refresh_backs_off() {
     let world = TestWorld::start().await;
@@ -545,6 +592,20 @@ async fn forged_or_malformed_logout_tokens_are_refused() {
     }
     let wrong_method = attacker.api_get("/oauth2/backchannel_logout").await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    upstream_bearer(&alice.api_get("/x").await);
+}
+
+/// Issue 14 item 11: a logout token without `jti` could be replayed unnoticed
+/// (within its five minutes, ending sessions signed in after the real logout).
+#[tokio::test]
+async fn a_logout_token_without_jti_is_refused() {
+    let world = TestWorld::start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    world.provider.faults().logout_token_without_jti.set(true);
+    let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let reply = post_logout_token(&world.browser(), &token).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     upstream_bearer(&alice.api_get("/x").await);
 }
 
