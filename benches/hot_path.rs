@@ -52,16 +52,16 @@ fn session() -> SessionData {
         email_verified: Some(true),
         name: Some("Alice Example".to_owned()),
         preferred_username: Some("alice".to_owned()),
-        groups: (0..12).map(|index| format!("team-{index:02}-engineering")).collect(),
         sid: Some("a1b2c3d4-e5f6-7890-abcd-ef0123456789".to_owned()),
         created_at: NOW - 600,
         last_seen_at: NOW - 10,
         expires_at: NOW + 36_000,
         access_token: token(1100, "access-claims"),
         access_expires_at: NOW + 3000,
+        access_issued_at: 0,
         refresh_token: Some(token(500, "refresh")),
         id_token: Some(token(1100, "id-claims")),
-        roles: Vec::new(),
+        roles: (0..12).map(|index| format!("team-{index:02}-engineering")).collect(),
     }
 }
 
@@ -74,7 +74,7 @@ fn identity(data: &SessionData) -> IdentityHeaders {
         &data.sub,
         data.email.as_deref(),
         data.preferred_username.as_deref(),
-        &data.groups,
+        &data.roles,
         Some(&data.access_token),
     )
     .unwrap()

@@ -86,6 +86,8 @@ pub struct SessionConfig {
     pub refresh_margin: Duration,
     pub login_timeout: Duration,
     pub cache_max_entries: u64,
+    /// At most this many records of ended sessions (sign-outs, back-channel logouts) per replica.
+    pub ended_max_entries: u64,
     /// The session cache's byte budget (identity headers and claims; no tokens are cached).
     pub cache_max_bytes: u64,
     /// The shared session store; `None`: sessions live in the cookie only.
@@ -578,6 +580,9 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
     if raw.cache_max_entries == 0 {
         return Err(invalid("session.cache_max_entries", "must be at least 1"));
     }
+    if raw.ended_max_entries == 0 {
+        return Err(invalid("session.ended_max_entries", "must be at least 1"));
+    }
     if raw.cache_max_bytes < 1024 * 1024 {
         return Err(invalid("session.cache_max_bytes", "must be at least 1048576 (1 MiB)"));
     }
@@ -591,6 +596,7 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         refresh_margin: raw.refresh_margin,
         login_timeout: raw.login_timeout,
         cache_max_entries: raw.cache_max_entries,
+        ended_max_entries: raw.ended_max_entries,
         cache_max_bytes: raw.cache_max_bytes,
     })
 }

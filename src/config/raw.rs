@@ -175,6 +175,8 @@ pub struct RawSession {
     pub login_timeout: Duration,
     /// Live sessions kept in the in-memory token cache.
     pub cache_max_entries: u64,
+    /// Records of ended sessions (sign-outs, back-channel logouts) kept per replica; reaching it ends every session.
+    pub ended_max_entries: u64,
     /// Bytes the in-memory session cache may hold (it never holds tokens).
     pub cache_max_bytes: u64,
     /// The optional shared session store (Redis/Valkey) for several replicas.
@@ -268,6 +270,7 @@ impl Default for RawConfig {
                 refresh_margin: Duration::from_secs(60),
                 login_timeout: Duration::from_secs(600),
                 cache_max_entries: 200_000,
+                ended_max_entries: 500_000,
                 cache_max_bytes: 128 * 1024 * 1024,
                 store: RawSessionStore {
                     url: None,

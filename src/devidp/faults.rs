@@ -56,6 +56,22 @@ impl FaultClaims {
     }
 }
 
+/// A fault carrying a duration; `None` means off.
+#[derive(Debug, Default)]
+pub struct FaultDuration(Mutex<Option<std::time::Duration>>);
+
+impl FaultDuration {
+    /// Sets the duration, or `None` to turn the fault off.
+    pub fn set(&self, value: Option<std::time::Duration>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = value;
+    }
+
+    /// The current duration, if the fault is on.
+    pub fn get(&self) -> Option<std::time::Duration> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Holds token-endpoint requests until opened, for tests of concurrent
 /// refreshes: the test closes it, sees the request waiting, checks what it
 /// must, then lets it go. Open by default.
@@ -119,8 +135,13 @@ pub struct Faults {
     pub id_token_expired: FaultFlag,
     /// ID tokens are unsigned (`alg: none`).
     pub id_token_alg_none: FaultFlag,
+    /// Access tokens live this long instead of the configured `access_token_ttl`
+    /// (not a defect: several providers issue 30-60 s tokens).
+    pub access_token_lifetime: FaultDuration,
     /// The token endpoint answers 400 `{"error": <this>}`.
     pub token_endpoint_error: FaultText,
+    /// The token endpoint answers 429 Too Many Requests with no OAuth error, as a rate limiter in front of it would.
+    pub token_endpoint_rate_limited: FaultFlag,
     /// The authorize endpoint redirects back with `error=<this>&state=...`.
     pub authorize_error: FaultText,
     /// Every endpoint answers 503, as in an outage.
@@ -131,6 +152,8 @@ pub struct Faults {
     pub omit_iss_parameter: FaultFlag,
     /// ID tokens name another user (`sub`), e.g. a refresh answering for the wrong account.
     pub id_token_other_subject: FaultFlag,
+    /// ID tokens carry these groups (comma-separated) instead of the user's, as after a change at the provider.
+    pub id_token_groups: FaultText,
     /// ID tokens carry a `padding` claim of this text, to make them as large as
     /// some providers' (e.g. many group claims); not a defect, a size knob.
     pub id_token_padding: FaultText,
@@ -145,6 +168,8 @@ pub struct Faults {
     pub id_token_claims: FaultClaims,
     /// ID tokens' JOSE header lists this name in `crit` (an extension nobody understands).
     pub id_token_critical: FaultText,
+    /// Back-channel logout tokens lack their `jti`.
+    pub logout_token_without_jti: FaultFlag,
     /// How the back-channel endpoints (discovery, JWKS, token) misbehave; the
     /// browser-facing authorize endpoint is unaffected.
     pub back_channel: FaultMode,

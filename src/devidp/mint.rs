@@ -59,7 +59,8 @@ pub(super) fn issue(
     let user =
         config.users.get(authorization.user).ok_or_else(|| io::Error::other("the grant names an unknown user"))?;
     let now = config.clock.now();
-    let access_ttl = seconds(config.access_token_ttl);
+    let access_lifetime = shared.faults.access_token_lifetime.get().unwrap_or(config.access_token_ttl);
+    let access_ttl = seconds(access_lifetime);
     let jti = random_token(16);
     let access_claims = json!({
         "iss": shared.issuer,
@@ -78,7 +79,7 @@ pub(super) fn issue(
         key.sign("at+jwt", key.kid(), &access_claims)?
     };
     shared.store().record_access_token(jti, family);
-    Ok(Issued { access_token, id_token, expires_in: config.access_token_ttl.as_secs() })
+    Ok(Issued { access_token, id_token, expires_in: access_lifetime.as_secs() })
 }
 
 fn id_token(
@@ -112,6 +113,9 @@ fn id_token(
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(authorization.auth_time));
     claims.insert("sid".into(), json!(authorization.sid));
+    if let Some(groups) = faults.id_token_groups.get() {
+        claims.insert("groups".into(), json!(groups.split(',').collect::<Vec<_>>()));
+    }
     if let Some(padding) = faults.id_token_padding.get() {
         claims.insert("padding".into(), json!(padding));
     }
@@ -178,8 +182,13 @@ pub(super) fn logout_token(shared: &Shared, username: &str, sid: Option<&str>) -
         "jti": random_token(16),
         "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
     });
-    if let (Some(sid), Some(object)) = (sid, claims.as_object_mut()) {
-        object.insert("sid".into(), json!(sid));
+    if let Some(object) = claims.as_object_mut() {
+        if let Some(sid) = sid {
+            object.insert("sid".into(), json!(sid));
+        }
+        if shared.faults.logout_token_without_jti.get() {
+            object.remove("jti");
+        }
     }
     let keys = shared.keys();
     let key = keys.current();

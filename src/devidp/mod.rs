@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use faults::{FaultClaims, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
+pub use faults::{FaultClaims, FaultDuration, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
 use crate::clock::Clock;
 

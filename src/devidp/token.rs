@@ -29,6 +29,11 @@ pub(super) async fn handle(shared: &Shared, request: Request) -> Response {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
+    if shared.faults.token_endpoint_rate_limited.get() {
+        let mut response = json(StatusCode::TOO_MANY_REQUESTS, &json!({}));
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+        return response;
+    }
     if let Some(error) = shared.faults.token_endpoint_error.get() {
         return json(StatusCode::BAD_REQUEST, &json!({ "error": error }));
     }

@@ -53,7 +53,8 @@ impl Gateway {
                 return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
             }
         };
-        if let (Some(jti), Some(shared)) = (&logout.jti, &self.shared) {
+        let jti = &logout.jti;
+        if let Some(shared) = &self.shared {
             match shared.store.claim_once(jti, JTI_MEMORY).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -63,13 +64,11 @@ impl Gateway {
                 Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
             }
         }
-        if let Some(jti) = &logout.jti {
-            if self.used_logout_tokens.contains_key(jti) {
-                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
-                return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
-            }
-            self.used_logout_tokens.insert(jti.clone(), ()).await;
+        if self.used_logout_tokens.contains_key(jti) {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
+            return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
         }
+        self.used_logout_tokens.insert(jti.clone(), ()).await;
         // §2.6: with both, the sid names the session; sub alone ends all of the user's.
         let event = match (&logout.sid, &logout.sub) {
             (Some(sid), _) => Some(StoreEvent::ProviderSession { sid: sid.clone(), at: now }),
@@ -83,8 +82,8 @@ impl Gateway {
                     return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
                 }
             }
-            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at).await,
-            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at).await,
+            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at, now),
+            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at, now),
             (None, Some(StoreEvent::Session { .. })) | (_, None) => {}
         }
         tracing::info!(

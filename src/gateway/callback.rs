@@ -253,17 +253,14 @@ impl Gateway {
             email_verified: claims.email_verified,
             name: claims.name,
             preferred_username: claims.preferred_username,
-            groups: claims.groups.unwrap_or_default(),
-            // authz hook: the groups/roles rules see, from the verified ID token's configured claim.
-            roles: crate::authz::claims::unverified_payload(raw_id_token.expose())
-                .map(|payload| crate::authz::claims::strings_at(&payload, self.config.authz.groups_claim()))
-                .unwrap_or_default(),
+            roles: self.groups_in(raw_id_token.expose()),
             sid: claims.sid,
             created_at: now,
             last_seen_at: now,
             expires_at: now.saturating_add(lifetime),
             access_token: tokens.access_token.expose().to_owned(),
             access_expires_at: now.saturating_add(expires_in),
+            access_issued_at: now,
             refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
             id_token: Some(raw_id_token.expose().to_owned()),
         };
@@ -312,6 +309,14 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The groups (or roles) in a verified ID token, from the claim
+    /// `authz.groups_claim` names: what rules see and the groups header carries.
+    pub(super) fn groups_in(&self, verified_id_token: &str) -> Vec<String> {
+        crate::authz::claims::unverified_payload(verified_id_token)
+            .map(|payload| crate::authz::claims::strings_at(&payload, self.config.authz.groups_claim()))
+            .unwrap_or_default()
+    }
+
     /// The cache entry for a session: headers prepared once.
     pub(super) fn active_session(&self, data: &SessionData) -> Option<ActiveSession> {
         ActiveSession::from_session(data)

@@ -127,7 +127,12 @@ impl Gateway {
         let keys = KeyRing::new(&config.session.keys)?;
         let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
         let cache = SessionCache::new(config.session.cache_max_entries, config.session.cache_max_bytes);
-        let ended = EndedSessions::new(config.session.lifetime, config.session.cache_max_entries);
+        let metrics = Metrics::new();
+        let ended = EndedSessions::new(
+            config.session.lifetime,
+            config.session.ended_max_entries,
+            metrics.ended_sessions_overflows(),
+        );
         let refreshes = refresh::flights(config.session.cache_max_entries);
         let shared = match &config.session.store {
             Some(store) => Some(shared::Shared::new(
@@ -169,7 +174,7 @@ impl Gateway {
             redirects,
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
-            metrics: Metrics::new(),
+            metrics,
             tunnels: proxy::Tunnels::new(),
             failed_callbacks: throttle::FailureBudget::new(throttle::FAILED_CALLBACKS_PER_CLIENT),
         })

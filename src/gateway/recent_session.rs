@@ -38,6 +38,8 @@ pub(super) struct OpenedSession {
     pub last_seen_at: UnixSeconds,
     pub expires_at: UnixSeconds,
     pub access_expires_at: UnixSeconds,
+    /// When the access token is due for refresh (see `Gateway::refresh_at`).
+    pub refresh_at: UnixSeconds,
     pub has_refresh_token: bool,
     pub principal: Arc<Principal>,
     /// `Bearer <access token>`, marked sensitive.
@@ -139,6 +141,7 @@ mod tests {
             last_seen_at: 0,
             expires_at: 100,
             access_expires_at: 50,
+            refresh_at: 40,
             has_refresh_token: false,
             principal: Arc::new(Principal {
                 subject: id.to_owned(),

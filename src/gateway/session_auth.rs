@@ -189,13 +189,13 @@ impl Gateway {
         let now = self.clock.now();
         let ended = opened.expires_at <= now
             || self.idle_expired(opened.last_seen_at, now)
-            || (!self.still_not_ended(&opened) && Box::pin(self.has_ended(&opened)).await);
+            || (!self.still_not_ended(&opened) && self.has_ended(&opened));
         if ended {
             recent.forget();
             return Authentication::invalid();
         }
 
-        let refresh_due = opened.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
+        let refresh_due = opened.refresh_at <= now;
         let refreshing = refresh_due && opened.has_refresh_token;
         let mut reseal = sealed_with_old_key || (refreshing && self.idle_touch_due(opened.last_seen_at, now));
         // Looked up here only when it decides the idle touch; the fast path below reuses it.
@@ -261,6 +261,7 @@ impl Gateway {
         let sid = view.sid().map(str::to_owned);
         let (created_at, last_seen_at, expires_at, access_expires_at) =
             (view.created_at, view.last_seen_at, view.expires_at, view.access_expires_at);
+        let refresh_at = self.refresh_at(view.access_issued_at, access_expires_at);
         let has_refresh_token = view.has_refresh_token();
         let (principal, access_token) = view.into_principal();
         Some(OpenedSession {
@@ -270,6 +271,7 @@ impl Gateway {
             last_seen_at,
             expires_at,
             access_expires_at,
+            refresh_at,
             has_refresh_token,
             principal: Arc::new(principal),
             access_authorization: IdentityHeaders::bearer_value(&access_token)?,
@@ -286,11 +288,11 @@ impl Gateway {
 
     /// Whether `opened` was signed out or logged out by the provider; when
     /// not, remembers the generation of the records it was found not ended in.
-    async fn has_ended(&self, opened: &OpenedSession) -> bool {
+    fn has_ended(&self, opened: &OpenedSession) -> bool {
         // Read before asking: a record added meanwhile changes it, and the next request asks again.
         let generation = self.ended.generation();
         let ended =
-            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at).await;
+            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at);
         if !ended {
             opened.not_ended_at.store(generation, Ordering::Relaxed);
         }

@@ -17,7 +17,7 @@ use moka::future::Cache;
 
 use super::Gateway;
 use super::login::seconds;
-use super::refresh::RefreshOutcome;
+use super::refresh::{RefreshOutcome, flight_key};
 use super::session_auth::{AuthenticatedSession, Authentication, Caller};
 use crate::clock::UnixSeconds;
 use crate::session::cache::ActiveSession;
@@ -84,7 +84,7 @@ impl Gateway {
         if !shared.store.is_healthy() {
             return Authentication::store_unavailable();
         }
-        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at).await {
+        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at) {
             return Authentication::invalid();
         }
         let mut session = match self.stored_session(shared, &handle, now).await {
@@ -93,14 +93,8 @@ impl Gateway {
             Err(()) => return Authentication::store_unavailable(),
         };
 
-        let refresh_due =
-            session.data.access_expires_at.saturating_sub(seconds(self.config.session.refresh_margin)) <= now;
-        if refresh_due && session.data.refresh_token.is_some() {
-            let key = (session.data.id.clone(), session.data.access_expires_at);
-            let outcome = self
-                .refreshes
-                .get_with(key, async { Arc::new(self.refresh_leased(shared, &session.data).await) })
-                .await;
+        if self.refresh_due(&session.data, now) && session.data.refresh_token.is_some() {
+            let outcome = self.refresh(&session.data).await;
             match outcome.as_ref() {
                 RefreshOutcome::Refreshed { data, .. } => {
                     let Some(fresh) = local(SessionData::clone(data), now) else {
@@ -167,11 +161,11 @@ impl Gateway {
 
     /// One refresh of `data` across all replicas: the lease winner asks the
     /// provider and stores the new tokens; the others wait for that generation.
-    async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
+    pub(super) async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
         let store = &shared.store;
         let lease = self.config.oidc.http_timeout.saturating_add(Duration::from_secs(5));
         let deadline = tokio::time::Instant::now() + lease;
-        let generation = data.access_expires_at;
+        let generation = flight_key(data);
         loop {
             let owner = match store.try_lease(&data.id, lease).await {
                 Ok(owner) => owner,
@@ -181,7 +175,7 @@ impl Gateway {
                 Ok(lookup) => lookup.data,
                 Err(_) => return RefreshOutcome::StoreUnavailable,
             };
-            let newer = |current: &SessionData| current.access_expires_at != generation;
+            let newer = |current: &SessionData| flight_key(current) != generation;
             if let Some(owner) = owner {
                 let outcome = match current {
                     None => RefreshOutcome::Ended,
@@ -216,11 +210,19 @@ impl Gateway {
         let outcome = self.refresh_once(current).await;
         match &outcome {
             RefreshOutcome::Refreshed { data, .. } => {
-                if let Err(error) = shared.store.save(&self.keys, data, self.clock.now()).await {
-                    // The provider may have rotated the refresh token; without the store
-                    // the new one cannot be kept, so this generation is lost.
-                    tracing::error!(%error, user = %current.sub, "refreshed tokens could not be stored");
-                    return RefreshOutcome::StoreUnavailable;
+                match shared.store.replace(&self.keys, data, self.clock.now()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Signed out (or logged out) while the provider answered: it stays so.
+                        tracing::info!(target: "portcullis::auth", event = "refresh_discarded", reason = "session_ended", user = %current.sub);
+                        return RefreshOutcome::Ended;
+                    }
+                    Err(error) => {
+                        // The provider may have rotated the refresh token; without the store
+                        // the new one cannot be kept, so this generation is lost.
+                        tracing::error!(%error, user = %current.sub, "refreshed tokens could not be stored");
+                        return RefreshOutcome::StoreUnavailable;
+                    }
                 }
             }
             RefreshOutcome::Ended => {
@@ -291,14 +293,16 @@ impl Gateway {
 
     /// Applies a logout to this replica's memory.
     async fn apply_event(&self, shared: &Shared, event: StoreEvent) {
+        let now = self.clock.now();
         match event {
             StoreEvent::Session { id } => {
-                self.ended.end_session(&id).await;
+                // The event does not say when the session would have expired: at the latest a lifetime from now.
+                self.ended.end_session(&id, now.saturating_add(seconds(self.config.session.lifetime)), now);
                 shared.local.invalidate(&id).await;
                 self.cache.remove(&id).await;
             }
-            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at).await,
-            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at).await,
+            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at, now),
+            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at, now),
         }
     }
 }

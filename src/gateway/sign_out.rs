@@ -78,7 +78,7 @@ impl Gateway {
                     return self.store_unavailable_page(Audience::Browser, request_id);
                 }
             }
-            self.ended.end_session(&data.id).await;
+            self.ended.end_session(&data.id, data.expires_at, self.clock.now());
             self.cache.remove(&data.id).await;
             self.revoke_tokens(data, request_id).await;
             if let Some(end_session) = self.provider_logout_url(data) {

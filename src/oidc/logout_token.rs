@@ -1,6 +1,6 @@
 //! Logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.4 and §2.6):
 //! signed by the provider, for us, carrying the logout event, naming a
-//! `sub` and/or `sid`, and never a `nonce`.
+//! `sub` and/or `sid`, a `jti` (so a replay can be refused), and never a `nonce`.
 
 use serde::Deserialize;
 
@@ -34,7 +34,8 @@ struct LogoutClaims {
 pub struct LogoutRequest {
     pub sub: Option<String>,
     pub sid: Option<String>,
-    pub jti: Option<String>,
+    /// The token's unique id: used once, a replay is refused.
+    pub jti: String,
 }
 
 /// Why a logout token was refused.
@@ -48,6 +49,8 @@ pub enum LogoutTokenError {
     HasNonce,
     #[error("the token names neither sub nor sid")]
     NoSubject,
+    #[error("the token has no jti, so a replay could not be recognised")]
+    NoJti,
     #[error("the token is expired, from the future or too old")]
     BadTime,
 }
@@ -71,11 +74,15 @@ pub async fn validate(token: &str, jwks: &Jwks, rules: &JwtRules<'_>) -> Result<
     if claims.sub.is_none() && claims.sid.is_none() {
         return Err(LogoutTokenError::NoSubject);
     }
+    // §2.4 makes jti required; without it a captured token could be replayed.
+    let Some(jti) = claims.jti.filter(|jti| !jti.is_empty()) else {
+        return Err(LogoutTokenError::NoJti);
+    };
     let expired = claims.exp.is_some_and(|exp| exp.saturating_add(skew_seconds) <= now);
     let future = claims.iat > now.saturating_add(skew_seconds);
     let stale = claims.iat < now.saturating_sub(MAX_AGE_SECONDS + skew_seconds);
     if expired || future || stale {
         return Err(LogoutTokenError::BadTime);
     }
-    Ok(LogoutRequest { sub: claims.sub, sid: claims.sid, jti: claims.jti })
+    Ok(LogoutRequest { sub: claims.sub, sid: claims.sid, jti })
 }

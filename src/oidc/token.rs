@@ -53,6 +53,16 @@ pub enum TokenError {
     Invalid(&'static str),
 }
 
+impl TokenError {
+    /// Whether the provider refused the grant itself (RFC 6749 §5.2
+    /// `invalid_grant`: the refresh token is revoked, expired or reused). Any
+    /// other refusal (`invalid_client`, `temporarily_unavailable`, a 429)
+    /// says nothing about the session and may pass.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, Self::Rejected { code } if code == "invalid_grant")
+    }
+}
+
 impl From<IdpHttpError> for TokenError {
     fn from(error: IdpHttpError) -> Self {
         TokenError::Unavailable(error.to_string())

@@ -54,7 +54,7 @@ impl ActiveSession {
             &data.sub,
             data.email.as_deref().filter(|_| data.email_verified == Some(true)),
             data.preferred_username.as_deref(),
-            &data.groups,
+            &data.roles,
             None,
         )
         .ok()?;
@@ -157,7 +157,6 @@ mod tests {
             email_verified: Some(true),
             name: None,
             preferred_username: Some("user".into()),
-            groups: (0..groups).map(|index| format!("group-{index}")).collect(),
             roles: (0..groups).map(|index| format!("group-{index}")).collect(),
             sid: None,
             created_at: 0,
@@ -165,6 +164,7 @@ mod tests {
             expires_at: i64::MAX,
             access_token: "a".repeat(2000),
             access_expires_at: crate::clock::Clock::system().now() + 3600,
+            access_issued_at: 0,
             refresh_token: Some("r".repeat(500)),
             id_token: Some("i".repeat(3000)),
         }

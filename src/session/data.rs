@@ -25,10 +25,10 @@ pub struct SessionData {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// Groups or roles read at login from the claim `authz.groups_claim` names
-    /// (a dotted path such as `realm_access.roles`); what authorization rules see.
+    /// Groups or roles read from the claim `authz.groups_claim` names (a
+    /// dotted path such as `realm_access.roles`) at login and at each refresh
+    /// that brings an ID token: what authorization rules see and what the
+    /// groups header carries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// The provider's session id (`sid`), for back-channel logout.
@@ -41,11 +41,19 @@ pub struct SessionData {
     pub expires_at: UnixSeconds,
     pub access_token: String,
     pub access_expires_at: UnixSeconds,
+    /// When the access token was issued (`0`: not known, in cookies from before
+    /// it was recorded); its lifetime bounds how early it is refreshed.
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    pub access_issued_at: UnixSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Kept for `id_token_hint` at provider logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+fn is_unknown(at: &UnixSeconds) -> bool {
+    *at == 0
 }
 
 impl std::fmt::Debug for SessionData {

@@ -1,38 +1,116 @@
 //! Sessions that ended before their cookies expired: signed out here, or
 //! logged out by the provider (back-channel). A copied cookie of an ended
-//! session stops working at once. Entries live as long as a session can.
+//! session stops working at once.
+//!
+//! A record is kept until no session it ends can still be alive, and is never
+//! dropped before that to make room: a cache that evicts (or refuses to admit)
+//! records under pressure would let an attacker who logs in and out often
+//! enough revive copied cookies. The records are bounded all the same
+//! (`session.ended_max_entries`); should that bound be reached, the table
+//! fails closed: every session created until then ends, which makes all the
+//! records redundant, so they are dropped and counted, and an error is logged.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::clock::UnixSeconds;
 
 /// The record of ended sessions on this replica.
 #[derive(Clone, Debug)]
 pub struct EndedSessions {
-    /// Session ids signed out.
-    sessions: Cache<String, ()>,
-    /// Subjects logged out by the provider, with the time: sessions created before it end.
-    subjects: Cache<String, UnixSeconds>,
-    /// Provider session ids (`sid`) logged out, likewise.
-    provider_sessions: Cache<String, UnixSeconds>,
+    records: Arc<RwLock<Records>>,
+    /// Sessions live at most this long from their creation.
+    max_session_lifetime: i64,
+    max_entries: usize,
+    /// Counts the times the bound was reached (the table failed closed).
+    overflows: Counter,
     /// How many records have been added: see [`EndedSessions::generation`].
     generation: Arc<AtomicU64>,
+}
+
+/// Which table a record is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Session,
+    Subject,
+    ProviderSession,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    /// Session ids signed out, with the time the record may go.
+    sessions: HashMap<String, UnixSeconds>,
+    /// Subjects logged out by the provider: sessions created up to `.0` ended; the record may go at `.1`.
+    subjects: HashMap<String, (UnixSeconds, UnixSeconds)>,
+    /// Provider session ids (`sid`) logged out, likewise.
+    provider_sessions: HashMap<String, (UnixSeconds, UnixSeconds)>,
+    /// Every record by the time it may go, oldest first, so expired ones are dropped cheaply.
+    by_expiry: BTreeSet<(UnixSeconds, Kind, String)>,
+    /// Every session created up to this time ended (the bound was reached then).
+    all_ended_up_to: Option<UnixSeconds>,
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        self.by_expiry.len()
+    }
+
+    /// Drops the records whose sessions can no longer be alive at `now`.
+    fn drop_expired(&mut self, now: UnixSeconds) {
+        while let Some(first) = self.by_expiry.first()
+            && first.0 <= now
+        {
+            let Some((_, kind, key)) = self.by_expiry.pop_first() else { break };
+            match kind {
+                Kind::Session => {
+                    self.sessions.remove(&key);
+                }
+                Kind::Subject => {
+                    self.subjects.remove(&key);
+                }
+                Kind::ProviderSession => {
+                    self.provider_sessions.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Moves `key`'s entry in the expiry index from `previous` (if any) to `until`.
+    fn index(&mut self, kind: Kind, key: &str, previous: Option<UnixSeconds>, until: UnixSeconds) {
+        if let Some(previous) = previous {
+            self.by_expiry.remove(&(previous, kind, key.to_owned()));
+        }
+        self.by_expiry.insert((until, kind, key.to_owned()));
+    }
+
+    /// Ends every session created up to `at` and drops the records it makes redundant (all of them:
+    /// each ends only sessions created before now).
+    fn end_all(&mut self, at: UnixSeconds) {
+        self.sessions = HashMap::new();
+        self.subjects = HashMap::new();
+        self.provider_sessions = HashMap::new();
+        self.by_expiry = BTreeSet::new();
+        self.all_ended_up_to = Some(self.all_ended_up_to.map_or(at, |earlier| earlier.max(at)));
+    }
 }
 
 /// A value [`EndedSessions::generation`] never returns: nothing checked yet.
 pub const NEVER_CHECKED: u64 = u64::MAX;
 
 impl EndedSessions {
-    /// Records kept for `max_session_lifetime`, at most `max_entries` of each kind.
-    pub fn new(max_session_lifetime: Duration, max_entries: u64) -> Self {
+    /// Records kept as long as a session of `max_session_lifetime` they end
+    /// can be alive, at most `max_entries` in all; `overflows` counts the
+    /// times that bound is reached.
+    pub fn new(max_session_lifetime: Duration, max_entries: u64, overflows: Counter) -> Self {
         Self {
-            sessions: bounded(max_session_lifetime, max_entries),
-            subjects: bounded(max_session_lifetime, max_entries),
-            provider_sessions: bounded(max_session_lifetime, max_entries),
+            records: Arc::new(RwLock::new(Records::default())),
+            max_session_lifetime: i64::try_from(max_session_lifetime.as_secs()).unwrap_or(i64::MAX),
+            max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX).max(1),
+            overflows,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -52,44 +130,75 @@ impl EndedSessions {
         }
     }
 
-    /// Ends one session (sign-out).
-    pub async fn end_session(&self, session_id: &str) {
-        self.sessions.insert(session_id.to_owned(), ()).await;
+    /// Adds one record with `add`, unless the bound is reached: then every
+    /// session created up to `now` ends instead (which covers this record too).
+    fn record(&self, now: UnixSeconds, add: impl FnOnce(&mut Records)) {
+        let overflowed = {
+            let mut records = self.records.write().unwrap_or_else(PoisonError::into_inner);
+            records.drop_expired(now);
+            // A record already present is replaced, never refused.
+            add(&mut records);
+            let overflowed = records.len() > self.max_entries;
+            if overflowed {
+                records.end_all(now);
+            }
+            overflowed
+        };
         self.recorded();
+        if overflowed {
+            self.overflows.inc();
+            tracing::error!(
+                target: "portcullis::auth",
+                event = "ended_sessions_full",
+                max_entries = self.max_entries,
+                "the records of ended sessions reached session.ended_max_entries: every session created until now \
+                 has ended (fail closed) and must sign in again"
+            );
+        }
+    }
+
+    /// Ends one session (sign-out), which would have expired by itself at `expires_at`.
+    pub fn end_session(&self, session_id: &str, expires_at: UnixSeconds, now: UnixSeconds) {
+        self.record(now, |records| {
+            let previous = records.sessions.get(session_id).copied();
+            let until = previous.map_or(expires_at, |previous| previous.max(expires_at));
+            records.sessions.insert(session_id.to_owned(), until);
+            records.index(Kind::Session, session_id, previous, until);
+        });
     }
 
     /// Ends every session of `subject` created up to `at` (back-channel logout by `sub`).
-    pub async fn end_subject(&self, subject: &str, at: UnixSeconds) {
-        self.subjects.insert(subject.to_owned(), at).await;
-        self.recorded();
+    pub fn end_subject(&self, subject: &str, at: UnixSeconds, now: UnixSeconds) {
+        let until = at.saturating_add(self.max_session_lifetime);
+        self.record(now, |records| {
+            let previous = records.subjects.get(subject).copied();
+            let (at, until) =
+                previous.map_or((at, until), |(was_at, was_until)| (was_at.max(at), was_until.max(until)));
+            records.subjects.insert(subject.to_owned(), (at, until));
+            records.index(Kind::Subject, subject, previous.map(|(_, until)| until), until);
+        });
     }
 
     /// Ends every session of provider session `sid` created up to `at`.
-    pub async fn end_provider_session(&self, sid: &str, at: UnixSeconds) {
-        self.provider_sessions.insert(sid.to_owned(), at).await;
-        self.recorded();
+    pub fn end_provider_session(&self, sid: &str, at: UnixSeconds, now: UnixSeconds) {
+        let until = at.saturating_add(self.max_session_lifetime);
+        self.record(now, |records| {
+            let previous = records.provider_sessions.get(sid).copied();
+            let (at, until) =
+                previous.map_or((at, until), |(was_at, was_until)| (was_at.max(at), was_until.max(until)));
+            records.provider_sessions.insert(sid.to_owned(), (at, until));
+            records.index(Kind::ProviderSession, sid, previous.map(|(_, until)| until), until);
+        });
     }
 
     /// Whether a session has ended.
-    pub async fn has_ended(&self, session_id: &str, subject: &str, sid: Option<&str>, created_at: UnixSeconds) -> bool {
-        // `contains_key` first: it records no read, and nearly every session has not ended.
-        if self.sessions.contains_key(session_id) {
-            return true;
-        }
-        if self.subjects.contains_key(subject) && self.subjects.get(subject).await.is_some_and(|at| created_at <= at) {
-            return true;
-        }
-        match sid {
-            Some(sid) if self.provider_sessions.contains_key(sid) => {
-                self.provider_sessions.get(sid).await.is_some_and(|at| created_at <= at)
-            }
-            _ => false,
-        }
+    pub fn has_ended(&self, session_id: &str, subject: &str, sid: Option<&str>, created_at: UnixSeconds) -> bool {
+        let records = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        records.all_ended_up_to.is_some_and(|at| created_at <= at)
+            || records.sessions.contains_key(session_id)
+            || records.subjects.get(subject).is_some_and(|(at, _)| created_at <= *at)
+            || sid.and_then(|sid| records.provider_sessions.get(sid)).is_some_and(|(at, _)| created_at <= *at)
     }
-}
-
-fn bounded<V: Clone + Send + Sync + 'static>(ttl: Duration, max_entries: u64) -> Cache<String, V> {
-    Cache::builder().max_capacity(max_entries).time_to_live(ttl).build()
 }
 
 #[cfg(test)]
@@ -97,38 +206,97 @@ fn bounded<V: Clone + Send + Sync + 'static>(ttl: Duration, max_entries: u64) ->
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn every_kind_of_record_changes_the_generation_once_it_is_visible() {
-        let ended = EndedSessions::new(Duration::from_secs(3600), 100);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ended(max_entries: u64) -> EndedSessions {
+        EndedSessions::new(HOUR, max_entries, Counter::default())
+    }
+
+    #[test]
+    fn every_kind_of_record_changes_the_generation_once_it_is_visible() {
+        let ended = ended(100);
         let mut seen = vec![ended.generation()];
-        assert!(!ended.has_ended("s1", "alice", Some("p1"), 10).await);
+        assert!(!ended.has_ended("s1", "alice", Some("p1"), 10));
 
-        ended.end_session("s1").await;
+        ended.end_session("s1", 3610, 11);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s1", "alice", None, 10).await);
+        assert!(ended.has_ended("s1", "alice", None, 10));
 
-        ended.end_subject("bob", 20).await;
+        ended.end_subject("bob", 20, 20);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s2", "bob", None, 20).await);
+        assert!(ended.has_ended("s2", "bob", None, 20));
+        assert!(!ended.has_ended("s2b", "bob", None, 21), "a later login of bob is not ended");
 
-        ended.end_provider_session("p1", 30).await;
+        ended.end_provider_session("p1", 30, 30);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s3", "carol", Some("p1"), 30).await);
+        assert!(ended.has_ended("s3", "carol", Some("p1"), 30));
 
         let mut distinct = seen.clone();
         distinct.dedup();
         assert_eq!(distinct, seen, "each record changed the generation: {seen:?}");
         assert!(!seen.contains(&NEVER_CHECKED));
         let clone = ended.clone();
-        clone.end_session("s4").await;
+        clone.end_session("s4", 3640, 40);
         assert_ne!(ended.generation(), seen[3], "clones share the generation");
     }
 
     #[test]
     fn the_generation_never_takes_the_unchecked_value() {
-        let ended = EndedSessions::new(Duration::from_secs(60), 10);
+        let ended = ended(10);
         ended.generation.store(NEVER_CHECKED - 1, Ordering::Relaxed);
         ended.recorded();
         assert_eq!(ended.generation(), 0);
+    }
+
+    #[test]
+    fn records_are_kept_until_their_sessions_expire_and_never_evicted_for_room() {
+        let ended = ended(4);
+        ended.end_session("victim", 1000, 10);
+        // Records that are never read, as an attacker's own sign-outs would be.
+        for index in 0..3 {
+            ended.end_session(&format!("attacker-{index}"), 500, 11);
+        }
+        assert!(ended.has_ended("victim", "alice", None, 5), "the bound is not exceeded: nothing is dropped");
+        assert_eq!(ended.records.read().unwrap().len(), 4);
+
+        // Expired records make room; live ones stay.
+        ended.end_session("next", 2000, 500);
+        assert_eq!(ended.records.read().unwrap().len(), 2);
+        assert!(ended.has_ended("victim", "alice", None, 5));
+        assert!(ended.has_ended("next", "alice", None, 400));
+        assert!(!ended.has_ended("attacker-0", "mallory", None, 6), "its session had expired by itself");
+        assert_eq!(ended.overflows.get(), 0);
+    }
+
+    #[test]
+    fn reaching_the_bound_ends_every_session_created_until_then() {
+        let ended = ended(2);
+        ended.end_session("a", 1000, 10);
+        ended.end_subject("bob", 11, 11);
+        let before = ended.generation();
+        ended.end_session("c", 1000, 12);
+        assert_eq!(ended.overflows.get(), 1, "counted");
+        assert_ne!(ended.generation(), before, "connections ask again");
+        for (id, created_at) in [("a", 1), ("c", 2), ("still-signed-in", 12)] {
+            assert!(ended.has_ended(id, "someone", None, created_at), "{id} created at {created_at}");
+        }
+        assert!(!ended.has_ended("new", "bob", None, 13), "sessions created afterwards are not ended");
+        assert_eq!(ended.records.read().unwrap().len(), 0, "the records it covers are dropped");
+        // And the table works again.
+        ended.end_session("d", 2000, 14);
+        assert!(ended.has_ended("d", "carol", None, 13));
+    }
+
+    #[test]
+    fn a_repeated_record_keeps_the_later_time() {
+        let ended = ended(10);
+        ended.end_subject("alice", 100, 100);
+        ended.end_subject("alice", 50, 101);
+        assert!(ended.has_ended("s", "alice", None, 100));
+        ended.end_session("s1", 900, 1);
+        ended.end_session("s1", 800, 2);
+        assert_eq!(ended.records.read().unwrap().len(), 2);
+        ended.end_session("other", 5000, 850);
+        assert!(ended.has_ended("s1", "x", None, 0), "kept until the later expiry");
     }
 }

@@ -182,6 +182,29 @@ impl SessionStore {
         self.run(|mut connection| async move { connection.pset_ex::<_, _, ()>(key, sealed, ttl_ms).await }).await
     }
 
+    /// Overwrites the existing record of `data`'s session (new tokens after a
+    /// refresh); `Ok(false)` when there is none: a session signed out while
+    /// it was being refreshed stays signed out, it is not written back.
+    pub async fn replace(&self, keys: &KeyRing, data: &SessionData, now: UnixSeconds) -> Result<bool, StoreError> {
+        let key = self.session_key(&data.id);
+        let json = serde_json::to_vec(data).map_err(|_| StoreError("cannot encode a session".to_owned()))?;
+        let sealed = keys.seal(Purpose::Stored, &key, &json).map_err(|_| StoreError("cannot seal".to_owned()))?;
+        let ttl_ms = u64::try_from(data.expires_at.saturating_sub(now)).unwrap_or(0).saturating_mul(1000).max(1000);
+        let replaced: Option<String> = self
+            .run(|mut connection| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(sealed)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .arg("XX")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(replaced.is_some())
+    }
+
     /// The session record and the logout records that apply to it, in one round trip.
     pub async fn lookup(
         &self,

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::Visitor;
 use serde::{Deserialize, Deserializer};
 
 use crate::authz::Principal;
@@ -18,7 +18,7 @@ use crate::clock::UnixSeconds;
 /// and reads the same values from it: the same fields are required and typed
 /// alike, optional fields get the same defaults (`null` is absent), unknown
 /// fields are ignored and duplicate fields are refused. The strings it does
-/// not read (`groups`, `refresh_token`) are [`Unread`] and the ID token is an
+/// not read (`refresh_token`) are [`Unread`] and the ID token is an
 /// [`UncheckedStr`]: their quotes and escapes are checked, their text is not
 /// (UTF-8, raw control characters), which is where the time goes for kilobyte
 /// tokens; the ID token's UTF-8 is checked when it is asked for. Only a
@@ -45,9 +45,6 @@ pub struct SessionView<'a> {
     pub name: Option<String>,
     #[serde(default)]
     pub preferred_username: Option<String>,
-    /// Only the cache entry reads groups, and it is built from the full data.
-    #[serde(default, rename = "groups")]
-    _groups: UnreadStrings,
     /// Owned: they become the principal's groups.
     #[serde(default)]
     pub roles: Vec<String>,
@@ -60,6 +57,8 @@ pub struct SessionView<'a> {
     #[serde(borrow)]
     pub access_token: Cow<'a, str>,
     pub access_expires_at: UnixSeconds,
+    #[serde(default)]
+    pub access_issued_at: UnixSeconds,
     /// Whether a refresh token is present (`null` counts as absent, as for `SessionData`).
     #[serde(default)]
     pub refresh_token: Option<Unread>,
@@ -154,31 +153,6 @@ impl<'de> Visitor<'de> for UncheckedStrVisitor {
     }
 }
 
-/// A JSON array of [`Unread`] strings, skipped without allocating.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct UnreadStrings;
-
-impl<'de> Deserialize<'de> for UnreadStrings {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(UnreadStringsVisitor)
-    }
-}
-
-struct UnreadStringsVisitor;
-
-impl<'de> Visitor<'de> for UnreadStringsVisitor {
-    type Value = UnreadStrings;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("a sequence of strings")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UnreadStrings, A::Error> {
-        while seq.next_element::<Unread>()?.is_some() {}
-        Ok(UnreadStrings)
-    }
-}
-
 /// The ID token of a session is not UTF-8: the payload is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUtf8;
@@ -256,7 +230,6 @@ mod tests {
             email_verified: Some(true),
             name: Some("Alice \"Al\" Liddell, caf\u{e9} \\ \u{1f600}\n".to_owned()),
             preferred_username: Some("al\u{e9}".to_owned()),
-            groups: vec!["staff".to_owned(), "a\"b".to_owned()],
             roles: vec!["admin".to_owned(), "r\u{e9}le".to_owned()],
             sid: Some("provider-sid".to_owned()),
             created_at: 1_700_000_000,
@@ -264,6 +237,7 @@ mod tests {
             expires_at: 1_700_086_400,
             access_token: "eyJhbGciOi.access.token".to_owned(),
             access_expires_at: 1_700_000_300,
+            access_issued_at: 0,
             refresh_token: Some("refresh-token".to_owned()),
             id_token: Some("eyJhbGciOi.id.token".to_owned()),
         }
@@ -275,7 +249,6 @@ mod tests {
             email_verified: None,
             name: None,
             preferred_username: None,
-            groups: Vec::new(),
             roles: Vec::new(),
             sid: None,
             refresh_token: None,
@@ -296,6 +269,7 @@ mod tests {
         assert_eq!(view.last_seen_at, data.last_seen_at);
         assert_eq!(view.expires_at, data.expires_at);
         assert_eq!(view.access_expires_at, data.access_expires_at);
+        assert_eq!(view.access_issued_at, data.access_issued_at);
         assert_eq!(view.has_refresh_token(), data.refresh_token.is_some());
         assert_eq!(view.has_id_token(), data.id_token.is_some());
         assert_eq!(view.id_token(), Ok(data.id_token.clone()));
@@ -388,10 +362,6 @@ mod tests {
             good.replace("eyJhbGciOi.id.token", "bad\\escape"),
             good.replace(r#""refresh_token":"refresh-token""#, r#""refresh_token":5"#),
             good.replace(r#""id_token":"eyJhbGciOi.id.token""#, r#""id_token":["x"]"#),
-            good.replace(r#""groups":["staff","#, r#""groups":[5,"staff","#),
-            good.replace(r#""groups":["staff","a\"b"]"#, r#""groups":null"#),
-            good.replace(r#""groups":["staff","a\"b"]"#, r#""groups":"staff""#),
-            good.replace(r#""groups":"#, r#""groups":[],"groups":"#),
             good.replace("eyJhbGciOi.access.token", "lone\\ud800surrogate"),
             good.replace(r#""iss":"#, r#""iss" "#),
             good.replace("refresh-token\"", "refresh-token"),
@@ -417,7 +387,6 @@ mod tests {
         let cases: Vec<Vec<u8>> = vec![
             good.replace("eyJhbGciOi.id.token", "control\u{1}char").into_bytes(),
             good.replace("refresh-token", "lone\\ud800surrogate").into_bytes(),
-            good.replace("staff", "\u{7}").into_bytes(),
             {
                 let mut bytes = good.clone().into_bytes();
                 let at = good.find("refresh-token").unwrap();

@@ -37,6 +37,7 @@ pub struct Metrics {
     cache_lookups: StaticCounters<1>,
     session_cookies: StaticCounters<1>,
     panics: Counter,
+    ended_sessions_overflows: Counter,
 }
 
 impl Default for Metrics {
@@ -89,8 +90,16 @@ impl Metrics {
         );
         let panics = Counter::default();
         registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
+        let ended_sessions_overflows = Counter::default();
+        registry.register(
+            "ended_sessions_overflows",
+            "Times the records of ended sessions reached session.ended_max_entries and every session created until \
+             then was ended (fail closed)",
+            ended_sessions_overflows.clone(),
+        );
         Self {
             panics,
+            ended_sessions_overflows,
             registry,
             requests,
             auth_decisions,
@@ -126,6 +135,11 @@ impl Metrics {
     /// One login event (`started`, `succeeded`, `failed`).
     pub fn login(&self, stage: &'static str, reason: &'static str) {
         self.logins.get_or_create(&[("stage", stage), ("reason", reason)]).inc();
+    }
+
+    /// The counter of [`crate::session::ended::EndedSessions`] overflows, for the records to count with.
+    pub fn ended_sessions_overflows(&self) -> Counter {
+        self.ended_sessions_overflows.clone()
     }
 
     /// One refresh attempt's result.

@@ -143,6 +143,80 @@ async fn a_thousand_requests_on_an_expired_token_all_wait_for_one_refresh() {
     assert_eq!(bearers.len(), 1, "all {REQUESTS} went upstream with the same, new token");
 }
 
+/// The user the provider's userinfo endpoint names for `bearer`
+/// (`Bearer …`): `None` unless the token is genuine, unexpired and unrevoked.
+async fn provider_user_of(world: &TestWorld, bearer: &str) -> Option<String> {
+    let userinfo = format!("{}/userinfo", world.provider.issuer());
+    let reply = world.browser().send(Method::GET, &userinfo, &[("authorization", bearer)], Bytes::new()).await;
+    (reply.status == StatusCode::OK).then(|| reply.json()["preferred_username"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Issue 14 item 5: tokens that live shorter than `session.refresh_margin`
+/// (8 s against the default 60 s) with a provider that rotates refresh tokens
+/// and revokes the grant on reuse. Refresh outcomes were remembered per access
+/// token expiry second, and a refresh in the login's second gave the same
+/// second: the now-expired token was forwarded for two minutes. Now: one
+/// refresh per session when due, every forwarded token live and the
+/// session's own, and no other refresh until the new token is due.
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_once_per_lifetime_and_never_forwarded_expired() {
+    const REQUESTS: usize = 300;
+    let world = TestWorld::builder()
+        .before_gateway_start(|faults| faults.access_token_lifetime.set(Some(Duration::from_secs(8))))
+        .start()
+        .await;
+    let users = ["alice", "bob"];
+    let mut browsers = Vec::new();
+    for user in users {
+        let browser = Arc::new(world.browser());
+        browser.login_at("/", user, user).await;
+        browsers.push(browser);
+    }
+    let refreshes_after_login = world.provider.token_requests("refresh_token");
+
+    // Both tokens have expired; 300 requests over the two sessions at once.
+    world.clock.advance(9);
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..REQUESTS {
+        let (user, browser) = (users[index % 2], Arc::clone(&browsers[index % 2]));
+        requests.spawn(async move {
+            let path = format!("/data/{index}");
+            (user, browser.send(Method::GET, &path, &[("accept", "application/json")], Bytes::new()).await)
+        });
+    }
+    let mut forwarded = std::collections::HashSet::new();
+    while let Some(answer) = requests.join_next().await {
+        let (user, reply) = answer.expect("request task");
+        forwarded.insert((user, upstream_bearer(&reply)));
+    }
+    assert_eq!(
+        world.provider.token_requests("refresh_token") - refreshes_after_login,
+        2,
+        "one refresh per session (and none at login: {refreshes_after_login})"
+    );
+    assert_eq!(forwarded.len(), 2, "each session forwarded one token: {}", forwarded.len());
+    for (user, bearer) in &forwarded {
+        assert_eq!(provider_user_of(&world, bearer).await.as_deref(), Some(*user), "{user}'s forwarded token");
+    }
+
+    // The new tokens are due in the last quarter of their 8 s: not before.
+    let expiries: Vec<i64> =
+        browsers.iter().map(|browser| world.open_session(&browser.session_value()).access_expires_at).collect();
+    let not_yet_due = expiries.iter().min().expect("two sessions") - 3;
+    world.clock.advance(not_yet_due - world.clock.now());
+    for browser in &browsers {
+        upstream_bearer(&browser.api_get("/not-yet").await);
+    }
+    assert_eq!(world.provider.token_requests("refresh_token") - refreshes_after_login, 2, "no refresh before due");
+    let due = expiries.iter().max().expect("two sessions") - 2;
+    world.clock.advance(due - world.clock.now());
+    for (user, browser) in users.iter().zip(&browsers) {
+        let bearer = upstream_bearer(&browser.api_get("/due").await);
+        assert_eq!(provider_user_of(&world, &bearer).await.as_deref(), Some(*user));
+    }
+    assert_eq!(world.provider.token_requests("refresh_token") - refreshes_after_login, 4, "one more refresh each");
+}
+
 #[tokio::test]
 async fn a_stale_cookie_after_rotation_gets_the_new_tokens_not_a_second_refresh() {
     let world = TestWorld::start().await;
@@ -178,6 +252,53 @@ async fn invalid_grant_ends_the_session() {
     assert!(api.set_cookie("_portcullis").is_some_and(|cookie| cookie.is_deletion()), "the dead session is cleared");
 }
 
+/// Issue 14 item 6: a refusal that is not about the grant (an overloaded or
+/// misconfigured provider, a rate limiter) backs off and keeps the session, and
+/// so does a refreshed ID token signed with a key not yet published; only
+/// `invalid_grant` ends it.
+#[tokio::test]
+async fn only_invalid_grant_ends_a_session_at_refresh() {
+    let world = TestWorld::start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let old = world.open_session(&browser.session_value());
+    let faults = world.provider.faults();
+    world.clock.advance(INTO_REFRESH_WINDOW);
+
+    let failures: [(&str, &dyn Fn(bool)); 3] = [
+        ("temporarily_unavailable", &|on| faults.token_endpoint_error.set(on.then_some("temporarily_unavailable"))),
+        ("invalid_client", &|on| faults.token_endpoint_error.set(on.then_some("invalid_client"))),
+        ("HTTP 429", &|on| faults.token_endpoint_rate_limited.set(on)),
+    ];
+    for (attempt, (failure, fault)) in (1..).zip(failures) {
+        fault(true);
+        let reply = browser.api_get(&format!("/during-{attempt}")).await;
+        fault(false);
+        assert_eq!(world.provider.token_requests("refresh_token"), attempt, "{failure}: one refresh attempt");
+        assert_eq!(reply.status, StatusCode::OK, "{failure} ended the session: {}", reply.body);
+        assert_eq!(upstream_bearer(&reply), format!("Bearer {}", old.access_token), "{failure}: the current token");
+        assert!(!reply.set_cookie("_portcullis").is_some_and(|cookie| cookie.is_deletion()), "{failure}: cleared");
+        // Past the back-off, still before the old token expires.
+        world.clock.advance(11);
+    }
+
+    // The provider's answer is good but its ID token does not verify (yet): the
+    // new tokens are kept (the refresh token was rotated), its claims are not.
+    faults.id_token_kid.set(Some("rotated-in-later"));
+    let unverified = browser.api_get("/unverified-id-token").await;
+    faults.id_token_kid.set(None);
+    assert_eq!(unverified.status, StatusCode::OK, "an unverified ID token ended the session: {}", unverified.body);
+    assert_ne!(upstream_bearer(&unverified), format!("Bearer {}", old.access_token), "the new access token");
+    let kept = world.open_session(&browser.session_value());
+    assert_eq!(kept.id_token, old.id_token, "the unverified ID token is not kept");
+    assert_ne!(kept.refresh_token, old.refresh_token, "the rotated refresh token is kept");
+
+    // The rotated refresh token works: the next refresh succeeds.
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    upstream_bearer(&browser.api_get("/after").await);
+    assert_eq!(world.provider.token_requests("refresh_token"), 5);
+}
+
 #[tokio::test]
 async fn a_refreshed_id_token_for_another_user_ends_the_session() {
     let world = TestWorld::start().await;
@@ -187,6 +308,53 @@ async fn a_refreshed_id_token_for_another_user_ends_the_session() {
     world.clock.advance(INTO_REFRESH_WINDOW);
     assert_eq!(browser.api_get("/data").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(world.provider.token_requests("refresh_token"), 1);
+}
+
+fn forwarded_groups(reply: &Reply) -> serde_json::Value {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let seen: serde_json::Value = serde_json::from_str(&reply.body).expect("echo JSON");
+    seen["headers"]["x-forwarded-groups"].clone()
+}
+
+/// Issue 14 item 11: the groups rules see came from `authz.groups_claim` and
+/// were read at login only; the groups header came from the `groups` claim
+/// and changed at each refresh. Both now come from the configured claim and
+/// change together.
+#[tokio::test]
+async fn rules_and_the_groups_header_see_the_same_groups_from_login_and_after_a_refresh() {
+    let admins_only = |raw: &mut portcullis::config::RawConfig| {
+        raw.authz.rules = vec![portcullis::authz::settings::RawRule {
+            name: Some("admins-only".to_owned()),
+            path_prefix: Some("/admin".to_owned()),
+            allow: Some("authenticated".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..portcullis::authz::settings::RawRule::default()
+        }];
+    };
+    // Another claim: alice's `groups` claim is neither seen by rules nor forwarded.
+    let other_claim = TestWorld::builder()
+        .tweak(move |raw| {
+            admins_only(raw);
+            raw.authz.groups_claim = "realm_access.roles".to_owned();
+        })
+        .start()
+        .await;
+    let alice = other_claim.browser();
+    alice.login_at("/", "alice", "alice").await;
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::FORBIDDEN);
+    assert!(forwarded_groups(&alice.api_get("/x").await).is_null(), "a header from another claim than the rules'");
+
+    // The configured claim changes at the provider: a refresh brings it to both.
+    let world = TestWorld::builder().tweak(admins_only).start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::OK);
+    assert_eq!(forwarded_groups(&alice.api_get("/x").await)[0], "admins,staff");
+    world.provider.faults().id_token_groups.set(Some("staff"));
+    world.clock.advance(INTO_REFRESH_WINDOW);
+    assert_eq!(forwarded_groups(&alice.api_get("/x").await)[0], "staff");
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+    assert_eq!(alice.api_get("/admin/panel").await.status, StatusCode::FORBIDDEN, "rules still see the old groups");
 }
 
 #[tokio::test]
@@ -424,6 +592,20 @@ async fn forged_or_malformed_logout_tokens_are_refused() {
     }
     let wrong_method = attacker.api_get("/oauth2/backchannel_logout").await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    upstream_bearer(&alice.api_get("/x").await);
+}
+
+/// Issue 14 item 11: a logout token without `jti` could be replayed unnoticed
+/// (within its five minutes, ending sessions signed in after the real logout).
+#[tokio::test]
+async fn a_logout_token_without_jti_is_refused() {
+    let world = TestWorld::start().await;
+    let alice = world.browser();
+    alice.login_at("/", "alice", "alice").await;
+    world.provider.faults().logout_token_without_jti.set(true);
+    let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let reply = post_logout_token(&world.browser(), &token).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     upstream_bearer(&alice.api_get("/x").await);
 }
 

@@ -254,3 +254,41 @@ async fn backchannel_logout_by_sid_ends_only_that_provider_session_everywhere() 
         "another provider session of alice is unaffected"
     );
 }
+
+/// Issue 14 item 11: a refresh under way when the user signs out wrote its new
+/// tokens back and so recreated the deleted session record; a replica that
+/// missed the broadcast (here, one started afterwards) then let a copy of the
+/// handle in again. Revocation at the provider fails here, as it may.
+#[tokio::test]
+async fn a_refresh_racing_a_sign_out_does_not_bring_the_session_back() {
+    let redis = RedisServer::start().await;
+    let (world, _replica) = two_replicas(&redis).await;
+    let name = world.session_cookie_name();
+    let user = world.browser();
+    user.login().await;
+    let copied = user.session_value();
+    assert_eq!(user.api_get("/private").await.status, StatusCode::OK);
+
+    world.clock.advance(250);
+    let gate = &world.provider.faults().token_gate;
+    gate.close();
+    let other_tab = world.browser();
+    other_tab.set_cookie(&name, &copied);
+    let racing = tokio::spawn(async move { other_tab.api_get("/private").await });
+    tokio::time::timeout(Duration::from_secs(30), gate.until_waiting(1))
+        .await
+        .expect("the refresh reached the provider and is held there");
+
+    world.provider.faults().unavailable.set(true);
+    assert_eq!(user.navigate("/oauth2/sign_out").await.expect_redirect(), "/");
+    world.provider.faults().unavailable.set(false);
+    gate.open();
+    let raced = racing.await.expect("the racing request");
+    assert_eq!(world.provider.token_requests("refresh_token"), 1);
+    assert_eq!(raced.status, StatusCode::UNAUTHORIZED, "the racing request was served: {}", raced.body);
+
+    let late = crate::support::replicas::Replica::start(&world).await;
+    let thief = late.browser();
+    thief.set_cookie(&name, &copied);
+    assert_eq!(thief.api_get("/private").await.status, StatusCode::UNAUTHORIZED, "the session came back");
+}

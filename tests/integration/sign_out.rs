@@ -117,3 +117,64 @@ fn hidden_field(html: &str, name: &str) -> String {
     let rest = html.get(start..).expect("field text");
     rest.split('"').next().expect("a closing quote").to_owned()
 }
+
+/// Signs `username` in with a new browser and out again; returns the session cookie it had.
+async fn sign_in_and_out(world: &TestWorld, username: &str) -> String {
+    let browser = world.browser();
+    browser.login_at("/home", username, username).await;
+    let cookie = browser.session_value();
+    assert_eq!(browser.navigate("/oauth2/sign_out").await.expect_redirect(), "/");
+    cookie
+}
+
+/// Issue 14 item 4: the records of sign-outs are never read, so a cache that
+/// admits entries by how often they are read refused new ones once full and a
+/// copied cookie kept working. An attacker fills the table with their own
+/// sign-outs around the victim's.
+#[tokio::test]
+async fn sign_outs_that_fill_the_records_never_revive_a_signed_out_cookie() {
+    // The session cache's bound, which also bounded the sign-out records, is small here.
+    let world = TestWorld::builder().tweak(|raw| raw.session.cache_max_entries = 16).start().await;
+    for _ in 0..40 {
+        sign_in_and_out(&world, "bob").await;
+    }
+    let copied = sign_in_and_out(&world, "alice").await;
+    for _ in 0..40 {
+        sign_in_and_out(&world, "bob").await;
+    }
+    let thief = world.browser();
+    thief.set_cookie("_portcullis", &copied);
+    assert_eq!(thief.api_get("/home").await.status, StatusCode::UNAUTHORIZED, "the signed-out copy still works");
+    assert!(world.metrics().contains("portcullis_ended_sessions_overflows_total 0"), "{}", world.metrics());
+}
+
+/// Issue 14 item 4: should the records ever reach their bound
+/// (`session.ended_max_entries`), no record is dropped silently: every session
+/// created until then ends (fail closed), and the metric and the log say so.
+#[tokio::test]
+async fn reaching_the_bound_of_the_records_ends_every_session_and_says_so() {
+    let world = TestWorld::builder().tweak(|raw| raw.session.ended_max_entries = 4).start().await;
+    let bystander = world.browser();
+    bystander.login_at("/home", "alice", "alice").await;
+    let mut copies = Vec::new();
+    for _ in 0..4 {
+        copies.push(sign_in_and_out(&world, "bob").await);
+    }
+    assert_eq!(bystander.api_get("/home").await.status, StatusCode::OK, "within the bound nothing else ends");
+    assert!(world.metrics().contains("portcullis_ended_sessions_overflows_total 0"));
+
+    copies.push(sign_in_and_out(&world, "bob").await);
+    assert!(world.metrics().contains("portcullis_ended_sessions_overflows_total 1"), "{}", world.metrics());
+    assert!(crate::support::logs::captured().contains("ended_sessions_full"), "an error is logged");
+    assert_eq!(bystander.api_get("/home").await.status, StatusCode::UNAUTHORIZED, "failed closed");
+    for copied in &copies {
+        let thief = world.browser();
+        thief.set_cookie("_portcullis", copied);
+        assert_eq!(thief.api_get("/home").await.status, StatusCode::UNAUTHORIZED, "a signed-out copy works again");
+    }
+    // Sessions created afterwards are not affected (the records have one-second granularity).
+    world.clock.advance(1);
+    let again = world.browser();
+    again.login_at("/home", "alice", "alice").await;
+    assert_eq!(again.api_get("/home").await.status, StatusCode::OK);
+}

@@ -52,18 +52,35 @@ fn payload(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
+/// A refreshed ID token that breaks a rule is refused: none of its claims (here
+/// an `admins` group slipped in beside the defect) reach rules or headers. The
+/// provider has already rotated the refresh token by then, so the session
+/// keeps its new access token and its login identity (issue 14 item 6), and
+/// ends only when the token names another user (an empty `sub` does).
 #[tokio::test]
 async fn refreshed_id_tokens_are_held_to_the_same_rules() {
     for (defect, changes, critical) in defects() {
         let world = TestWorld::start().await;
         let browser = world.browser();
-        browser.login_at("/", "alice", "alice").await;
+        browser.login_at("/", "bob", "bob").await;
+        let before: Value = serde_json::from_str(&browser.api_get("/data").await.body).expect("echo JSON");
         let faults = world.provider.faults();
-        faults.id_token_claims.set(Some(changes));
+        faults.id_token_claims.set(Some(with(&changes, &json!({"groups": ["admins"]}))));
         faults.id_token_critical.set(critical);
         world.clock.advance(INTO_REFRESH_WINDOW);
         let reply = browser.api_get("/data").await;
-        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{defect}: {}", reply.body);
+        assert_eq!(world.provider.token_requests("refresh_token"), 1, "{defect}");
+        if defect == "empty sub" {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{defect}: {}", reply.body);
+            continue;
+        }
+        assert_eq!(reply.status, StatusCode::OK, "{defect}: {}", reply.body);
+        let echoed: Value = serde_json::from_str(&reply.body).expect("echo JSON");
+        let groups = echoed["headers"]["x-forwarded-groups"].to_string();
+        assert!(!groups.contains("admins"), "{defect}: the refused token's groups were adopted: {groups}");
+        assert_eq!(echoed["headers"]["x-forwarded-user"], before["headers"]["x-forwarded-user"], "{defect}");
+        // The new access token is kept: no second refresh.
+        assert_eq!(browser.api_get("/data").await.status, StatusCode::OK, "{defect}");
         assert_eq!(world.provider.token_requests("refresh_token"), 1, "{defect}");
     }
 }
