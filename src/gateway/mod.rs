@@ -16,6 +16,7 @@ mod request_id;
 mod session_auth;
 mod shared;
 mod sign_out;
+mod tunnel_session;
 mod upstreams;
 mod userinfo;
 
@@ -65,11 +66,13 @@ pub struct Connection {
     /// The client's IP as `X-Forwarded-For` sends it, formatted once per
     /// connection rather than per request (about 1,100 instructions each).
     pub forwarded_for: Option<HeaderValue>,
+    /// The connection's place in the connection limits; a tunnel keeps it.
+    pub slot: Option<proxy::ConnectionSlot>,
 }
 
 impl Connection {
     pub fn new(client_addr: SocketAddr, tls: bool) -> Self {
-        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()) }
+        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()), slot: None }
     }
 }
 
@@ -144,6 +147,7 @@ impl Gateway {
         let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
+        let config_tunnels = config.proxy.tunnels.clone();
         Ok(Self {
             config,
             clock,
@@ -165,7 +169,7 @@ impl Gateway {
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::new(),
-            tunnels: proxy::Tunnels::new(),
+            tunnels: proxy::Tunnels::new(config_tunnels),
         })
     }
 
@@ -308,6 +312,12 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers(), recent).await;
+        if authenticated.session.is_some() && request.headers().contains_key(header::UPGRADE) {
+            // A tunnel is closed when its session ends: noted before the cookie is removed.
+            if let Some(session) = self.tunnel_session(request.headers()) {
+                request.extensions_mut().insert(session);
+            }
+        }
         if authenticated.session.is_some() && authenticated.cookies_only_session {
             // What the proxy's removal of the gateway's cookies would come to,
             // known here without scanning the ~5 KB header again.
@@ -436,6 +446,8 @@ impl Gateway {
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
             tunnels: &self.tunnels,
+            tunnel_session: request.extensions_mut().remove::<proxy::TunnelSession>(),
+            connection_slot: connection.slot.as_ref(),
             forwarded_for: connection.forwarded_for.as_ref(),
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,

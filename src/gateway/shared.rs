@@ -300,6 +300,7 @@ impl Gateway {
             StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at).await,
             StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at).await,
         }
+        self.tunnels.close_ended(&self.ended).await;
     }
 }
 

@@ -37,6 +37,7 @@ mod spoofing;
 mod third_party_provider;
 mod tls_listener;
 mod tls_upstream;
+mod tunnel_limits;
 mod upstream;
 mod upstream_pool;
 mod upstream_routing;
