@@ -164,3 +164,40 @@ async fn h2c_and_unlisted_upgrades_are_not_tunnelled() {
         assert!(seen.get("http2-settings").is_none(), "{protocol}: {seen:?}");
     }
 }
+
+#[tokio::test]
+async fn a_back_channel_logout_closes_the_users_websocket() {
+    let world = TestWorld::builder().upstream(websocket_echo().await).start().await;
+    let browser = world.browser();
+    browser.login_at("/", "alice", "alice").await;
+    let mut socket = websocket_with_cookie(&world, Some(session_cookie(&world, &browser))).await.expect("upgraded");
+    echo_once(&mut socket, "before the provider logs alice out").await;
+
+    let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let reply = world
+        .browser()
+        .send(
+            http::Method::POST,
+            "/oauth2/backchannel_logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            bytes::Bytes::from(format!("logout_token={token}")),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(ended_by_the_gateway(&mut socket).await, "the WebSocket outlived the provider's logout");
+}
+
+#[tokio::test]
+async fn a_websocket_is_closed_at_its_maximum_lifetime() {
+    let world = TestWorld::builder()
+        .upstream(websocket_echo().await)
+        .tweak(|raw| raw.proxy.upgrade_max_lifetime = Duration::from_millis(500))
+        .start()
+        .await;
+    let browser = world.browser();
+    browser.login().await;
+    let mut socket = websocket_with_cookie(&world, Some(session_cookie(&world, &browser))).await.expect("upgraded");
+    echo_once(&mut socket, "while young").await;
+    // The idle timeout (ten minutes by default) cannot be what closes it.
+    assert!(ended_by_the_gateway(&mut socket).await, "the WebSocket outlived its maximum lifetime");
+}
