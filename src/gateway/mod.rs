@@ -147,7 +147,7 @@ impl Gateway {
         let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
-        let config_tunnels = config.proxy.tunnels.clone();
+        let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
         Ok(Self {
             config,
             clock,
@@ -169,7 +169,7 @@ impl Gateway {
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics: Metrics::new(),
-            tunnels: proxy::Tunnels::new(config_tunnels),
+            tunnels,
         })
     }
 

@@ -311,3 +311,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn upgrade(connection: &str, protocol: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONNECTION, HeaderValue::from_str(connection).unwrap());
+        headers.insert(http::header::UPGRADE, HeaderValue::from_str(protocol).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_one_allow_listed_protocol_is_an_upgrade() {
+        let tunnels = Tunnels::default();
+        for allowed in ["websocket", "WebSocket", "websocket/13"] {
+            let headers = upgrade("keep-alive, Upgrade", allowed);
+            assert_eq!(tunnels.allowed_upgrade(&headers).unwrap(), allowed, "{allowed}");
+        }
+        for refused in ["h2c", "websocketx", "websocket, h2c", "h2c, websocket", "", "web socket"] {
+            assert!(tunnels.allowed_upgrade(&upgrade("upgrade", refused)).is_none(), "{refused:?}");
+        }
+        // Without `Connection: upgrade` it is no upgrade request at all.
+        assert!(tunnels.allowed_upgrade(&upgrade("keep-alive", "websocket")).is_none());
+    }
+}
