@@ -1,14 +1,19 @@
 //! The listener: accepts connections (plain or TLS), speaks HTTP/1.1 and
-//! HTTP/2 with upgrades, bounds slow and numerous clients, isolates panics to
-//! one request, and shuts down gracefully: not-ready at once, accepting for a
-//! grace period, then draining in-flight requests up to a deadline.
+//! HTTP/2 with upgrades, bounds slow and numerous clients (connections in all
+//! and per client IP, idle HTTP/2 connections, connection age), isolates
+//! panics to one request, and shuts down gracefully: not-ready at once,
+//! accepting for a grace period, then draining in-flight requests up to a
+//! deadline.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,10 +23,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
@@ -44,7 +48,9 @@ pub async fn serve(
     let workers = Workers::start(limits.worker_threads, "portcullis-worker")?;
     let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let per_ip = Arc::new(PerIp::default());
+    // `true` once draining: every connection is asked to close after its requests in flight.
+    let (drain, draining) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut stop_accepting: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
@@ -75,6 +81,15 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let Some(ip_claim) = per_ip.claim(client_addr.ip(), limits.max_connections_per_ip) else {
+            tracing::warn!(
+                limit = limits.max_connections_per_ip,
+                "per-IP connection limit reached; refusing a connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let slot: crate::proxy::ConnectionSlot = Arc::new(Slot { _permit: permit, _ip: ip_claim });
         let _ = stream.set_nodelay(true);
         // Off this runtime's reactor, onto the worker's (registered at its first poll there).
         let stream = match stream.into_std() {
@@ -84,17 +99,18 @@ pub async fn serve(
                 continue;
             }
         };
+        let mut info = Connection::new(client_addr, tls.is_some());
+        info.slot = Some(slot);
         let context = ConnectionTask {
             gateway: Arc::clone(&gateway),
             builder: Arc::clone(&builder),
-            watcher: graceful.watcher(),
-            info: Connection::new(client_addr, tls.is_some()),
+            draining: draining.clone(),
+            info,
             first_byte_timeout: limits.header_read_timeout,
         };
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
         workers.spawn(async move {
-            let _permit = permit;
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => return tracing::warn!(%error, "cannot register a connection on its worker"),
@@ -111,10 +127,13 @@ pub async fn serve(
     }
 
     drop(listener);
+    drain.send_replace(true);
     let tunnels = gateway.tunnels().clone();
     let drained = async {
-        graceful.shutdown().await;
-        // WebSockets outlive their HTTP connection: wait for them too.
+        // Every connection holds a permit until it ends, and so does every
+        // WebSocket (which outlives its HTTP connection): all back, all done.
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        let _all_back = permits.acquire_many(all).await;
         tunnels.all_closed().await;
     };
     tokio::select! {
@@ -149,7 +168,8 @@ fn http_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
 struct ConnectionTask {
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: Watcher,
+    /// Becomes `true` when the server drains.
+    draining: watch::Receiver<bool>,
     info: Connection,
     first_byte_timeout: Duration,
 }
@@ -160,12 +180,17 @@ impl ConnectionTask {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let _open = self.gateway.metrics().connection_opened();
-        let max_header_bytes = self.gateway.config().server.max_header_bytes;
+        let limits = self.gateway.config().server;
+        let streams = Arc::new(Streams::new());
         // What every request of this connection shares; cloned per request, this
         // one reference count stays on the connection's core (the gateway's own
         // is shared by every core).
-        let context =
-            Arc::new(ConnectionContext { gateway: self.gateway, info: self.info, recent: RecentSession::new() });
+        let context = Arc::new(ConnectionContext {
+            gateway: self.gateway,
+            info: self.info,
+            recent: RecentSession::new(),
+            streams: Arc::clone(&streams),
+        });
         let service = service_fn(move |request: Request<Incoming>| {
             let context = Arc::clone(&context);
             async move { Ok::<_, Infallible>(handle_isolated(context, request).await) }
@@ -173,11 +198,151 @@ impl ConnectionTask {
         // hyper's header-read timeout starts only once the HTTP version is known,
         // and the version is sniffed from the first bytes: a client that connects
         // and sends nothing would hold its connection slot forever.
-        let stream = FirstByteDeadline::new(Http1FramingGuard::new(stream, max_header_bytes), self.first_byte_timeout);
+        let stream =
+            FirstByteDeadline::new(Http1FramingGuard::new(stream, limits.max_header_bytes), self.first_byte_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        if let Err(error) = self.watcher.watch(connection.into_owned()).await {
+        let mut connection = std::pin::pin!(connection);
+        let mut draining = self.draining;
+        let too_old = tokio::time::sleep(limits.max_connection_age);
+        let mut too_old = std::pin::pin!(too_old);
+        let idle = streams.idle_for(limits.http2_idle_timeout);
+        let mut idle = std::pin::pin!(idle);
+        // Each reason to close fires once: after the first, only the connection's end is awaited.
+        let mut closing = None;
+        let ended = loop {
+            tokio::select! {
+                ended = connection.as_mut() => break ended,
+                _ = draining.wait_for(|draining| *draining), if closing.is_none() => closing = Some("shutdown_drain"),
+                () = &mut too_old, if closing.is_none() => closing = Some("max_connection_age"),
+                () = &mut idle, if closing.is_none() => closing = Some("http2_idle"),
+            }
+            if let Some(reason) = closing {
+                tracing::debug!(reason, "closing a connection once its requests in flight are answered");
+                connection.as_mut().graceful_shutdown();
+            }
+        };
+        if let Err(error) = ended {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// A connection's place in the connection limits (in all, and for its client
+/// IP); held by the connection's task and by any tunnel opened on it.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _ip: IpClaim,
+}
+
+/// Connections open per client IP.
+#[derive(Debug, Default)]
+struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    /// One more connection from `ip`, unless it already has `limit`.
+    fn claim(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<IpClaim> {
+        // An IPv4 client over an IPv6 socket is the same client.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().ok()?;
+        let count = open.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpClaim { per_ip: Arc::clone(self), ip })
+    }
+}
+
+/// Counts one connection of `ip` while it lives.
+struct IpClaim {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpClaim {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.per_ip.open.lock()
+            && let Some(count) = open.get_mut(&self.ip)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The HTTP/2 streams of one connection in flight (a stream lasts until its
+/// response body has been sent), to close a connection that carries none.
+struct Streams {
+    open: watch::Sender<usize>,
+    /// Set by the first HTTP/1 request: such a connection is cut when idle by
+    /// the header-read timeout instead.
+    http1: AtomicBool,
+}
+
+impl Streams {
+    fn new() -> Self {
+        Self { open: watch::Sender::new(0), http1: AtomicBool::new(false) }
+    }
+
+    /// Counts a stream until the returned guard is dropped.
+    fn opened(self: &Arc<Self>) -> StreamInFlight {
+        self.open.send_modify(|open| *open += 1);
+        StreamInFlight(Arc::clone(self))
+    }
+
+    /// Completes once no stream has been in flight for `limit` (never on an HTTP/1 connection).
+    async fn idle_for(&self, limit: Duration) {
+        let mut open = self.open.subscribe();
+        loop {
+            // The sender lives as long as `self`: these waits end only by their condition.
+            let _ = open.wait_for(|open| *open == 0).await.map(drop);
+            let stream_opened = async { open.wait_for(|open| *open > 0).await.map(drop) };
+            if tokio::time::timeout(limit, stream_opened).await.is_err() {
+                if self.http1.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One HTTP/2 stream in flight; carried by its response body.
+struct StreamInFlight(Arc<Streams>);
+
+impl Drop for StreamInFlight {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|open| *open = open.saturating_sub(1));
+    }
+}
+
+/// A response body that keeps its stream counted until it is sent (or dropped).
+struct CountedBody {
+    body: crate::body::ProxyBody,
+    _stream: StreamInFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -244,6 +409,8 @@ struct ConnectionContext {
     info: Connection,
     /// The session cookie this connection sent last, kept opened for its next requests.
     recent: RecentSession,
+    /// Its HTTP/2 streams in flight.
+    streams: Arc<Streams>,
 }
 
 /// A panic while handling one request becomes a 500 for that request only.
@@ -252,13 +419,22 @@ async fn handle_isolated(
     request: Request<Incoming>,
 ) -> http::Response<crate::body::ProxyBody> {
     let gateway = &context.gateway;
+    let stream = if request.version() == http::Version::HTTP_2 {
+        Some(context.streams.opened())
+    } else {
+        context.streams.http1.store(true, Ordering::Relaxed);
+        None
+    };
     // On the heap once: hyper and the wrappers below move the request future
     // several times, and moving a pointer is cheaper than copying kilobytes.
     let response = isolate(Box::pin(gateway.handle(request, &context.info, &context.recent))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }
-    response
+    match stream {
+        Some(stream) => response.map(|body| crate::body::boxed(CountedBody { body, _stream: stream })),
+        None => response,
+    }
 }
 
 /// Marks a response made because the handler panicked.

@@ -115,6 +115,8 @@ pub struct ProxyConfig {
     pub pool_max_idle_per_host: usize,
     /// TLS towards an https upstream.
     pub tls: crate::tls_client::ClientTls,
+    /// Which upgrades are tunnelled, and for how long.
+    pub tunnels: crate::proxy::TunnelSettings,
 }
 
 /// Output format of the logs.
@@ -151,6 +153,9 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     pub shutdown_grace: Duration,
     pub drain_timeout: Duration,
+    pub http2_idle_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    pub max_connection_age: Duration,
 }
 
 /// The validated configuration the gateway runs on.
@@ -248,6 +253,11 @@ impl Config {
             pool_idle_timeout: raw.proxy.pool_idle_timeout,
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             tls: proxy_tls(&raw.proxy)?,
+            tunnels: crate::proxy::TunnelSettings {
+                protocols: upgrade_protocols(&raw.proxy.upgrade_protocols)?,
+                idle_timeout: non_zero("proxy.upgrade_idle_timeout", raw.proxy.upgrade_idle_timeout)?,
+                max_lifetime: non_zero("proxy.upgrade_max_lifetime", raw.proxy.upgrade_max_lifetime)?,
+            },
         };
 
         let tls = match (raw.tls.cert_file, raw.tls.key_file) {
@@ -278,6 +288,9 @@ impl Config {
             )?),
             shutdown_grace: raw.server.shutdown_grace,
             drain_timeout: raw.server.drain_timeout,
+            http2_idle_timeout: non_zero("server.http2_idle_timeout", raw.server.http2_idle_timeout)?,
+            max_connections_per_ip: at_least("server.max_connections_per_ip", raw.server.max_connections_per_ip, 1)?,
+            max_connection_age: non_zero("server.max_connection_age", raw.server.max_connection_age)?,
         };
 
         let tracing = self::traces::validate_tracing(raw.tracing)?;
@@ -351,6 +364,25 @@ fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
 
 /// More serving threads than this is a typo, not a machine.
 const MAX_WORKER_THREADS: usize = 1024;
+
+/// `proxy.upgrade_protocols`: protocol names (tokens, RFC 9110 §5.6.2),
+/// lowercased; `h2c` is refused, since the gateway speaks HTTP/2 itself.
+fn upgrade_protocols(names: &[String]) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "proxy.upgrade_protocols";
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    names
+        .iter()
+        .map(|name| {
+            if name.is_empty() || !name.chars().all(is_token_char) {
+                return Err(invalid(KEY, format!("{name:?} is not a protocol name")));
+            }
+            if name.eq_ignore_ascii_case("h2c") {
+                return Err(invalid(KEY, "must not contain h2c (HTTP/2 is served by the gateway itself)"));
+            }
+            Ok(name.to_ascii_lowercase())
+        })
+        .collect()
+}
 
 fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() { Err(invalid(key, "must be longer than zero")) } else { Ok(value) }

@@ -110,6 +110,14 @@ pub struct RawServer {
     /// Then wait at most this long for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub http2_idle_timeout: Duration,
+    /// Connections (tunnels included) one client IP may hold open at once.
+    pub max_connections_per_ip: usize,
+    /// A connection is asked to close (after its requests in flight) at this age.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
 }
 
 /// `[oidc]`
@@ -221,6 +229,14 @@ pub struct RawProxy {
     pub client_key_file: Option<PathBuf>,
     /// Accept any upstream certificate. Never in production; warned about at every start.
     pub dangerous_skip_tls_verify: bool,
+    /// `Upgrade` protocols tunnelled to the upstream (never `h2c`).
+    pub upgrade_protocols: Vec<String>,
+    /// A tunnel (WebSocket) with no byte either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub upgrade_idle_timeout: Duration,
+    /// A tunnel is closed at this age, or when its session expires if sooner.
+    #[serde(with = "humantime_serde")]
+    pub upgrade_max_lifetime: Duration,
 }
 
 /// `[log]`
@@ -289,6 +305,9 @@ impl Default for RawConfig {
                 client_cert_file: None,
                 client_key_file: None,
                 dangerous_skip_tls_verify: false,
+                upgrade_protocols: vec!["websocket".to_owned()],
+                upgrade_idle_timeout: Duration::from_secs(600),
+                upgrade_max_lifetime: Duration::from_secs(12 * 3600),
             },
             log: RawLog { format: "text".to_owned(), level: "info".to_owned() },
             tls: RawTls {
@@ -319,6 +338,9 @@ impl Default for RawConfig {
                 worker_threads: 0,
                 shutdown_grace: Duration::from_secs(5),
                 drain_timeout: Duration::from_secs(20),
+                http2_idle_timeout: Duration::from_secs(60),
+                max_connections_per_ip: 512,
+                max_connection_age: Duration::from_secs(3600),
             },
         }
     }

@@ -110,6 +110,12 @@ fn errors_name_the_key() {
             (format!("{}\n[tracing]\nca_file = \"/nonexistent/ca.pem\"\n{TRACING_ON}", minimal("")), "tracing.ca_file"),
             (format!("{}\n[tracing]\nendpoint = \"http://127.0.0.1:4318\"\n", minimal("")), "tracing.endpoint"),
             (format!("{}\n[server]\nworker_threads = 5000\n", minimal("")), "server.worker_threads"),
+            (format!("{}\n[server]\nhttp2_idle_timeout = \"0s\"\n", minimal("")), "server.http2_idle_timeout"),
+            (format!("{}\n[server]\nmax_connections_per_ip = 0\n", minimal("")), "server.max_connections_per_ip"),
+            (format!("{}\n[server]\nmax_connection_age = \"0s\"\n", minimal("")), "server.max_connection_age"),
+            (format!("{}\n[proxy]\nupgrade_protocols = [\"h2c\"]\n", minimal("")), "proxy.upgrade_protocols"),
+            (format!("{}\n[proxy]\nupgrade_protocols = [\"a b\"]\n", minimal("")), "proxy.upgrade_protocols"),
+            (format!("{}\n[proxy]\nupgrade_idle_timeout = \"0s\"\n", minimal("")), "proxy.upgrade_idle_timeout"),
         ];
         for (toml, key) in cases {
             let text = error_text(load_from(jail, &toml));

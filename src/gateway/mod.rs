@@ -18,6 +18,7 @@ mod session_auth;
 mod shared;
 mod sign_out;
 mod throttle;
+mod tunnel_session;
 mod upstreams;
 mod userinfo;
 
@@ -67,11 +68,13 @@ pub struct Connection {
     /// The client's IP as `X-Forwarded-For` sends it, formatted once per
     /// connection rather than per request (about 1,100 instructions each).
     pub forwarded_for: Option<HeaderValue>,
+    /// The connection's place in the connection limits; a tunnel keeps it.
+    pub slot: Option<proxy::ConnectionSlot>,
 }
 
 impl Connection {
     pub fn new(client_addr: SocketAddr, tls: bool) -> Self {
-        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()) }
+        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()), slot: None }
     }
 }
 
@@ -154,6 +157,7 @@ impl Gateway {
             upstreams::Routes::new(&config.upstreams, config.authz.case_insensitive(), &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
+        let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
         Ok(Self {
             config,
             clock,
@@ -175,7 +179,7 @@ impl Gateway {
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics,
-            tunnels: proxy::Tunnels::new(),
+            tunnels,
             failed_callbacks: throttle::FailureBudget::new(throttle::FAILED_CALLBACKS_PER_CLIENT),
         })
     }
@@ -333,6 +337,12 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers(), recent).await;
+        if authenticated.session.is_some() && request.headers().contains_key(header::UPGRADE) {
+            // A tunnel is closed when its session ends: noted before the cookie is removed.
+            if let Some(session) = self.tunnel_session(request.headers()) {
+                request.extensions_mut().insert(session);
+            }
+        }
         if authenticated.session.is_some() && authenticated.cookies_only_session {
             // What the proxy's removal of the gateway's cookies would come to,
             // known here without scanning the ~5 KB header again.
@@ -433,7 +443,7 @@ impl Gateway {
     /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         connection: &Connection,
         caller: Option<&session_auth::Caller>,
         via: Option<&upstreams::Route>,
@@ -457,6 +467,8 @@ impl Gateway {
         let is_ours = |name: &str| self.cookies.is_ours(name);
         let context = ForwardContext {
             tunnels: &self.tunnels,
+            tunnel_session: request.extensions_mut().remove::<proxy::TunnelSession>(),
+            connection_slot: connection.slot.as_ref(),
             forwarded_for: connection.forwarded_for.as_ref(),
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,

@@ -304,6 +304,7 @@ impl Gateway {
             StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at, now),
             StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at, now),
         }
+        self.tunnels.close_ended(&self.ended).await;
     }
 }
 

@@ -29,7 +29,7 @@ pub use identity::{
     IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
     X_FORWARDED_USER,
 };
-pub use upgrade::Tunnels;
+pub use upgrade::{ConnectionSlot, TunnelSession, TunnelSettings, Tunnels};
 pub use upstream::{Upstream, UpstreamSettings};
 
 use crate::body::{self, ProxyBody};
@@ -54,6 +54,10 @@ pub struct ForwardContext<'a> {
     pub set_headers: &'a [(HeaderName, HeaderValue)],
     /// Where an upgraded connection (WebSocket) is registered, so shutdown can wait for it.
     pub tunnels: &'a Tunnels,
+    /// The session an upgraded connection would belong to (noted only for upgrade requests).
+    pub tunnel_session: Option<TunnelSession>,
+    /// The client connection's place in the connection limits, kept by a tunnel.
+    pub connection_slot: Option<&'a ConnectionSlot>,
 }
 
 impl std::fmt::Debug for ForwardContext<'_> {
@@ -115,10 +119,10 @@ impl ProxyError {
 ///
 /// The request is cleaned (hop-by-hop, spoofed identity, gateway cookies),
 /// given `X-Forwarded-*`, the identity headers and the operator's fixed
-/// headers, and sent as HTTP/1.1 (or
-/// HTTP/2 if the upstream negotiated it). An HTTP/1.1 `Upgrade` request whose
-/// upstream answers 101 is tunnelled; the gateway's server connection must be
-/// served `with_upgrades()` for that.
+/// headers, and sent as HTTP/1.1 (or HTTP/2 if the upstream negotiated it).
+/// An HTTP/1.1 `Upgrade` request to an allow-listed protocol whose upstream
+/// answers 101 is tunnelled; the gateway's server connection must be served
+/// `with_upgrades()` for that.
 pub async fn forward(
     upstream: &Upstream,
     mut req: Request<Incoming>,
@@ -127,7 +131,7 @@ pub async fn forward(
     let target = upstream.target_uri(req.uri())?;
     // HTTP/2 has no Upgrade mechanism (RFC 9113 §8.6); only HTTP/1.1 requests tunnel.
     let upgrade_protocol =
-        if req.version() == Version::HTTP_11 { headers::upgrade_protocol(req.headers()) } else { None };
+        if req.version() == Version::HTTP_11 { ctx.tunnels.allowed_upgrade(req.headers()) } else { None };
     let client_upgrade = upgrade_protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     // HTTP/2 carries the host in `:authority`, which hyper keeps in the URI.
     let original_host = req
@@ -185,7 +189,8 @@ pub async fn forward(
             return Err(ProxyError::BadResponse);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, ctx.tunnels);
+        let owner = upgrade::TunnelOwner { session: ctx.tunnel_session, slot: ctx.connection_slot.map(Clone::clone) };
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, ctx.tunnels, owner);
         // The 101 keeps Connection/Upgrade: they are what the client switches on.
         return Ok(response);
     }

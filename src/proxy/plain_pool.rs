@@ -6,12 +6,15 @@
 //! future, and a task spawned to hand each connection back. A worker's
 //! requests share one thread, so this pool is a short list of idle
 //! connections behind an uncontended lock: a request takes the most recently
-//! used one, and its response body puts the connection back when it ends
-//! (a body dropped before its end closes the connection instead).
+//! used one, and the connection goes back once both its request body and its
+//! response body have ended (either dropped before its end closes the
+//! connection instead): an upstream may answer before it has read the whole
+//! request, and a connection still sending a body is busy.
 //! https upstreams keep hyper-util's client (TLS and HTTP/2 by ALPN).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -90,14 +93,16 @@ impl PlainPool {
         if !request.headers().contains_key(header::HOST) {
             request.headers_mut().insert(header::HOST, self.host.clone());
         }
+        let handoff = Handoff::new(&self.idle, &mut request);
         while let Some(mut sender) = self.checkout() {
-            // Idle connections are done with their last response; readiness
-            // only waits for its connection task to notice.
-            if sender.ready().await.is_err() {
+            // Idle connections are done with both bodies of their last
+            // exchange; readiness only waits for its connection task to notice,
+            // and a connection not ready within a connect timeout is dropped.
+            if !matches!(tokio::time::timeout(self.connect_timeout, sender.ready()).await, Ok(Ok(()))) {
                 continue;
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.returning(response, sender)),
+                Ok(response) => return Ok(handoff.returning(response, sender)),
                 // The upstream closed the connection before the request went out
                 // (an idle keep-alive timeout): it is sent on another one.
                 Err(mut error) => match error.take_message() {
@@ -108,21 +113,7 @@ impl PlainPool {
         }
         let mut sender = self.connect().await?;
         let response = sender.send_request(request).await.map_err(|error| classify(&error))?;
-        Ok(self.returning(response, sender))
-    }
-
-    /// `response`, whose body puts `sender` back among the idle connections once it has ended.
-    fn returning(&self, response: Response<Incoming>, sender: SendRequest<ProxyBody>) -> Response<ProxyBody> {
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the tunnel.
-            return response.map(crate::body::boxed);
-        }
-        let idle = Arc::clone(&self.idle);
-        response.map(|body| {
-            let mut body = ReturningBody { body, connection: Some((idle, sender)) };
-            body.return_if_ended();
-            crate::body::boxed(body)
-        })
+        Ok(handoff.returning(response, sender))
     }
 
     /// The most recently used idle connection; closed ones and ones idle past
@@ -167,40 +158,110 @@ impl std::fmt::Debug for PlainPool {
     }
 }
 
-/// An upstream response body that returns its connection to the idle ones
-/// once it has ended (read to the end, or known to be empty). Dropped before
-/// its end, it drops the connection, which hyper then closes.
-struct ReturningBody {
-    body: Incoming,
-    connection: Option<(Arc<Idle>, SendRequest<ProxyBody>)>,
+/// One exchange's claim on its connection: the connection goes back to the
+/// idle ones when the last of its two bodies (request, response) ends, and
+/// is dropped (hyper then closes it) if either is dropped or fails first.
+struct Handoff {
+    idle: Arc<Idle>,
+    /// Bodies of the exchange still running.
+    running: AtomicUsize,
+    /// Set once the response has arrived; taken to return or drop the connection.
+    sender: Mutex<Option<SendRequest<ProxyBody>>>,
 }
 
-impl ReturningBody {
-    fn return_if_ended(&mut self) {
-        if self.body.is_end_stream()
-            && let Some((idle, sender)) = self.connection.take()
+impl Handoff {
+    /// Starts tracking the exchange of `request`, whose body now reports its end.
+    fn new(idle: &Arc<Idle>, request: &mut Request<ProxyBody>) -> Arc<Self> {
+        let request_body_running = !request.body().is_end_stream();
+        let handoff = Arc::new(Self {
+            idle: Arc::clone(idle),
+            running: AtomicUsize::new(1 + usize::from(request_body_running)),
+            sender: Mutex::new(None),
+        });
+        if request_body_running {
+            let body = std::mem::replace(request.body_mut(), crate::body::empty());
+            *request.body_mut() = crate::body::boxed(Tracked { body, handoff: Some(Arc::clone(&handoff)) });
+        }
+        handoff
+    }
+
+    /// `response`, whose body (with the request's) puts `sender` back among
+    /// the idle connections once both have ended.
+    fn returning(self: Arc<Self>, response: Response<Incoming>, sender: SendRequest<ProxyBody>) -> Response<ProxyBody> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the tunnel.
+            return response.map(crate::body::boxed);
+        }
+        if let Ok(mut slot) = self.sender.lock() {
+            *slot = Some(sender);
+        }
+        response.map(|body| {
+            let mut body = Tracked { body, handoff: Some(self) };
+            body.end_if_ended();
+            crate::body::boxed(body)
+        })
+    }
+
+    /// One body has ended; the last one returns the connection.
+    fn body_ended(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(sender) = self.sender.lock().ok().and_then(|mut slot| slot.take())
         {
-            idle.put_back(sender);
+            self.idle.put_back(sender);
+        }
+    }
+
+    /// A body was dropped or failed before its end: the connection is not reused.
+    fn body_abandoned(&self) {
+        // Never counts down to zero now: the other body's end cannot return it.
+        self.running.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut slot) = self.sender.lock() {
+            slot.take();
         }
     }
 }
 
-impl Body for ReturningBody {
+/// A request or response body that tells its exchange's [`Handoff`] when it
+/// has ended (read to the end, or known to be empty), or when it was dropped
+/// or failed before that.
+struct Tracked<B: Body> {
+    body: B,
+    handoff: Option<Arc<Handoff>>,
+}
+
+impl<B: Body> Tracked<B> {
+    fn end_if_ended(&mut self) {
+        if self.body.is_end_stream()
+            && let Some(handoff) = self.handoff.take()
+        {
+            handoff.body_ended();
+        }
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             // hyper stops polling once `is_end_stream` says so: check after every frame.
-            Poll::Ready(Some(Ok(_))) => this.return_if_ended(),
+            Poll::Ready(Some(Ok(_))) => this.end_if_ended(),
             Poll::Ready(None) => {
-                if let Some((idle, sender)) = this.connection.take() {
-                    idle.put_back(sender);
+                if let Some(handoff) = this.handoff.take() {
+                    handoff.body_ended();
                 }
             }
-            Poll::Ready(Some(Err(_))) => this.connection = None,
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(handoff) = this.handoff.take() {
+                    handoff.body_abandoned();
+                }
+            }
             Poll::Pending => {}
         }
         polled
@@ -215,9 +276,12 @@ impl Body for ReturningBody {
     }
 }
 
-impl Drop for ReturningBody {
+impl<B: Body> Drop for Tracked<B> {
     fn drop(&mut self) {
-        self.return_if_ended();
+        self.end_if_ended();
+        if let Some(handoff) = self.handoff.take() {
+            handoff.body_abandoned();
+        }
     }
 }
 

@@ -149,10 +149,15 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                     let identity = identity.clone();
                     async move {
                         let request_id = HeaderValue::from_static("rid-7");
-                        let tunnels = super::Tunnels::new();
+                        let tunnels = super::Tunnels::new(super::TunnelSettings {
+                            protocols: vec!["echo".to_owned()],
+                            ..super::TunnelSettings::default()
+                        });
                         let forwarded_for = super::headers::ip_header_value(client_addr.ip());
                         let ctx = ForwardContext {
                             tunnels: &tunnels,
+                            tunnel_session: None,
+                            connection_slot: None,
                             forwarded_for: forwarded_for.as_ref(),
                             client_scheme: "https",
                             is_gateway_cookie: &is_gateway_cookie,

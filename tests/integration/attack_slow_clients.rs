@@ -113,3 +113,37 @@ async fn the_connection_cap_refuses_extra_connections_until_one_is_released() {
     .await;
     assert!(served, "a released permit admits a new connection");
 }
+
+/// Opens a connection and proves it served with a keep-alive `GET /ping`.
+async fn served_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read(&mut buffer)).await.unwrap().unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_refuses_a_clients_extra_connections_until_one_is_released() {
+    let world = TestWorld::builder().tweak(|raw| raw.server.max_connections_per_ip = 2).start().await;
+    let addr = world.gateway_addr;
+    let mut held = vec![served_connection(addr).await, served_connection(addr).await];
+    // The same client's third is closed at once, though the total limit is far.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, third.read_to_end(&mut answer)).await.expect("closed in time");
+    assert!(answer.is_empty(), "the third connection was served: {}", String::from_utf8_lossy(&answer));
+
+    drop(held.pop());
+    let served = eventually(EXCHANGE_TIMEOUT, || async move {
+        let Ok(mut stream) = TcpStream::connect(addr).await else { return false };
+        let _ = stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut answer)).await;
+        answer.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    assert!(served, "a released connection admits a new one from the same client");
+}

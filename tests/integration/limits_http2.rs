@@ -59,3 +59,50 @@ async fn the_configured_http2_limits_are_announced() {
     assert_eq!(value(MAX_CONCURRENT_STREAMS), Some(7), "{settings:?}");
     assert_eq!(value(MAX_HEADER_LIST_SIZE), Some(16 * 1024), "{settings:?}");
 }
+
+/// An open h2c connection: its sender (dropping it would close the
+/// connection from the client's side) and its task, which ends when the
+/// connection closes.
+type H2c = (hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>, tokio::task::JoinHandle<()>);
+
+/// Opens an h2c connection (prior knowledge) and sends one `GET /ping`.
+async fn h2c_after_one_request(addr: std::net::SocketAddr) -> H2c {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2 handshake");
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::get(format!("http://{addr}/ping")).body(Empty::<Bytes>::new()).unwrap();
+    let exchange = async {
+        let response = sender.send_request(request).await.expect("a response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    };
+    assert_eq!(tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.expect("in time"), http::StatusCode::OK);
+    (sender, task)
+}
+
+/// Found by this test: an idle HTTP/2 connection was never closed (hyper's
+/// keep-alive pings kept it alive), so idle h2c clients could hold every
+/// connection slot.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let world =
+        TestWorld::builder().tweak(|raw| raw.server.http2_idle_timeout = Duration::from_millis(300)).start().await;
+    let (_sender, connection) = h2c_after_one_request(world.gateway_addr).await;
+    tokio::time::timeout(EXCHANGE_TIMEOUT, connection).await.expect("the idle connection is closed").unwrap();
+}
+
+#[tokio::test]
+async fn an_http2_connection_is_closed_at_its_maximum_age() {
+    let world =
+        TestWorld::builder().tweak(|raw| raw.server.max_connection_age = Duration::from_millis(500)).start().await;
+    let (_sender, connection) = h2c_after_one_request(world.gateway_addr).await;
+    // The idle timeout (a minute by default) cannot be what closes it first.
+    tokio::time::timeout(EXCHANGE_TIMEOUT, connection).await.expect("the old connection is closed").unwrap();
+}

@@ -40,6 +40,7 @@ mod third_party_provider;
 mod tls_listener;
 mod tls_upstream;
 mod token_rules;
+mod tunnel_limits;
 mod upstream;
 mod upstream_pool;
 mod upstream_routing;

@@ -114,3 +114,87 @@ async fn upstreams_named_by_ipv6_literal_or_host_name_are_reached() {
     assert_eq!(seen.last().expect("forwarded").target, "/by-name");
     drop(stop);
 }
+
+/// A raw upstream that answers every request as soon as its head arrives,
+/// with `conn-<n>` (`n` counting its connections from 0), and then only
+/// reads: a request body still arriving, or another request sent on the same
+/// connection, is never answered.
+async fn answers_before_reading_the_body() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the upstream");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        for connection in 0.. {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let body = format!("conn-{connection}");
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+            });
+        }
+    });
+    url
+}
+
+/// Found by this test: the connection went back to the pool when the
+/// response ended although the request body was still streaming, and the
+/// next request waited on it until the response timeout (504).
+#[tokio::test]
+async fn a_connection_still_sending_a_request_body_is_not_handed_to_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = answers_before_reading_the_body().await;
+    let world = TestWorld::builder()
+        .upstream(upstream)
+        .tweak(|raw| {
+            // One worker, so both requests share one connection pool.
+            raw.server.worker_threads = 1;
+            raw.proxy.response_timeout = std::time::Duration::from_secs(3);
+        })
+        .start()
+        .await;
+    let browser = signed_in(&world).await;
+    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
+
+    // An upload that sends 10 of its 100,000 bytes and then holds: the upstream answers it at once.
+    let mut upload = TcpStream::connect(world.gateway_addr).await.expect("connect");
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nAccept: application/json\r\nContent-Length: 100000\r\n\r\n0123456789",
+        world.gateway_addr
+    );
+    upload.write_all(head.as_bytes()).await.expect("send the upload's start");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read_answer = async {
+        while !String::from_utf8_lossy(&answer).contains("conn-0") {
+            let read = upload.read(&mut buffer).await.expect("read the upload's answer");
+            assert!(read > 0, "the gateway closed the upload: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, read_answer).await.expect("the upload is answered in time");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+
+    // The upload's upstream connection is still receiving its body: the next
+    // request must go out on a fresh connection.
+    let reply = crate::support::raw_exchange(
+        world.gateway_addr,
+        &format!(
+            "GET /next HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+            world.gateway_addr
+        ),
+    )
+    .await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "conn-1"));
+    drop(upload);
+}
