@@ -60,15 +60,17 @@ report_failure() {
 }
 trap report_failure EXIT
 
-install_apt_requirements() {
-    local missing=() entry command package
-    for entry in "${APT_REQUIREMENTS[@]}"; do
-        command="${entry%%:*}"
-        package="${entry#*:}"
-        if ! command -v "$command" >/dev/null 2>&1; then
-            missing+=("$package")
-        fi
+# missing_packages ENTRY...: the packages of the "command:package" entries whose command is missing, one per line.
+missing_packages() {
+    local entry
+    for entry in "$@"; do
+        command -v "${entry%%:*}" >/dev/null 2>&1 || echo "${entry#*:}"
     done
+}
+
+install_apt_requirements() {
+    local missing=()
+    mapfile -t missing < <(missing_packages "${APT_REQUIREMENTS[@]}")
     if [ "${#missing[@]}" -eq 0 ]; then
         echo "all present: ${APT_REQUIREMENTS[*]}"
         return 0
@@ -84,14 +86,8 @@ install_apt_requirements() {
 }
 
 install_pip_requirements() {
-    local missing=() entry command package
-    for entry in "${PIP_REQUIREMENTS[@]}"; do
-        command="${entry%%:*}"
-        package="${entry#*:}"
-        if ! command -v "$command" >/dev/null 2>&1; then
-            missing+=("$package")
-        fi
-    done
+    local missing=()
+    mapfile -t missing < <(missing_packages "${PIP_REQUIREMENTS[@]}")
     if [ "${#missing[@]}" -eq 0 ]; then
         echo "all present: ${PIP_REQUIREMENTS[*]}"
         return 0

@@ -86,32 +86,11 @@ async fn the_connection_cap_refuses_extra_connections_until_one_is_released() {
     let world = TestWorld::builder().tweak(|raw| raw.server.max_connections = 2).start().await;
     let addr = world.gateway_addr;
     // Two idle connections hold both permits (each proven accepted by a request).
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let mut buffer = [0u8; 512];
-        let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read(&mut buffer)).await.unwrap().unwrap();
-        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
-        held.push(stream);
-    }
+    let mut held = vec![served_connection(addr).await, served_connection(addr).await];
     // A third is accepted by the kernel but closed at once by the gateway.
-    let mut third = TcpStream::connect(addr).await.unwrap();
-    let _ = third.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, third.read_to_end(&mut answer)).await.expect("closed in time");
-    assert!(answer.is_empty(), "the third connection was served: {}", String::from_utf8_lossy(&answer));
-
+    assert_closed_unserved(addr).await;
     drop(held.pop());
-    let served = eventually(EXCHANGE_TIMEOUT, || async move {
-        let Ok(mut stream) = TcpStream::connect(addr).await else { return false };
-        let _ = stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut answer)).await;
-        answer.starts_with(b"HTTP/1.1 200")
-    })
-    .await;
-    assert!(served, "a released permit admits a new connection");
+    assert!(is_served_again(addr).await, "a released permit admits a new connection");
 }
 
 /// Opens a connection and proves it served with a keep-alive `GET /ping`.
@@ -124,26 +103,35 @@ async fn served_connection(addr: std::net::SocketAddr) -> TcpStream {
     stream
 }
 
-#[tokio::test]
-async fn the_per_ip_cap_refuses_a_clients_extra_connections_until_one_is_released() {
-    let world = TestWorld::builder().tweak(|raw| raw.server.max_connections_per_ip = 2).start().await;
-    let addr = world.gateway_addr;
-    let mut held = vec![served_connection(addr).await, served_connection(addr).await];
-    // The same client's third is closed at once, though the total limit is far.
-    let mut third = TcpStream::connect(addr).await.unwrap();
-    let _ = third.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+/// A new connection is accepted by the kernel but closed by the gateway without an answer.
+async fn assert_closed_unserved(addr: std::net::SocketAddr) {
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let _ = extra.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, third.read_to_end(&mut answer)).await.expect("closed in time");
-    assert!(answer.is_empty(), "the third connection was served: {}", String::from_utf8_lossy(&answer));
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, extra.read_to_end(&mut answer)).await.expect("closed in time");
+    assert!(answer.is_empty(), "the extra connection was served: {}", String::from_utf8_lossy(&answer));
+}
 
-    drop(held.pop());
-    let served = eventually(EXCHANGE_TIMEOUT, || async move {
+/// Whether a new connection is served again within the exchange timeout
+/// (the gateway notices a released connection asynchronously).
+async fn is_served_again(addr: std::net::SocketAddr) -> bool {
+    eventually(EXCHANGE_TIMEOUT, || async move {
         let Ok(mut stream) = TcpStream::connect(addr).await else { return false };
         let _ = stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut answer)).await;
         answer.starts_with(b"HTTP/1.1 200")
     })
-    .await;
-    assert!(served, "a released connection admits a new one from the same client");
+    .await
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_refuses_a_clients_extra_connections_until_one_is_released() {
+    let world = TestWorld::builder().tweak(|raw| raw.server.max_connections_per_ip = 2).start().await;
+    let addr = world.gateway_addr;
+    let mut held = vec![served_connection(addr).await, served_connection(addr).await];
+    // The same client's third is closed at once, though the total limit is far.
+    assert_closed_unserved(addr).await;
+    drop(held.pop());
+    assert!(is_served_again(addr).await, "a released connection admits a new one from the same client");
 }
