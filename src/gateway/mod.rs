@@ -110,7 +110,7 @@ pub struct Gateway {
     refreshes: refresh::RefreshFlights,
     /// Store mode (`[session.store]`); `None`: sessions live in the cookie.
     shared: Option<shared::Shared>,
-    used_logout_tokens: moka::future::Cache<String, ()>,
+    used_logout_tokens: backchannel::UsedLogoutTokens,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
     upstream_routes: upstreams::Routes,
@@ -139,6 +139,10 @@ impl Gateway {
             config.session.lifetime,
             config.session.ended_max_entries,
             metrics.ended_sessions_overflows(),
+        );
+        let used_logout_tokens = backchannel::UsedLogoutTokens::new(
+            config.session.ended_max_entries,
+            metrics.used_logout_tokens_overflows(),
         );
         let refreshes = refresh::flights(config.session.cache_max_entries);
         let shared = match &config.session.store {
@@ -172,10 +176,7 @@ impl Gateway {
             ended,
             refreshes,
             shared,
-            used_logout_tokens: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(backchannel::JTI_MEMORY)
-                .build(),
+            used_logout_tokens,
             upstream,
             extra_issuers,
             upstream_routes,
