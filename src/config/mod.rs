@@ -86,7 +86,8 @@ pub struct SessionConfig {
     pub refresh_margin: Duration,
     pub login_timeout: Duration,
     pub cache_max_entries: u64,
-    /// At most this many records of ended sessions (sign-outs, back-channel logouts) per replica.
+    /// At most this many records of ended sessions (sign-outs, back-channel logouts) per replica,
+    /// and as many used logout tokens.
     pub ended_max_entries: u64,
     /// The session cache's byte budget (identity headers and claims; no tokens are cached).
     pub cache_max_bytes: u64,

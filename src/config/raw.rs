@@ -184,6 +184,7 @@ pub struct RawSession {
     /// Live sessions kept in the in-memory token cache.
     pub cache_max_entries: u64,
     /// Records of ended sessions (sign-outs, back-channel logouts) kept per replica; reaching it ends every session.
+    /// Also bounds the used logout tokens remembered (without a store); reaching it refuses new ones.
     pub ended_max_entries: u64,
     /// Bytes the in-memory session cache may hold (it never holds tokens).
     pub cache_max_bytes: u64,

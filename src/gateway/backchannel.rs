@@ -2,21 +2,85 @@
 //! §2.5 and §2.8): the provider tells us a user or a provider session logged
 //! out; every matching session here ends at once.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
 
 use super::form::{read_form, single};
 use super::login::seconds;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
+use crate::clock::UnixSeconds;
 use crate::oidc::id_token::JwtRules;
 use crate::oidc::logout_token;
+use crate::session::expiring::ExpiringMap;
 use crate::session::store::StoreEvent;
 
-/// A used logout token's `jti` is remembered this long to refuse replays.
+/// Store mode: a used logout token's `jti` is claimed in Redis this long to refuse replays.
 pub(super) const JTI_MEMORY: Duration = Duration::from_secs(600);
+
+/// The `jti`s of the logout tokens used on this replica (without a session
+/// store), each kept until its token would be refused as expired or too old
+/// anyway, and never dropped before that to make room: a forgotten `jti`
+/// could be replayed. At most `max_entries`; beyond that new logout tokens
+/// are refused (503: the provider retries), counted and logged.
+#[derive(Debug)]
+pub(super) struct UsedLogoutTokens {
+    ids: Mutex<ExpiringMap<()>>,
+    max_entries: usize,
+    /// Counts the logout tokens refused because the memory was full.
+    overflows: Counter,
+}
+
+/// What [`UsedLogoutTokens::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    /// First use: remembered now.
+    First,
+    Replayed,
+    /// The memory is full: try again in this many seconds, when an entry may go.
+    Full {
+        retry_after: u64,
+    },
+}
+
+impl UsedLogoutTokens {
+    pub(super) fn new(max_entries: u64, overflows: Counter) -> Self {
+        Self {
+            ids: Mutex::new(ExpiringMap::default()),
+            max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX).max(1),
+            overflows,
+        }
+    }
+
+    /// Remembers `jti` until `until` unless it was used before or there is no room.
+    fn claim(&self, jti: &str, until: UnixSeconds, now: UnixSeconds) -> Claim {
+        let retry_after = {
+            let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.drop_expired(now);
+            if ids.contains_key(jti) {
+                return Claim::Replayed;
+            }
+            if ids.len() < self.max_entries {
+                ids.insert(jti, (), until);
+                return Claim::First;
+            }
+            ids.next_expiry().map_or(1, |first| first.saturating_sub(now)).max(1)
+        };
+        self.overflows.inc();
+        tracing::error!(
+            target: "portcullis::auth",
+            event = "used_logout_tokens_full",
+            max_entries = self.max_entries,
+            "the used logout tokens reached session.ended_max_entries: back-channel logouts are refused (503) until \
+             the oldest can no longer be replayed"
+        );
+        Claim::Full { retry_after: u64::try_from(retry_after).unwrap_or(1) }
+    }
+}
 
 impl Gateway {
     pub(super) async fn backchannel_logout(
@@ -54,21 +118,27 @@ impl Gateway {
             }
         };
         let jti = &logout.jti;
-        if let Some(shared) = &self.shared {
-            match shared.store.claim_once(jti, JTI_MEMORY).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
-                    return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
-                }
+        let claim = match &self.shared {
+            Some(shared) => match shared.store.claim_once(jti, JTI_MEMORY).await {
+                Ok(true) => Claim::First,
+                Ok(false) => Claim::Replayed,
                 Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
+            },
+            None => self.used_logout_tokens.claim(jti, logout.acceptable_until, now),
+        };
+        match claim {
+            Claim::First => {}
+            Claim::Replayed => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
+                return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+            }
+            // §2.8 leaves the status of a logout that failed open; 503 tells the provider to retry.
+            Claim::Full { retry_after } => {
+                let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return response;
             }
         }
-        if self.used_logout_tokens.contains_key(jti) {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
-            return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
-        }
-        self.used_logout_tokens.insert(jti.clone(), ()).await;
         // §2.6: with both, the sid names the session; sub alone ends all of the user's.
         let event = match (&logout.sid, &logout.sub) {
             (Some(sid), _) => Some(StoreEvent::ProviderSession { sid: sid.clone(), at: now }),
@@ -105,4 +175,23 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response<ProxyBody> {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_tokens_are_kept_until_their_time_and_a_full_memory_refuses_new_ones() {
+        let used = UsedLogoutTokens::new(2, Counter::default());
+        assert_eq!(used.claim("a", 100, 10), Claim::First);
+        assert_eq!(used.claim("b", 150, 11), Claim::First);
+        assert_eq!(used.claim("a", 100, 12), Claim::Replayed);
+        assert_eq!(used.claim("c", 200, 40), Claim::Full { retry_after: 60 }, "until a may go");
+        assert_eq!(used.claim("b", 150, 41), Claim::Replayed, "nothing was forgotten for room");
+        assert_eq!(used.overflows.get(), 1);
+        assert_eq!(used.claim("c", 200, 100), Claim::First, "a went at its time");
+        assert_eq!(used.claim("b", 150, 149), Claim::Replayed);
+    }
 }

@@ -219,8 +219,9 @@ impl Gateway {
         let authenticated = self.authenticate(request.headers(), recent).await;
         let caller = match authenticated.session {
             Some(session) => session.caller,
+            // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.
             None if authenticated.provider_unavailable => {
-                return deny(StatusCode::UNAUTHORIZED, "idp_unavailable", "The session cannot be renewed right now.");
+                return self.provider_unavailable_page(Audience::Api, super::SESSION_NOT_RENEWABLE, request_id);
             }
             None => match self.authenticate_bearer(request.headers(), connection).await {
                 BearerOutcome::Valid(caller) => caller,

@@ -71,15 +71,11 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let Some(provider) = self.provider.current() else {
             tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
-            let mut response = self.fail(
+            return self.provider_unavailable_page(
                 Audience::Browser,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idp_unavailable",
                 "The sign-in service is unavailable right now. Please try again in a minute.",
                 request_id,
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            return response;
         };
         let secrets = (|| {
             Ok::<_, random::RandomError>((PkceVerifier::generate()?, random::token::<16>()?, random::token::<16>()?))

@@ -59,6 +59,10 @@ pub mod paths {
     pub const USERINFO: &str = "/oauth2/userinfo";
 }
 
+/// Why a session that needs renewing is refused while the provider is down.
+const SESSION_NOT_RENEWABLE: &str =
+    "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.";
+
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -106,7 +110,7 @@ pub struct Gateway {
     refreshes: refresh::RefreshFlights,
     /// Store mode (`[session.store]`); `None`: sessions live in the cookie.
     shared: Option<shared::Shared>,
-    used_logout_tokens: moka::future::Cache<String, ()>,
+    used_logout_tokens: backchannel::UsedLogoutTokens,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
     upstream_routes: upstreams::Routes,
@@ -135,6 +139,10 @@ impl Gateway {
             config.session.lifetime,
             config.session.ended_max_entries,
             metrics.ended_sessions_overflows(),
+        );
+        let used_logout_tokens = backchannel::UsedLogoutTokens::new(
+            config.session.ended_max_entries,
+            metrics.used_logout_tokens_overflows(),
         );
         let refreshes = refresh::flights(config.session.cache_max_entries);
         let shared = match &config.session.store {
@@ -168,10 +176,7 @@ impl Gateway {
             ended,
             refreshes,
             shared,
-            used_logout_tokens: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(backchannel::JTI_MEMORY)
-                .build(),
+            used_logout_tokens,
             upstream,
             extra_issuers,
             upstream_routes,
@@ -387,15 +392,11 @@ impl Gateway {
                 }
                 bearer::BearerOutcome::Throttled => return self.too_many_failures(Audience::Api, request_id),
                 bearer::BearerOutcome::Unavailable => {
-                    let mut response = self.fail(
+                    return self.provider_unavailable_page(
                         Audience::Api,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "idp_unavailable",
                         "The token's issuer cannot be reached to check it. Try again shortly.",
                         request_id,
                     );
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-                    return response;
                 }
             },
         };
@@ -406,15 +407,7 @@ impl Gateway {
                 return self.store_unavailable_page(audience, request_id);
             }
             if authenticated.provider_unavailable {
-                let mut response = self.fail(
-                    audience,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "idp_unavailable",
-                    "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.",
-                    request_id,
-                );
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-                return response;
+                return self.provider_unavailable_page(audience, SESSION_NOT_RENEWABLE, request_id);
             }
             let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
             if authenticated.clear_cookie {
@@ -543,6 +536,20 @@ impl Gateway {
         } else {
             "session store unavailable"
         }
+    }
+
+    /// 503 `idp_unavailable` with `Retry-After`: the identity provider cannot be
+    /// reached for what this request needs. Never a 401: forward-auth proxies
+    /// would turn that into a sign-in redirect, and signing in needs the provider too.
+    fn provider_unavailable_page(
+        &self,
+        audience: Audience,
+        message: &str,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        let mut response = self.fail(audience, StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable", message, request_id);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        response
     }
 
     /// 503 with `Retry-After`: the shared session store cannot be reached. The

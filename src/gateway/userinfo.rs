@@ -9,7 +9,8 @@ use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
 impl Gateway {
-    /// The session's principal as JSON; 401 without a session, 503 while the session store is unreachable.
+    /// The session's principal as JSON; 401 without a session, 503 while the session store
+    /// or the provider (for a session needing renewal) is unreachable.
     pub(super) async fn userinfo(
         &self,
         request: &Request<Incoming>,
@@ -20,6 +21,9 @@ impl Gateway {
         let Some(session) = authenticated.session else {
             if authenticated.store_unavailable {
                 return self.store_unavailable_page(Audience::Api, request_id);
+            }
+            if authenticated.provider_unavailable {
+                return self.provider_unavailable_page(Audience::Api, super::SESSION_NOT_RENEWABLE, request_id);
             }
             let mut response = self.fail(
                 Audience::Api,

@@ -36,6 +36,9 @@ pub struct LogoutRequest {
     pub sid: Option<String>,
     /// The token's unique id: used once, a replay is refused.
     pub jti: String,
+    /// From this time on the token is refused as expired or too old anyway:
+    /// its `jti` need not be remembered longer.
+    pub acceptable_until: i64,
 }
 
 /// Why a logout token was refused.
@@ -84,5 +87,8 @@ pub async fn validate(token: &str, jwks: &Jwks, rules: &JwtRules<'_>) -> Result<
     if expired || future || stale {
         return Err(LogoutTokenError::BadTime);
     }
-    Ok(LogoutRequest { sub: claims.sub, sid: claims.sid, jti })
+    // The checks above, solved for the first `now` each refuses.
+    let too_old_from = claims.iat.saturating_add(MAX_AGE_SECONDS + skew_seconds).saturating_add(1);
+    let acceptable_until = claims.exp.map_or(too_old_from, |exp| too_old_from.min(exp.saturating_add(skew_seconds)));
+    Ok(LogoutRequest { sub: claims.sub, sid: claims.sid, jti, acceptable_until })
 }

@@ -10,13 +10,13 @@
 //! fails closed: every session created until then ends, which makes all the
 //! records redundant, so they are dropped and counted, and an error is logged.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
+use super::expiring::ExpiringMap;
 use crate::clock::UnixSeconds;
 
 /// The record of ended sessions on this replica.
@@ -32,70 +32,47 @@ pub struct EndedSessions {
     generation: Arc<AtomicU64>,
 }
 
-/// Which table a record is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Session,
-    Subject,
-    ProviderSession,
-}
-
+/// Each record is kept until no session it ends can still be alive.
 #[derive(Debug, Default)]
 struct Records {
-    /// Session ids signed out, with the time the record may go.
-    sessions: HashMap<String, UnixSeconds>,
-    /// Subjects logged out by the provider: sessions created up to `.0` ended; the record may go at `.1`.
-    subjects: HashMap<String, (UnixSeconds, UnixSeconds)>,
+    /// Session ids signed out.
+    sessions: ExpiringMap<()>,
+    /// Subjects logged out by the provider: sessions created up to the value ended.
+    subjects: ExpiringMap<UnixSeconds>,
     /// Provider session ids (`sid`) logged out, likewise.
-    provider_sessions: HashMap<String, (UnixSeconds, UnixSeconds)>,
-    /// Every record by the time it may go, oldest first, so expired ones are dropped cheaply.
-    by_expiry: BTreeSet<(UnixSeconds, Kind, String)>,
+    provider_sessions: ExpiringMap<UnixSeconds>,
     /// Every session created up to this time ended (the bound was reached then).
     all_ended_up_to: Option<UnixSeconds>,
 }
 
 impl Records {
     fn len(&self) -> usize {
-        self.by_expiry.len()
+        self.sessions.len() + self.subjects.len() + self.provider_sessions.len()
     }
 
     /// Drops the records whose sessions can no longer be alive at `now`.
     fn drop_expired(&mut self, now: UnixSeconds) {
-        while let Some(first) = self.by_expiry.first()
-            && first.0 <= now
-        {
-            let Some((_, kind, key)) = self.by_expiry.pop_first() else { break };
-            match kind {
-                Kind::Session => {
-                    self.sessions.remove(&key);
-                }
-                Kind::Subject => {
-                    self.subjects.remove(&key);
-                }
-                Kind::ProviderSession => {
-                    self.provider_sessions.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Moves `key`'s entry in the expiry index from `previous` (if any) to `until`.
-    fn index(&mut self, kind: Kind, key: &str, previous: Option<UnixSeconds>, until: UnixSeconds) {
-        if let Some(previous) = previous {
-            self.by_expiry.remove(&(previous, kind, key.to_owned()));
-        }
-        self.by_expiry.insert((until, kind, key.to_owned()));
+        self.sessions.drop_expired(now);
+        self.subjects.drop_expired(now);
+        self.provider_sessions.drop_expired(now);
     }
 
     /// Ends every session created up to `at` and drops the records it makes redundant (all of them:
     /// each ends only sessions created before now).
     fn end_all(&mut self, at: UnixSeconds) {
-        self.sessions = HashMap::new();
-        self.subjects = HashMap::new();
-        self.provider_sessions = HashMap::new();
-        self.by_expiry = BTreeSet::new();
+        self.sessions.clear();
+        self.subjects.clear();
+        self.provider_sessions.clear();
         self.all_ended_up_to = Some(self.all_ended_up_to.map_or(at, |earlier| earlier.max(at)));
     }
+}
+
+/// Records that `key`'s sessions created up to `at` ended, until `until`; a
+/// repeated record keeps the later of each time.
+fn end_up_to(records: &mut ExpiringMap<UnixSeconds>, key: &str, at: UnixSeconds, until: UnixSeconds) {
+    let (at, until) =
+        records.get(key).map_or((at, until), |&(was_at, was_until)| (was_at.max(at), was_until.max(until)));
+    records.insert(key, at, until);
 }
 
 /// A value [`EndedSessions::generation`] never returns: nothing checked yet.
@@ -160,35 +137,21 @@ impl EndedSessions {
     /// Ends one session (sign-out), which would have expired by itself at `expires_at`.
     pub fn end_session(&self, session_id: &str, expires_at: UnixSeconds, now: UnixSeconds) {
         self.record(now, |records| {
-            let previous = records.sessions.get(session_id).copied();
-            let until = previous.map_or(expires_at, |previous| previous.max(expires_at));
-            records.sessions.insert(session_id.to_owned(), until);
-            records.index(Kind::Session, session_id, previous, until);
+            let until = records.sessions.get(session_id).map_or(expires_at, |&((), previous)| previous.max(expires_at));
+            records.sessions.insert(session_id, (), until);
         });
     }
 
     /// Ends every session of `subject` created up to `at` (back-channel logout by `sub`).
     pub fn end_subject(&self, subject: &str, at: UnixSeconds, now: UnixSeconds) {
         let until = at.saturating_add(self.max_session_lifetime);
-        self.record(now, |records| {
-            let previous = records.subjects.get(subject).copied();
-            let (at, until) =
-                previous.map_or((at, until), |(was_at, was_until)| (was_at.max(at), was_until.max(until)));
-            records.subjects.insert(subject.to_owned(), (at, until));
-            records.index(Kind::Subject, subject, previous.map(|(_, until)| until), until);
-        });
+        self.record(now, |records| end_up_to(&mut records.subjects, subject, at, until));
     }
 
     /// Ends every session of provider session `sid` created up to `at`.
     pub fn end_provider_session(&self, sid: &str, at: UnixSeconds, now: UnixSeconds) {
         let until = at.saturating_add(self.max_session_lifetime);
-        self.record(now, |records| {
-            let previous = records.provider_sessions.get(sid).copied();
-            let (at, until) =
-                previous.map_or((at, until), |(was_at, was_until)| (was_at.max(at), was_until.max(until)));
-            records.provider_sessions.insert(sid.to_owned(), (at, until));
-            records.index(Kind::ProviderSession, sid, previous.map(|(_, until)| until), until);
-        });
+        self.record(now, |records| end_up_to(&mut records.provider_sessions, sid, at, until));
     }
 
     /// Whether a session has ended.

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cookies;
 pub mod data;
 pub mod ended;
+pub mod expiring;
 pub mod flow;
 pub mod seal;
 pub mod store;

@@ -38,6 +38,7 @@ pub struct Metrics {
     session_cookies: StaticCounters<1>,
     panics: Counter,
     ended_sessions_overflows: Counter,
+    used_logout_tokens_overflows: Counter,
 }
 
 impl Default for Metrics {
@@ -97,9 +98,17 @@ impl Metrics {
              then was ended (fail closed)",
             ended_sessions_overflows.clone(),
         );
+        let used_logout_tokens_overflows = Counter::default();
+        registry.register(
+            "used_logout_tokens_overflows",
+            "Back-channel logout tokens refused (503) because the used ones still remembered reached \
+             session.ended_max_entries",
+            used_logout_tokens_overflows.clone(),
+        );
         Self {
             panics,
             ended_sessions_overflows,
+            used_logout_tokens_overflows,
             registry,
             requests,
             auth_decisions,
@@ -140,6 +149,11 @@ impl Metrics {
     /// The counter of [`crate::session::ended::EndedSessions`] overflows, for the records to count with.
     pub fn ended_sessions_overflows(&self) -> Counter {
         self.ended_sessions_overflows.clone()
+    }
+
+    /// The counter of back-channel logout tokens refused because the used ones filled their memory.
+    pub fn used_logout_tokens_overflows(&self) -> Counter {
+        self.used_logout_tokens_overflows.clone()
     }
 
     /// One refresh attempt's result.

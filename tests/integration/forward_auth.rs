@@ -321,6 +321,37 @@ async fn a_store_outage_is_a_503_with_the_cookie_kept() {
     }
 }
 
+/// Past the access token's lifetime (300 s in the development provider): the session must refresh.
+const PAST_ACCESS_TOKEN_EXPIRY: i64 = 310;
+
+#[tokio::test]
+async fn a_provider_outage_is_a_503_as_on_the_proxy_path_not_a_login() {
+    let world = TestWorld::builder().tweak(trusted).start().await;
+    let alice = world.browser();
+    alice.login().await;
+    world.provider.faults().unavailable.set(true);
+    world.clock.advance(PAST_ACCESS_TOKEN_EXPIRY);
+
+    // The proxy path's answer, for comparison: 503, Retry-After, the cookie left alone.
+    let proxied = alice.api_get("/app").await;
+    assert_eq!(proxied.status, StatusCode::SERVICE_UNAVAILABLE, "{}", proxied.body);
+    let retry_after = proxied.header("retry-after");
+    assert!(retry_after.is_some());
+    // A 401 here would send nginx, Traefik and Caddy to the sign-in page: a login loop during the outage.
+    for reply in [ask(&alice, &[("x-forwarded-uri", "/app")]).await, alice.api_get("/oauth2/userinfo").await] {
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+        assert_eq!(reply.header("retry-after"), retry_after);
+        assert_eq!(reply.json()["error"], "idp_unavailable");
+        assert!(reply.header("www-authenticate").is_none());
+        assert!(reply.set_cookies().is_empty(), "the session cookie is kept");
+    }
+
+    // Once the provider is back, the same session passes again.
+    world.provider.faults().unavailable.set(false);
+    world.clock.advance(11);
+    assert_eq!(ask(&alice, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::OK);
+}
+
 /// The locations of deploy/examples/nginx.conf, pointed at this test's gateway and upstream.
 fn example_locations(world: &TestWorld) -> String {
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/nginx.conf"))

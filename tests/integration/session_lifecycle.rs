@@ -609,6 +609,55 @@ async fn a_logout_token_without_jti_is_refused() {
     upstream_bearer(&alice.api_get("/x").await);
 }
 
+/// The used logout tokens were held in a cache that, once full, could refuse
+/// new entries (they are never read, so their admission frequency stays 0):
+/// a token used then could be replayed. Now each `jti` is kept until the token
+/// could no longer be accepted anyway, never dropped for room; at the bound
+/// (`session.ended_max_entries`) new logout tokens are refused with a 503 the
+/// provider retries on, counted and logged.
+#[tokio::test]
+async fn used_logout_tokens_are_never_forgotten_for_room_and_a_full_memory_refuses_new_ones() {
+    const BOUND: u64 = 6;
+    let world = TestWorld::builder().tweak(|raw| raw.session.ended_max_entries = BOUND).start().await;
+    let provider_side = world.browser();
+    let mut used = Vec::new();
+    for _ in 0..BOUND {
+        let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+        let reply = post_logout_token(&provider_side, &token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        used.push(token);
+    }
+    for token in &used {
+        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "replayed");
+    }
+
+    // At the bound: refused (the provider retries), nothing forgotten to make room.
+    let alice = world.browser();
+    world.clock.advance(1);
+    alice.login_at("/", "alice", "alice").await;
+    let refused = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    let reply = post_logout_token(&provider_side, &refused).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert!(reply.headers.contains_key("retry-after"));
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    assert!(world.metrics().contains("portcullis_used_logout_tokens_overflows_total 1"), "{}", world.metrics());
+    assert!(crate::support::logs::captured().contains("used_logout_tokens_full"), "an error is logged");
+    upstream_bearer(&alice.api_get("/x").await);
+    for token in &used {
+        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "replayed");
+    }
+
+    // Once the used tokens could no longer be accepted (exp 120 s + 60 s skew), their room is free.
+    world.clock.advance(180);
+    let retried = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
+    assert_eq!(post_logout_token(&provider_side, &retried).await.status, StatusCode::OK);
+    assert_eq!(alice.api_get("/x").await.status, StatusCode::UNAUTHORIZED, "the retried logout took effect");
+    assert_eq!(post_logout_token(&provider_side, &retried).await.status, StatusCode::BAD_REQUEST, "replayed");
+    for token in &used {
+        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "too old");
+    }
+}
+
 #[tokio::test]
 async fn the_cookie_is_resealed_for_the_idle_clock_only_when_an_idle_timeout_is_set() {
     let without_idle =
