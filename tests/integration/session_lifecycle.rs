@@ -78,8 +78,15 @@ async fn two_hundred_concurrent_requests_cause_exactly_one_refresh() {
 #[tokio::test]
 async fn a_thousand_requests_on_an_expired_token_all_wait_for_one_refresh() {
     const REQUESTS: usize = 1000;
-    // Room in the gateway's upstream pool for every request's connection.
-    let world = TestWorld::builder().tweak(|raw| raw.proxy.pool_max_idle_per_host = REQUESTS).start().await;
+    // Room in the gateway's upstream pool for every request's connection, and
+    // for a thousand clients that all come from 127.0.0.1 (the per-IP cap).
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            raw.proxy.pool_max_idle_per_host = REQUESTS;
+            raw.server.max_connections_per_ip = REQUESTS;
+        })
+        .start()
+        .await;
     let browser = world.browser();
     browser.login_at("/", "alice", "alice").await;
     let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
