@@ -23,6 +23,8 @@ pub(super) struct RequestAuthority {
     value: HeaderValue,
     /// The length of the host part of `value`.
     host_len: usize,
+    /// `value` is the header value it was parsed from, unchanged.
+    as_received: bool,
 }
 
 /// The request's authority cannot be given one meaning.
@@ -55,6 +57,12 @@ impl RequestAuthority {
         &self.value
     }
 
+    /// Whether this is the header value it was parsed from, unchanged (for
+    /// [`of_request`], the request's own `Host`).
+    pub(super) fn is_as_received(&self) -> bool {
+        self.as_received
+    }
+
     /// Parses a `Host` (or `X-Forwarded-Host`) value; kept as it is (no copy)
     /// unless a trailing dot has to go.
     pub(super) fn from_header(value: &HeaderValue) -> Result<Self, BadAuthority> {
@@ -62,7 +70,7 @@ impl RequestAuthority {
         if value.as_bytes().get(..host_end).is_some_and(|host| host.ends_with(b".")) {
             return Self::without_dot(value.to_str().map_err(|_| BadAuthority::Malformed)?, host_end);
         }
-        Ok(Self { value: value.clone(), host_len: host_end })
+        Ok(Self { value: value.clone(), host_len: host_end, as_received: true })
     }
 
     /// Parses the authority of a request URI.
@@ -77,7 +85,7 @@ impl RequestAuthority {
         let host = without_trailing_dot(host);
         let value =
             if port.is_empty() { HeaderValue::from_str(host) } else { HeaderValue::from_str(&format!("{host}{port}")) };
-        Ok(Self { value: value.map_err(|_| BadAuthority::Malformed)?, host_len: host.len() })
+        Ok(Self { value: value.map_err(|_| BadAuthority::Malformed)?, host_len: host.len(), as_received: false })
     }
 }
 
