@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -203,22 +204,25 @@ impl ConnectionTask {
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         let mut draining = self.draining;
-        let too_old = tokio::time::sleep(limits.max_connection_age);
-        let mut too_old = std::pin::pin!(too_old);
-        let idle = streams.idle_for(limits.http2_idle_timeout);
-        let mut idle = std::pin::pin!(idle);
-        // Each reason to close fires once: after the first, only the connection's end is awaited.
-        let mut closing = None;
+        let idle_limit = limits.http2_idle_timeout;
+        let close_reason = async move {
+            tokio::select! {
+                _ = draining.wait_for(|draining| *draining) => "shutdown_drain",
+                () = tokio::time::sleep(limits.max_connection_age) => "max_connection_age",
+                () = streams.idle_for(idle_limit) => "http2_idle",
+            }
+        };
+        // Polled only when its own watch or timers wake it, not at each of the
+        // connection's several wake-ups per request.
+        let mut close_reason: FuturesUnordered<_> = std::iter::once(close_reason).collect();
         let ended = loop {
             tokio::select! {
                 ended = connection.as_mut() => break ended,
-                _ = draining.wait_for(|draining| *draining), if closing.is_none() => closing = Some("shutdown_drain"),
-                () = &mut too_old, if closing.is_none() => closing = Some("max_connection_age"),
-                () = &mut idle, if closing.is_none() => closing = Some("http2_idle"),
-            }
-            if let Some(reason) = closing {
-                tracing::debug!(reason, "closing a connection once its requests in flight are answered");
-                connection.as_mut().graceful_shutdown();
+                // Fires once: after it, only the connection's end is awaited.
+                Some(reason) = close_reason.next() => {
+                    tracing::debug!(reason, "closing a connection once its requests in flight are answered");
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         };
         if let Err(error) = ended {

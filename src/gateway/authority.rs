@@ -23,6 +23,8 @@ pub(super) struct RequestAuthority {
     value: HeaderValue,
     /// The length of the host part of `value`.
     host_len: usize,
+    /// `value` is the header value it was parsed from, unchanged.
+    as_received: bool,
 }
 
 /// The request's authority cannot be given one meaning.
@@ -46,7 +48,8 @@ impl BadAuthority {
 impl RequestAuthority {
     /// The host, without port or trailing dot.
     pub(super) fn host(&self) -> &str {
-        self.value.to_str().ok().and_then(|text| text.get(..self.host_len)).unwrap_or_default()
+        // Parsed as ASCII already: only the host's bytes are looked at again.
+        self.value.as_bytes().get(..self.host_len).and_then(|host| std::str::from_utf8(host).ok()).unwrap_or_default()
     }
 
     /// `host[:port]` for the upstream's `Host` and `X-Forwarded-Host`.
@@ -54,30 +57,35 @@ impl RequestAuthority {
         &self.value
     }
 
+    /// Whether this is the header value it was parsed from, unchanged (for
+    /// [`of_request`], the request's own `Host`).
+    pub(super) fn is_as_received(&self) -> bool {
+        self.as_received
+    }
+
     /// Parses a `Host` (or `X-Forwarded-Host`) value; kept as it is (no copy)
     /// unless a trailing dot has to go.
     pub(super) fn from_header(value: &HeaderValue) -> Result<Self, BadAuthority> {
-        let text = value.to_str().map_err(|_| BadAuthority::Malformed)?;
-        let (host, port) = split(text).ok_or(BadAuthority::Malformed)?;
-        let bare = without_trailing_dot(host);
-        if bare.len() == host.len() {
-            return Ok(Self { value: value.clone(), host_len: host.len() });
+        let host_end = host_end(value.as_bytes()).ok_or(BadAuthority::Malformed)?;
+        if value.as_bytes().get(..host_end).is_some_and(|host| host.ends_with(b".")) {
+            return Self::without_dot(value.to_str().map_err(|_| BadAuthority::Malformed)?, host_end);
         }
-        Self::build(bare, port)
+        Ok(Self { value: value.clone(), host_len: host_end, as_received: true })
     }
 
     /// Parses the authority of a request URI.
     fn from_uri(authority: &http::uri::Authority) -> Result<Self, BadAuthority> {
-        let (host, port) = split(authority.as_str()).ok_or(BadAuthority::Malformed)?;
-        Self::build(without_trailing_dot(host), port)
+        let text = authority.as_str();
+        Self::without_dot(text, host_end(text.as_bytes()).ok_or(BadAuthority::Malformed)?)
     }
 
-    fn build(host: &str, port: Option<&str>) -> Result<Self, BadAuthority> {
-        let value = match port {
-            Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
-            None => HeaderValue::from_str(host),
-        };
-        Ok(Self { value: value.map_err(|_| BadAuthority::Malformed)?, host_len: host.len() })
+    /// `authority` (whose host ends at `host_end`) without its host's trailing dot, if any.
+    fn without_dot(authority: &str, host_end: usize) -> Result<Self, BadAuthority> {
+        let (host, port) = authority.split_at_checked(host_end).ok_or(BadAuthority::Malformed)?;
+        let host = without_trailing_dot(host);
+        let value =
+            if port.is_empty() { HeaderValue::from_str(host) } else { HeaderValue::from_str(&format!("{host}{port}")) };
+        Ok(Self { value: value.map_err(|_| BadAuthority::Malformed)?, host_len: host.len(), as_received: false })
     }
 }
 
@@ -108,47 +116,49 @@ pub(super) fn without_trailing_dot(host: &str) -> &str {
 /// An `[[upstreams]] host` as entries compare it: lower-case, without a
 /// trailing dot; `None` unless it is a host name or IP address without port.
 pub(super) fn configured_host(host: &str) -> Option<String> {
-    match split(host)? {
-        (name, None) => Some(without_trailing_dot(name).to_ascii_lowercase()),
-        (_, Some(_)) => None,
-    }
+    (host_end(host.as_bytes())? == host.len()).then(|| without_trailing_dot(host).to_ascii_lowercase())
 }
 
-/// Splits `host[:port]` into its parts; `None` unless the host is an IP
-/// literal in brackets or a name of letters, digits, `-` and `_` in dotted
-/// labels (one trailing dot allowed), and the port 1 to 5 digits.
-fn split(authority: &str) -> Option<(&str, Option<&str>)> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')? + 1;
-        let (host, rest) = authority.split_at_checked(end)?;
-        let literal = host.get(1..end - 1)?;
-        if literal.is_empty() || !literal.bytes().all(|byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.') {
+/// Where the host of `host[:port]` ends (a `:` and the port follow, or
+/// nothing); `None` unless the host is an IP literal in brackets or a name of
+/// letters, digits, `-` and `_` in dotted labels (one trailing dot allowed),
+/// and the port 1 to 5 digits. One pass over the bytes: this runs for every
+/// request.
+fn host_end(authority: &[u8]) -> Option<usize> {
+    let host_end = if authority.first() == Some(&b'[') {
+        let close = authority.iter().position(|&byte| byte == b']')?;
+        let literal = authority.get(1..close)?;
+        if literal.is_empty() || !literal.iter().all(|&byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.') {
             return None;
         }
-        match rest {
-            "" => (host, None),
-            rest => (host, Some(rest.strip_prefix(':')?)),
-        }
+        close + 1
     } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let labels = without_trailing_dot(host);
-        if labels.is_empty()
-            || labels.split('.').any(|label| {
-                label.is_empty()
-                    || !label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
-            })
-        {
+        // A dot first refuses a leading dot; a dot after a dot, an empty label.
+        let mut previous = b'.';
+        let mut end = authority.len();
+        for (index, &byte) in authority.iter().enumerate() {
+            match byte {
+                b':' => {
+                    end = index;
+                    break;
+                }
+                b'.' if previous == b'.' => return None,
+                b'.' | b'-' | b'_' => {}
+                byte if byte.is_ascii_alphanumeric() => {}
+                _ => return None,
+            }
+            previous = byte;
+        }
+        if end == 0 {
             return None;
         }
-        (host, port)
+        end
     };
-    if port.is_some_and(|port| port.is_empty() || port.len() > 5 || !port.bytes().all(|byte| byte.is_ascii_digit())) {
-        return None;
+    match authority.get(host_end..)? {
+        [] => Some(host_end),
+        [b':', port @ ..] if (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit) => Some(host_end),
+        _ => None,
     }
-    Some((host, port))
 }
 
 impl Gateway {
@@ -233,6 +243,10 @@ mod tests {
         assert_eq!(authority("https://a.example/x", Some("A.example.")), found("a.example", "a.example"));
         assert_eq!(authority("/x", None), Ok(None));
         assert_eq!(authority("/x", Some("")), Ok(None));
+        assert_eq!(authority("/x", Some("a-b_c.example.:80")), found("a-b_c.example", "a-b_c.example:80"));
+        assert_eq!(authority("/x", Some("10.0.0.1:65535")), found("10.0.0.1", "10.0.0.1:65535"));
+        assert_eq!(authority("/x", Some("[::ffff:10.0.0.1]")), found("[::ffff:10.0.0.1]", "[::ffff:10.0.0.1]"));
+        assert_eq!(authority("http://a.example.:8080/x", None), found("a.example", "a.example:8080"));
     }
 
     #[test]
@@ -254,6 +268,17 @@ mod tests {
             "[::1]x",
             "[zz::1]",
             "a.example:1:2",
+            ".",
+            "..",
+            ":80",
+            "a.example.:",
+            "[::1]:",
+            "[::1]:123456",
+            "[::1]]",
+            "[[::1]",
+            "[a.example]",
+            "a.exämple",
+            "a\texample",
         ] {
             assert_eq!(authority("/x", Some(host)), Err(BadAuthority::Malformed), "{host}");
         }
@@ -266,5 +291,8 @@ mod tests {
         assert_eq!(configured_host("[::1]").as_deref(), Some("[::1]"));
         assert_eq!(configured_host("admin.example:443"), None);
         assert_eq!(configured_host("*.example"), None);
+        assert_eq!(configured_host("[::1]:443"), None);
+        assert_eq!(configured_host("."), None);
+        assert_eq!(configured_host(""), None);
     }
 }
