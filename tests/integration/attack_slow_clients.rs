@@ -9,6 +9,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::connection::served_connection;
 use crate::support::http::EXCHANGE_TIMEOUT;
 use crate::support::{TestWorld, eventually, raw_exchange};
 
@@ -91,16 +92,6 @@ async fn the_connection_cap_refuses_extra_connections_until_one_is_released() {
     assert_closed_unserved(addr).await;
     drop(held.pop());
     assert!(is_served_again(addr).await, "a released permit admits a new connection");
-}
-
-/// Opens a connection and proves it served with a keep-alive `GET /ping`.
-async fn served_connection(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut buffer = [0u8; 512];
-    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read(&mut buffer)).await.unwrap().unwrap();
-    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
-    stream
 }
 
 /// A new connection is accepted by the kernel but closed by the gateway without an answer.

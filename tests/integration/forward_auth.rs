@@ -7,12 +7,13 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::time::Duration;
 
-use portcullis::authz::settings::{RawRule, RawUpstream};
+use portcullis::authz::settings::RawRule;
 use portcullis::config::RawConfig;
 
 use crate::support::front_proxies::FrontProxy;
 use crate::support::nginx::{Nginx, free_port};
 use crate::support::redis::RedisServer;
+use crate::support::upstreams::admins_only_host_route;
 use crate::support::{Browser, Reply, TestWorld, eventually};
 
 fn rules(raw: &mut RawConfig) {
@@ -213,18 +214,8 @@ async fn a_client_header_competing_with_the_trusted_one_is_refused() {
 
 /// An `[[upstreams]]` entry for host `admin.example.test` that only admins may use.
 fn admin_host_route(raw: &mut RawConfig) {
-    raw.upstreams = vec![RawUpstream {
-        name: Some("admin-host".to_owned()),
-        url: raw.upstream.clone().expect("the world's upstream"),
-        host: Some("admin.example.test".to_owned()),
-        rules: vec![RawRule {
-            name: Some("admins-only".to_owned()),
-            path_prefix: Some("/".to_owned()),
-            groups: vec!["admins".to_owned()],
-            ..RawRule::default()
-        }],
-        ..RawUpstream::default()
-    }];
+    let url = raw.upstream.clone().expect("the world's upstream");
+    raw.upstreams = vec![admins_only_host_route("admin-host", &url, "admin.example.test")];
 }
 
 #[tokio::test]

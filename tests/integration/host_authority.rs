@@ -7,12 +7,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis::authz::settings::{RawRule, RawUpstream};
 use tokio::net::TcpStream;
 
 use crate::support::browser::Browser;
 use crate::support::http::EXCHANGE_TIMEOUT;
-use crate::support::upstreams::RecordingUpstream;
+use crate::support::upstreams::{RecordingUpstream, admins_only_host_route};
 use crate::support::{TestWorld, raw_exchange};
 
 /// The default upstream (echo) for the public URL's host, and `admin.example`
@@ -21,18 +20,7 @@ async fn world_with_admin_host(admin: &RecordingUpstream) -> TestWorld {
     let admin_url = admin.url.clone();
     TestWorld::builder()
         .tweak(move |raw| {
-            raw.upstreams = vec![RawUpstream {
-                name: Some("admin".to_owned()),
-                url: admin_url.clone(),
-                host: Some("Admin.Example".to_owned()),
-                rules: vec![RawRule {
-                    name: Some("admins-only".to_owned()),
-                    path_prefix: Some("/".to_owned()),
-                    groups: vec!["admins".to_owned()],
-                    ..RawRule::default()
-                }],
-                ..RawUpstream::default()
-            }];
+            raw.upstreams = vec![admins_only_host_route("admin", &admin_url, "Admin.Example")];
         })
         .start()
         .await

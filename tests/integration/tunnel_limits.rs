@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::connection::served_connection;
 use crate::support::http::EXCHANGE_TIMEOUT;
 use crate::support::upstreams::{RecordingUpstream, websocket_echo};
 use crate::support::{TestWorld, eventually, raw_exchange};
@@ -51,16 +52,6 @@ async fn served(addr: std::net::SocketAddr) -> bool {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read_to_end(&mut answer)).await;
     answer.starts_with(b"HTTP/1.1 200")
-}
-
-/// Opens a connection and proves it served with a keep-alive `GET /ping`.
-async fn served_connection(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut buffer = [0u8; 512];
-    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read(&mut buffer)).await.unwrap().unwrap();
-    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
-    stream
 }
 
 /// Waits (bounded) until the gateway serves no HTTP connection (tunnels are not HTTP connections).

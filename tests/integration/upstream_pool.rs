@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::connection::OneConnection;
 use crate::support::http::EXCHANGE_TIMEOUT;
-use crate::support::upstreams::{FaultyUpstream, RecordingUpstream, UpstreamFault};
+use crate::support::upstreams::{FaultyUpstream, RecordingUpstream, UpstreamFault, read_request_head};
 use crate::support::{Browser, TestWorld};
 
 async fn signed_in(world: &TestWorld) -> Browser {
@@ -127,14 +127,10 @@ async fn answers_before_reading_the_body() -> String {
         for connection in 0.. {
             let Ok((mut stream, _)) = listener.accept().await else { return };
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => head.extend_from_slice(&buffer[..read]),
-                    }
+                if read_request_head(&mut stream).await.is_none() {
+                    return;
                 }
+                let mut buffer = [0u8; 4096];
                 let body = format!("conn-{connection}");
                 let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                 if stream.write_all(answer.as_bytes()).await.is_err() {

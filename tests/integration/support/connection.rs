@@ -43,3 +43,18 @@ impl OneConnection {
         tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.expect("the gateway answers")
     }
 }
+
+/// Opens a raw connection to `addr` and proves it served with a keep-alive
+/// `GET /ping`; the connection stays open, holding its place in the limits.
+pub async fn served_connection(addr: std::net::SocketAddr) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect to the gateway");
+    stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.read(&mut buffer))
+        .await
+        .expect("answered in time")
+        .expect("read the answer");
+    assert!(buffer.get(..read).is_some_and(|answer| answer.starts_with(b"HTTP/1.1 200")), "not served");
+    stream
+}

@@ -212,13 +212,9 @@ impl FaultyUpstream {
                 count_accepted.fetch_add(1, Ordering::SeqCst);
                 let released = Arc::clone(&count_released);
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
                     let mut buffer = [0u8; 4096];
-                    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => head.extend_from_slice(&buffer[..read]),
-                        }
+                    if read_request_head(&mut stream).await.is_none() {
+                        return;
                     }
                     match fault {
                         UpstreamFault::Hang => {
@@ -261,5 +257,38 @@ impl FaultyUpstream {
 impl Drop for FaultyUpstream {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Reads from `stream` until a request head has ended (`\r\n\r\n`); `None`
+/// when the peer closes or fails first. Bytes after the head may be included.
+pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => head.extend_from_slice(buffer.get(..read)?),
+        }
+    }
+    Some(head)
+}
+
+/// An `[[upstreams]]` entry named `name`, chosen by `host`, sending to `url`,
+/// whose one rule lets only the `admins` group through.
+pub fn admins_only_host_route(name: &str, url: &str, host: &str) -> portcullis::authz::settings::RawUpstream {
+    use portcullis::authz::settings::{RawRule, RawUpstream};
+    RawUpstream {
+        name: Some(name.to_owned()),
+        url: url.to_owned(),
+        host: Some(host.to_owned()),
+        rules: vec![RawRule {
+            name: Some("admins-only".to_owned()),
+            path_prefix: Some("/".to_owned()),
+            groups: vec!["admins".to_owned()],
+            ..RawRule::default()
+        }],
+        ..RawUpstream::default()
     }
 }
