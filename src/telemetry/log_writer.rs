@@ -187,7 +187,6 @@ impl<'a> MakeWriter<'a> for StderrLines {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use std::io::{Read as _, Seek as _};
 
