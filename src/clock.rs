@@ -24,7 +24,7 @@ impl Clock {
 
     /// Now, in whole seconds since the Unix epoch (plus any test offset).
     pub fn now(&self) -> UnixSeconds {
-        let system = SystemTime::now()
+        let system = system_time()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
@@ -35,6 +35,14 @@ impl Clock {
     pub fn advance(&self, seconds: i64) {
         self.offset.fetch_add(seconds, Ordering::Relaxed);
     }
+}
+
+/// The system's wall-clock time with sub-second precision and no test offset:
+/// for log timestamps, which record when something really happened.
+#[inline]
+#[allow(clippy::disallowed_methods, reason = "this module is the one place that reads the wall clock")]
+pub fn system_time() -> SystemTime {
+    SystemTime::now()
 }
 
 #[cfg(test)]

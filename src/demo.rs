@@ -94,7 +94,6 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
     use super::*;
 
     #[tokio::test]

@@ -195,7 +195,6 @@ fn streamed(total: u64) -> Response<ProxyBody> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
     use http_body_util::Full;

@@ -90,7 +90,6 @@ fn is_protocol_relative(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn policy() -> RedirectPolicy {

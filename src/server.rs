@@ -529,7 +529,6 @@ pub async fn serve_metrics(listener: TcpListener, gateway: Arc<Gateway>, shutdow
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 

@@ -184,7 +184,6 @@ impl Drop for Finished {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use std::collections::HashSet;
 

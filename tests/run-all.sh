@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The project's whole test suite: format, lints, unit + integration tests, the browser test and the dependency audit.
+# The project's whole test suite: format, lints, the API docs, unit + integration tests, the browser test and the
+# dependency audit.
 #
 #   tests/run-all.sh              everything (what CI runs through .ci/run)
-#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, browser test, fuzz, cargo-deny)
+#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, docs, browser test, fuzz,
+#                                 cargo-deny)
 #   tests/run-all.sh --deps-only  only install the system, PyPI and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
@@ -30,7 +32,7 @@ for arg in "$@"; do
         --quick) mode=quick ;;
         --deps-only) mode=deps ;;
         -h | --help)
-            sed -n '2,9p' "$0"
+            sed -n '2,11p' "$0"
             exit 0
             ;;
         *)
@@ -179,6 +181,10 @@ if [ "$mode" = full ]; then
     failed_step="cargo clippy"
     step "cargo clippy --all-targets --locked -- -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
+
+    failed_step="cargo doc"
+    step "cargo doc --no-deps (RUSTDOCFLAGS=-D warnings: broken intra-doc links fail)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 fi
 
 failed_step="mock OpenID provider self-test"

@@ -57,7 +57,6 @@ pub fn domain_allowed(domain: &str, allowed: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use serde_json::json;
 
     use super::*;

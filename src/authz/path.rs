@@ -149,7 +149,6 @@ fn is_dot_segment(segment: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

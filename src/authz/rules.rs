@@ -290,7 +290,6 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn principal(email: &str, verified: bool, groups: &[&str]) -> Principal {

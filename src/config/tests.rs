@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::result_large_err)]
+#![allow(clippy::result_large_err)]
 
 use figment::Jail;
 

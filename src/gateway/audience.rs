@@ -30,7 +30,6 @@ pub fn classify(method: &Method, headers: &HeaderMap) -> Audience {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use http::HeaderValue;
 
     use super::*;

@@ -211,7 +211,6 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn headers(host: Option<&str>) -> HeaderMap {

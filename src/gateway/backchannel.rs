@@ -178,7 +178,6 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

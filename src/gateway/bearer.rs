@@ -354,7 +354,6 @@ pub(super) fn challenge_invalid_token(headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn with_authorization(values: &[&'static str]) -> HeaderMap {

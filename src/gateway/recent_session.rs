@@ -126,7 +126,6 @@ impl std::fmt::Debug for RecentSession {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use http::{HeaderMap, HeaderValue, header};
 

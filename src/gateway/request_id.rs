@@ -110,7 +110,6 @@ fn push_hex(text: &mut String, value: u64) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
 
     use std::collections::HashSet;
 

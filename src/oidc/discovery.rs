@@ -110,7 +110,6 @@ pub fn check(metadata: ProviderMetadata, issuer: &str) -> Result<ProviderMetadat
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn metadata(issuer: &str, methods: Option<Vec<&str>>) -> ProviderMetadata {

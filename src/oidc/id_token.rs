@@ -257,7 +257,6 @@ impl KindName for jsonwebtoken::errors::Error {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use serde_json::json;
 
     use super::*;

@@ -338,7 +338,6 @@ fn scheme_header_value(scheme: &str) -> Option<HeaderValue> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 

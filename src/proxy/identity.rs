@@ -222,7 +222,6 @@ impl fmt::Debug for IdentityHeaders {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 

@@ -4,8 +4,6 @@
 //! [`forward`] exactly as the real gateway will; requests come from raw TCP
 //! (to control header spelling on the wire) or a hyper-util client.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;

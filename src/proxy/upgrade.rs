@@ -314,7 +314,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 

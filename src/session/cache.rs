@@ -142,7 +142,6 @@ impl SessionCache {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
     use crate::session::data::{SESSION_FORMAT, SessionData};

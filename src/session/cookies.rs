@@ -319,7 +319,6 @@ pub fn flow_cookie_names<'a>(headers: &'a HeaderMap, spec: &'a CookieJarSpec) ->
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

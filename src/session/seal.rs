@@ -219,7 +219,6 @@ fn associated_data(purpose: Purpose, cookie_name: &str, key_id: u8) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
     use super::*;
 
     fn ring(seeds: &[u8]) -> KeyRing {

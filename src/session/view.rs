@@ -215,7 +215,6 @@ impl std::fmt::Debug for SessionView<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::session::data::{SESSION_FORMAT, SessionData};

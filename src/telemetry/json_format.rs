@@ -19,6 +19,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use crate::clock;
+
 /// Formats every event as one flattened JSON object on one line:
 /// `timestamp`, `level`, the event's fields (with `message`), `target`, and,
 /// inside spans, `span` and `spans`. Span fields must be recorded by
@@ -77,7 +79,7 @@ where
 {
     let meta = event.metadata();
     out.push_str("{\"timestamp\":\"");
-    write_timestamp(out, SystemTime::now())?;
+    write_timestamp(out, clock::system_time())?;
     out.push_str("\",\"level\":\"");
     out.push_str(meta.level().as_str());
     out.push('"');

@@ -41,7 +41,7 @@ thread_local! {
 }
 
 /// From now on this thread's lines are held until [`write_held_lines`] (or
-/// until a warning, a full [`ATOMIC_WRITE`] or the thread's end).
+/// until a warning, `ATOMIC_WRITE` held bytes or the thread's end).
 pub fn hold_lines_on_this_thread() {
     HOLDING.with(|holding| holding.set(true));
 }
@@ -187,7 +187,6 @@ impl<'a> MakeWriter<'a> for StderrLines {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use std::io::{Read as _, Seek as _};
 

@@ -265,7 +265,6 @@ fn slot_of(values: &[&str]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
 
     use super::*;
 

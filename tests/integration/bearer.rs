@@ -35,10 +35,13 @@ fn sign(alg: Algorithm, typ: &str, kid: &str, claims: &Value, key: &EncodingKey)
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
+/// The refusal of a presented token (RFC 6750 §3): 401, the JSON code
+/// `invalid_token` and a `Bearer` challenge with `error="invalid_token"`.
 fn assert_invalid_token(reply: &crate::support::Reply, what: &str) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {}", reply.body);
+    assert_eq!(reply.json()["error"], "invalid_token", "{what}: {}", reply.body);
     let challenge = reply.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
+    assert!(challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
 }
 
 async fn tokens_of_a_login(world: &TestWorld, user: &str) -> (String, String) {
@@ -68,7 +71,13 @@ async fn access_tokens_pass_and_are_forwarded_as_they_are() {
 async fn bearer_tokens_are_off_by_default() {
     let world = TestWorld::start().await;
     let (access_token, _) = tokens_of_a_login(&world, "bob").await;
-    assert_eq!(call(&world, &access_token).await.status, StatusCode::UNAUTHORIZED);
+    // The token is not looked at: the caller is simply not signed in, and the
+    // challenge carries no error code (RFC 6750 §3.1: none for a request
+    // without usable authentication).
+    let reply = call(&world, &access_token).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "unauthenticated", "{}", reply.body);
+    assert_eq!(reply.header("www-authenticate").as_deref(), Some("Bearer realm=\"portcullis\""));
 }
 
 #[tokio::test]
@@ -164,12 +173,13 @@ async fn unknown_kids_cannot_cause_a_jwks_fetch_storm() {
     let tokens: Vec<String> =
         (0..40).map(|i| sign(Algorithm::ES256, "at+jwt", &format!("unknown-kid-{i}"), &claims, &key)).collect();
     // Concurrently, then once more in sequence.
-    let replies = futures_util::future::join_all(tokens.iter().map(|token| call(&world, token))).await;
-    let mut statuses: Vec<StatusCode> = replies.iter().map(|reply| reply.status).collect();
+    let mut replies = futures_util::future::join_all(tokens.iter().map(|token| call(&world, token))).await;
     for token in &tokens {
-        statuses.push(call(&world, token).await.status);
+        replies.push(call(&world, token).await);
     }
-    assert!(statuses.iter().all(|status| *status == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    for reply in &replies {
+        assert_invalid_token(reply, "unknown kid");
+    }
     let fetched = world.provider.jwks_requests() - before;
     assert!(fetched <= 1, "{fetched} JWKS fetches for 40 unknown kids");
     // The real token still works (from the cached keys).

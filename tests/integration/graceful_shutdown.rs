@@ -1,6 +1,7 @@
 //! Graceful shutdown: readiness turns false at once, new connections are still
-//! accepted during the grace period and refused after it, and a slow streaming
-//! response that is in flight completes in full before the gateway exits.
+//! accepted during the grace period and refused after it, a slow streaming
+//! response that is in flight completes in full before the gateway exits, and
+//! the drain deadline cuts what would never end.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpStream;
 
 use crate::support::http::EXCHANGE_TIMEOUT;
+use crate::support::upstreams::{FaultyUpstream, UpstreamFault};
 use crate::support::{TestWorld, eventually};
 
 #[tokio::test]
@@ -82,7 +84,9 @@ async fn an_in_flight_streaming_response_completes_and_new_connections_are_refus
 
 #[tokio::test]
 async fn the_drain_timeout_bounds_how_long_a_stuck_response_can_hold_the_exit() {
+    let upstream = FaultyUpstream::start(UpstreamFault::StallBody).await;
     let mut world = TestWorld::builder()
+        .upstream(upstream.url.clone())
         .tweak(|raw| {
             raw.server.shutdown_grace = Duration::from_millis(50);
             raw.server.drain_timeout = Duration::from_millis(300);
@@ -91,11 +95,29 @@ async fn the_drain_timeout_bounds_how_long_a_stuck_response_can_hold_the_exit() 
         .await;
     let browser = world.browser();
     browser.login().await;
-    // A connection that sent half a request head and never finishes it.
-    let mut stuck = TcpStream::connect(world.gateway_addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stuck, b"GET /never HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
+
+    // A whole, authenticated request whose response the upstream never finishes.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::builder()
+        .uri(format!("http://{}/stuck", world.gateway_addr))
+        .header("cookie", cookie)
+        .header("accept", "application/octet-stream")
+        .body(Empty::new())
+        .unwrap();
+    let response = tokio::time::timeout(EXCHANGE_TIMEOUT, client.request(request)).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, body.frame()).await.unwrap().unwrap().unwrap();
+    assert!(first.is_data(), "the response is in flight");
+
     world.begin_shutdown();
-    assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the gateway exits despite the stuck connection");
+    // Only the drain deadline can end it: the upstream holds the rest forever.
+    let cut = async { while let Some(Ok(_)) = body.frame().await {} };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, cut).await.expect("the drain deadline cuts the stuck response");
+    assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the gateway exits despite the stuck response");
+    let released = eventually(EXCHANGE_TIMEOUT, || async { upstream.released() == 1 }).await;
+    assert!(released, "the upstream connection is closed too");
 }
 
 async fn open_websocket(world: &TestWorld) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {

@@ -1,7 +1,13 @@
 //! End-to-end tests of the gateway: a real development provider, a real
 //! upstream and the real gateway on loopback TCP, driven by a scripted browser.
 //! One module per feature or threat; the harness is in [`support`].
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "clippy.toml's allow-*-in-tests covers #[test] functions only, not this crate's helpers: a failed step is a failed test"
+)]
 
 mod support;
 

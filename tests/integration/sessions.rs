@@ -10,6 +10,7 @@ use http::StatusCode;
 use portcullis::secret::SecretBytes;
 use portcullis::session::seal::{KeyRing, Purpose};
 
+use crate::support::upstreams::RecordingUpstream;
 use crate::support::{Browser, TestWorld, random_session_secret};
 
 /// With `value` as its session cookie, a browser navigation is sent to login
@@ -127,16 +128,37 @@ async fn restart_with_another_secret_ends_the_session() {
 
 #[tokio::test]
 async fn duplicate_session_cookies_are_ambiguous_and_refused() {
-    // Cookie tossing: a sibling site plants a second cookie with our name.
-    let world = TestWorld::start().await;
-    let browser = logged_in(&world).await;
+    // Cookie tossing: a sibling site plants a second cookie with our name, and
+    // it may well be a real session (the attacker's own). Neither copy may
+    // pick the session, in either order: both are valid sessions of different
+    // users here, so using the first or the last would reach the upstream.
+    let upstream = RecordingUpstream::start().await;
+    let world = TestWorld::builder().upstream(upstream.url.clone()).start().await;
     let name = world.session_cookie_name();
-    let header = format!("{name}={}; {name}=planted-by-an-attacker", browser.session_value());
-    let program = world.browser();
-    let reply = program
-        .send(http::Method::GET, "/private", &[("accept", "application/json"), ("cookie", &header)], Default::default())
-        .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let (alice, bob) = (world.browser(), world.browser());
+    alice.login_at("/", "alice", "alice").await;
+    bob.login_at("/", "bob", "bob").await;
+    let (alice, bob) = (alice.session_value(), bob.session_value());
+    let api_get = |cookie: String| {
+        let program = world.browser();
+        async move {
+            let headers = [("accept", "application/json"), ("cookie", cookie.as_str())];
+            program.send(http::Method::GET, "/private", &headers, Default::default()).await
+        }
+    };
+
+    for (user, value) in [("alice", &alice), ("bob", &bob)] {
+        let reply = api_get(format!("{name}={value}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{user}'s cookie alone: {}", reply.body);
+    }
+    for (first, last) in [(&alice, &bob), (&bob, &alice)] {
+        let reply = api_get(format!("{name}={first}; {name}={last}")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+        assert_eq!(reply.json()["error"], "unauthenticated");
+    }
+    let users: Vec<_> =
+        upstream.seen().iter().map(|seen| seen.headers["x-forwarded-preferred-username"].clone()).collect();
+    assert_eq!(users, ["alice", "bob"], "only the two single-cookie requests reached the upstream");
 }
 
 #[tokio::test]

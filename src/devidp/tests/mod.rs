@@ -1,6 +1,5 @@
 //! End-to-end tests of the development provider over real loopback TCP: the
 //! harness (an HTTP client playing browser and relying party) and the test files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod faults;
 mod grants;

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,6 +6,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::JsonFields;
 
 use super::*;
+use crate::clock;
 
 /// An in-memory log sink for one test's subscriber.
 #[derive(Clone, Default)]
@@ -138,10 +137,10 @@ fn every_kind_of_event() {
 
 #[test]
 fn lines_are_the_old_json_lines_byte_for_byte_but_for_the_timestamp() {
-    let before = timestamp_of(SystemTime::now());
+    let before = timestamp_of(clock::system_time());
     let old = old_format(every_kind_of_event);
     let new = new_format(every_kind_of_event);
-    let after = timestamp_of(SystemTime::now());
+    let after = timestamp_of(clock::system_time());
     let (old_lines, new_lines): (Vec<_>, Vec<_>) = (old.lines().collect(), new.lines().collect());
     assert_eq!(old_lines.len(), 9, "{old}");
     assert_eq!(new_lines.len(), old_lines.len(), "{new}");
@@ -259,7 +258,7 @@ fn timestamps_are_rfc3339_utc_with_microseconds() {
     assert_eq!(before(62_167_219_200, 0), "0000-01-01T00:00:00.000000Z");
     assert_eq!(before(62_167_219_201, 0), "-0001-12-31T23:59:59.000000Z");
 
-    let now = timestamp_of(SystemTime::now());
+    let now = timestamp_of(clock::system_time());
     let shape = now.bytes().enumerate().all(|(index, byte)| match index {
         4 | 7 => byte == b'-',
         10 => byte == b'T',

@@ -106,7 +106,7 @@ pub fn write_replacing(path: &Path, contents: &str) {
     if let Some(previous) = previous {
         let later = previous + std::time::Duration::from_secs(2);
         let file = std::fs::File::options().write(true).open(&aside).expect("reopen");
-        file.set_modified(later.max(std::time::SystemTime::now())).expect("set the modification time");
+        file.set_modified(later.max(portcullis::clock::system_time())).expect("set the modification time");
     }
     std::fs::rename(&aside, path).expect("rename into place");
 }

@@ -186,6 +186,9 @@ pub enum UpstreamFault {
     ResetMidStream,
     /// Answers `200 ok` as if the connection stayed open, then closes it.
     AnswerThenClose,
+    /// Promises 1 MB, sends 1 KB and never more; counts the connection as
+    /// released when the gateway closes it.
+    StallBody,
 }
 
 /// A raw-TCP upstream that misbehaves in one chosen way.
@@ -235,6 +238,14 @@ impl FaultyUpstream {
                         }
                         UpstreamFault::AnswerThenClose => {
                             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                        }
+                        UpstreamFault::StallBody => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nContent-Type: application/octet-stream\r\n\r\n")
+                                .await;
+                            let _ = stream.write_all(&[b'x'; 1024]).await;
+                            while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+                            released.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                 });
