@@ -5,9 +5,9 @@
 pub mod claims;
 pub mod path;
 pub mod rules;
-pub mod settings;
 
-pub use self::rules::{Access, Policy, Route};
+pub use self::rules::{Access, Policy, Route, RuleSet, Who};
+pub(crate) use self::rules::{PathMatch, Rule};
 
 /// The facts about a caller that rules look at, from a session or a bearer token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

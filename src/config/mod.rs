@@ -2,9 +2,13 @@
 //! the typed [`Config`] the gateway runs on. Every validation error names the
 //! key it is about, and no error ever contains a secret.
 
+mod authz;
+mod bearer;
+mod forward_auth;
 pub mod raw;
 mod secret_key;
 mod traces;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,9 +16,13 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use self::authz::compile_policy;
+pub use self::bearer::{BearerConfig, IssuerConfig};
+pub use self::forward_auth::{Cidr, ForwardAuthConfig, OriginalRequest};
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
 pub use self::traces::TracingConfig;
+pub use self::upstreams::{IdentitySelection, TokenChoice, UpstreamConfig};
 use crate::secret::{SecretBytes, SecretString};
 use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 
@@ -23,14 +31,14 @@ use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 pub enum ConfigError {
     /// A key has a value that cannot be used.
     #[error("{key}: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
     /// The file or environment could not be read or parsed into the expected shape.
     #[error("{0}")]
     Load(String),
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into() }
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
 }
 
 /// How a confidential client authenticates at the token endpoint.
@@ -117,7 +125,29 @@ pub struct ProxyConfig {
     /// TLS towards an https upstream.
     pub tls: crate::tls_client::ClientTls,
     /// Which upgrades are tunnelled, and for how long.
-    pub tunnels: crate::proxy::TunnelSettings,
+    pub tunnels: TunnelSettings,
+}
+
+/// Which upgrades are tunnelled, and for how long.
+#[derive(Clone, Debug)]
+pub struct TunnelSettings {
+    /// `Upgrade` protocol names tunnelled, lowercase (never `h2c`).
+    pub protocols: Vec<String>,
+    /// A tunnel that carried no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// A tunnel is closed at this age, or when its session expires if that is sooner.
+    pub max_lifetime: Duration,
+}
+
+impl Default for TunnelSettings {
+    /// WebSocket only, 10 minutes idle, 12 hours at most.
+    fn default() -> Self {
+        Self {
+            protocols: vec!["websocket".to_owned()],
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// Output format of the logs.
@@ -140,6 +170,22 @@ pub struct TlsConfig {
     pub files: crate::tls::CertificateFiles,
     pub reload_interval: Duration,
     pub redirect_http_listen: Option<SocketAddr>,
+}
+
+impl TlsConfig {
+    /// Loads the certificate and key once, as the listener will, so that a
+    /// missing, unreadable or mismatched file is an error naming its key.
+    pub fn load_files(&self) -> Result<crate::tls::ReloadingCertificate, ConfigError> {
+        use crate::tls::TlsError;
+        crate::tls::ReloadingCertificate::load(self.files.clone()).map_err(|error| match error {
+            TlsError::File { path, problem } => {
+                let key = if path == self.files.key_file { "tls.key_file" } else { "tls.cert_file" };
+                invalid(key, format!("{}: {problem}", path.display()))
+            }
+            TlsError::Mismatch => invalid("tls.key_file", "does not match the certificate in tls.cert_file"),
+            TlsError::Rustls(error) => invalid("tls", error.to_string()),
+        })
+    }
 }
 
 /// `[server]`, validated.
@@ -179,11 +225,11 @@ pub struct Config {
     /// `[authz]`, compiled.
     pub authz: crate::authz::Policy,
     /// `[bearer]`, validated.
-    pub bearer: crate::authz::settings::BearerConfig,
+    pub bearer: BearerConfig,
     /// `[forward_auth]`, validated.
-    pub forward_auth: crate::authz::settings::ForwardAuthConfig,
-    /// `[[upstreams]]` (rules checked here; built by the gateway).
-    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
+    pub forward_auth: ForwardAuthConfig,
+    /// `[[upstreams]]`, validated (the gateway builds their clients).
+    pub upstreams: Vec<UpstreamConfig>,
     /// `[tracing]`; `None`: no OpenTelemetry export.
     pub tracing: Option<TracingConfig>,
 }
@@ -213,11 +259,7 @@ impl Config {
 
         let public_url = parse_origin(raw.public_url.as_deref())?;
         let upstream_text = raw.upstream.as_deref().ok_or_else(|| invalid("upstream", "is required"))?;
-        let upstream = Url::parse(upstream_text)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .filter(|url| url.query().is_none() && url.fragment().is_none())
-            .ok_or_else(|| invalid("upstream", "must be an http(s) URL without query, e.g. http://127.0.0.1:8080"))?;
+        let upstream = upstreams::upstream_url("upstream", upstream_text)?;
 
         for host in &raw.allowed_redirect_hosts {
             if host.is_empty() || host.contains(['/', '@', ' ', '\\']) {
@@ -226,17 +268,15 @@ impl Config {
         }
 
         let oidc = validate_oidc(raw.oidc, &public_url)?;
-        let authz = crate::authz::Policy::compile(&raw.authz)?;
-        let bearer = crate::authz::settings::bearer(
+        let authz = compile_policy(&raw.authz)?;
+        let bearer = bearer::validate(
             &raw.bearer,
             &oidc.client_id,
             matches!(oidc.credentials, ClientCredentials::Confidential { .. }),
             &oidc.id_token_algorithms,
         )?;
-        let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
-        for upstream in &raw.upstreams {
-            crate::authz::rules::RuleSet::compile(&upstream.rules, "upstreams")?;
-        }
+        let forward_auth = forward_auth::validate(&raw.forward_auth)?;
+        let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive)?;
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -254,7 +294,7 @@ impl Config {
             pool_idle_timeout: raw.proxy.pool_idle_timeout,
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             tls: proxy_tls(&raw.proxy)?,
-            tunnels: crate::proxy::TunnelSettings {
+            tunnels: TunnelSettings {
                 protocols: upgrade_protocols(&raw.proxy.upgrade_protocols)?,
                 idle_timeout: non_zero("proxy.upgrade_idle_timeout", raw.proxy.upgrade_idle_timeout)?,
                 max_lifetime: non_zero("proxy.upgrade_max_lifetime", raw.proxy.upgrade_max_lifetime)?,
@@ -312,7 +352,7 @@ impl Config {
             authz,
             bearer,
             forward_auth,
-            upstreams: raw.upstreams,
+            upstreams,
             metrics_listen,
             tls,
             server,
@@ -350,6 +390,18 @@ fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
         (None, Some(_)) => return Err(invalid("proxy.client_cert_file", "is required with proxy.client_key_file")),
         (None, None) => None,
     };
+    if let Some((chain, key)) = &identity {
+        // The check rustls makes when the upstream client is built, made here so check-config reports it.
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
+            |error| match error {
+                rustls::Error::InconsistentKeys(_) => {
+                    invalid("proxy.client_key_file", "does not match the certificate in proxy.client_cert_file")
+                }
+                other => invalid("proxy.client_cert_file", format!("cannot be used with its key: {other}")),
+            },
+        )?;
+    }
     if raw.dangerous_skip_tls_verify && roots.is_some() {
         return Err(invalid("proxy.dangerous_skip_tls_verify", "cannot be combined with proxy.ca_file"));
     }
@@ -647,6 +699,8 @@ fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreConfig>, Conf
     if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host().is_none() {
         return Err(invalid("session.store.url", "must be a redis:// or rediss:// URL with a host"));
     }
+    redis::IntoConnectionInfo::into_connection_info(url.expose())
+        .map_err(|_| invalid("session.store.url", "is not a usable Redis URL"))?;
     let password = match raw.password_file {
         Some(_) if parsed.password().is_some() => {
             return Err(invalid(

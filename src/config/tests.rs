@@ -309,3 +309,126 @@ fn tracing_header_values_are_secret_in_debug_errors_and_effective_config() {
         Ok(())
     });
 }
+
+// The rules of `[authz]` and `[[upstreams]]`, compiled here and evaluated by `crate::authz`.
+mod rules {
+    use http::Method;
+
+    use crate::authz::{Access, Principal};
+    use crate::config::compile_policy;
+    use crate::config::raw::{RawAuthz, RawRule};
+
+    fn principal(email: &str, verified: bool, groups: &[&str]) -> Principal {
+        Principal {
+            subject: "s".to_owned(),
+            email: Some(email.to_owned()),
+            email_verified: verified,
+            name: None,
+            preferred_username: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    fn rule(prefix: &str, allow: &str) -> RawRule {
+        RawRule { path_prefix: Some(prefix.to_owned()), allow: Some(allow.to_owned()), ..RawRule::default() }
+    }
+
+    #[test]
+    fn first_match_wins_and_prefixes_respect_segments() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(rule("/admin", "deny"));
+        raw.rules.push(rule("/", "public"));
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/admin").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/admin/x").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/administrator").access, &Access::Public);
+    }
+
+    #[test]
+    fn patterns_are_anchored() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule {
+            path_pattern: Some("/api/*/admin/**".to_owned()),
+            allow: Some("deny".to_owned()),
+            ..RawRule::default()
+        });
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/api/v1/admin/x").rule, "rules[0]");
+        assert_eq!(policy.route(&Method::GET, "/api/v1/admin").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/x/api/v1/admin/x").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/api/v1/v2/admin/x").rule, "default");
+    }
+
+    #[test]
+    fn case_insensitive_matching_is_opt_in() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(rule("/admin", "deny"));
+        raw.rules.push(RawRule {
+            path_pattern: Some("/api/*/Keys".to_owned()),
+            allow: Some("deny".to_owned()),
+            ..RawRule::default()
+        });
+        let policy = compile_policy(&raw).unwrap();
+        assert!(!policy.case_insensitive());
+        for path in ["/ADMIN", "/Admin/x", "/api/v1/keys"] {
+            assert_eq!(policy.route(&Method::GET, path).rule, "default", "{path}");
+            assert_ne!(policy.route_with_case(&Method::GET, path, true).rule, "default", "{path}");
+        }
+        raw.case_insensitive = true;
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/aDmIn/x").rule, "rules[0]");
+        assert_eq!(policy.route(&Method::GET, "/API/v1/KEYS").rule, "rules[1]");
+        assert_eq!(policy.route(&Method::GET, "/administrator").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/adm").rule, "default");
+        assert_eq!(policy.route_with_case(&Method::GET, "/ADMIN", false).rule, "default");
+    }
+
+    #[test]
+    fn methods_narrow_rules() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule { methods: vec!["post".to_owned()], ..rule("/x", "deny") });
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::POST, "/x").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/x").rule, "default");
+    }
+
+    #[test]
+    fn emails_domains_groups_and_verification() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule {
+            email_domains: vec!["example.com".to_owned()],
+            groups: vec!["admins".to_owned()],
+            ..rule("/", "authenticated")
+        });
+        let policy = compile_policy(&raw).unwrap();
+        let access = policy.route(&Method::GET, "/").access;
+        assert!(policy.admits(access, &principal("a@EXAMPLE.com", true, &[])));
+        assert!(!policy.admits(access, &principal("a@example.com", false, &[])));
+        assert!(!policy.admits(access, &principal("a@evil.com@example.com", true, &[])));
+        assert!(!policy.admits(access, &principal("a@notexample.com", true, &[])));
+        assert!(policy.admits(access, &principal("a@other.org", false, &["admins"])));
+        assert!(!policy.admits(access, &principal("a@other.org", true, &["Admins"])));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule { emails: vec!["x@y".to_owned()], ..rule("/", "public") });
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.rules:"));
+        let raw = RawAuthz { default: "maybe".to_owned(), ..RawAuthz::default() };
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.default:"));
+        let raw = RawAuthz { allowed_emails: vec!["a@b@c".to_owned()], ..RawAuthz::default() };
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails:"));
+    }
+}
+
+#[test]
+fn configured_hosts_are_compared_lower_case_without_dot() {
+    assert_eq!(upstreams::configured_host("Admin.Example.").as_deref(), Some("admin.example"));
+    assert_eq!(upstreams::configured_host("[::1]").as_deref(), Some("[::1]"));
+    assert_eq!(upstreams::configured_host("admin.example:443"), None);
+    assert_eq!(upstreams::configured_host("*.example"), None);
+    assert_eq!(upstreams::configured_host("[::1]:443"), None);
+    assert_eq!(upstreams::configured_host("."), None);
+    assert_eq!(upstreams::configured_host(""), None);
+}

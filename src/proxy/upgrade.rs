@@ -26,29 +26,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::clock::UnixSeconds;
+use crate::config::TunnelSettings;
 use crate::session::ended::EndedSessions;
-
-/// Which upgrades are tunnelled, and for how long.
-#[derive(Clone, Debug)]
-pub struct TunnelSettings {
-    /// `Upgrade` protocol names tunnelled, lowercase (never `h2c`).
-    pub protocols: Vec<String>,
-    /// A tunnel that carried no byte either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// A tunnel is closed at this age, or when its session expires if that is sooner.
-    pub max_lifetime: Duration,
-}
-
-impl Default for TunnelSettings {
-    /// WebSocket only, 10 minutes idle, 12 hours at most.
-    fn default() -> Self {
-        Self {
-            protocols: vec!["websocket".to_owned()],
-            idle_timeout: Duration::from_secs(600),
-            max_lifetime: Duration::from_secs(12 * 3600),
-        }
-    }
-}
 
 /// The session a tunnel was opened with: ending it closes the tunnel.
 #[derive(Clone, Debug)]
