@@ -9,9 +9,11 @@ use super::{ConfigError, invalid};
 use crate::authz::claims::email_domain;
 use crate::authz::{Access, PathMatch, Policy, Rule, RuleSet, Who};
 
-/// Compiles `[authz]`; errors name the key.
+/// Compiles `[authz]`; errors name the key (`authz.rules[1].path_prefix`).
 pub fn compile_policy(raw: &RawAuthz) -> Result<Policy, ConfigError> {
-    let global = who(&raw.allowed_emails, &raw.allowed_email_domains, &raw.allowed_groups, "authz.allowed_emails")?;
+    let global = who(&raw.allowed_emails, &raw.allowed_email_domains, &raw.allowed_groups, |field| {
+        format!("authz.allowed_{field}")
+    })?;
     let default = match raw.default.as_str() {
         "authenticated" => Access::Users(Who::default()),
         "deny" => Access::Deny,
@@ -20,8 +22,8 @@ pub fn compile_policy(raw: &RawAuthz) -> Result<Policy, ConfigError> {
     if raw.groups_claim.is_empty() || raw.groups_claim.split('.').any(str::is_empty) {
         return Err(invalid("authz.groups_claim", "must be a claim name or dotted path like realm_access.roles"));
     }
-    if raw.api_path_prefixes.iter().any(|prefix| !prefix.starts_with('/')) {
-        return Err(invalid("authz.api_path_prefixes", "each prefix must start with /"));
+    if let Some(index) = raw.api_path_prefixes.iter().position(|prefix| !prefix.starts_with('/')) {
+        return Err(invalid(format!("authz.api_path_prefixes[{index}]"), "must start with /"));
     }
     Ok(Policy {
         global,
@@ -35,26 +37,40 @@ pub fn compile_policy(raw: &RawAuthz) -> Result<Policy, ConfigError> {
     })
 }
 
-/// Compiles a rule list; errors name `key` and the rule.
+/// Compiles the rule list at `key`; errors name the rule's indexed key (`upstreams[0].rules[1].allow`).
 pub(super) fn rules(raw: &[RawRule], key: &str) -> Result<RuleSet, ConfigError> {
-    let rules = raw.iter().enumerate().map(|(i, rule)| compile_rule(i, rule, key)).collect::<Result<_, _>>()?;
+    let rules = raw
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| compile_rule(index, rule, &format!("{key}[{index}]")))
+        .collect::<Result<_, _>>()?;
     Ok(RuleSet::new(rules))
 }
 
-fn who(emails: &[String], domains: &[String], groups: &[String], key: &str) -> Result<Who, ConfigError> {
-    for email in emails {
+/// Whom a rule (or `[authz]` itself) admits; `key_of` turns a field
+/// (`emails[0]`, `email_domains[1]`, `groups[2]`) into its full key.
+fn who(
+    emails: &[String],
+    domains: &[String],
+    groups: &[String],
+    key_of: impl Fn(&str) -> String,
+) -> Result<Who, ConfigError> {
+    for (index, email) in emails.iter().enumerate() {
         if email_domain(email).is_none() {
-            return Err(invalid(key, format!("{email:?} is not an address with exactly one @")));
+            return Err(invalid(key_of(&format!("emails[{index}]")), "is not an address with exactly one @"));
         }
     }
-    for domain in domains {
+    for (index, domain) in domains.iter().enumerate() {
         let bare = domain.strip_prefix('.').unwrap_or(domain);
         if bare.is_empty() || bare.contains(['@', '/', ' ']) || bare.starts_with('.') || bare.ends_with('.') {
-            return Err(invalid(key, format!("{domain:?} is not a domain like example.com or .example.com")));
+            return Err(invalid(
+                key_of(&format!("email_domains[{index}]")),
+                "is not a domain like example.com or .example.com",
+            ));
         }
     }
-    if groups.iter().any(String::is_empty) {
-        return Err(invalid(key, "group names must not be empty"));
+    if let Some(index) = groups.iter().position(String::is_empty) {
+        return Err(invalid(key_of(&format!("groups[{index}]")), "must not be empty"));
     }
     Ok(Who {
         emails: emails.iter().map(|email| email.to_ascii_lowercase()).collect(),
@@ -63,13 +79,13 @@ fn who(emails: &[String], domains: &[String], groups: &[String], key: &str) -> R
     })
 }
 
+/// One rule; `key` is its indexed key, e.g. `authz.rules[1]`.
 fn compile_rule(index: usize, raw: &RawRule, key: &str) -> Result<Rule, ConfigError> {
-    let name = raw.name.clone().unwrap_or_else(|| format!("rules[{index}]"));
-    let at = |problem: String| invalid(key, format!("rule {name:?}: {problem}"));
+    let field = |name: &str| format!("{key}.{name}");
     let path = match (&raw.path_prefix, &raw.path_pattern) {
         (Some(prefix), None) => {
             if !prefix.starts_with('/') || prefix.contains("//") || prefix.contains(['?', '#', ';', '%', '\\']) {
-                return Err(at("path_prefix must be a plain path starting with /".to_owned()));
+                return Err(invalid(field("path_prefix"), "must be a plain path starting with /"));
             }
             PathMatch::Prefix(prefix.clone())
         }
@@ -80,30 +96,36 @@ fn compile_rule(index: usize, raw: &RawRule, key: &str) -> Result<Rule, ConfigEr
                     || (segment.contains('*') && segment != "*" && segment != "**")
             });
             if !pattern.starts_with('/') || bad_star || pattern.contains(['?', '#', ';', '%', '\\']) {
-                return Err(at(
-                    "path_pattern must start with / and use * for one segment, ** only at the end".to_owned()
+                return Err(invalid(
+                    field("path_pattern"),
+                    "must start with / and use * for one segment, ** only at the end",
                 ));
             }
             PathMatch::Pattern(segments)
         }
-        (Some(_), Some(_)) => return Err(at("set path_prefix or path_pattern, not both".to_owned())),
-        (None, None) => return Err(at("needs path_prefix or path_pattern".to_owned())),
+        (Some(_), Some(_)) => return Err(invalid(key, "set path_prefix or path_pattern, not both")),
+        (None, None) => return Err(invalid(key, "needs path_prefix or path_pattern")),
     };
     let mut methods = Vec::with_capacity(raw.methods.len());
-    for method in &raw.methods {
+    for (method_index, method) in raw.methods.iter().enumerate() {
         methods.push(
-            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| at(format!("method {method:?}")))?,
+            Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| invalid(field(&format!("methods[{method_index}]")), "is not an HTTP method"))?,
         );
     }
-    let who = who(&raw.emails, &raw.email_domains, &raw.groups, key).map_err(|error| at(error.to_string()))?;
+    let who = who(&raw.emails, &raw.email_domains, &raw.groups, field)?;
     let access = match raw.allow.as_deref().unwrap_or("authenticated") {
         "authenticated" => Access::Users(who),
         "public" | "deny" if !who.is_open() => {
-            return Err(at("emails, email_domains and groups only go with allow = \"authenticated\"".to_owned()));
+            return Err(invalid(
+                field("allow"),
+                "emails, email_domains and groups only go with allow = \"authenticated\"",
+            ));
         }
         "public" => Access::Public,
         "deny" => Access::Deny,
-        other => return Err(at(format!("allow = {other:?}: use \"public\", \"authenticated\" or \"deny\""))),
+        _ => return Err(invalid(field("allow"), "must be \"public\", \"authenticated\" or \"deny\"")),
     };
+    let name = raw.name.clone().unwrap_or_else(|| format!("rules[{index}]"));
     Ok(Rule { name, methods, path, access })
 }

@@ -38,21 +38,21 @@ pub(super) fn validate(
         return Err(invalid("bearer.audience", "must not be empty"));
     }
     let mut issuers = Vec::with_capacity(raw.issuers.len());
-    for issuer in &raw.issuers {
-        let url = url::Url::parse(&issuer.issuer)
-            .map_err(|_| invalid("bearer.issuers", format!("issuer {:?} is not an absolute URL", issuer.issuer)))?;
+    for (index, issuer) in raw.issuers.iter().enumerate() {
+        let key = |field: &str| format!("bearer.issuers[{index}].{field}");
+        let url = url::Url::parse(&issuer.issuer).map_err(|_| invalid(key("issuer"), "must be an absolute URL"))?;
         if url.scheme() != "https" && !(url.scheme() == "http" && super::is_loopback_host(&url)) {
-            return Err(invalid("bearer.issuers", format!("issuer {:?} must be https", issuer.issuer)));
+            return Err(invalid(key("issuer"), "must be https (http only on loopback)"));
         }
         if issuer.audience.is_empty() {
-            return Err(invalid("bearer.issuers", format!("issuer {:?} needs an audience", issuer.issuer)));
+            return Err(invalid(key("audience"), "is required"));
         }
         let mut algorithms = Vec::new();
-        for name in &issuer.algorithms {
-            let algorithm: Algorithm =
-                name.parse().map_err(|_| invalid("bearer.issuers", format!("unknown algorithm {name:?}")))?;
+        for (algorithm_index, name) in issuer.algorithms.iter().enumerate() {
+            let at = key(&format!("algorithms[{algorithm_index}]"));
+            let algorithm: Algorithm = name.parse().map_err(|_| invalid(&at, format!("unknown algorithm {name:?}")))?;
             if matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-                return Err(invalid("bearer.issuers", "HMAC algorithms are not accepted"));
+                return Err(invalid(at, "HMAC algorithms are not accepted"));
             }
             algorithms.push(algorithm);
         }

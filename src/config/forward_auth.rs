@@ -78,9 +78,12 @@ impl Cidr {
 /// Validates `[forward_auth]`; errors name the key.
 pub(super) fn validate(raw: &RawForwardAuth) -> Result<ForwardAuthConfig, ConfigError> {
     let mut trusted_proxies = Vec::with_capacity(raw.trusted_proxies.len());
-    for text in &raw.trusted_proxies {
+    for (index, text) in raw.trusted_proxies.iter().enumerate() {
         trusted_proxies.push(Cidr::parse(text).ok_or_else(|| {
-            invalid("forward_auth.trusted_proxies", format!("{text:?} is not an address or CIDR like 10.0.0.0/8"))
+            invalid(
+                format!("forward_auth.trusted_proxies[{index}]"),
+                format!("{text:?} is not an address or CIDR like 10.0.0.0/8"),
+            )
         })?);
     }
     let original_request = match raw.original_request.as_deref().unwrap_or("x-forwarded") {

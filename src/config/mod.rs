@@ -261,9 +261,12 @@ impl Config {
         let upstream_text = raw.upstream.as_deref().ok_or_else(|| invalid("upstream", "is required"))?;
         let upstream = upstreams::upstream_url("upstream", upstream_text)?;
 
-        for host in &raw.allowed_redirect_hosts {
+        for (index, host) in raw.allowed_redirect_hosts.iter().enumerate() {
             if host.is_empty() || host.contains(['/', '@', ' ', '\\']) {
-                return Err(invalid("allowed_redirect_hosts", "entries must be bare host names like app.example.com"));
+                return Err(invalid(
+                    format!("allowed_redirect_hosts[{index}]"),
+                    "must be a bare host name like app.example.com",
+                ));
             }
         }
 
@@ -421,16 +424,17 @@ const MAX_WORKER_THREADS: usize = 1024;
 /// `proxy.upgrade_protocols`: protocol names (tokens, RFC 9110 §5.6.2),
 /// lowercased; `h2c` is refused, since the gateway speaks HTTP/2 itself.
 fn upgrade_protocols(names: &[String]) -> Result<Vec<String>, ConfigError> {
-    const KEY: &str = "proxy.upgrade_protocols";
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     names
         .iter()
-        .map(|name| {
+        .enumerate()
+        .map(|(index, name)| {
+            let key = format!("proxy.upgrade_protocols[{index}]");
             if name.is_empty() || !name.chars().all(is_token_char) {
-                return Err(invalid(KEY, format!("{name:?} is not a protocol name")));
+                return Err(invalid(key, format!("{name:?} is not a protocol name")));
             }
             if name.eq_ignore_ascii_case("h2c") {
-                return Err(invalid(KEY, "must not contain h2c (HTTP/2 is served by the gateway itself)"));
+                return Err(invalid(key, "must not be h2c (HTTP/2 is served by the gateway itself)"));
             }
             Ok(name.to_ascii_lowercase())
         })
@@ -521,8 +525,8 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     if !raw.scopes.iter().any(|scope| scope == "openid") {
         return Err(invalid("oidc.scopes", "must include \"openid\""));
     }
-    if raw.scopes.iter().any(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
-        return Err(invalid("oidc.scopes", "each scope must be a single non-empty word"));
+    if let Some(index) = raw.scopes.iter().position(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
+        return Err(invalid(format!("oidc.scopes[{index}]"), "must be a single non-empty word"));
     }
 
     let redirect_url = match raw.redirect_url {
@@ -545,17 +549,15 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     };
 
     let mut id_token_algorithms = Vec::new();
-    for name in &raw.id_token_algorithms {
+    for (index, name) in raw.id_token_algorithms.iter().enumerate() {
+        let key = format!("oidc.id_token_algorithms[{index}]");
         let algorithm: jsonwebtoken::Algorithm =
-            name.parse().map_err(|_| invalid("oidc.id_token_algorithms", format!("unknown algorithm {name:?}")))?;
+            name.parse().map_err(|_| invalid(&key, format!("unknown algorithm {name:?}")))?;
         if matches!(
             algorithm,
             jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512
         ) {
-            return Err(invalid(
-                "oidc.id_token_algorithms",
-                "HMAC algorithms are not accepted; use the provider's asymmetric keys",
-            ));
+            return Err(invalid(key, "HMAC algorithms are not accepted; use the provider's asymmetric keys"));
         }
         id_token_algorithms.push(algorithm);
     }
@@ -563,8 +565,8 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
     }
 
-    if raw.trusted_audiences.iter().any(|audience| audience.trim().is_empty()) {
-        return Err(invalid("oidc.trusted_audiences", "audiences must not be empty"));
+    if let Some(index) = raw.trusted_audiences.iter().position(|audience| audience.trim().is_empty()) {
+        return Err(invalid(format!("oidc.trusted_audiences[{index}]"), "must not be empty"));
     }
 
     let post_logout_redirect_url = match raw.post_logout_redirect_url {
@@ -612,9 +614,10 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         }
         (None, Some(secrets), None) => {
             let mut keys = Vec::with_capacity(secrets.len());
-            for secret in &secrets {
+            for (index, secret) in secrets.iter().enumerate() {
                 keys.push(
-                    parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secrets", problem))?,
+                    parse_session_secret(secret.expose())
+                        .map_err(|problem| invalid(format!("session.secrets[{index}]"), problem))?,
                 );
             }
             if keys.is_empty() {
@@ -741,7 +744,7 @@ fn describe_figment_error(error: &figment::Error) -> String {
         .clone()
         .into_iter()
         .map(|error| {
-            let key = if error.path.is_empty() { "(top level)".to_owned() } else { error.path.join(".") };
+            let key = if error.path.is_empty() { "(top level)".to_owned() } else { dotted(&error.path) };
             let problem = match &error.kind {
                 figment::error::Kind::InvalidType(_, expected) => format!("has the wrong type, expected {expected}"),
                 figment::error::Kind::InvalidValue(_, expected) => format!("has an invalid value, expected {expected}"),
@@ -764,9 +767,25 @@ fn describe_figment_error(error: &figment::Error) -> String {
 fn full_key(path: &[String], field: &str) -> String {
     match path.split_last() {
         None => field.to_owned(),
-        Some((last, _)) if last == field => path.join("."),
-        Some(_) => format!("{}.{field}", path.join(".")),
+        Some((last, _)) if last == field => dotted(path),
+        Some(_) => format!("{}.{field}", dotted(path)),
     }
+}
+
+/// A figment path as operators write keys: `upstreams[2].token`, not `upstreams.2.token`.
+fn dotted(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if !segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ fn authorization_keys_are_named_in_errors() {
         ("[forward_auth]\noriginal_request = \"x-real\"\n", "forward_auth.original_request"),
         ("[bearer]\nintrospection = true\n", "bearer.introspection"),
         ("[authz]\ndefault = \"public\"\n", "authz.default"),
-        ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_emails"),
+        ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_email_domains[0]"),
         ("[[authz.rules]]\npath_prefix = \"admin\"\n", "authz.rules"),
         ("[[authz.rules]]\npath_prefix = \"/a\"\nallow = \"maybe\"\n", "authz.rules"),
         ("[[upstreams]]\nurl = \"http://127.0.0.1:1\"\n[[upstreams.rules]]\npath_pattern = \"/a/**/b\"\n", "upstreams"),
@@ -246,6 +246,89 @@ fn authorization_keys_are_named_in_errors() {
         Jail::expect_with(|jail| {
             let text = error_text(load_from(jail, &format!("{}\n{extra}", minimal(""))));
             assert!(text.starts_with(key), "{extra}: {text}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn errors_name_indexed_keys_and_never_quote_secrets() {
+    const UPSTREAM: &str = "[[upstreams]]\nurl = \"http://127.0.0.1:1\"\npath_prefix = \"/a/\"\n";
+    const ISSUER: &str = "[[bearer.issuers]]\nissuer = \"https://ci.example\"\naudience = \"ci\"\n";
+    let rule = |allow: &str| format!("[[authz.rules]]\npath_prefix = \"/r\"\nallow = \"{allow}\"\n");
+    let cases = [
+        (format!("{UPSTREAM}{UPSTREAM}{UPSTREAM}token = \"refresh\"\n"), "upstreams[2].token"),
+        (format!("{UPSTREAM}{UPSTREAM}host = \"a.example:443\"\n"), "upstreams[1].host"),
+        (
+            format!("{UPSTREAM}path_prefix = \"a\"\n").replacen("path_prefix = \"/a/\"\n", "", 1),
+            "upstreams[0].path_prefix",
+        ),
+        (UPSTREAM.replace("http://", "ftp://"), "upstreams[0].url"),
+        (format!("{UPSTREAM}identity_headers = [\"user\", \"password\"]\n"), "upstreams[0].identity_headers"),
+        (
+            format!("{UPSTREAM}set_headers = {{ x-forwarded-user = \"admin\" }}\n"),
+            "upstreams[0].set_headers.x-forwarded-user",
+        ),
+        (
+            format!(
+                "{UPSTREAM}[[upstreams.rules]]\npath_prefix = \"/ok\"\n[[upstreams.rules]]\npath_prefix = \"no-slash\"\n"
+            ),
+            "upstreams[0].rules[1].path_prefix",
+        ),
+        (format!("{UPSTREAM}tokn = \"id\"\n"), "upstreams[0].tokn"),
+        (format!("{}{}", rule("public"), rule("sometimes")), "authz.rules[1].allow"),
+        (format!("{}emails = [\"a@b.example\", \"nobody\"]\n", rule("authenticated")), "authz.rules[0].emails[1]"),
+        (format!("{}methods = [\"GET\", \"G T\"]\n", rule("deny")), "authz.rules[0].methods[1]"),
+        ("[authz]\napi_path_prefixes = [\"/api/\", \"v2\"]\n".to_owned(), "authz.api_path_prefixes[1]"),
+        (
+            format!("{ISSUER}{ISSUER}").replacen("audience = \"ci\"", "audience = \"\"", 2).replacen(
+                "audience = \"\"",
+                "audience = \"ci\"",
+                1,
+            ),
+            "bearer.issuers[1].audience",
+        ),
+        (format!("{ISSUER}algorithms = [\"HS256\"]\n"), "bearer.issuers[0].algorithms[0]"),
+        (
+            "[forward_auth]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n".to_owned(),
+            "forward_auth.trusted_proxies[1]",
+        ),
+        ("allowed_redirect_hosts = [\"ok.example\", \"a/b\"]\n".to_owned(), "allowed_redirect_hosts[1]"),
+    ];
+    for (extra, key) in cases {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            // Top-level keys must come before the first table.
+            let toml = if extra.starts_with('[') { format!("{}\n{extra}", minimal("")) } else { minimal(&extra) };
+            let text = error_text(load_from(jail, &toml));
+            assert!(text.starts_with(&format!("{key}:")), "{extra}: {text}");
+            Ok(())
+        });
+    }
+
+    let api_key = "sk-live-0123456789\u{1}";
+    let second_secret = "not-a-key-but-secret";
+    let cases = [
+        (
+            format!("{UPSTREAM}set_headers = {{ x-api-key = \"{api_key}\" }}\n"),
+            "upstreams[0].set_headers.x-api-key",
+            api_key,
+        ),
+        (String::new(), "session.secrets[1]", second_secret),
+    ];
+    for (extra, key, secret) in cases {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let mut toml = format!("{}\n{extra}", minimal(""));
+            if extra.is_empty() {
+                toml = toml.replace(
+                    &format!("secret = \"{GOOD_SECRET}\""),
+                    &format!("secrets = [\"{GOOD_SECRET}\", \"{second_secret}\"]"),
+                );
+            }
+            let text = error_text(load_from(jail, &toml.replace('\u{1}', "\\u0001")));
+            assert!(text.starts_with(&format!("{key}:")), "{text}");
+            assert!(!text.contains(secret.trim_end_matches('\u{1}')), "a secret was quoted: {text}");
             Ok(())
         });
     }
@@ -414,11 +497,11 @@ mod rules {
     fn config_errors_name_the_key() {
         let mut raw = RawAuthz::default();
         raw.rules.push(RawRule { emails: vec!["x@y".to_owned()], ..rule("/", "public") });
-        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.rules:"));
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.rules[0].allow:"));
         let raw = RawAuthz { default: "maybe".to_owned(), ..RawAuthz::default() };
         assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.default:"));
         let raw = RawAuthz { allowed_emails: vec!["a@b@c".to_owned()], ..RawAuthz::default() };
-        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails:"));
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails[0]:"));
     }
 }
 

@@ -59,11 +59,12 @@ pub(super) fn validate_tracing(raw: raw::RawTracing) -> Result<Option<TracingCon
 
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
-        // The name may be quoted; the value never is (it may be a key).
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| invalid("tracing.headers", format!("{name:?} is not a valid header name")))?;
+        // The name is part of the key; the value is never quoted (it may be an API key).
+        let key = format!("tracing.headers.{name}");
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(&key, "is not a valid header name"))?;
         if HeaderValue::from_str(value.expose()).is_err() {
-            return Err(invalid("tracing.headers", format!("the value of {name:?} is not a valid header value")));
+            return Err(invalid(key, "is not a valid header value"));
         }
         headers.push((header, value));
     }
