@@ -25,29 +25,3 @@ pub struct Principal {
     /// Groups or roles, from the configured claim.
     pub groups: Vec<String>,
 }
-
-impl Principal {
-    /// The principal of a session, taking its claims out of `data` (no copies).
-    pub fn from_session(data: crate::session::data::SessionData) -> Self {
-        Self {
-            subject: data.sub,
-            email: data.email,
-            email_verified: data.email_verified.unwrap_or(false),
-            name: data.name,
-            preferred_username: data.preferred_username,
-            groups: data.roles,
-        }
-    }
-
-    /// The principal of a session: its identity claims and the roles read at login.
-    pub fn of_session(data: &crate::session::data::SessionData) -> Self {
-        Self {
-            subject: data.sub.clone(),
-            email: data.email.clone(),
-            email_verified: data.email_verified.unwrap_or(false),
-            name: data.name.clone(),
-            preferred_username: data.preferred_username.clone(),
-            groups: data.roles.clone(),
-        }
-    }
-}

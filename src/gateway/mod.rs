@@ -215,6 +215,14 @@ impl Gateway {
         &self.tunnels
     }
 
+    /// Closes the tunnels whose session the ended-session records now say is over.
+    async fn close_ended_tunnels(&self) {
+        let has_ended = |tunnel: &proxy::TunnelSession| {
+            self.ended.has_ended(&tunnel.id, &tunnel.subject, tunnel.sid.as_deref(), tunnel.created_at)
+        };
+        self.tunnels.close_ended(has_ended).await;
+    }
+
     /// The gateway's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

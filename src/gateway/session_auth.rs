@@ -76,7 +76,7 @@ impl Caller {
     pub(super) fn of_session(active: Arc<ActiveSession>, mut data: SessionData, with_id_token: bool) -> Option<Self> {
         let access_token = std::mem::take(&mut data.access_token);
         let id_token = if with_id_token { data.id_token.take() } else { None };
-        Self::new(active, Arc::new(Principal::from_session(data)), &access_token, id_token)
+        Self::new(active, Arc::new(data.into_principal()), &access_token, id_token)
     }
 
     /// A caller from an opened session cookie (nothing copied but the ID token).

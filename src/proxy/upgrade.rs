@@ -27,7 +27,6 @@ use tokio::time::Instant;
 
 use crate::clock::UnixSeconds;
 use crate::config::TunnelSettings;
-use crate::session::ended::EndedSessions;
 
 /// The session a tunnel was opened with: ending it closes the tunnel.
 #[derive(Clone, Debug)]
@@ -106,15 +105,15 @@ impl Tunnels {
         self.inner.close.send_replace(true);
     }
 
-    /// Closes the tunnels whose session `ended` now records as ended (call it
-    /// after recording a sign-out or a logout).
-    pub async fn close_ended(&self, ended: &EndedSessions) {
+    /// Closes the tunnels whose session `has_ended` (call it after recording a
+    /// sign-out or a logout, asking the ended-session records).
+    pub async fn close_ended(&self, has_ended: impl Fn(&TunnelSession) -> bool) {
         let with_session: Vec<(TunnelSession, Arc<Notify>)> = match self.inner.with_session.lock() {
             Ok(with_session) => with_session.values().cloned().collect(),
             Err(_) => return,
         };
         for (session, close) in with_session {
-            if ended.has_ended(&session.id, &session.subject, session.sid.as_deref(), session.created_at) {
+            if has_ended(&session) {
                 close.notify_one();
             }
         }
