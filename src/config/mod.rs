@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
 pub use self::authz::compile_policy;
@@ -376,14 +377,20 @@ impl Config {
     }
 }
 
+/// The CA certificates of the PEM file at `path`, each checked to be usable as
+/// a trust anchor (as the TLS client will), so a bad file fails here, naming `key`.
+fn load_roots(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let roots = load_certificates(path).map_err(|problem| invalid(key, problem))?;
+    let mut store = rustls::RootCertStore::empty();
+    for root in &roots {
+        store.add(root.clone()).map_err(|error| invalid(key, format!("unusable CA certificate: {error}")))?;
+    }
+    Ok(roots)
+}
+
 /// `[proxy]` TLS keys, loaded so a bad file fails here, naming its key.
 fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
-    let roots = raw
-        .ca_file
-        .as_deref()
-        .map(load_certificates)
-        .transpose()
-        .map_err(|problem| invalid("proxy.ca_file", problem))?;
+    let roots = raw.ca_file.as_deref().map(|path| load_roots("proxy.ca_file", path)).transpose()?;
     let identity = match (&raw.client_cert_file, &raw.client_key_file) {
         (Some(cert), Some(key)) => Some((
             load_certificates(cert).map_err(|problem| invalid("proxy.client_cert_file", problem))?,
@@ -578,12 +585,7 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     };
 
     let tls = ClientTls {
-        roots: raw
-            .ca_file
-            .as_deref()
-            .map(load_certificates)
-            .transpose()
-            .map_err(|problem| invalid("oidc.ca_file", problem))?,
+        roots: raw.ca_file.as_deref().map(|path| load_roots("oidc.ca_file", path)).transpose()?,
         identity: None,
         dangerous_skip_verify: raw.dangerous_skip_tls_verify,
     };

@@ -515,3 +515,26 @@ fn configured_hosts_are_compared_lower_case_without_dot() {
     assert_eq!(upstreams::configured_host("."), None);
     assert_eq!(upstreams::configured_host(""), None);
 }
+
+#[test]
+fn client_tls_files_are_checked_as_the_clients_will_use_them() {
+    let self_signed = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, _) = self_signed();
+    let (_, other_key) = self_signed();
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("not-a-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")?;
+        jail.create_file("client.crt", &cert)?;
+        jail.create_file("other.key", &other_key)?;
+        let text = error_text(load_from(jail, &minimal("").replace("[oidc]", "[oidc]\nca_file = \"not-a-ca.pem\"")));
+        assert!(text.starts_with("oidc.ca_file: unusable CA certificate"), "{text}");
+        let mismatched = "[proxy]\nclient_cert_file = \"client.crt\"\nclient_key_file = \"other.key\"\n";
+        let text = error_text(load_from(jail, &format!("{}\n{mismatched}", minimal(""))));
+        assert!(text.starts_with("proxy.client_key_file: does not match"), "{text}");
+        Ok(())
+    });
+}

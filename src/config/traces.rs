@@ -7,9 +7,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-use super::{ConfigError, invalid, non_zero, raw};
+use super::{ConfigError, invalid, load_roots, non_zero, raw};
 use crate::secret::SecretString;
-use crate::tls_client::{ClientTls, load_certificates};
+use crate::tls_client::ClientTls;
 
 /// `[tracing]`, validated: present only when traces are exported.
 #[derive(Clone, Debug)]
@@ -69,12 +69,7 @@ pub(super) fn validate_tracing(raw: raw::RawTracing) -> Result<Option<TracingCon
         headers.push((header, value));
     }
 
-    let roots = raw
-        .ca_file
-        .as_deref()
-        .map(load_certificates)
-        .transpose()
-        .map_err(|problem| invalid("tracing.ca_file", problem))?;
+    let roots = raw.ca_file.as_deref().map(|path| load_roots("tracing.ca_file", path)).transpose()?;
     Ok(Some(TracingConfig {
         otlp_endpoint,
         service_name,
