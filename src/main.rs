@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Secret => print_secret(),
-        Command::CheckConfig => runtime.block_on(async { check_config(cli.config) }),
+        Command::CheckConfig => check_config(cli.config),
         Command::Demo { listen } => runtime.block_on(demo(listen)),
         Command::Run => runtime.block_on(run(cli.config)),
     }
