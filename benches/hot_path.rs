@@ -14,9 +14,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
+use portcullis::authz::Principal;
 use portcullis::authz::path::normalise;
-use portcullis::authz::settings::{RawAuthz, RawRule};
-use portcullis::authz::{Policy, Principal};
+use portcullis::config::compile_policy;
+use portcullis::config::raw::{RawAuthz, RawRule};
 use portcullis::http1_guard::FramingScanner;
 use portcullis::oidc::pkce::PkceVerifier;
 use portcullis::proxy::IdentityHeaders;
@@ -282,7 +283,7 @@ fn bench_authz(c: &mut Criterion) {
         ],
         ..RawAuthz::default()
     };
-    let policy = Policy::compile(&raw).unwrap();
+    let policy = compile_policy(&raw).unwrap();
     let principal = Principal {
         subject: "248289761001".to_owned(),
         email: Some("alice@example.com".to_owned()),

@@ -16,6 +16,7 @@ pub mod gateway;
 #[doc(hidden)]
 pub mod http1_guard;
 pub mod oidc;
+pub mod owned_headers;
 pub mod pages;
 pub mod proxy;
 pub mod random;

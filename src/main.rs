@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Secret => print_secret(),
-        Command::CheckConfig => runtime.block_on(async { check_config(cli.config) }),
+        Command::CheckConfig => check_config(cli.config),
         Command::Demo { listen } => runtime.block_on(demo(listen)),
         Command::Run => runtime.block_on(run(cli.config)),
     }
@@ -84,9 +84,9 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
         Ok((config, effective)) => {
-            // Building the gateway (without serving or contacting anything) checks what
-            // only it can: session keys, upstream clients and routes, TLS files.
-            if let Err(error) = portcullis::gateway::Gateway::new(config.clone(), Clock::system()) {
+            // Validation reads every other file; the listener's certificate and
+            // key are read by the server, so load them once here.
+            if let Some(Err(error)) = config.tls.as_ref().map(|tls| tls.load_files()) {
                 eprintln!("portcullis: invalid configuration: {error}");
                 return ExitCode::from(2);
             }

@@ -3,8 +3,8 @@
 # dependency audit.
 #
 #   tests/run-all.sh              everything (what CI runs through .ci/run)
-#   tests/run-all.sh --quick      fmt, the mock-IdP self-test and cargo test (skips clippy, docs, browser test, fuzz,
-#                                 cargo-deny)
+#   tests/run-all.sh --quick      fmt, the module graph, the mock-IdP self-test and cargo test (skips clippy, docs,
+#                                 browser test, fuzz, cargo-deny)
 #   tests/run-all.sh --deps-only  only install the system, PyPI and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
@@ -176,6 +176,10 @@ export TEST_PORTCULLIS_BIN="$target_dir/debug/portcullis"
 failed_step="cargo fmt"
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
+
+failed_step="module graph"
+step "tests/module_graph.py (the top-level modules of src/ import each other without cycles)"
+python3 tests/module_graph.py
 
 if [ "$mode" = full ]; then
     failed_step="cargo clippy"

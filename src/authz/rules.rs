@@ -6,8 +6,6 @@ use http::Method;
 
 use super::Principal;
 use super::claims::{domain_allowed, email_domain};
-use super::settings::{RawAuthz, RawRule};
-use crate::config::ConfigError;
 
 /// What a matched route asks of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +21,15 @@ pub enum Access {
 /// Whom a rule admits: any one listed email, domain or group suffices; all empty admits everyone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Who {
-    emails: Vec<String>,
-    domains: Vec<String>,
-    groups: Vec<String>,
+    /// Lower-case.
+    pub(crate) emails: Vec<String>,
+    /// Lower-case; a leading `.` admits subdomains.
+    pub(crate) domains: Vec<String>,
+    pub(crate) groups: Vec<String>,
 }
 
 impl Who {
-    fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.emails.is_empty() && self.domains.is_empty() && self.groups.is_empty()
     }
 
@@ -52,8 +52,9 @@ impl Who {
     }
 }
 
+/// Which paths a rule covers.
 #[derive(Debug, Clone)]
-enum PathMatch {
+pub(crate) enum PathMatch {
     Prefix(String),
     /// Segments; `*` matches one, a final `**` any rest (at least one).
     Pattern(Vec<String>),
@@ -89,12 +90,14 @@ impl PathMatch {
     }
 }
 
+/// One compiled rule (see `config::authz`, which validates and builds it).
 #[derive(Debug, Clone)]
-struct Rule {
-    name: String,
-    methods: Vec<Method>,
-    path: PathMatch,
-    access: Access,
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    /// Empty: every method.
+    pub(crate) methods: Vec<Method>,
+    pub(crate) path: PathMatch,
+    pub(crate) access: Access,
 }
 
 /// The outcome of routing a request through the rules.
@@ -112,10 +115,9 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles `raw`; errors name `key` and the rule.
-    pub fn compile(raw: &[RawRule], key: &'static str) -> Result<Self, ConfigError> {
-        let rules = raw.iter().enumerate().map(|(i, rule)| compile_rule(i, rule, key)).collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+    /// The rules in the order they are tried.
+    pub(crate) fn new(rules: Vec<Rule>) -> Self {
+        Self { rules }
     }
 
     /// The first rule matching `method` and the normalised `path` (letters
@@ -130,119 +132,21 @@ impl RuleSet {
     }
 }
 
-/// Every authorization setting, compiled.
+/// Every authorization setting, compiled (by `config::authz`).
 #[derive(Debug, Clone)]
 pub struct Policy {
-    global: Who,
-    require_email_verified: bool,
-    default: Access,
-    rules: RuleSet,
-    groups_claim: String,
-    api_path_prefixes: Vec<String>,
+    pub(crate) global: Who,
+    pub(crate) require_email_verified: bool,
+    pub(crate) default: Access,
+    pub(crate) rules: RuleSet,
+    pub(crate) groups_claim: String,
+    pub(crate) api_path_prefixes: Vec<String>,
     /// Whether the default upstream routes paths ignoring case (`authz.case_insensitive`).
-    case_insensitive: bool,
-    forward_client_authorization_on_public: bool,
-}
-
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into() }
-}
-
-fn who(emails: &[String], domains: &[String], groups: &[String], key: &'static str) -> Result<Who, ConfigError> {
-    for email in emails {
-        if email_domain(email).is_none() {
-            return Err(invalid(key, format!("{email:?} is not an address with exactly one @")));
-        }
-    }
-    for domain in domains {
-        let bare = domain.strip_prefix('.').unwrap_or(domain);
-        if bare.is_empty() || bare.contains(['@', '/', ' ']) || bare.starts_with('.') || bare.ends_with('.') {
-            return Err(invalid(key, format!("{domain:?} is not a domain like example.com or .example.com")));
-        }
-    }
-    if groups.iter().any(String::is_empty) {
-        return Err(invalid(key, "group names must not be empty"));
-    }
-    Ok(Who {
-        emails: emails.iter().map(|email| email.to_ascii_lowercase()).collect(),
-        domains: domains.iter().map(|domain| domain.to_ascii_lowercase()).collect(),
-        groups: groups.to_vec(),
-    })
-}
-
-fn compile_rule(index: usize, raw: &RawRule, key: &'static str) -> Result<Rule, ConfigError> {
-    let name = raw.name.clone().unwrap_or_else(|| format!("rules[{index}]"));
-    let at = |problem: String| invalid(key, format!("rule {name:?}: {problem}"));
-    let path = match (&raw.path_prefix, &raw.path_pattern) {
-        (Some(prefix), None) => {
-            if !prefix.starts_with('/') || prefix.contains("//") || prefix.contains(['?', '#', ';', '%', '\\']) {
-                return Err(at("path_prefix must be a plain path starting with /".to_owned()));
-            }
-            PathMatch::Prefix(prefix.clone())
-        }
-        (None, Some(pattern)) => {
-            let segments: Vec<String> = pattern.split('/').skip(1).map(str::to_owned).collect();
-            let bad_star = segments.iter().enumerate().any(|(i, segment)| {
-                (segment == "**" && i + 1 != segments.len())
-                    || (segment.contains('*') && segment != "*" && segment != "**")
-            });
-            if !pattern.starts_with('/') || bad_star || pattern.contains(['?', '#', ';', '%', '\\']) {
-                return Err(at(
-                    "path_pattern must start with / and use * for one segment, ** only at the end".to_owned()
-                ));
-            }
-            PathMatch::Pattern(segments)
-        }
-        (Some(_), Some(_)) => return Err(at("set path_prefix or path_pattern, not both".to_owned())),
-        (None, None) => return Err(at("needs path_prefix or path_pattern".to_owned())),
-    };
-    let mut methods = Vec::with_capacity(raw.methods.len());
-    for method in &raw.methods {
-        methods.push(
-            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| at(format!("method {method:?}")))?,
-        );
-    }
-    let who = who(&raw.emails, &raw.email_domains, &raw.groups, key).map_err(|error| at(error.to_string()))?;
-    let access = match raw.allow.as_deref().unwrap_or("authenticated") {
-        "authenticated" => Access::Users(who),
-        "public" | "deny" if !who.is_open() => {
-            return Err(at("emails, email_domains and groups only go with allow = \"authenticated\"".to_owned()));
-        }
-        "public" => Access::Public,
-        "deny" => Access::Deny,
-        other => return Err(at(format!("allow = {other:?}: use \"public\", \"authenticated\" or \"deny\""))),
-    };
-    Ok(Rule { name, methods, path, access })
+    pub(crate) case_insensitive: bool,
+    pub(crate) forward_client_authorization_on_public: bool,
 }
 
 impl Policy {
-    /// Compiles `[authz]`; errors name the key.
-    pub fn compile(raw: &RawAuthz) -> Result<Self, ConfigError> {
-        let global = who(&raw.allowed_emails, &raw.allowed_email_domains, &raw.allowed_groups, "authz.allowed_emails")?;
-        let default = match raw.default.as_str() {
-            "authenticated" => Access::Users(Who::default()),
-            "deny" => Access::Deny,
-            _ => return Err(invalid("authz.default", "must be \"authenticated\" or \"deny\"")),
-        };
-        if raw.groups_claim.is_empty() || raw.groups_claim.split('.').any(str::is_empty) {
-            return Err(invalid("authz.groups_claim", "must be a claim name or dotted path like realm_access.roles"));
-        }
-        if raw.api_path_prefixes.iter().any(|prefix| !prefix.starts_with('/')) {
-            return Err(invalid("authz.api_path_prefixes", "each prefix must start with /"));
-        }
-        let rules = RuleSet::compile(&raw.rules, "authz.rules")?;
-        Ok(Self {
-            global,
-            require_email_verified: raw.require_email_verified,
-            default,
-            rules,
-            groups_claim: raw.groups_claim.clone(),
-            api_path_prefixes: raw.api_path_prefixes.clone(),
-            case_insensitive: raw.case_insensitive,
-            forward_client_authorization_on_public: raw.forward_client_authorization_on_public,
-        })
-    }
-
     /// The first rule matching `method` and the normalised `path`, or the
     /// default; paths compared as `authz.case_insensitive` says.
     pub fn route(&self, method: &Method, path: &str) -> Route<'_> {
@@ -285,113 +189,5 @@ impl Policy {
     /// Whether `path` is configured as an API route (401, never a redirect).
     pub fn is_api_path(&self, path: &str) -> bool {
         self.api_path_prefixes.iter().any(|prefix| path.starts_with(prefix.as_str()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn principal(email: &str, verified: bool, groups: &[&str]) -> Principal {
-        Principal {
-            subject: "s".to_owned(),
-            email: Some(email.to_owned()),
-            email_verified: verified,
-            name: None,
-            preferred_username: None,
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-        }
-    }
-
-    fn rule(prefix: &str, allow: &str) -> RawRule {
-        RawRule { path_prefix: Some(prefix.to_owned()), allow: Some(allow.to_owned()), ..RawRule::default() }
-    }
-
-    #[test]
-    fn first_match_wins_and_prefixes_respect_segments() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(rule("/admin", "deny"));
-        raw.rules.push(rule("/", "public"));
-        let policy = Policy::compile(&raw).unwrap();
-        assert_eq!(policy.route(&Method::GET, "/admin").access, &Access::Deny);
-        assert_eq!(policy.route(&Method::GET, "/admin/x").access, &Access::Deny);
-        assert_eq!(policy.route(&Method::GET, "/administrator").access, &Access::Public);
-    }
-
-    #[test]
-    fn patterns_are_anchored() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(RawRule {
-            path_pattern: Some("/api/*/admin/**".to_owned()),
-            allow: Some("deny".to_owned()),
-            ..RawRule::default()
-        });
-        let policy = Policy::compile(&raw).unwrap();
-        assert_eq!(policy.route(&Method::GET, "/api/v1/admin/x").rule, "rules[0]");
-        assert_eq!(policy.route(&Method::GET, "/api/v1/admin").rule, "default");
-        assert_eq!(policy.route(&Method::GET, "/x/api/v1/admin/x").rule, "default");
-        assert_eq!(policy.route(&Method::GET, "/api/v1/v2/admin/x").rule, "default");
-    }
-
-    #[test]
-    fn case_insensitive_matching_is_opt_in() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(rule("/admin", "deny"));
-        raw.rules.push(RawRule {
-            path_pattern: Some("/api/*/Keys".to_owned()),
-            allow: Some("deny".to_owned()),
-            ..RawRule::default()
-        });
-        let policy = Policy::compile(&raw).unwrap();
-        assert!(!policy.case_insensitive());
-        for path in ["/ADMIN", "/Admin/x", "/api/v1/keys"] {
-            assert_eq!(policy.route(&Method::GET, path).rule, "default", "{path}");
-            assert_ne!(policy.route_with_case(&Method::GET, path, true).rule, "default", "{path}");
-        }
-        raw.case_insensitive = true;
-        let policy = Policy::compile(&raw).unwrap();
-        assert_eq!(policy.route(&Method::GET, "/aDmIn/x").rule, "rules[0]");
-        assert_eq!(policy.route(&Method::GET, "/API/v1/KEYS").rule, "rules[1]");
-        assert_eq!(policy.route(&Method::GET, "/administrator").rule, "default");
-        assert_eq!(policy.route(&Method::GET, "/adm").rule, "default");
-        assert_eq!(policy.route_with_case(&Method::GET, "/ADMIN", false).rule, "default");
-    }
-
-    #[test]
-    fn methods_narrow_rules() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(RawRule { methods: vec!["post".to_owned()], ..rule("/x", "deny") });
-        let policy = Policy::compile(&raw).unwrap();
-        assert_eq!(policy.route(&Method::POST, "/x").access, &Access::Deny);
-        assert_eq!(policy.route(&Method::GET, "/x").rule, "default");
-    }
-
-    #[test]
-    fn emails_domains_groups_and_verification() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(RawRule {
-            email_domains: vec!["example.com".to_owned()],
-            groups: vec!["admins".to_owned()],
-            ..rule("/", "authenticated")
-        });
-        let policy = Policy::compile(&raw).unwrap();
-        let access = policy.route(&Method::GET, "/").access;
-        assert!(policy.admits(access, &principal("a@EXAMPLE.com", true, &[])));
-        assert!(!policy.admits(access, &principal("a@example.com", false, &[])));
-        assert!(!policy.admits(access, &principal("a@evil.com@example.com", true, &[])));
-        assert!(!policy.admits(access, &principal("a@notexample.com", true, &[])));
-        assert!(policy.admits(access, &principal("a@other.org", false, &["admins"])));
-        assert!(!policy.admits(access, &principal("a@other.org", true, &["Admins"])));
-    }
-
-    #[test]
-    fn config_errors_name_the_key() {
-        let mut raw = RawAuthz::default();
-        raw.rules.push(RawRule { emails: vec!["x@y".to_owned()], ..rule("/", "public") });
-        assert!(Policy::compile(&raw).unwrap_err().to_string().starts_with("authz.rules:"));
-        let raw = RawAuthz { default: "maybe".to_owned(), ..RawAuthz::default() };
-        assert!(Policy::compile(&raw).unwrap_err().to_string().starts_with("authz.default:"));
-        let raw = RawAuthz { allowed_emails: vec!["a@b@c".to_owned()], ..RawAuthz::default() };
-        assert!(Policy::compile(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails:"));
     }
 }

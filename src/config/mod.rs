@@ -2,19 +2,28 @@
 //! the typed [`Config`] the gateway runs on. Every validation error names the
 //! key it is about, and no error ever contains a secret.
 
+mod authz;
+mod bearer;
+mod forward_auth;
 pub mod raw;
 mod secret_key;
 mod traces;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
+pub use self::authz::compile_policy;
+pub use self::bearer::{BearerConfig, IssuerConfig};
+pub use self::forward_auth::{Cidr, ForwardAuthConfig, OriginalRequest};
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
 pub use self::traces::TracingConfig;
+pub use self::upstreams::{IdentitySelection, TokenChoice, UpstreamConfig};
 use crate::secret::{SecretBytes, SecretString};
 use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 
@@ -23,14 +32,14 @@ use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 pub enum ConfigError {
     /// A key has a value that cannot be used.
     #[error("{key}: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
     /// The file or environment could not be read or parsed into the expected shape.
     #[error("{0}")]
     Load(String),
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into() }
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
 }
 
 /// How a confidential client authenticates at the token endpoint.
@@ -117,7 +126,29 @@ pub struct ProxyConfig {
     /// TLS towards an https upstream.
     pub tls: crate::tls_client::ClientTls,
     /// Which upgrades are tunnelled, and for how long.
-    pub tunnels: crate::proxy::TunnelSettings,
+    pub tunnels: TunnelSettings,
+}
+
+/// Which upgrades are tunnelled, and for how long.
+#[derive(Clone, Debug)]
+pub struct TunnelSettings {
+    /// `Upgrade` protocol names tunnelled, lowercase (never `h2c`).
+    pub protocols: Vec<String>,
+    /// A tunnel that carried no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// A tunnel is closed at this age, or when its session expires if that is sooner.
+    pub max_lifetime: Duration,
+}
+
+impl Default for TunnelSettings {
+    /// WebSocket only, 10 minutes idle, 12 hours at most.
+    fn default() -> Self {
+        Self {
+            protocols: vec!["websocket".to_owned()],
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// Output format of the logs.
@@ -140,6 +171,22 @@ pub struct TlsConfig {
     pub files: crate::tls::CertificateFiles,
     pub reload_interval: Duration,
     pub redirect_http_listen: Option<SocketAddr>,
+}
+
+impl TlsConfig {
+    /// Loads the certificate and key once, as the listener will, so that a
+    /// missing, unreadable or mismatched file is an error naming its key.
+    pub fn load_files(&self) -> Result<crate::tls::ReloadingCertificate, ConfigError> {
+        use crate::tls::TlsError;
+        crate::tls::ReloadingCertificate::load(self.files.clone()).map_err(|error| match error {
+            TlsError::File { path, problem } => {
+                let key = if path == self.files.key_file { "tls.key_file" } else { "tls.cert_file" };
+                invalid(key, format!("{}: {problem}", path.display()))
+            }
+            TlsError::Mismatch => invalid("tls.key_file", "does not match the certificate in tls.cert_file"),
+            TlsError::Rustls(error) => invalid("tls", error.to_string()),
+        })
+    }
 }
 
 /// `[server]`, validated.
@@ -179,11 +226,11 @@ pub struct Config {
     /// `[authz]`, compiled.
     pub authz: crate::authz::Policy,
     /// `[bearer]`, validated.
-    pub bearer: crate::authz::settings::BearerConfig,
+    pub bearer: BearerConfig,
     /// `[forward_auth]`, validated.
-    pub forward_auth: crate::authz::settings::ForwardAuthConfig,
-    /// `[[upstreams]]` (rules checked here; built by the gateway).
-    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
+    pub forward_auth: ForwardAuthConfig,
+    /// `[[upstreams]]`, validated (the gateway builds their clients).
+    pub upstreams: Vec<UpstreamConfig>,
     /// `[tracing]`; `None`: no OpenTelemetry export.
     pub tracing: Option<TracingConfig>,
 }
@@ -213,30 +260,27 @@ impl Config {
 
         let public_url = parse_origin(raw.public_url.as_deref())?;
         let upstream_text = raw.upstream.as_deref().ok_or_else(|| invalid("upstream", "is required"))?;
-        let upstream = Url::parse(upstream_text)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .filter(|url| url.query().is_none() && url.fragment().is_none())
-            .ok_or_else(|| invalid("upstream", "must be an http(s) URL without query, e.g. http://127.0.0.1:8080"))?;
+        let upstream = upstreams::upstream_url("upstream", upstream_text)?;
 
-        for host in &raw.allowed_redirect_hosts {
+        for (index, host) in raw.allowed_redirect_hosts.iter().enumerate() {
             if host.is_empty() || host.contains(['/', '@', ' ', '\\']) {
-                return Err(invalid("allowed_redirect_hosts", "entries must be bare host names like app.example.com"));
+                return Err(invalid(
+                    format!("allowed_redirect_hosts[{index}]"),
+                    "must be a bare host name like app.example.com",
+                ));
             }
         }
 
         let oidc = validate_oidc(raw.oidc, &public_url)?;
-        let authz = crate::authz::Policy::compile(&raw.authz)?;
-        let bearer = crate::authz::settings::bearer(
+        let authz = compile_policy(&raw.authz)?;
+        let bearer = bearer::validate(
             &raw.bearer,
             &oidc.client_id,
             matches!(oidc.credentials, ClientCredentials::Confidential { .. }),
             &oidc.id_token_algorithms,
         )?;
-        let forward_auth = crate::authz::settings::forward_auth(&raw.forward_auth)?;
-        for upstream in &raw.upstreams {
-            crate::authz::rules::RuleSet::compile(&upstream.rules, "upstreams")?;
-        }
+        let forward_auth = forward_auth::validate(&raw.forward_auth)?;
+        let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive)?;
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -254,7 +298,7 @@ impl Config {
             pool_idle_timeout: raw.proxy.pool_idle_timeout,
             pool_max_idle_per_host: raw.proxy.pool_max_idle_per_host,
             tls: proxy_tls(&raw.proxy)?,
-            tunnels: crate::proxy::TunnelSettings {
+            tunnels: TunnelSettings {
                 protocols: upgrade_protocols(&raw.proxy.upgrade_protocols)?,
                 idle_timeout: non_zero("proxy.upgrade_idle_timeout", raw.proxy.upgrade_idle_timeout)?,
                 max_lifetime: non_zero("proxy.upgrade_max_lifetime", raw.proxy.upgrade_max_lifetime)?,
@@ -312,7 +356,7 @@ impl Config {
             authz,
             bearer,
             forward_auth,
-            upstreams: raw.upstreams,
+            upstreams,
             metrics_listen,
             tls,
             server,
@@ -333,14 +377,20 @@ impl Config {
     }
 }
 
+/// The CA certificates of the PEM file at `path`, each checked to be usable as
+/// a trust anchor (as the TLS client will), so a bad file fails here, naming `key`.
+fn load_roots(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let roots = load_certificates(path).map_err(|problem| invalid(key, problem))?;
+    let mut store = rustls::RootCertStore::empty();
+    for root in &roots {
+        store.add(root.clone()).map_err(|error| invalid(key, format!("unusable CA certificate: {error}")))?;
+    }
+    Ok(roots)
+}
+
 /// `[proxy]` TLS keys, loaded so a bad file fails here, naming its key.
 fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
-    let roots = raw
-        .ca_file
-        .as_deref()
-        .map(load_certificates)
-        .transpose()
-        .map_err(|problem| invalid("proxy.ca_file", problem))?;
+    let roots = raw.ca_file.as_deref().map(|path| load_roots("proxy.ca_file", path)).transpose()?;
     let identity = match (&raw.client_cert_file, &raw.client_key_file) {
         (Some(cert), Some(key)) => Some((
             load_certificates(cert).map_err(|problem| invalid("proxy.client_cert_file", problem))?,
@@ -350,6 +400,18 @@ fn proxy_tls(raw: &raw::RawProxy) -> Result<ClientTls, ConfigError> {
         (None, Some(_)) => return Err(invalid("proxy.client_cert_file", "is required with proxy.client_key_file")),
         (None, None) => None,
     };
+    if let Some((chain, key)) = &identity {
+        // The check rustls makes when the upstream client is built, made here so check-config reports it.
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
+            |error| match error {
+                rustls::Error::InconsistentKeys(_) => {
+                    invalid("proxy.client_key_file", "does not match the certificate in proxy.client_cert_file")
+                }
+                other => invalid("proxy.client_cert_file", format!("cannot be used with its key: {other}")),
+            },
+        )?;
+    }
     if raw.dangerous_skip_tls_verify && roots.is_some() {
         return Err(invalid("proxy.dangerous_skip_tls_verify", "cannot be combined with proxy.ca_file"));
     }
@@ -369,16 +431,17 @@ const MAX_WORKER_THREADS: usize = 1024;
 /// `proxy.upgrade_protocols`: protocol names (tokens, RFC 9110 §5.6.2),
 /// lowercased; `h2c` is refused, since the gateway speaks HTTP/2 itself.
 fn upgrade_protocols(names: &[String]) -> Result<Vec<String>, ConfigError> {
-    const KEY: &str = "proxy.upgrade_protocols";
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     names
         .iter()
-        .map(|name| {
+        .enumerate()
+        .map(|(index, name)| {
+            let key = format!("proxy.upgrade_protocols[{index}]");
             if name.is_empty() || !name.chars().all(is_token_char) {
-                return Err(invalid(KEY, format!("{name:?} is not a protocol name")));
+                return Err(invalid(key, format!("{name:?} is not a protocol name")));
             }
             if name.eq_ignore_ascii_case("h2c") {
-                return Err(invalid(KEY, "must not contain h2c (HTTP/2 is served by the gateway itself)"));
+                return Err(invalid(key, "must not be h2c (HTTP/2 is served by the gateway itself)"));
             }
             Ok(name.to_ascii_lowercase())
         })
@@ -469,8 +532,8 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     if !raw.scopes.iter().any(|scope| scope == "openid") {
         return Err(invalid("oidc.scopes", "must include \"openid\""));
     }
-    if raw.scopes.iter().any(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
-        return Err(invalid("oidc.scopes", "each scope must be a single non-empty word"));
+    if let Some(index) = raw.scopes.iter().position(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
+        return Err(invalid(format!("oidc.scopes[{index}]"), "must be a single non-empty word"));
     }
 
     let redirect_url = match raw.redirect_url {
@@ -493,17 +556,15 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     };
 
     let mut id_token_algorithms = Vec::new();
-    for name in &raw.id_token_algorithms {
+    for (index, name) in raw.id_token_algorithms.iter().enumerate() {
+        let key = format!("oidc.id_token_algorithms[{index}]");
         let algorithm: jsonwebtoken::Algorithm =
-            name.parse().map_err(|_| invalid("oidc.id_token_algorithms", format!("unknown algorithm {name:?}")))?;
+            name.parse().map_err(|_| invalid(&key, format!("unknown algorithm {name:?}")))?;
         if matches!(
             algorithm,
             jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512
         ) {
-            return Err(invalid(
-                "oidc.id_token_algorithms",
-                "HMAC algorithms are not accepted; use the provider's asymmetric keys",
-            ));
+            return Err(invalid(key, "HMAC algorithms are not accepted; use the provider's asymmetric keys"));
         }
         id_token_algorithms.push(algorithm);
     }
@@ -511,8 +572,8 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
     }
 
-    if raw.trusted_audiences.iter().any(|audience| audience.trim().is_empty()) {
-        return Err(invalid("oidc.trusted_audiences", "audiences must not be empty"));
+    if let Some(index) = raw.trusted_audiences.iter().position(|audience| audience.trim().is_empty()) {
+        return Err(invalid(format!("oidc.trusted_audiences[{index}]"), "must not be empty"));
     }
 
     let post_logout_redirect_url = match raw.post_logout_redirect_url {
@@ -524,12 +585,7 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     };
 
     let tls = ClientTls {
-        roots: raw
-            .ca_file
-            .as_deref()
-            .map(load_certificates)
-            .transpose()
-            .map_err(|problem| invalid("oidc.ca_file", problem))?,
+        roots: raw.ca_file.as_deref().map(|path| load_roots("oidc.ca_file", path)).transpose()?,
         identity: None,
         dangerous_skip_verify: raw.dangerous_skip_tls_verify,
     };
@@ -560,9 +616,10 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         }
         (None, Some(secrets), None) => {
             let mut keys = Vec::with_capacity(secrets.len());
-            for secret in &secrets {
+            for (index, secret) in secrets.iter().enumerate() {
                 keys.push(
-                    parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secrets", problem))?,
+                    parse_session_secret(secret.expose())
+                        .map_err(|problem| invalid(format!("session.secrets[{index}]"), problem))?,
                 );
             }
             if keys.is_empty() {
@@ -647,6 +704,8 @@ fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreConfig>, Conf
     if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host().is_none() {
         return Err(invalid("session.store.url", "must be a redis:// or rediss:// URL with a host"));
     }
+    redis::IntoConnectionInfo::into_connection_info(url.expose())
+        .map_err(|_| invalid("session.store.url", "is not a usable Redis URL"))?;
     let password = match raw.password_file {
         Some(_) if parsed.password().is_some() => {
             return Err(invalid(
@@ -687,7 +746,7 @@ fn describe_figment_error(error: &figment::Error) -> String {
         .clone()
         .into_iter()
         .map(|error| {
-            let key = if error.path.is_empty() { "(top level)".to_owned() } else { error.path.join(".") };
+            let key = if error.path.is_empty() { "(top level)".to_owned() } else { dotted(&error.path) };
             let problem = match &error.kind {
                 figment::error::Kind::InvalidType(_, expected) => format!("has the wrong type, expected {expected}"),
                 figment::error::Kind::InvalidValue(_, expected) => format!("has an invalid value, expected {expected}"),
@@ -710,9 +769,25 @@ fn describe_figment_error(error: &figment::Error) -> String {
 fn full_key(path: &[String], field: &str) -> String {
     match path.split_last() {
         None => field.to_owned(),
-        Some((last, _)) if last == field => path.join("."),
-        Some(_) => format!("{}.{field}", path.join(".")),
+        Some((last, _)) if last == field => dotted(path),
+        Some(_) => format!("{}.{field}", dotted(path)),
     }
+}
+
+/// A figment path as operators write keys: `upstreams[2].token`, not `upstreams.2.token`.
+fn dotted(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if !segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
 }
 
 #[cfg(test)]

@@ -39,13 +39,13 @@ pub struct RawConfig {
     /// The Prometheus endpoint.
     pub metrics: RawMetrics,
     /// Who may reach which route.
-    pub authz: crate::authz::settings::RawAuthz,
+    pub authz: RawAuthz,
     /// Bearer tokens from API clients.
-    pub bearer: crate::authz::settings::RawBearer,
+    pub bearer: RawBearer,
     /// The `/oauth2/auth` endpoint for nginx, Traefik, Caddy and Envoy.
-    pub forward_auth: crate::authz::settings::RawForwardAuth,
+    pub forward_auth: RawForwardAuth,
     /// Extra upstreams chosen by host and path prefix.
-    pub upstreams: Vec<crate::authz::settings::RawUpstream>,
+    pub upstreams: Vec<RawUpstream>,
     /// OpenTelemetry traces over OTLP/HTTP; off unless `otlp_endpoint` is set.
     pub tracing: RawTracing,
 }
@@ -318,9 +318,9 @@ impl Default for RawConfig {
                 redirect_http_listen: None,
             },
             metrics: RawMetrics { enabled: true, listen: "127.0.0.1:9464".to_owned() },
-            authz: crate::authz::settings::RawAuthz::default(),
-            bearer: crate::authz::settings::RawBearer::default(),
-            forward_auth: crate::authz::settings::RawForwardAuth::default(),
+            authz: RawAuthz::default(),
+            bearer: RawBearer::default(),
+            forward_auth: RawForwardAuth::default(),
             upstreams: Vec::new(),
             tracing: RawTracing {
                 otlp_endpoint: None,
@@ -395,4 +395,153 @@ pub fn figment(config_file: Option<&std::path::Path>) -> Figment {
 fn is_service_link(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key == "port" || key.starts_with("port_") || key.starts_with("service_")
+}
+
+/// `[authz]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthz {
+    /// Only these addresses may pass (with the domains and groups below); empty: no email gate.
+    pub allowed_emails: Vec<String>,
+    /// Only addresses in these domains (`example.com`, or `.example.com` for subdomains).
+    pub allowed_email_domains: Vec<String>,
+    /// Only members of these groups/roles.
+    pub allowed_groups: Vec<String>,
+    /// Dotted path of the claim holding groups or roles, e.g. `realm_access.roles`.
+    pub groups_claim: String,
+    /// Email addresses count only when the provider says `email_verified: true`.
+    pub require_email_verified: bool,
+    /// Access for routes no rule matches: `authenticated` or `deny`.
+    pub default: String,
+    /// Paths (prefixes) that are APIs: never a login redirect, always a 401.
+    pub api_path_prefixes: Vec<String>,
+    /// Per-route rules; the first match decides.
+    pub rules: Vec<RawRule>,
+    /// Rule paths match ignoring ASCII case, for an upstream that routes that
+    /// way (Express, ASP.NET); also the default for `[[upstreams]]` entries.
+    pub case_insensitive: bool,
+    /// Forward the client's own `Authorization` header on public routes
+    /// (`allow = "public"`); off, it is removed like any gateway-owned header.
+    pub forward_client_authorization_on_public: bool,
+}
+
+impl Default for RawAuthz {
+    fn default() -> Self {
+        Self {
+            allowed_emails: Vec::new(),
+            allowed_email_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+            groups_claim: "groups".to_owned(),
+            require_email_verified: true,
+            default: "authenticated".to_owned(),
+            api_path_prefixes: Vec::new(),
+            rules: Vec::new(),
+            case_insensitive: false,
+            forward_client_authorization_on_public: false,
+        }
+    }
+}
+
+/// `[[authz.rules]]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRule {
+    /// Shown in logs when the rule decides.
+    pub name: Option<String>,
+    /// HTTP methods the rule applies to; empty: all.
+    pub methods: Vec<String>,
+    /// Matches this path and everything below it (segment boundaries).
+    pub path_prefix: Option<String>,
+    /// Matches the whole path: `*` is one segment, a final `**` any rest.
+    pub path_pattern: Option<String>,
+    /// `public` (no authentication at all), `authenticated` (default) or `deny`.
+    pub allow: Option<String>,
+    /// With `authenticated`: only these addresses, domains or groups (any one suffices).
+    pub emails: Vec<String>,
+    pub email_domains: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// `[bearer]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBearer {
+    /// Accept `Authorization: Bearer <JWT>` from requests without a session.
+    pub enabled: bool,
+    /// The `aud` tokens from `oidc.issuer` must carry; default: `oidc.client_id`.
+    pub audience: Option<String>,
+    /// Require `typ: at+jwt` (RFC 9068). When off, tokens that look like ID
+    /// tokens (`nonce`, `at_hash`, `c_hash`, or `typ` claim `ID`) are still refused.
+    pub require_access_token_type: bool,
+    /// Other issuers whose tokens are accepted, each with its own audience.
+    pub issuers: Vec<RawIssuer>,
+    /// Check opaque (non-JWT) tokens at the provider's RFC 7662 introspection
+    /// endpoint; needs a confidential client (`oidc.client_secret`).
+    pub introspection: bool,
+}
+
+impl Default for RawBearer {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            audience: None,
+            require_access_token_type: true,
+            issuers: Vec::new(),
+            introspection: false,
+        }
+    }
+}
+
+/// `[[bearer.issuers]]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIssuer {
+    pub issuer: String,
+    pub audience: String,
+    /// Signature algorithms accepted; default: the `oidc.id_token_algorithms` list.
+    pub algorithms: Vec<String>,
+}
+
+/// `[forward_auth]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForwardAuth {
+    /// Peers (CIDRs like `10.0.0.0/8`, or single addresses) whose
+    /// `X-Forwarded-Method/-Host/-Uri` and `X-Original-URL` are believed. Empty: none.
+    pub trusted_proxies: Vec<String>,
+    /// Also answer `X-Auth-Request-Access-Token` (the session's access token).
+    pub pass_access_token: bool,
+    /// Answer browser navigations without a session with a 302 to sign in
+    /// (Traefik, Caddy relay it) instead of a 401 (what nginx `auth_request` needs).
+    pub redirect_browsers: bool,
+    /// Which headers of a trusted proxy state the original request:
+    /// `x-forwarded` (default), `x-original` or `envoy`.
+    pub original_request: Option<String>,
+}
+
+/// `[[upstreams]]`: an extra upstream chosen by host and/or path prefix.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub name: Option<String>,
+    /// Base URL, like the top-level `upstream`.
+    pub url: String,
+    /// Requests for this host (`:authority` or `Host`; port and one trailing dot
+    /// ignored, case-insensitive); absent: any host.
+    pub host: Option<String>,
+    /// Requests whose normalised path is this prefix or below; absent: any path.
+    pub path_prefix: Option<String>,
+    /// Which token the upstream gets as `Authorization: Bearer`: `access` (default), `id` or `none`.
+    pub token: Option<String>,
+    /// Which identity headers this upstream gets, of `user`, `email`, `groups` and
+    /// `preferred_username`; absent: all of them. Client-sent ones are stripped either way.
+    pub identity_headers: Option<Vec<String>>,
+    /// Headers added to every request to this upstream (replacing the client's).
+    pub set_headers: std::collections::BTreeMap<String, String>,
+    /// Rules checked before the `[authz]` rules for this upstream's requests.
+    pub rules: Vec<RawRule>,
+    /// This upstream routes paths ignoring ASCII case: its `path_prefix`, its
+    /// rules and the `[authz]` rules match its requests that way. Absent:
+    /// `authz.case_insensitive`.
+    pub case_insensitive: Option<bool>,
 }

@@ -236,7 +236,7 @@ fn authorization_keys_are_named_in_errors() {
         ("[forward_auth]\noriginal_request = \"x-real\"\n", "forward_auth.original_request"),
         ("[bearer]\nintrospection = true\n", "bearer.introspection"),
         ("[authz]\ndefault = \"public\"\n", "authz.default"),
-        ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_emails"),
+        ("[authz]\nallowed_email_domains = [\"a@b\"]\n", "authz.allowed_email_domains[0]"),
         ("[[authz.rules]]\npath_prefix = \"admin\"\n", "authz.rules"),
         ("[[authz.rules]]\npath_prefix = \"/a\"\nallow = \"maybe\"\n", "authz.rules"),
         ("[[upstreams]]\nurl = \"http://127.0.0.1:1\"\n[[upstreams.rules]]\npath_pattern = \"/a/**/b\"\n", "upstreams"),
@@ -246,6 +246,89 @@ fn authorization_keys_are_named_in_errors() {
         Jail::expect_with(|jail| {
             let text = error_text(load_from(jail, &format!("{}\n{extra}", minimal(""))));
             assert!(text.starts_with(key), "{extra}: {text}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn errors_name_indexed_keys_and_never_quote_secrets() {
+    const UPSTREAM: &str = "[[upstreams]]\nurl = \"http://127.0.0.1:1\"\npath_prefix = \"/a/\"\n";
+    const ISSUER: &str = "[[bearer.issuers]]\nissuer = \"https://ci.example\"\naudience = \"ci\"\n";
+    let rule = |allow: &str| format!("[[authz.rules]]\npath_prefix = \"/r\"\nallow = \"{allow}\"\n");
+    let cases = [
+        (format!("{UPSTREAM}{UPSTREAM}{UPSTREAM}token = \"refresh\"\n"), "upstreams[2].token"),
+        (format!("{UPSTREAM}{UPSTREAM}host = \"a.example:443\"\n"), "upstreams[1].host"),
+        (
+            format!("{UPSTREAM}path_prefix = \"a\"\n").replacen("path_prefix = \"/a/\"\n", "", 1),
+            "upstreams[0].path_prefix",
+        ),
+        (UPSTREAM.replace("http://", "ftp://"), "upstreams[0].url"),
+        (format!("{UPSTREAM}identity_headers = [\"user\", \"password\"]\n"), "upstreams[0].identity_headers"),
+        (
+            format!("{UPSTREAM}set_headers = {{ x-forwarded-user = \"admin\" }}\n"),
+            "upstreams[0].set_headers.x-forwarded-user",
+        ),
+        (
+            format!(
+                "{UPSTREAM}[[upstreams.rules]]\npath_prefix = \"/ok\"\n[[upstreams.rules]]\npath_prefix = \"no-slash\"\n"
+            ),
+            "upstreams[0].rules[1].path_prefix",
+        ),
+        (format!("{UPSTREAM}tokn = \"id\"\n"), "upstreams[0].tokn"),
+        (format!("{}{}", rule("public"), rule("sometimes")), "authz.rules[1].allow"),
+        (format!("{}emails = [\"a@b.example\", \"nobody\"]\n", rule("authenticated")), "authz.rules[0].emails[1]"),
+        (format!("{}methods = [\"GET\", \"G T\"]\n", rule("deny")), "authz.rules[0].methods[1]"),
+        ("[authz]\napi_path_prefixes = [\"/api/\", \"v2\"]\n".to_owned(), "authz.api_path_prefixes[1]"),
+        (
+            format!("{ISSUER}{ISSUER}").replacen("audience = \"ci\"", "audience = \"\"", 2).replacen(
+                "audience = \"\"",
+                "audience = \"ci\"",
+                1,
+            ),
+            "bearer.issuers[1].audience",
+        ),
+        (format!("{ISSUER}algorithms = [\"HS256\"]\n"), "bearer.issuers[0].algorithms[0]"),
+        (
+            "[forward_auth]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n".to_owned(),
+            "forward_auth.trusted_proxies[1]",
+        ),
+        ("allowed_redirect_hosts = [\"ok.example\", \"a/b\"]\n".to_owned(), "allowed_redirect_hosts[1]"),
+    ];
+    for (extra, key) in cases {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            // Top-level keys must come before the first table.
+            let toml = if extra.starts_with('[') { format!("{}\n{extra}", minimal("")) } else { minimal(&extra) };
+            let text = error_text(load_from(jail, &toml));
+            assert!(text.starts_with(&format!("{key}:")), "{extra}: {text}");
+            Ok(())
+        });
+    }
+
+    let api_key = "sk-live-0123456789\u{1}";
+    let second_secret = "not-a-key-but-secret";
+    let cases = [
+        (
+            format!("{UPSTREAM}set_headers = {{ x-api-key = \"{api_key}\" }}\n"),
+            "upstreams[0].set_headers.x-api-key",
+            api_key,
+        ),
+        (String::new(), "session.secrets[1]", second_secret),
+    ];
+    for (extra, key, secret) in cases {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let mut toml = format!("{}\n{extra}", minimal(""));
+            if extra.is_empty() {
+                toml = toml.replace(
+                    &format!("secret = \"{GOOD_SECRET}\""),
+                    &format!("secrets = [\"{GOOD_SECRET}\", \"{second_secret}\"]"),
+                );
+            }
+            let text = error_text(load_from(jail, &toml.replace('\u{1}', "\\u0001")));
+            assert!(text.starts_with(&format!("{key}:")), "{text}");
+            assert!(!text.contains(secret.trim_end_matches('\u{1}')), "a secret was quoted: {text}");
             Ok(())
         });
     }
@@ -306,6 +389,152 @@ fn tracing_header_values_are_secret_in_debug_errors_and_effective_config() {
         let bad = toml.replace("x-api-key\" = \"", "x-api-key\" = \"bad\\n");
         let text = error_text(load_from(jail, &bad));
         assert!(text.contains("tracing.headers") && !text.contains(key), "{text}");
+        Ok(())
+    });
+}
+
+// The rules of `[authz]` and `[[upstreams]]`, compiled here and evaluated by `crate::authz`.
+mod rules {
+    use http::Method;
+
+    use crate::authz::{Access, Principal};
+    use crate::config::compile_policy;
+    use crate::config::raw::{RawAuthz, RawRule};
+
+    fn principal(email: &str, verified: bool, groups: &[&str]) -> Principal {
+        Principal {
+            subject: "s".to_owned(),
+            email: Some(email.to_owned()),
+            email_verified: verified,
+            name: None,
+            preferred_username: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    fn rule(prefix: &str, allow: &str) -> RawRule {
+        RawRule { path_prefix: Some(prefix.to_owned()), allow: Some(allow.to_owned()), ..RawRule::default() }
+    }
+
+    #[test]
+    fn first_match_wins_and_prefixes_respect_segments() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(rule("/admin", "deny"));
+        raw.rules.push(rule("/", "public"));
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/admin").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/admin/x").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/administrator").access, &Access::Public);
+    }
+
+    #[test]
+    fn patterns_are_anchored() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule {
+            path_pattern: Some("/api/*/admin/**".to_owned()),
+            allow: Some("deny".to_owned()),
+            ..RawRule::default()
+        });
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/api/v1/admin/x").rule, "rules[0]");
+        assert_eq!(policy.route(&Method::GET, "/api/v1/admin").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/x/api/v1/admin/x").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/api/v1/v2/admin/x").rule, "default");
+    }
+
+    #[test]
+    fn case_insensitive_matching_is_opt_in() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(rule("/admin", "deny"));
+        raw.rules.push(RawRule {
+            path_pattern: Some("/api/*/Keys".to_owned()),
+            allow: Some("deny".to_owned()),
+            ..RawRule::default()
+        });
+        let policy = compile_policy(&raw).unwrap();
+        assert!(!policy.case_insensitive());
+        for path in ["/ADMIN", "/Admin/x", "/api/v1/keys"] {
+            assert_eq!(policy.route(&Method::GET, path).rule, "default", "{path}");
+            assert_ne!(policy.route_with_case(&Method::GET, path, true).rule, "default", "{path}");
+        }
+        raw.case_insensitive = true;
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::GET, "/aDmIn/x").rule, "rules[0]");
+        assert_eq!(policy.route(&Method::GET, "/API/v1/KEYS").rule, "rules[1]");
+        assert_eq!(policy.route(&Method::GET, "/administrator").rule, "default");
+        assert_eq!(policy.route(&Method::GET, "/adm").rule, "default");
+        assert_eq!(policy.route_with_case(&Method::GET, "/ADMIN", false).rule, "default");
+    }
+
+    #[test]
+    fn methods_narrow_rules() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule { methods: vec!["post".to_owned()], ..rule("/x", "deny") });
+        let policy = compile_policy(&raw).unwrap();
+        assert_eq!(policy.route(&Method::POST, "/x").access, &Access::Deny);
+        assert_eq!(policy.route(&Method::GET, "/x").rule, "default");
+    }
+
+    #[test]
+    fn emails_domains_groups_and_verification() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule {
+            email_domains: vec!["example.com".to_owned()],
+            groups: vec!["admins".to_owned()],
+            ..rule("/", "authenticated")
+        });
+        let policy = compile_policy(&raw).unwrap();
+        let access = policy.route(&Method::GET, "/").access;
+        assert!(policy.admits(access, &principal("a@EXAMPLE.com", true, &[])));
+        assert!(!policy.admits(access, &principal("a@example.com", false, &[])));
+        assert!(!policy.admits(access, &principal("a@evil.com@example.com", true, &[])));
+        assert!(!policy.admits(access, &principal("a@notexample.com", true, &[])));
+        assert!(policy.admits(access, &principal("a@other.org", false, &["admins"])));
+        assert!(!policy.admits(access, &principal("a@other.org", true, &["Admins"])));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let mut raw = RawAuthz::default();
+        raw.rules.push(RawRule { emails: vec!["x@y".to_owned()], ..rule("/", "public") });
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.rules[0].allow:"));
+        let raw = RawAuthz { default: "maybe".to_owned(), ..RawAuthz::default() };
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.default:"));
+        let raw = RawAuthz { allowed_emails: vec!["a@b@c".to_owned()], ..RawAuthz::default() };
+        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails[0]:"));
+    }
+}
+
+#[test]
+fn configured_hosts_are_compared_lower_case_without_dot() {
+    assert_eq!(upstreams::configured_host("Admin.Example.").as_deref(), Some("admin.example"));
+    assert_eq!(upstreams::configured_host("[::1]").as_deref(), Some("[::1]"));
+    assert_eq!(upstreams::configured_host("admin.example:443"), None);
+    assert_eq!(upstreams::configured_host("*.example"), None);
+    assert_eq!(upstreams::configured_host("[::1]:443"), None);
+    assert_eq!(upstreams::configured_host("."), None);
+    assert_eq!(upstreams::configured_host(""), None);
+}
+
+#[test]
+fn client_tls_files_are_checked_as_the_clients_will_use_them() {
+    let self_signed = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, _) = self_signed();
+    let (_, other_key) = self_signed();
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("not-a-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")?;
+        jail.create_file("client.crt", &cert)?;
+        jail.create_file("other.key", &other_key)?;
+        let text = error_text(load_from(jail, &minimal("").replace("[oidc]", "[oidc]\nca_file = \"not-a-ca.pem\"")));
+        assert!(text.starts_with("oidc.ca_file: unusable CA certificate"), "{text}");
+        let mismatched = "[proxy]\nclient_cert_file = \"client.crt\"\nclient_key_file = \"other.key\"\n";
+        let text = error_text(load_from(jail, &format!("{}\n{mismatched}", minimal(""))));
+        assert!(text.starts_with("proxy.client_key_file: does not match"), "{text}");
         Ok(())
     });
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-use super::{ConfigError, invalid, non_zero, raw};
+use super::{ConfigError, invalid, load_roots, non_zero, raw};
 use crate::secret::SecretString;
-use crate::tls_client::{ClientTls, load_certificates};
+use crate::tls_client::ClientTls;
 
 /// `[tracing]`, validated: present only when traces are exported.
 #[derive(Clone, Debug)]
@@ -59,21 +59,17 @@ pub(super) fn validate_tracing(raw: raw::RawTracing) -> Result<Option<TracingCon
 
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
-        // The name may be quoted; the value never is (it may be a key).
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| invalid("tracing.headers", format!("{name:?} is not a valid header name")))?;
+        // The name is part of the key; the value is never quoted (it may be an API key).
+        let key = format!("tracing.headers.{name}");
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(&key, "is not a valid header name"))?;
         if HeaderValue::from_str(value.expose()).is_err() {
-            return Err(invalid("tracing.headers", format!("the value of {name:?} is not a valid header value")));
+            return Err(invalid(key, "is not a valid header value"));
         }
         headers.push((header, value));
     }
 
-    let roots = raw
-        .ca_file
-        .as_deref()
-        .map(load_certificates)
-        .transpose()
-        .map_err(|problem| invalid("tracing.ca_file", problem))?;
+    let roots = raw.ca_file.as_deref().map(|path| load_roots("tracing.ca_file", path)).transpose()?;
     Ok(Some(TracingConfig {
         otlp_endpoint,
         service_name,

@@ -113,12 +113,6 @@ pub(super) fn without_trailing_dot(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
 
-/// An `[[upstreams]] host` as entries compare it: lower-case, without a
-/// trailing dot; `None` unless it is a host name or IP address without port.
-pub(super) fn configured_host(host: &str) -> Option<String> {
-    (host_end(host.as_bytes())? == host.len()).then(|| without_trailing_dot(host).to_ascii_lowercase())
-}
-
 /// Where the host of `host[:port]` ends (a `:` and the port follow, or
 /// nothing); `None` unless the host is an IP literal in brackets or a name of
 /// letters, digits, `-` and `_` in dotted labels (one trailing dot allowed),
@@ -282,16 +276,5 @@ mod tests {
             assert_eq!(authority("/x", Some(host)), Err(BadAuthority::Malformed), "{host}");
         }
         assert_eq!(authority("http://user@a.example/x", None), Err(BadAuthority::Malformed));
-    }
-
-    #[test]
-    fn configured_hosts_are_compared_lower_case_without_dot() {
-        assert_eq!(configured_host("Admin.Example.").as_deref(), Some("admin.example"));
-        assert_eq!(configured_host("[::1]").as_deref(), Some("[::1]"));
-        assert_eq!(configured_host("admin.example:443"), None);
-        assert_eq!(configured_host("*.example"), None);
-        assert_eq!(configured_host("[::1]:443"), None);
-        assert_eq!(configured_host("."), None);
-        assert_eq!(configured_host(""), None);
     }
 }

@@ -156,7 +156,7 @@ impl Gateway {
             (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at, now),
             (None, Some(StoreEvent::Session { .. })) | (_, None) => {}
         }
-        self.tunnels.close_ended(&self.ended).await;
+        self.close_ended_tunnels().await;
         tracing::info!(
             target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout",
             user = logout.sub.as_deref().unwrap_or("-"), by_sid = logout.sid.is_some()

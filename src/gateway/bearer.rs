@@ -24,7 +24,7 @@ use super::throttle::{FailureBudget, INACTIVE_TOKENS_PER_CLIENT};
 use super::{Connection, Gateway};
 use crate::authz::Principal;
 use crate::authz::claims::{strings_at, unverified_payload};
-use crate::authz::settings::IssuerConfig;
+use crate::config::IssuerConfig;
 use crate::oidc::http_client::IdpHttpClient;
 use crate::oidc::id_token::{JwtRules, verify_signed};
 use crate::oidc::jwks::Jwks;

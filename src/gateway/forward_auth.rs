@@ -21,8 +21,8 @@ use hyper::body::Incoming;
 use super::authority::RequestAuthority;
 use super::bearer::{self, BearerOutcome};
 use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
-use crate::authz::settings::OriginalRequest;
 use crate::body::{ProxyBody, empty};
+use crate::config::OriginalRequest;
 use crate::pages::{self, Audience};
 
 /// Headers that state the original request, by convention.

@@ -93,8 +93,6 @@ pub enum GatewayError {
     Client(#[from] std::io::Error),
     #[error("{0}")]
     Store(#[from] crate::session::store::StoreError),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
 }
 
 /// Shared state of the gateway: configuration, provider, keys, cache, upstream.
@@ -161,8 +159,7 @@ impl Gateway {
             tls: config.proxy.tls.clone(),
             worker_threads: config.server.worker_threads,
         };
-        let upstream_routes =
-            upstreams::Routes::new(&config.upstreams, config.authz.case_insensitive(), &upstream_settings)?;
+        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
@@ -216,6 +213,14 @@ impl Gateway {
     /// The upgraded connections (WebSockets) this gateway is tunnelling.
     pub fn tunnels(&self) -> &proxy::Tunnels {
         &self.tunnels
+    }
+
+    /// Closes the tunnels whose session the ended-session records now say is over.
+    async fn close_ended_tunnels(&self) {
+        let has_ended = |tunnel: &proxy::TunnelSession| {
+            self.ended.has_ended(&tunnel.id, &tunnel.subject, tunnel.sid.as_deref(), tunnel.created_at)
+        };
+        self.tunnels.close_ended(has_ended).await;
     }
 
     /// The gateway's metrics.
@@ -448,7 +453,7 @@ impl Gateway {
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        use crate::authz::settings::TokenChoice;
+        use crate::config::TokenChoice;
         let identity = caller.map(|caller| match via {
             None => caller.identity_with_access_token(),
             Some(route) => {

@@ -16,7 +16,8 @@ use super::recent_session::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
 use crate::authz::Principal;
 use crate::clock::UnixSeconds;
-use crate::proxy::{IdentityHeaders, IdentitySelection};
+use crate::config::IdentitySelection;
+use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
 use crate::session::cookies::SessionCookie;
 use crate::session::data::{SESSION_FORMAT, SessionData};
@@ -75,7 +76,7 @@ impl Caller {
     pub(super) fn of_session(active: Arc<ActiveSession>, mut data: SessionData, with_id_token: bool) -> Option<Self> {
         let access_token = std::mem::take(&mut data.access_token);
         let id_token = if with_id_token { data.id_token.take() } else { None };
-        Self::new(active, Arc::new(Principal::from_session(data)), &access_token, id_token)
+        Self::new(active, Arc::new(data.into_principal()), &access_token, id_token)
     }
 
     /// A caller from an opened session cookie (nothing copied but the ID token).

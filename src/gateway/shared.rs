@@ -120,7 +120,7 @@ impl Gateway {
             set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
         }
         let id_token = if self.upstream_routes.sends_id_token() { session.data.id_token.clone() } else { None };
-        let principal = crate::authz::Principal::of_session(&session.data);
+        let principal = session.data.principal();
         let Some(caller) =
             Caller::new(Arc::clone(&session.active), Arc::new(principal), &session.data.access_token, id_token)
         else {
@@ -304,7 +304,7 @@ impl Gateway {
             StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at, now),
             StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at, now),
         }
-        self.tunnels.close_ended(&self.ended).await;
+        self.close_ended_tunnels().await;
     }
 }
 

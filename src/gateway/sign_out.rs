@@ -79,7 +79,7 @@ impl Gateway {
                 }
             }
             self.ended.end_session(&data.id, data.expires_at, self.clock.now());
-            self.tunnels.close_ended(&self.ended).await;
+            self.close_ended_tunnels().await;
             self.cache.remove(&data.id).await;
             self.revoke_tokens(data, request_id).await;
             if let Some(end_session) = self.provider_logout_url(data) {

@@ -1,14 +1,13 @@
 //! Several upstreams: `[[upstreams]]` entries chosen by the request's host
 //! (see `authority`) and normalised path prefix (first match), each with its
 //! own rules, extra headers and choice of token; requests no entry matches go
-//! to the top-level `upstream`.
+//! to the top-level `upstream`. The entries are validated by `config::upstreams`.
 
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue};
 
 use crate::authz::rules::RuleSet;
-use crate::authz::settings::{RawUpstream, TokenChoice};
-use crate::config::ConfigError;
-use crate::proxy::{IdentitySelection, Upstream, UpstreamSettings};
+use crate::config::{IdentitySelection, TokenChoice, UpstreamConfig};
+use crate::proxy::{ProxyError, Upstream, UpstreamSettings};
 
 /// One extra upstream, ready to serve.
 #[derive(Debug)]
@@ -34,78 +33,26 @@ pub(super) struct Routes {
     routes: Vec<Route>,
 }
 
-fn invalid(problem: String) -> ConfigError {
-    ConfigError::Invalid { key: "upstreams", problem }
-}
-
 impl Routes {
     /// Whether any upstream receives the session's ID token (so sessions must keep its header ready).
     pub(super) fn sends_id_token(&self) -> bool {
         self.routes.iter().any(|route| route.token == TokenChoice::Id)
     }
 
-    /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
-    /// `case_insensitive` is `authz.case_insensitive`, the entries' default.
-    pub(super) fn new(
-        raw: &[RawUpstream],
-        case_insensitive: bool,
-        settings: &UpstreamSettings,
-    ) -> Result<Self, ConfigError> {
-        let mut routes = Vec::with_capacity(raw.len());
-        for (index, entry) in raw.iter().enumerate() {
-            let name = entry.name.clone().unwrap_or_else(|| format!("upstreams[{index}]"));
-            let at = |problem: &str| invalid(format!("{name:?}: {problem}"));
-            let url = url::Url::parse(&entry.url).map_err(|_| at("url must be an absolute http(s) URL"))?;
-            let upstream = Upstream::new(url, settings.clone()).map_err(|error| at(&error.to_string()))?;
-            if entry.host.is_none() && entry.path_prefix.is_none() {
-                return Err(at("needs host or path_prefix"));
-            }
-            if entry.path_prefix.as_ref().is_some_and(|prefix| !prefix.starts_with('/')) {
-                return Err(at("path_prefix must start with /"));
-            }
-            let host = match &entry.host {
-                None => None,
-                Some(host) => Some(
-                    super::authority::configured_host(host)
-                        .ok_or_else(|| at("host must be a host name or IP address, without port"))?,
-                ),
-            };
-            let token = match entry.token.as_deref().unwrap_or("access") {
-                "access" => TokenChoice::Access,
-                "id" => TokenChoice::Id,
-                "none" => TokenChoice::None,
-                _ => return Err(at("token must be \"access\", \"id\" or \"none\"")),
-            };
-            let identity = match &entry.identity_headers {
-                None => IdentitySelection::ALL,
-                Some(names) => IdentitySelection::from_names(names.iter().map(String::as_str)).map_err(|unknown| {
-                    at(&format!(
-                        "identity_headers: {unknown:?} is not one of \"user\", \"email\", \"groups\", \"preferred_username\""
-                    ))
-                })?,
-            };
-            let mut set_headers = Vec::with_capacity(entry.set_headers.len());
-            for (header_name, value) in &entry.set_headers {
-                let header_name = HeaderName::from_bytes(header_name.as_bytes())
-                    .map_err(|_| at(&format!("set_headers: {header_name:?} is not a header name")))?;
-                if crate::proxy::is_spoofable(header_name.as_str().as_bytes()) || header_name == header::AUTHORIZATION {
-                    return Err(at(&format!("set_headers: {header_name} is set by the gateway")));
-                }
-                let value =
-                    HeaderValue::from_str(value).map_err(|_| at("set_headers: a value is not a header value"))?;
-                set_headers.push((header_name, value));
-            }
-            let rules = RuleSet::compile(&entry.rules, "upstreams")?;
+    /// Builds the client of every validated `[[upstreams]]` entry.
+    pub(super) fn new(entries: &[UpstreamConfig], settings: &UpstreamSettings) -> Result<Self, ProxyError> {
+        let mut routes = Vec::with_capacity(entries.len());
+        for entry in entries {
             routes.push(Route {
-                name,
-                host,
+                name: entry.name.clone(),
+                host: entry.host.clone(),
                 path_prefix: entry.path_prefix.clone(),
-                case_insensitive: entry.case_insensitive.unwrap_or(case_insensitive),
-                upstream,
-                token,
-                identity,
-                set_headers,
-                rules,
+                case_insensitive: entry.case_insensitive,
+                upstream: Upstream::new(entry.url.clone(), settings.clone())?,
+                token: entry.token,
+                identity: entry.identity,
+                set_headers: entry.set_headers.clone(),
+                rules: entry.rules.clone(),
             });
         }
         Ok(Self { routes })

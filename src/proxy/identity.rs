@@ -7,6 +7,8 @@ use std::fmt;
 
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue};
 
+use crate::config::IdentitySelection;
+
 /// `X-Forwarded-User`: the user's stable identifier (the `sub` claim or similar).
 pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 /// `X-Forwarded-Email`: the user's email, when the provider has verified it.
@@ -15,36 +17,6 @@ pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-e
 pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
 /// `X-Forwarded-Groups`: the user's groups, comma-joined.
 pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
-
-/// Which identity headers an upstream receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdentitySelection {
-    pub user: bool,
-    pub email: bool,
-    pub preferred_username: bool,
-    pub groups: bool,
-}
-
-impl IdentitySelection {
-    /// Every identity header.
-    pub const ALL: Self = Self { user: true, email: true, preferred_username: true, groups: true };
-
-    /// A selection from names (`user`, `email`, `groups`, `preferred_username`);
-    /// `Err` names the first unknown one.
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let mut selection = Self { user: false, email: false, preferred_username: false, groups: false };
-        for name in names {
-            match name {
-                "user" => selection.user = true,
-                "email" => selection.email = true,
-                "preferred_username" => selection.preferred_username = true,
-                "groups" => selection.groups = true,
-                other => return Err(other.to_owned()),
-            }
-        }
-        Ok(selection)
-    }
-}
 
 /// Headers injected for an authenticated user, built once per session (at login/refresh) so the hot path only clones.
 ///

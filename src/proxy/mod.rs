@@ -22,14 +22,13 @@ use hyper::body::Incoming;
 
 pub(crate) use headers::split_cookie_pairs;
 pub use headers::{
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, is_spoofable, remove_gateway_cookies,
-    remove_hop_by_hop, remove_spoofed_identity,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, remove_gateway_cookies, remove_hop_by_hop,
+    remove_spoofed_identity,
 };
 pub use identity::{
-    IdentityHeaders, IdentitySelection, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME,
-    X_FORWARDED_USER,
+    IdentityHeaders, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
-pub use upgrade::{ConnectionSlot, TunnelSession, TunnelSettings, Tunnels};
+pub use upgrade::{ConnectionSlot, TunnelSession, Tunnels};
 pub use upstream::{Upstream, UpstreamSettings};
 
 use crate::body::{self, ProxyBody};

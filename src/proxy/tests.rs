@@ -147,9 +147,9 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
                     let identity = identity.clone();
                     async move {
                         let request_id = HeaderValue::from_static("rid-7");
-                        let tunnels = super::Tunnels::new(super::TunnelSettings {
+                        let tunnels = super::Tunnels::new(crate::config::TunnelSettings {
                             protocols: vec!["echo".to_owned()],
-                            ..super::TunnelSettings::default()
+                            ..crate::config::TunnelSettings::default()
                         });
                         let forwarded_for = super::headers::ip_header_value(client_addr.ip());
                         let ctx = ForwardContext {

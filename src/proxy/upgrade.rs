@@ -26,29 +26,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::clock::UnixSeconds;
-use crate::session::ended::EndedSessions;
-
-/// Which upgrades are tunnelled, and for how long.
-#[derive(Clone, Debug)]
-pub struct TunnelSettings {
-    /// `Upgrade` protocol names tunnelled, lowercase (never `h2c`).
-    pub protocols: Vec<String>,
-    /// A tunnel that carried no byte either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// A tunnel is closed at this age, or when its session expires if that is sooner.
-    pub max_lifetime: Duration,
-}
-
-impl Default for TunnelSettings {
-    /// WebSocket only, 10 minutes idle, 12 hours at most.
-    fn default() -> Self {
-        Self {
-            protocols: vec!["websocket".to_owned()],
-            idle_timeout: Duration::from_secs(600),
-            max_lifetime: Duration::from_secs(12 * 3600),
-        }
-    }
-}
+use crate::config::TunnelSettings;
 
 /// The session a tunnel was opened with: ending it closes the tunnel.
 #[derive(Clone, Debug)]
@@ -127,15 +105,15 @@ impl Tunnels {
         self.inner.close.send_replace(true);
     }
 
-    /// Closes the tunnels whose session `ended` now records as ended (call it
-    /// after recording a sign-out or a logout).
-    pub async fn close_ended(&self, ended: &EndedSessions) {
+    /// Closes the tunnels whose session `has_ended` (call it after recording a
+    /// sign-out or a logout, asking the ended-session records).
+    pub async fn close_ended(&self, has_ended: impl Fn(&TunnelSession) -> bool) {
         let with_session: Vec<(TunnelSession, Arc<Notify>)> = match self.inner.with_session.lock() {
             Ok(with_session) => with_session.values().cloned().collect(),
             Err(_) => return,
         };
         for (session, close) in with_session {
-            if ended.has_ended(&session.id, &session.subject, session.sid.as_deref(), session.created_at) {
+            if has_ended(&session) {
                 close.notify_one();
             }
         }

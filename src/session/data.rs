@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::authz::Principal;
 use crate::clock::UnixSeconds;
 
 /// The current session payload format.
@@ -54,6 +55,32 @@ pub struct SessionData {
 
 fn is_unknown(at: &UnixSeconds) -> bool {
     *at == 0
+}
+
+impl SessionData {
+    /// The principal of this session, taking its claims out (no copies).
+    pub fn into_principal(self) -> Principal {
+        Principal {
+            subject: self.sub,
+            email: self.email,
+            email_verified: self.email_verified.unwrap_or(false),
+            name: self.name,
+            preferred_username: self.preferred_username,
+            groups: self.roles,
+        }
+    }
+
+    /// The principal of this session: its identity claims and the roles read at login.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            subject: self.sub.clone(),
+            email: self.email.clone(),
+            email_verified: self.email_verified.unwrap_or(false),
+            name: self.name.clone(),
+            preferred_username: self.preferred_username.clone(),
+            groups: self.roles.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SessionData {

@@ -190,7 +190,7 @@ impl<'a> SessionView<'a> {
     }
 
     /// The principal of the session and its access token, taking the claims
-    /// out of the view (the same principal `Principal::from_session` makes).
+    /// out of the view (the same principal `SessionData::into_principal` makes).
     pub fn into_principal(self) -> (Principal, Cow<'a, str>) {
         let principal = Principal {
             subject: self.sub,
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(view.id_token(), Ok(data.id_token.clone()));
         let (principal, access_token) = view.into_principal();
         assert_eq!(access_token, data.access_token);
-        assert_eq!(principal, Principal::of_session(&data));
+        assert_eq!(principal, data.principal());
     }
 
     #[test]

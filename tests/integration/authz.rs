@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use portcullis::authz::settings::RawRule;
 use portcullis::config::RawConfig;
+use portcullis::config::raw::RawRule;
 
 use crate::support::upstreams::CountingUpstream;
 use crate::support::{TestWorld, logs, raw_exchange};

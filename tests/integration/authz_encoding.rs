@@ -4,8 +4,8 @@
 //! opt-in per rule set.
 
 use http::StatusCode;
-use portcullis::authz::settings::{RawRule, RawUpstream};
 use portcullis::config::RawConfig;
+use portcullis::config::raw::{RawRule, RawUpstream};
 
 use crate::support::upstreams::RecordingUpstream;
 use crate::support::{TestWorld, raw_exchange};

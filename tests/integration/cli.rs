@@ -59,7 +59,7 @@ fn check_config_accepts_a_good_file_and_never_prints_its_secrets() {
 }
 
 #[test]
-fn check_config_refuses_what_only_the_gateway_can_check_naming_the_key() {
+fn check_config_refuses_a_non_http_upstream_and_a_weak_secret_naming_the_key() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = write_config(&dir, "[[upstreams]]\nurl = \"ftp://files.internal\"\npath_prefix = \"/files/\"\n");
     let output = portcullis()
@@ -81,4 +81,34 @@ fn check_config_refuses_what_only_the_gateway_can_check_naming_the_key() {
     assert_eq!(weak.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&weak.stderr);
     assert!(stderr.contains("session.secret") && !stderr.contains("c2hvcnQ="), "{stderr}");
+}
+
+/// check-config validates without building a gateway: a bad `[[upstreams]]`
+/// setting and an unusable listener key are both found, naming the key.
+#[test]
+fn check_config_names_a_bad_upstream_setting_and_an_unusable_tls_key() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let check = |extra: &str| {
+        let output = portcullis()
+            .args(["check-config", "--config"])
+            .arg(write_config(&dir, extra))
+            .env("PORTCULLIS_SESSION__SECRET", crate::support::random_session_secret())
+            .output()
+            .expect("run check-config");
+        assert_eq!(output.status.code(), Some(2), "{extra}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let upstream = "[[upstreams]]\nurl = \"http://127.0.0.1:8081\"\npath_prefix = \"/a/\"\n\
+                    [[upstreams]]\nurl = \"http://127.0.0.1:8082\"\npath_prefix = \"/b/\"\ntoken = \"refresh\"\n";
+    let stderr = check(upstream);
+    assert!(stderr.contains("upstreams[1].token:"), "{stderr}");
+
+    let pki = crate::support::pki::Pki::new();
+    let (cert_file, key_file) = pki.write(&pki.server(), "listener");
+    std::fs::write(&key_file, "not a private key\n").expect("spoil the key");
+    let tls = format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\n", cert_file, key_file);
+    let stderr = check(&tls);
+    assert!(stderr.contains("tls.key_file:"), "{stderr}");
+    assert!(!stderr.contains("tls.cert_file:"), "the certificate is fine: {stderr}");
 }

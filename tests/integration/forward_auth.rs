@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::time::Duration;
 
-use portcullis::authz::settings::RawRule;
 use portcullis::config::RawConfig;
+use portcullis::config::raw::RawRule;
 
 use crate::support::front_proxies::FrontProxy;
 use crate::support::nginx::{Nginx, free_port};

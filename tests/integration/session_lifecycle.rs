@@ -330,12 +330,12 @@ fn forwarded_groups(reply: &Reply) -> serde_json::Value {
 #[tokio::test]
 async fn rules_and_the_groups_header_see_the_same_groups_from_login_and_after_a_refresh() {
     let admins_only = |raw: &mut portcullis::config::RawConfig| {
-        raw.authz.rules = vec![portcullis::authz::settings::RawRule {
+        raw.authz.rules = vec![portcullis::config::raw::RawRule {
             name: Some("admins-only".to_owned()),
             path_prefix: Some("/admin".to_owned()),
             allow: Some("authenticated".to_owned()),
             groups: vec!["admins".to_owned()],
-            ..portcullis::authz::settings::RawRule::default()
+            ..portcullis::config::raw::RawRule::default()
         }];
     };
     // Another claim: alice's `groups` claim is neither seen by rules nor forwarded.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use http::StatusCode;
-use portcullis::authz::settings::{RawRule, RawUpstream};
+use portcullis::config::raw::{RawRule, RawUpstream};
 use tokio::net::TcpListener;
 
 use crate::support::{TestWorld, raw_exchange};
@@ -114,21 +114,25 @@ async fn an_upstream_gets_only_the_identity_headers_it_is_configured_for() {
     assert!(everything["headers"].get("x-forwarded-user").is_some());
 }
 
-#[tokio::test]
-async fn an_unknown_identity_header_name_stops_the_start_naming_the_key() {
-    let result = TestWorld::builder()
-        .tweak(|raw| {
-            raw.upstreams = vec![RawUpstream {
-                url: "http://127.0.0.1:9".to_owned(),
-                path_prefix: Some("/x/".to_owned()),
-                identity_headers: Some(vec!["password".to_owned()]),
-                ..RawUpstream::default()
-            }];
-        })
-        .try_start()
-        .await;
-    let error = result.err().map(|error| error.to_string()).unwrap_or_default();
-    assert!(error.contains("upstreams") && error.contains("identity_headers"), "{error}");
+/// Validated with the rest of the configuration (so `check-config` finds it), before any gateway is built.
+#[test]
+fn an_unknown_identity_header_name_is_a_configuration_error_naming_the_key() {
+    let mut raw = portcullis::config::RawConfig {
+        public_url: Some("https://app.example.com".to_owned()),
+        upstream: Some("http://127.0.0.1:9".to_owned()),
+        ..portcullis::config::RawConfig::default()
+    };
+    raw.oidc.issuer = Some("https://login.example.com".to_owned());
+    raw.oidc.client_id = Some("portcullis".to_owned());
+    raw.session.secret = Some(portcullis::secret::SecretString::new(crate::support::random_session_secret()));
+    raw.upstreams = vec![RawUpstream {
+        url: "http://127.0.0.1:9".to_owned(),
+        path_prefix: Some("/x/".to_owned()),
+        identity_headers: Some(vec!["password".to_owned()]),
+        ..RawUpstream::default()
+    }];
+    let error = portcullis::config::Config::from_raw(raw).err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(error.starts_with("upstreams[0].identity_headers:"), "{error}");
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use portcullis::authz::settings::RawRule;
 use portcullis::config::RawConfig;
+use portcullis::config::raw::RawRule;
 use serde_json::json;
 
 use crate::support::{TestWorld, raw_exchange};

@@ -288,8 +288,8 @@ pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec
 
 /// An `[[upstreams]]` entry named `name`, chosen by `host`, sending to `url`,
 /// whose one rule lets only the `admins` group through.
-pub fn admins_only_host_route(name: &str, url: &str, host: &str) -> portcullis::authz::settings::RawUpstream {
-    use portcullis::authz::settings::{RawRule, RawUpstream};
+pub fn admins_only_host_route(name: &str, url: &str, host: &str) -> portcullis::config::raw::RawUpstream {
+    use portcullis::config::raw::{RawRule, RawUpstream};
     RawUpstream {
         name: Some(name.to_owned()),
         url: url.to_owned(),
