@@ -44,7 +44,7 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
-pub use self::recent_session::RecentSession;
+use self::recent_session::RecentSession;
 pub use self::request_id::RequestId;
 
 /// Paths the gateway answers itself.
@@ -63,8 +63,9 @@ pub mod paths {
 const SESSION_NOT_RENEWABLE: &str =
     "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.";
 
-/// What the server knows about the connection a request came on.
-#[derive(Clone, Debug)]
+/// What the server knows about the connection a request came on, and what
+/// its requests share.
+#[derive(Debug)]
 pub struct Connection {
     pub client_addr: SocketAddr,
     /// Whether the client reached the gateway over TLS.
@@ -74,11 +75,19 @@ pub struct Connection {
     pub forwarded_for: Option<HeaderValue>,
     /// The connection's place in the connection limits; a tunnel keeps it.
     pub slot: Option<proxy::ConnectionSlot>,
+    /// The session cookie this connection sent last, kept opened for its next requests.
+    recent: RecentSession,
 }
 
 impl Connection {
     pub fn new(client_addr: SocketAddr, tls: bool) -> Self {
-        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()), slot: None }
+        Self {
+            client_addr,
+            tls,
+            forwarded_for: proxy::headers::ip_header_value(client_addr.ip()),
+            slot: None,
+            recent: RecentSession::new(),
+        }
     }
 }
 
@@ -240,13 +249,7 @@ impl Gateway {
     }
 
     /// Handles one request: route, authenticate, forward. Logs one line.
-    /// `recent` is the connection's last opened session cookie (one per connection).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        connection: &Connection,
-        recent: &RecentSession,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, connection: &Connection) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = self.request_ids.take(request.headers());
         let method = request.method().clone();
@@ -260,7 +263,7 @@ impl Gateway {
         let handled = async {
             match self.refuse_malformed(&request, &request_id) {
                 Some(refusal) => refusal,
-                None => self.route(request, path, connection, recent, &request_id, &mut outcome).await,
+                None => self.route(request, path, connection, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
@@ -291,7 +294,6 @@ impl Gateway {
         mut request: Request<Incoming>,
         path: &str,
         connection: &Connection,
-        recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -312,9 +314,9 @@ impl Gateway {
             paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
             paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return Box::pin(self.forward_auth(&request, connection, recent, request_id, outcome)).await;
+                return Box::pin(self.forward_auth(&request, connection, request_id, outcome)).await;
             }
-            paths::USERINFO => return Box::pin(self.userinfo(&request, recent, request_id)).await,
+            paths::USERINFO => return Box::pin(self.userinfo(&request, connection, request_id)).await,
             _ => {}
         }
 
@@ -341,7 +343,7 @@ impl Gateway {
             return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
 
-        let authenticated = self.authenticate(request.headers(), recent).await;
+        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
         // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
         // tunnels) as upgradable; testing that first spares most requests a header lookup.
         if authenticated.session.is_some()
