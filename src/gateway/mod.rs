@@ -117,8 +117,8 @@ pub struct Gateway {
     cache: SessionCache,
     ended: EndedSessions,
     refreshes: refresh::RefreshFlights,
-    /// Store mode (`[session.store]`); `None`: sessions live in the cookie.
-    shared: Option<shared::Shared>,
+    /// Where sessions live: the cookie, or the shared store (`[session.store]`).
+    backend: shared::Backend,
     used_logout_tokens: backchannel::UsedLogoutTokens,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
@@ -154,13 +154,13 @@ impl Gateway {
             metrics.used_logout_tokens_overflows(),
         );
         let refreshes = refresh::flights(config.session.cache_max_entries);
-        let shared = match &config.session.store {
-            Some(store) => Some(shared::Shared::new(
+        let backend = match &config.session.store {
+            Some(store) => shared::Backend::Store(shared::Shared::new(
                 crate::session::store::SessionStore::new(store, config.session.lifetime)?,
                 store.local_cache_ttl,
                 config.session.cache_max_entries,
             )),
-            None => None,
+            None => shared::Backend::Cookie,
         };
         let upstream_settings = UpstreamSettings {
             connect_timeout: config.proxy.connect_timeout,
@@ -184,7 +184,7 @@ impl Gateway {
             cache,
             ended,
             refreshes,
-            shared,
+            backend,
             used_logout_tokens,
             upstream,
             extra_issuers,
@@ -213,7 +213,7 @@ impl Gateway {
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && self.provider.current().is_some()
-            && self.shared.as_ref().is_none_or(|shared| shared.store.is_healthy())
+            && self.backend.is_healthy()
     }
 
     /// Starts the shared store's background work (health checks, logout
