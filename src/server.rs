@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
-use crate::gateway::{Connection, Gateway, RecentSession};
+use crate::gateway::{Connection, Gateway};
 use crate::http1_guard::Http1FramingGuard;
 use crate::pages;
 use crate::workers::Workers;
@@ -186,12 +186,8 @@ impl ConnectionTask {
         // What every request of this connection shares; cloned per request, this
         // one reference count stays on the connection's core (the gateway's own
         // is shared by every core).
-        let context = Arc::new(ConnectionContext {
-            gateway: self.gateway,
-            info: self.info,
-            recent: RecentSession::new(),
-            streams: Arc::clone(&streams),
-        });
+        let context =
+            Arc::new(ConnectionContext { gateway: self.gateway, info: self.info, streams: Arc::clone(&streams) });
         let service = service_fn(move |request: Request<Incoming>| {
             let context = Arc::clone(&context);
             async move { Ok::<_, Infallible>(handle_isolated(context, request).await) }
@@ -411,8 +407,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<S> {
 struct ConnectionContext {
     gateway: Arc<Gateway>,
     info: Connection,
-    /// The session cookie this connection sent last, kept opened for its next requests.
-    recent: RecentSession,
     /// Its HTTP/2 streams in flight.
     streams: Arc<Streams>,
 }
@@ -431,7 +425,7 @@ async fn handle_isolated(
     };
     // On the heap once: hyper and the wrappers below move the request future
     // several times, and moving a pointer is cheaper than copying kilobytes.
-    let response = isolate(Box::pin(gateway.handle(request, &context.info, &context.recent))).await;
+    let response = isolate(Box::pin(gateway.handle(request, &context.info))).await;
     if response.extensions().get::<Panicked>().is_some() {
         gateway.metrics().panic();
     }

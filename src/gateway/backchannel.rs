@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::form::{read_form, single};
 use super::login::seconds;
+use super::shared::Backend;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::clock::UnixSeconds;
@@ -118,13 +119,13 @@ impl Gateway {
             }
         };
         let jti = &logout.jti;
-        let claim = match &self.shared {
-            Some(shared) => match shared.store.claim_once(jti, JTI_MEMORY).await {
+        let claim = match &self.backend {
+            Backend::Store(shared) => match shared.store.claim_once(jti, JTI_MEMORY).await {
                 Ok(true) => Claim::First,
                 Ok(false) => Claim::Replayed,
                 Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
             },
-            None => self.used_logout_tokens.claim(jti, logout.acceptable_until, now),
+            Backend::Cookie => self.used_logout_tokens.claim(jti, logout.acceptable_until, now),
         };
         match claim {
             Claim::First => {}
@@ -145,16 +146,18 @@ impl Gateway {
             (None, Some(sub)) => Some(StoreEvent::Subject { sub: sub.clone(), at: now }),
             (None, None) => None,
         };
-        match (&self.shared, event) {
-            (Some(shared), Some(event)) => {
+        match (&self.backend, event) {
+            (Backend::Store(shared), Some(event)) => {
                 if self.announce(shared, event).await.is_err() {
                     // The provider may retry; the logout is not lost silently.
                     return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
                 }
             }
-            (None, Some(StoreEvent::ProviderSession { sid, at })) => self.ended.end_provider_session(&sid, at, now),
-            (None, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at, now),
-            (None, Some(StoreEvent::Session { .. })) | (_, None) => {}
+            (Backend::Cookie, Some(StoreEvent::ProviderSession { sid, at })) => {
+                self.ended.end_provider_session(&sid, at, now);
+            }
+            (Backend::Cookie, Some(StoreEvent::Subject { sub, at })) => self.ended.end_subject(&sub, at, now),
+            (Backend::Cookie, Some(StoreEvent::Session { .. })) | (_, None) => {}
         }
         self.close_ended_tunnels().await;
         tracing::info!(

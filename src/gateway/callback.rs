@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::seconds;
+use super::shared::Backend;
 use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::id_token::{self, Expectations};
@@ -265,9 +266,9 @@ impl Gateway {
             id_token: Some(raw_id_token.expose().to_owned()),
         };
         let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
-        let sealed = match &self.shared {
-            None => self.seal_session(&data, held_parts),
-            Some(shared) => match self.store_new_session(shared, &data, held_parts).await {
+        let sealed = match &self.backend {
+            Backend::Cookie => self.seal_session(&data, held_parts),
+            Backend::Store(shared) => match self.store_new_session(shared, &data, held_parts).await {
                 Ok(sealed) => sealed,
                 Err(()) => {
                     self.metrics.login("failed", "session_store_unavailable");

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 
 use super::authority::RequestAuthority;
 use super::bearer::{self, BearerOutcome};
-use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
+use super::{Connection, Gateway, LoggedUser, Outcome, RequestId, paths};
 use crate::body::{ProxyBody, empty};
 use crate::config::OriginalRequest;
 use crate::pages::{self, Audience};
@@ -166,7 +166,6 @@ impl Gateway {
         &self,
         request: &Request<Incoming>,
         connection: &Connection,
-        recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -216,7 +215,7 @@ impl Gateway {
             return response;
         }
 
-        let authenticated = self.authenticate(request.headers(), recent).await;
+        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
         let caller = match authenticated.session {
             Some(session) => session.caller,
             // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.

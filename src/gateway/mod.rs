@@ -44,7 +44,7 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
-pub use self::recent_session::RecentSession;
+use self::recent_session::RecentSession;
 pub use self::request_id::RequestId;
 
 /// Paths the gateway answers itself.
@@ -63,8 +63,9 @@ pub mod paths {
 const SESSION_NOT_RENEWABLE: &str =
     "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.";
 
-/// What the server knows about the connection a request came on.
-#[derive(Clone, Debug)]
+/// What the server knows about the connection a request came on, and what
+/// its requests share.
+#[derive(Debug)]
 pub struct Connection {
     pub client_addr: SocketAddr,
     /// Whether the client reached the gateway over TLS.
@@ -74,11 +75,19 @@ pub struct Connection {
     pub forwarded_for: Option<HeaderValue>,
     /// The connection's place in the connection limits; a tunnel keeps it.
     pub slot: Option<proxy::ConnectionSlot>,
+    /// The session cookie this connection sent last, kept opened for its next requests.
+    recent: RecentSession,
 }
 
 impl Connection {
     pub fn new(client_addr: SocketAddr, tls: bool) -> Self {
-        Self { client_addr, tls, forwarded_for: proxy::headers::ip_header_value(client_addr.ip()), slot: None }
+        Self {
+            client_addr,
+            tls,
+            forwarded_for: proxy::headers::ip_header_value(client_addr.ip()),
+            slot: None,
+            recent: RecentSession::new(),
+        }
     }
 }
 
@@ -106,8 +115,8 @@ pub struct Gateway {
     cache: SessionCache,
     ended: EndedSessions,
     refreshes: refresh::RefreshFlights,
-    /// Store mode (`[session.store]`); `None`: sessions live in the cookie.
-    shared: Option<shared::Shared>,
+    /// Where sessions live: the cookie, or the shared store (`[session.store]`).
+    backend: shared::Backend,
     used_logout_tokens: backchannel::UsedLogoutTokens,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
@@ -143,13 +152,13 @@ impl Gateway {
             metrics.used_logout_tokens_overflows(),
         );
         let refreshes = refresh::flights(config.session.cache_max_entries);
-        let shared = match &config.session.store {
-            Some(store) => Some(shared::Shared::new(
+        let backend = match &config.session.store {
+            Some(store) => shared::Backend::Store(shared::Shared::new(
                 crate::session::store::SessionStore::new(store, config.session.lifetime)?,
                 store.local_cache_ttl,
                 config.session.cache_max_entries,
             )),
-            None => None,
+            None => shared::Backend::Cookie,
         };
         let upstream_settings = UpstreamSettings {
             connect_timeout: config.proxy.connect_timeout,
@@ -172,7 +181,7 @@ impl Gateway {
             cache,
             ended,
             refreshes,
-            shared,
+            backend,
             used_logout_tokens,
             upstream,
             extra_issuers,
@@ -201,7 +210,7 @@ impl Gateway {
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && self.provider.current().is_some()
-            && self.shared.as_ref().is_none_or(|shared| shared.store.is_healthy())
+            && self.backend.is_healthy()
     }
 
     /// Starts the shared store's background work (health checks, logout
@@ -245,13 +254,7 @@ impl Gateway {
     }
 
     /// Handles one request: route, authenticate, forward. Logs one line.
-    /// `recent` is the connection's last opened session cookie (one per connection).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        connection: &Connection,
-        recent: &RecentSession,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, connection: &Connection) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = self.request_ids.take(request.headers());
         let method = request.method().clone();
@@ -265,7 +268,7 @@ impl Gateway {
         let handled = async {
             match self.refuse_malformed(&request, &request_id) {
                 Some(refusal) => refusal,
-                None => self.route(request, path, connection, recent, &request_id, &mut outcome).await,
+                None => self.route(request, path, connection, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
@@ -296,7 +299,6 @@ impl Gateway {
         mut request: Request<Incoming>,
         path: &str,
         connection: &Connection,
-        recent: &RecentSession,
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -317,9 +319,9 @@ impl Gateway {
             paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
             paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
             path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return Box::pin(self.forward_auth(&request, connection, recent, request_id, outcome)).await;
+                return Box::pin(self.forward_auth(&request, connection, request_id, outcome)).await;
             }
-            paths::USERINFO => return Box::pin(self.userinfo(&request, recent, request_id)).await,
+            paths::USERINFO => return Box::pin(self.userinfo(&request, connection, request_id)).await,
             _ => {}
         }
 
@@ -346,7 +348,7 @@ impl Gateway {
             return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
         }
 
-        let authenticated = self.authenticate(request.headers(), recent).await;
+        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
         // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
         // tunnels) as upgradable; testing that first spares most requests a header lookup.
         if authenticated.session.is_some()

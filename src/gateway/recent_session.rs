@@ -85,13 +85,13 @@ impl Remembered {
 /// The session cookie a connection last authenticated with, opened; shared
 /// by the connection's requests.
 #[derive(Default)]
-pub struct RecentSession {
+pub(super) struct RecentSession {
     slot: Mutex<Option<Arc<Remembered>>>,
 }
 
 impl RecentSession {
     /// An empty slot, for a new connection.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 

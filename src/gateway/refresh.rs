@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::Gateway;
 use super::login::seconds;
+use super::shared::Backend;
 use crate::clock::UnixSeconds;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::token;
@@ -141,9 +142,9 @@ impl Gateway {
         }
         self.refreshes
             .get_with(key, async {
-                Arc::new(match &self.shared {
-                    Some(shared) => self.refresh_leased(shared, data).await,
-                    None => self.refresh_once(data).await,
+                Arc::new(match &self.backend {
+                    Backend::Store(shared) => self.refresh_leased(shared, data).await,
+                    Backend::Cookie => self.refresh_once(data).await,
                 })
             })
             .await

@@ -14,6 +14,7 @@ use super::Gateway;
 use super::login::seconds;
 use super::recent_session::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
+use super::shared::Backend;
 use crate::authz::Principal;
 use crate::clock::UnixSeconds;
 use crate::config::IdentitySelection;
@@ -154,7 +155,7 @@ impl Gateway {
     /// Authenticates the request whose headers are `headers`, arriving on
     /// the connection whose last session cookie is `recent`.
     pub(super) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
-        if let Some(shared) = &self.shared {
+        if let Backend::Store(shared) = &self.backend {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
         let Some(cookie) = self.cookies.read_session(headers) else {
@@ -314,34 +315,17 @@ impl Gateway {
     /// and must be refreshed or re-sealed.
     async fn authenticate_data(&self, mut data: SessionData, renewal: Renewal) -> Authentication {
         let Renewal { mut reseal, refresh_due, held_parts, with_id_token, now } = renewal;
-        let active = if refresh_due && data.refresh_token.is_some() {
-            // Boxed: the provider call's future is large and this branch is rare.
-            match Box::pin(self.refresh(&data)).await.as_ref() {
-                RefreshOutcome::Refreshed { data: refreshed, active } => {
-                    data = SessionData::clone(refreshed);
-                    reseal = true;
-                    Arc::clone(active)
-                }
-                RefreshOutcome::Ended => return Authentication::invalid(),
-                RefreshOutcome::StoreUnavailable => return Authentication::store_unavailable(),
-                RefreshOutcome::Unavailable { .. } if data.access_expires_at > now => {
-                    match self.cached_or_built(&data).await {
-                        Some(active) => active,
-                        None => return Authentication::invalid(),
-                    }
-                }
-                RefreshOutcome::Unavailable { .. } => {
-                    return Authentication { provider_unavailable: true, ..Authentication::default() };
-                }
+        let active = match self.renewed(&data, refresh_due, now).await {
+            Err(refused) => return refused,
+            Ok(Some((refreshed, active))) => {
+                data = refreshed;
+                reseal = true;
+                active
             }
-        } else if data.access_expires_at <= now {
-            // Expired and nothing to refresh it with: sign in again.
-            return Authentication::invalid();
-        } else {
-            match self.cached_or_built(&data).await {
+            Ok(None) => match self.cached_or_built(&data).await {
                 Some(active) => active,
                 None => return Authentication::invalid(),
-            }
+            },
         };
 
         let mut set_cookies = Vec::new();
@@ -353,6 +337,36 @@ impl Gateway {
             Some(caller) => Authentication::authenticated(caller, set_cookies),
             None => Authentication::invalid(),
         }
+    }
+
+    /// What renewing `data`'s tokens comes to for this request, alike in cookie
+    /// and store mode: `Ok(Some)` new tokens, `Ok(None)` the current ones (not
+    /// `due`, or still valid while the provider is down), `Err` the answer instead.
+    pub(super) async fn renewed(
+        &self,
+        data: &SessionData,
+        due: bool,
+        now: UnixSeconds,
+    ) -> Result<Option<(SessionData, Arc<ActiveSession>)>, Authentication> {
+        if due && data.refresh_token.is_some() {
+            // Boxed: the provider call's future is large and this branch is rare.
+            return match Box::pin(self.refresh(data)).await.as_ref() {
+                RefreshOutcome::Refreshed { data: refreshed, active } => {
+                    Ok(Some((SessionData::clone(refreshed), Arc::clone(active))))
+                }
+                RefreshOutcome::Ended => Err(Authentication::invalid()),
+                RefreshOutcome::StoreUnavailable => Err(Authentication::store_unavailable()),
+                RefreshOutcome::Unavailable { .. } if data.access_expires_at > now => Ok(None),
+                RefreshOutcome::Unavailable { .. } => {
+                    Err(Authentication { provider_unavailable: true, ..Authentication::default() })
+                }
+            };
+        }
+        if data.access_expires_at <= now {
+            // Expired and nothing to refresh it with: sign in again.
+            return Err(Authentication::invalid());
+        }
+        Ok(None)
     }
 
     /// Whether a session last used at `last_seen_at` has passed the idle timeout.

@@ -36,6 +36,32 @@ pub(super) struct LocalSession {
     fetched_at: UnixSeconds,
 }
 
+/// Where sessions live: in the cookie itself, or in the shared store with a
+/// sealed handle in the cookie (`[session.store]`).
+#[derive(Debug)]
+pub(super) enum Backend {
+    Cookie,
+    Store(Shared),
+}
+
+impl Backend {
+    /// Whether sessions can be checked: always in cookie mode, while the store answers in store mode.
+    pub(super) fn is_healthy(&self) -> bool {
+        match self {
+            Self::Cookie => true,
+            Self::Store(shared) => shared.store.is_healthy(),
+        }
+    }
+
+    /// What the session cookie is sealed for: the session, or its handle.
+    pub(super) fn cookie_purpose(&self) -> Purpose {
+        match self {
+            Self::Cookie => Purpose::Session,
+            Self::Store(_) => Purpose::Handle,
+        }
+    }
+}
+
 /// The store and this replica's short-lived copies of stored sessions.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -93,25 +119,16 @@ impl Gateway {
             Err(()) => return Authentication::store_unavailable(),
         };
 
-        if self.refresh_due(&session.data, now) && session.data.refresh_token.is_some() {
-            let outcome = self.refresh(&session.data).await;
-            match outcome.as_ref() {
-                RefreshOutcome::Refreshed { data, .. } => {
-                    let Some(fresh) = local(SessionData::clone(data), now) else {
-                        return Authentication::invalid();
-                    };
-                    shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
-                    session = fresh;
-                }
-                RefreshOutcome::Ended => return Authentication::invalid(),
-                RefreshOutcome::StoreUnavailable => return Authentication::store_unavailable(),
-                RefreshOutcome::Unavailable { .. } if session.data.access_expires_at > now => {}
-                RefreshOutcome::Unavailable { .. } => {
-                    return Authentication { provider_unavailable: true, ..Authentication::default() };
-                }
+        match self.renewed(&session.data, self.refresh_due(&session.data, now), now).await {
+            Err(refused) => return refused,
+            Ok(Some((refreshed, _))) => {
+                let Some(fresh) = local(refreshed, now) else {
+                    return Authentication::invalid();
+                };
+                shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
+                session = fresh;
             }
-        } else if session.data.access_expires_at <= now {
-            return Authentication::invalid();
+            Ok(None) => {}
         }
 
         let mut set_cookies = Vec::new();
@@ -319,7 +336,7 @@ fn refreshed_elsewhere(current: SessionData) -> RefreshOutcome {
 /// health check every second (for `/ready`), and the pub/sub follower. Both
 /// tasks end when the gateway is dropped.
 pub(crate) async fn start_background(gateway: &Arc<Gateway>) {
-    let Some(shared) = &gateway.shared else { return };
+    let Backend::Store(shared) = &gateway.backend else { return };
     if let Err(error) = shared.store.check().await {
         tracing::warn!(%error, "session store not reachable yet; starting not-ready");
     }
@@ -333,7 +350,7 @@ async fn health_loop(gateway: Weak<Gateway>) {
     loop {
         ticks.tick().await;
         let Some(gateway) = gateway.upgrade() else { return };
-        if let Some(shared) = &gateway.shared {
+        if let Backend::Store(shared) = &gateway.backend {
             let was = shared.store.is_healthy();
             let now = shared.store.check().await.is_ok();
             if was != now {
@@ -348,21 +365,21 @@ async fn follow_events(gateway: Weak<Gateway>) {
     loop {
         let subscribed = {
             let Some(strong) = gateway.upgrade() else { return };
-            let Some(shared) = &strong.shared else { return };
+            let Backend::Store(shared) = &strong.backend else { return };
             shared.store.subscribe().await
         };
         match subscribed {
             Ok(events) => {
                 // Events may have been missed while unsubscribed: forget local copies.
                 if let Some(strong) = gateway.upgrade()
-                    && let Some(shared) = &strong.shared
+                    && let Backend::Store(shared) = &strong.backend
                 {
                     shared.local.invalidate_all();
                 }
                 let mut events = std::pin::pin!(events);
                 while let Some(event) = events.next().await {
                     let Some(strong) = gateway.upgrade() else { return };
-                    if let Some(shared) = &strong.shared {
+                    if let Backend::Store(shared) = &strong.backend {
                         strong.apply_event(shared, event).await;
                     }
                 }

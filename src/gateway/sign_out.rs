@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::form::{query_value, read_form, single};
+use super::shared::Backend;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::oidc::token;
@@ -21,9 +22,9 @@ const CSRF_LABEL: &str = "sign-out";
 
 impl Gateway {
     pub(super) async fn sign_out(&self, request: Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
-        let session = match &self.shared {
-            None => self.session_for_sign_out(request.headers()),
-            Some(shared) => match self.stored_session_for_sign_out(shared, request.headers()).await {
+        let session = match &self.backend {
+            Backend::Cookie => self.session_for_sign_out(request.headers()),
+            Backend::Store(shared) => match self.stored_session_for_sign_out(shared, request.headers()).await {
                 Ok(session) => session,
                 // A sign-out that cannot reach the store could not end the session everywhere.
                 Err(()) => return self.store_unavailable_page(Audience::Browser, request_id),
@@ -72,7 +73,7 @@ impl Gateway {
 
         let mut location = target;
         if let Some(data) = &session {
-            if let Some(shared) = &self.shared {
+            if let Backend::Store(shared) = &self.backend {
                 let event = crate::session::store::StoreEvent::Session { id: data.id.clone() };
                 if self.announce(shared, event).await.is_err() {
                     return self.store_unavailable_page(Audience::Browser, request_id);

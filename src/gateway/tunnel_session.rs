@@ -6,23 +6,26 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use super::Gateway;
+use super::shared::Backend;
 use crate::proxy::TunnelSession;
 use crate::session::data::{SessionData, SessionHandle};
-use crate::session::seal::Purpose;
 
 impl Gateway {
     /// The session of the request's session cookie (already authenticated),
     /// opened again: only upgrade requests ask, so other requests copy nothing.
     pub(super) fn tunnel_session(&self, headers: &HeaderMap) -> Option<TunnelSession> {
         let cookie = self.cookies.read_session(headers)?;
-        let purpose = if self.shared.is_some() { Purpose::Handle } else { Purpose::Session };
+        let purpose = self.backend.cookie_purpose();
         let (json, _) = self.keys.open(purpose, self.cookies.session_name(), cookie.sealed()).ok()?;
-        let (id, subject, sid, created_at, expires_at) = if self.shared.is_some() {
-            let handle: SessionHandle = serde_json::from_slice(&json).ok()?;
-            (handle.id, handle.sub, handle.sid, handle.created_at, handle.expires_at)
-        } else {
-            let data: SessionData = serde_json::from_slice(&json).ok()?;
-            (data.id, data.sub, data.sid, data.created_at, data.expires_at)
+        let (id, subject, sid, created_at, expires_at) = match &self.backend {
+            Backend::Store(_) => {
+                let handle: SessionHandle = serde_json::from_slice(&json).ok()?;
+                (handle.id, handle.sub, handle.sid, handle.created_at, handle.expires_at)
+            }
+            Backend::Cookie => {
+                let data: SessionData = serde_json::from_slice(&json).ok()?;
+                (data.id, data.sub, data.sid, data.created_at, data.expires_at)
+            }
         };
         let left = u64::try_from(expires_at.saturating_sub(self.clock.now())).unwrap_or(0);
         Some(TunnelSession { id, subject, sid, created_at, expires_in: Duration::from_secs(left) })

@@ -4,7 +4,7 @@
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{Gateway, RecentSession, RequestId};
+use super::{Connection, Gateway, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
@@ -14,10 +14,10 @@ impl Gateway {
     pub(super) async fn userinfo(
         &self,
         request: &Request<Incoming>,
-        recent: &RecentSession,
+        connection: &Connection,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let authenticated = self.authenticate(request.headers(), recent).await;
+        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
         let Some(session) = authenticated.session else {
             if authenticated.store_unavailable {
                 return self.store_unavailable_page(Audience::Api, request_id);

@@ -1,7 +1,8 @@
 //! OpenID Connect client: discovery, keys, PKCE, the authorization request,
-//! the token endpoint and ID-token validation. Everything that talks to the
+//! the token endpoint, ID-token and access-token validation. Everything that talks to the
 //! provider lives here, off the authenticated-request hot path.
 
+pub mod access_token;
 pub mod authorize;
 pub mod discovery;
 pub mod http_client;
