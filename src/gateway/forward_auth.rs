@@ -19,7 +19,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 
 use super::authority::RequestAuthority;
-use super::bearer::{self, BearerOutcome};
+use super::bearer::BearerOutcome;
+use super::refusal::{ProviderNeed, Refusal};
 use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
 use crate::authz::settings::OriginalRequest;
 use crate::body::{ProxyBody, empty};
@@ -170,22 +171,14 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        let deny = |status: StatusCode, code: &str, message: &str| {
-            let mut response = self.fail(Audience::Api, status, code, message, request_id);
-            if status == StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
-            }
-            response
-        };
+        let refuse = |refusal: Refusal| refusal.render_for_auth_request(request_id);
         let trusted = self.config.forward_auth.trusts(connection.client_addr.ip());
         let original = if trusted {
             match original_from_headers(request, self.config.forward_auth.original_request) {
                 Ok(original) => original,
                 Err(()) => {
                     tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "malformed_forwarded_headers");
-                    return deny(StatusCode::FORBIDDEN, "forbidden", "The original request could not be determined.");
+                    return refuse(Refusal::UnknownOriginal);
                 }
             }
         } else {
@@ -201,11 +194,10 @@ impl Gateway {
         let host = original.host.as_ref().map(RequestAuthority::host);
         if host.is_none() && self.upstream_routes.has_host_routes() {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
-            return deny(StatusCode::FORBIDDEN, "forbidden", "The original request's host is not known.");
+            return refuse(Refusal::UnknownOriginal);
         }
         let Some(target) = self.target(&original.method, host, &original.path) else {
-            tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
-            return deny(StatusCode::FORBIDDEN, "ambiguous_path", "The original request path is ambiguous.");
+            return refuse(super::authorize::ambiguous_path(request_id));
         };
         if target.is_public() {
             let mut response = Response::new(empty());
@@ -221,26 +213,17 @@ impl Gateway {
             Some(session) => session.caller,
             // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.
             None if authenticated.provider_unavailable => {
-                return self.provider_unavailable_page(Audience::Api, super::SESSION_NOT_RENEWABLE, request_id);
+                return refuse(Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal));
             }
             None => match self.authenticate_bearer(request.headers(), connection).await {
                 BearerOutcome::Valid(caller) => caller,
-                // auth_request proxies understand only 2xx, 401 and 403: refuse as for a bad token.
-                BearerOutcome::Throttled => {
-                    let mut response =
-                        deny(StatusCode::UNAUTHORIZED, "too_many_failures", "Too many failed attempts; wait a minute.");
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
-                }
+                BearerOutcome::Throttled => return refuse(Refusal::TooManyFailures),
                 BearerOutcome::Invalid(reason) => {
                     tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
-                    let mut response =
-                        deny(StatusCode::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.");
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
+                    return refuse(Refusal::InvalidToken);
                 }
                 BearerOutcome::Absent | BearerOutcome::Unavailable if authenticated.store_unavailable => {
-                    return self.store_unavailable_page(Audience::Api, request_id);
+                    return refuse(Refusal::StoreUnavailable);
                 }
                 BearerOutcome::Absent | BearerOutcome::Unavailable => {
                     let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
@@ -250,13 +233,13 @@ impl Gateway {
                             form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
                         return pages::redirect(&format!("{}?{query}", paths::START));
                     }
-                    return deny(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication is required.");
+                    return refuse(Refusal::LoginRequired);
                 }
             },
         };
         outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
-        if let Some(denied) = self.authorize(&target, &caller.principal, || Audience::Api, request_id) {
-            return denied;
+        if let Some(denied) = self.authorize(&target, &caller.principal, request_id) {
+            return refuse(denied);
         }
         let mut response = Response::new(empty());
         *response.status_mut() = StatusCode::OK;

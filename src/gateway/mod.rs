@@ -13,6 +13,7 @@ mod forward_auth;
 mod login;
 mod recent_session;
 mod refresh;
+mod refusal;
 mod request_id;
 mod session_auth;
 mod shared;
@@ -35,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::oidc::http_client::IdpHttpClient;
 use crate::oidc::provider::Provider;
-use crate::pages::{self, Audience, ErrorPage};
+use crate::pages::{self, Audience};
 use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
 use crate::redirect::RedirectPolicy;
 use crate::session::cache::SessionCache;
@@ -45,6 +46,7 @@ use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
 pub use self::recent_session::RecentSession;
+use self::refusal::{ProviderNeed, Refusal};
 pub use self::request_id::RequestId;
 
 /// Paths the gateway answers itself.
@@ -58,10 +60,6 @@ pub mod paths {
     pub const AUTH: &str = "/oauth2/auth";
     pub const USERINFO: &str = "/oauth2/userinfo";
 }
-
-/// Why a session that needs renewing is refused while the provider is down.
-const SESSION_NOT_RENEWABLE: &str =
-    "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.";
 
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -322,19 +320,23 @@ impl Gateway {
         // public routes skip authentication.
         let authority = match authority::of_request(request.uri(), request.headers()) {
             Ok(authority) => authority,
-            Err(problem) => return self.bad_authority(problem, self.audience(&request), request_id),
+            Err(problem) => {
+                tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = problem.reason());
+                return Refusal::BadAuthority.render(self.audience(&request), request_id);
+            }
         };
         let host = authority.as_ref().map(authority::RequestAuthority::host);
         if !self.serves_host(host) {
-            return self.misdirected(self.audience(&request), request_id);
+            tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
+            return Refusal::Misdirected.render(self.audience(&request), request_id);
         }
         let Some(target) = self.target(request.method(), host, path) else {
-            return self.ambiguous_path(self.audience(&request), request_id);
+            return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
         };
         // From here on the request is what was authorised: its normal path
         // and its one authority are what the upstream receives.
         if address_as_authorised(&mut request, &target.path, authority.as_ref()).is_err() {
-            return self.ambiguous_path(self.audience(&request), request_id);
+            return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
         }
         record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
         if target.is_public() {
@@ -385,23 +387,11 @@ impl Gateway {
                 bearer::BearerOutcome::Invalid(reason) => {
                     tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
                     self.metrics.auth_decision("unauthenticated", "invalid_token");
-                    let mut response = self.fail(
-                        Audience::Api,
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_token",
-                        "The bearer token is not valid here.",
-                        request_id,
-                    );
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
+                    return Refusal::InvalidToken.render(Audience::Api, request_id);
                 }
-                bearer::BearerOutcome::Throttled => return self.too_many_failures(Audience::Api, request_id),
+                bearer::BearerOutcome::Throttled => return Refusal::TooManyFailures.render(Audience::Api, request_id),
                 bearer::BearerOutcome::Unavailable => {
-                    return self.provider_unavailable_page(
-                        Audience::Api,
-                        "The token's issuer cannot be reached to check it. Try again shortly.",
-                        request_id,
-                    );
+                    return Refusal::ProviderUnavailable(ProviderNeed::TokenCheck).render(Audience::Api, request_id);
                 }
             },
         };
@@ -409,10 +399,10 @@ impl Gateway {
             // Only a refusal needs to know who is asking.
             let audience = self.audience(&request);
             if authenticated.store_unavailable {
-                return self.store_unavailable_page(audience, request_id);
+                return Refusal::StoreUnavailable.render(audience, request_id);
             }
             if authenticated.provider_unavailable {
-                return self.provider_unavailable_page(audience, SESSION_NOT_RENEWABLE, request_id);
+                return Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal).render(audience, request_id);
             }
             let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
             if authenticated.clear_cookie {
@@ -422,8 +412,8 @@ impl Gateway {
             }
             return response;
         };
-        if let Some(denied) = self.authorize(&target, &caller.principal, || self.audience(&request), request_id) {
-            return denied;
+        if let Some(denied) = self.authorize(&target, &caller.principal, request_id) {
+            return denied.render(self.audience(&request), request_id);
         }
         self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
     }
@@ -485,20 +475,11 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(request_id = %request_id, %error, "upstream request failed");
-                let message = if error.status() == StatusCode::GATEWAY_TIMEOUT {
-                    "The service behind this gateway did not answer in time. Try again shortly."
-                } else {
-                    "The service behind this gateway is unavailable. Try again shortly."
+                let refusal = match error.status() {
+                    StatusCode::GATEWAY_TIMEOUT => Refusal::UpstreamTimeout,
+                    status => Refusal::UpstreamUnavailable(status),
                 };
-                pages::error(
-                    Audience::Browser,
-                    &ErrorPage {
-                        status: error.status(),
-                        code: "upstream_unavailable",
-                        message,
-                        request_id: request_id.as_str(),
-                    },
-                )
+                refusal.render(Audience::Browser, request_id)
             }
         };
         self.cookies.drop_upstream_set_cookies(response.headers_mut());
@@ -513,22 +494,10 @@ impl Gateway {
     fn refuse_malformed(&self, request: &Request<Incoming>, request_id: &RequestId) -> Option<Response<ProxyBody>> {
         let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > self.config.server.max_url_bytes {
-            return Some(self.fail(
-                Audience::Api,
-                StatusCode::URI_TOO_LONG,
-                "uri_too_long",
-                "The request URL is too long.",
-                request_id,
-            ));
+            return Some(Refusal::UriTooLong.render(Audience::Api, request_id));
         }
         if request.headers().get_all(header::HOST).iter().nth(1).is_some() {
-            return Some(self.fail(
-                Audience::Api,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Several Host headers.",
-                request_id,
-            ));
+            return Some(Refusal::SeveralHosts.render(Audience::Api, request_id));
         }
         None
     }
@@ -541,46 +510,6 @@ impl Gateway {
         } else {
             "session store unavailable"
         }
-    }
-
-    /// 503 `idp_unavailable` with `Retry-After`: the identity provider cannot be
-    /// reached for what this request needs. Never a 401: forward-auth proxies
-    /// would turn that into a sign-in redirect, and signing in needs the provider too.
-    fn provider_unavailable_page(
-        &self,
-        audience: Audience,
-        message: &str,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        let mut response = self.fail(audience, StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable", message, request_id);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        response
-    }
-
-    /// 503 with `Retry-After`: the shared session store cannot be reached. The
-    /// session cookie is left alone; it works again once the store is back.
-    fn store_unavailable_page(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
-        let mut response = self.fail(
-            audience,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            "Your session cannot be checked right now because the session store is unavailable. Please try again in a few seconds.",
-            request_id,
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response
-    }
-
-    /// A page or JSON error for the client, chosen by audience.
-    fn fail(
-        &self,
-        audience: Audience,
-        status: StatusCode,
-        code: &str,
-        message: &str,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        pages::error(audience, &ErrorPage { status, code, message, request_id: request_id.as_str() })
     }
 }
 

@@ -1,9 +1,10 @@
 //! `/oauth2/userinfo`: the signed-in user's identity as JSON, for pages and
 //! scripts behind the gateway. Claims only: tokens never leave the gateway here.
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 
+use super::refusal::{ProviderNeed, Refusal};
 use super::{Gateway, RecentSession, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
@@ -19,32 +20,17 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let authenticated = self.authenticate(request.headers(), recent).await;
         let Some(session) = authenticated.session else {
-            if authenticated.store_unavailable {
-                return self.store_unavailable_page(Audience::Api, request_id);
-            }
-            if authenticated.provider_unavailable {
-                return self.provider_unavailable_page(Audience::Api, super::SESSION_NOT_RENEWABLE, request_id);
-            }
-            let mut response = self.fail(
-                Audience::Api,
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "Sign in to see your identity.",
-                request_id,
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
-            return response;
+            let refusal = if authenticated.store_unavailable {
+                Refusal::StoreUnavailable
+            } else if authenticated.provider_unavailable {
+                Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal)
+            } else {
+                Refusal::LoginRequired
+            };
+            return refusal.render(Audience::Api, request_id);
         };
         let Ok(body) = serde_json::to_string(&*session.caller.principal) else {
-            return self.fail(
-                Audience::Api,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Try again.",
-                request_id,
-            );
+            return Refusal::Internal.render(Audience::Api, request_id);
         };
         let mut response = Response::new(full(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
