@@ -8,6 +8,7 @@ mod authorize;
 mod backchannel;
 mod bearer;
 mod callback;
+mod endpoint;
 mod form;
 mod forward_auth;
 mod login;
@@ -45,21 +46,11 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
+use self::endpoint::Endpoint;
+pub use self::endpoint::paths;
 pub use self::recent_session::RecentSession;
 use self::refusal::{ProviderNeed, Refusal};
 pub use self::request_id::RequestId;
-
-/// Paths the gateway answers itself.
-pub mod paths {
-    pub const PING: &str = "/ping";
-    pub const READY: &str = "/ready";
-    pub const START: &str = "/oauth2/start";
-    pub const CALLBACK: &str = "/oauth2/callback";
-    pub const SIGN_OUT: &str = "/oauth2/sign_out";
-    pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/backchannel_logout";
-    pub const AUTH: &str = "/oauth2/auth";
-    pub const USERINFO: &str = "/oauth2/userinfo";
-}
 
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -252,13 +243,30 @@ impl Gateway {
         // URI shares the request head's bytes: cloning it copies nothing.)
         let uri = request.uri().clone();
         let path = uri.path();
+        let endpoint = Endpoint::of(path);
         let mut outcome = Outcome::default();
-        let span = request_span(&method, path, &request_id);
+        let span = request_span(&method, path, endpoint, &request_id);
         crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
         let handled = async {
-            match self.refuse_malformed(&request, &request_id) {
-                Some(refusal) => refusal,
-                None => self.route(request, path, connection, recent, &request_id, &mut outcome).await,
+            if let Some(refusal) = self.refuse_malformed(&request, &request_id) {
+                return refusal;
+            }
+            outcome.route = endpoint.label();
+            // Rare endpoints are boxed so that this future, which hyper moves
+            // several times per request, stays small: at 15 KB, copying it
+            // cost more than opening the session cookie.
+            match endpoint {
+                Endpoint::Ping => pages::text(StatusCode::OK, "OK"),
+                Endpoint::Ready => self.readiness(),
+                Endpoint::Start => Box::pin(self.start_login_explicit(&request, &request_id)).await,
+                Endpoint::Callback => Box::pin(self.callback(&request, connection, &request_id, &mut outcome)).await,
+                Endpoint::SignOut => Box::pin(self.sign_out(request, &request_id)).await,
+                Endpoint::BackchannelLogout => Box::pin(self.backchannel_logout(request, &request_id)).await,
+                Endpoint::ForwardAuth => {
+                    Box::pin(self.forward_auth(&request, connection, recent, &request_id, &mut outcome)).await
+                }
+                Endpoint::Userinfo => Box::pin(self.userinfo(&request, recent, &request_id)).await,
+                Endpoint::Proxy => self.proxy(request, path, connection, recent, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
@@ -278,13 +286,21 @@ impl Gateway {
         response
     }
 
-    /// Routes, authenticates and forwards one request. `path` is the request's
-    /// path, borrowed from the caller's copy of its URI (the request itself is
-    /// handed on).
-    // Rare branches (login, callback, sign-out, bearer checks...) are boxed so that
-    // this future, which hyper moves several times per request, stays small: at
-    // 15 KB, copying it cost more than opening the session cookie.
-    async fn route(
+    /// `/ready`: 200 while the gateway should get traffic, else 503 with the reason.
+    fn readiness(&self) -> Response<ProxyBody> {
+        if self.is_ready() {
+            return pages::text(StatusCode::OK, "ready");
+        }
+        let mut response = pages::text(StatusCode::SERVICE_UNAVAILABLE, self.not_ready_reason());
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    }
+
+    /// Routes, authenticates and forwards a request for the upstream. `path`
+    /// is the request's path, borrowed from the caller's copy of its URI (the
+    /// request itself is handed on).
+    // Rare branches (login, bearer checks...) are boxed to keep this future small.
+    async fn proxy(
         &self,
         mut request: Request<Incoming>,
         path: &str,
@@ -293,29 +309,6 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        outcome.route = route_class(path);
-        match path {
-            paths::PING => return pages::text(StatusCode::OK, "OK"),
-            paths::READY => {
-                return if self.is_ready() {
-                    pages::text(StatusCode::OK, "ready")
-                } else {
-                    let mut response = pages::text(StatusCode::SERVICE_UNAVAILABLE, self.not_ready_reason());
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    response
-                };
-            }
-            paths::START => return Box::pin(self.start_login_explicit(&request, request_id)).await,
-            paths::CALLBACK => return Box::pin(self.callback(&request, connection, request_id, outcome)).await,
-            paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
-            paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
-            path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return Box::pin(self.forward_auth(&request, connection, recent, request_id, outcome)).await;
-            }
-            paths::USERINFO => return Box::pin(self.userinfo(&request, recent, request_id)).await,
-            _ => {}
-        }
-
         // Authorization routing first: ambiguous hosts and paths are refused,
         // public routes skip authentication.
         let authority = match authority::of_request(request.uri(), request.headers()) {
@@ -577,8 +570,8 @@ impl Default for Outcome {
 /// The server span of one request, exported only when `[tracing]` is on
 /// (otherwise disabled, costing one check). It carries the path without its
 /// query, and never the user, cookies or credentials.
-fn request_span(method: &http::Method, path: &str, request_id: &RequestId) -> tracing::Span {
-    let route = route_class(path);
+fn request_span(method: &http::Method, path: &str, endpoint: Endpoint, request_id: &RequestId) -> tracing::Span {
+    let route = endpoint.label();
     tracing::info_span!(
         target: crate::telemetry::SPAN_TARGET,
         "request",
@@ -610,20 +603,5 @@ fn record_outcome(span: &tracing::Span, status: StatusCode) {
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
-    }
-}
-
-/// The route class of a path, a metric label.
-fn route_class(path: &str) -> &'static str {
-    match path {
-        paths::PING => "ping",
-        paths::READY => "ready",
-        paths::START => "login",
-        paths::CALLBACK => "callback",
-        paths::SIGN_OUT => "sign_out",
-        paths::BACKCHANNEL_LOGOUT => "backchannel_logout",
-        paths::AUTH => "forward_auth",
-        paths::USERINFO => "userinfo",
-        _ => "proxy",
     }
 }

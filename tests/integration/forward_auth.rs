@@ -549,3 +549,34 @@ async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_ap
     let traefik = FrontProxy::traefik(port, &dynamic).await;
     forgeries_stay_out(&world, &traefik.origin, X_AUTH_REQUEST, false, &|| traefik.log()).await;
 }
+
+#[tokio::test]
+async fn envoy_auth_requests_are_counted_as_forward_auth_not_proxy() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.original_request = Some("envoy".to_owned());
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let before = world.scrape_metrics().await;
+    let proxied_before = count(&before, "proxy", "2xx");
+    for _ in 0..3 {
+        assert_eq!(alice.api_get("/oauth2/auth/app").await.status, StatusCode::OK);
+    }
+    let after = world.scrape_metrics().await;
+    // Counted as `proxy` before issue 15: only the exact `/oauth2/auth` was `forward_auth`.
+    assert_eq!(count(&after, "forward_auth", "2xx") - count(&before, "forward_auth", "2xx"), 3, "{after}");
+    assert_eq!(count(&after, "proxy", "2xx"), proxied_before, "{after}");
+}
+
+/// `portcullis_requests_total{route, status}` in a Prometheus scrape; 0 when absent.
+fn count(scrape: &str, route: &str, status: &str) -> u64 {
+    let series = format!("portcullis_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
+}
