@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use super::authority::RequestAuthority;
 use super::bearer::BearerOutcome;
 use super::refusal::{ProviderNeed, Refusal};
+use super::session_auth::Authentication;
 use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
 use crate::authz::settings::OriginalRequest;
 use crate::body::{ProxyBody, empty};
@@ -209,20 +210,22 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers(), recent).await;
-        let caller = match authenticated.session {
-            Some(session) => session.caller,
+        let (caller, set_cookies) = match authenticated {
+            Authentication::Session(session) => (session.caller, session.set_cookies),
             // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.
-            None if authenticated.provider_unavailable => {
+            Authentication::ProviderUnavailable => {
                 return refuse(Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal));
             }
-            None => match self.authenticate_bearer(request.headers(), connection).await {
-                BearerOutcome::Valid(caller) => caller,
+            without_session => match self.authenticate_bearer(request.headers(), connection).await {
+                BearerOutcome::Valid(caller) => (caller, Vec::new()),
                 BearerOutcome::Throttled => return refuse(Refusal::TooManyFailures),
                 BearerOutcome::Invalid(reason) => {
                     tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
                     return refuse(Refusal::InvalidToken);
                 }
-                BearerOutcome::Absent | BearerOutcome::Unavailable if authenticated.store_unavailable => {
+                BearerOutcome::Absent | BearerOutcome::Unavailable
+                    if matches!(without_session, Authentication::StoreUnavailable) =>
+                {
                     return refuse(Refusal::StoreUnavailable);
                 }
                 BearerOutcome::Absent | BearerOutcome::Unavailable => {
@@ -250,7 +253,7 @@ impl Gateway {
             self.answer_application_cookies(request.headers(), response.headers_mut());
         }
         pages::harden(&mut response);
-        for cookie in authenticated.set_cookies {
+        for cookie in set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response

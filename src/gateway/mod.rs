@@ -51,6 +51,7 @@ pub use self::endpoint::paths;
 pub use self::recent_session::RecentSession;
 use self::refusal::{ProviderNeed, Refusal};
 pub use self::request_id::RequestId;
+use self::session_auth::Authentication;
 
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -337,45 +338,45 @@ impl Gateway {
         }
 
         let authenticated = self.authenticate(request.headers(), recent).await;
-        // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
-        // tunnels) as upgradable; testing that first spares most requests a header lookup.
-        if authenticated.session.is_some()
-            && request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
-            && request.headers().contains_key(header::UPGRADE)
-        {
-            // A tunnel is closed when its session ends: noted before the cookie is removed.
-            if let Some(session) = self.tunnel_session(request.headers()) {
-                request.extensions_mut().insert(session);
-            }
-        }
-        if authenticated.session.is_some() && authenticated.cookies_only_session {
-            // What the proxy's removal of the gateway's cookies would come to,
-            // known here without scanning the ~5 KB header again.
-            request.headers_mut().remove(header::COOKIE);
-        }
-        let (decision, reason) =
-            match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
-                (Some(_), _, _) => ("authenticated", "session"),
-                (None, true, _) => ("unavailable", "idp_unavailable"),
-                (None, false, _) if authenticated.store_unavailable => ("unavailable", "store_unavailable"),
-                (None, false, true) => ("unauthenticated", "invalid_session"),
-                (None, false, false) => ("unauthenticated", "no_session"),
-            };
+        let (decision, reason) = match &authenticated {
+            Authentication::Session(_) => ("authenticated", "session"),
+            Authentication::ProviderUnavailable => ("unavailable", "idp_unavailable"),
+            Authentication::StoreUnavailable => ("unavailable", "store_unavailable"),
+            Authentication::Invalid => ("unauthenticated", "invalid_session"),
+            Authentication::Anonymous => ("unauthenticated", "no_session"),
+        };
         self.metrics.auth_decision(decision, reason);
         // One rule when both are sent: a valid session decides and the client's
         // Authorization header is replaced; only without one does a bearer token count.
-        let caller = match (authenticated.session, authenticated.provider_unavailable) {
-            (Some(session), _) => {
+        let (caller, set_cookies) = match authenticated {
+            Authentication::Session(session) => {
+                // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
+                // tunnels) as upgradable; testing that first spares most requests a header lookup.
+                if request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
+                    && request.headers().contains_key(header::UPGRADE)
+                {
+                    // A tunnel is closed when its session ends: noted before the cookie is removed.
+                    if let Some(session) = self.tunnel_session(request.headers()) {
+                        request.extensions_mut().insert(session);
+                    }
+                }
+                if session.cookies_only_session {
+                    // What the proxy's removal of the gateway's cookies would come to,
+                    // known here without scanning the ~5 KB header again.
+                    request.headers_mut().remove(header::COOKIE);
+                }
                 outcome.user = Some(LoggedUser::Caller(Arc::clone(&session.caller.principal)));
-                Some(session.caller)
+                (session.caller, session.set_cookies)
             }
-            (None, true) => None,
-            (None, false) => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
-                bearer::BearerOutcome::Absent => None,
+            Authentication::ProviderUnavailable => {
+                let refusal = Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal);
+                return refusal.render(self.audience(&request), request_id);
+            }
+            without_session => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
                 bearer::BearerOutcome::Valid(caller) => {
                     self.metrics.auth_decision("authenticated", "bearer");
                     outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
-                    Some(caller)
+                    (caller, Vec::new())
                 }
                 bearer::BearerOutcome::Invalid(reason) => {
                     tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
@@ -386,29 +387,26 @@ impl Gateway {
                 bearer::BearerOutcome::Unavailable => {
                     return Refusal::ProviderUnavailable(ProviderNeed::TokenCheck).render(Audience::Api, request_id);
                 }
-            },
-        };
-        let Some(caller) = caller else {
-            // Only a refusal needs to know who is asking.
-            let audience = self.audience(&request);
-            if authenticated.store_unavailable {
-                return Refusal::StoreUnavailable.render(audience, request_id);
-            }
-            if authenticated.provider_unavailable {
-                return Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal).render(audience, request_id);
-            }
-            let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
-            if authenticated.clear_cookie {
-                for clear in self.cookies.clear_session(request.headers()) {
-                    response.headers_mut().append(header::SET_COOKIE, clear);
+                bearer::BearerOutcome::Absent => {
+                    // Only a refusal needs to know who is asking.
+                    let audience = self.audience(&request);
+                    if matches!(without_session, Authentication::StoreUnavailable) {
+                        return Refusal::StoreUnavailable.render(audience, request_id);
+                    }
+                    let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
+                    if matches!(without_session, Authentication::Invalid) {
+                        for clear in self.cookies.clear_session(request.headers()) {
+                            response.headers_mut().append(header::SET_COOKIE, clear);
+                        }
+                    }
+                    return response;
                 }
-            }
-            return response;
+            },
         };
         if let Some(denied) = self.authorize(&target, &caller.principal, request_id) {
             return denied.render(self.audience(&request), request_id);
         }
-        self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
+        self.forward(request, connection, Some(&caller), target.upstream, set_cookies, request_id).await
     }
 
     /// Browser or API client: the request's signals, or a configured API path.

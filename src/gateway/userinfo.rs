@@ -5,6 +5,7 @@ use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 
 use super::refusal::{ProviderNeed, Refusal};
+use super::session_auth::Authentication;
 use super::{Gateway, RecentSession, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
@@ -19,15 +20,15 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let authenticated = self.authenticate(request.headers(), recent).await;
-        let Some(session) = authenticated.session else {
-            let refusal = if authenticated.store_unavailable {
-                Refusal::StoreUnavailable
-            } else if authenticated.provider_unavailable {
-                Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal)
-            } else {
-                Refusal::LoginRequired
-            };
-            return refusal.render(Audience::Api, request_id);
+        let session = match authenticated {
+            Authentication::Session(session) => session,
+            Authentication::StoreUnavailable => return Refusal::StoreUnavailable.render(Audience::Api, request_id),
+            Authentication::ProviderUnavailable => {
+                return Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal).render(Audience::Api, request_id);
+            }
+            Authentication::Anonymous | Authentication::Invalid => {
+                return Refusal::LoginRequired.render(Audience::Api, request_id);
+            }
         };
         let Ok(body) = serde_json::to_string(&*session.caller.principal) else {
             return Refusal::Internal.render(Audience::Api, request_id);
@@ -35,7 +36,7 @@ impl Gateway {
         let mut response = Response::new(full(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         pages::harden(&mut response);
-        for cookie in authenticated.set_cookies {
+        for cookie in session.set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
