@@ -15,13 +15,12 @@
 //! judged — and with `[[upstreams]]` host routes, whose host only a trusted
 //! proxy can state, nothing passes.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use super::authority::RequestAuthority;
-use super::bearer::BearerOutcome;
-use super::refusal::{ProviderNeed, Refusal};
-use super::session_auth::Authentication;
+use super::decide::{Decision, Identified, RequestFacts};
+use super::refusal::Refusal;
 use super::{Connection, Gateway, LoggedUser, Outcome, RecentSession, RequestId, paths};
 use crate::authz::settings::OriginalRequest;
 use crate::body::{ProxyBody, empty};
@@ -197,58 +196,29 @@ impl Gateway {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
             return refuse(Refusal::UnknownOriginal);
         }
-        let Some(target) = self.target(&original.method, host, &original.path) else {
-            return refuse(super::authorize::ambiguous_path(request_id));
-        };
-        if target.is_public() {
-            let mut response = Response::new(empty());
-            if trusted {
-                self.answer_application_cookies(request.headers(), response.headers_mut());
+        let facts = RequestFacts { method: &original.method, host, path: &original.path, headers: request.headers() };
+        // The one match from a decision to what auth_request proxies understand.
+        let (identity, set_cookies) = match self.decide(&facts, connection, recent, request_id).await {
+            Decision::Public { .. } => (None, Vec::new()),
+            Decision::Allowed { caller: Identified { caller, set_cookies, .. }, .. } => {
+                outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
+                (Some(caller.identity_with_access_token()), set_cookies)
             }
-            pages::harden(&mut response);
-            return response;
-        }
-
-        let authenticated = self.authenticate(request.headers(), recent).await;
-        let (caller, set_cookies) = match authenticated {
-            Authentication::Session(session) => (session.caller, session.set_cookies),
-            // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.
-            Authentication::ProviderUnavailable => {
-                return refuse(Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal));
+            Decision::Refused(refusal)
+                if refusal.needs_login()
+                    && self.config.forward_auth.redirect_browsers
+                    && super::audience::classify(&original.method, request.headers()) == Audience::Browser =>
+            {
+                let return_to = self.redirects.sanitise(&original.target);
+                let query = form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
+                return pages::redirect(&format!("{}?{query}", paths::START));
             }
-            without_session => match self.authenticate_bearer(request.headers(), connection).await {
-                BearerOutcome::Valid(caller) => (caller, Vec::new()),
-                BearerOutcome::Throttled => return refuse(Refusal::TooManyFailures),
-                BearerOutcome::Invalid(reason) => {
-                    tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
-                    return refuse(Refusal::InvalidToken);
-                }
-                BearerOutcome::Absent | BearerOutcome::Unavailable
-                    if matches!(without_session, Authentication::StoreUnavailable) =>
-                {
-                    return refuse(Refusal::StoreUnavailable);
-                }
-                BearerOutcome::Absent | BearerOutcome::Unavailable => {
-                    let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
-                    if self.config.forward_auth.redirect_browsers && browser {
-                        let return_to = self.redirects.sanitise(&original.target);
-                        let query =
-                            form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
-                        return pages::redirect(&format!("{}?{query}", paths::START));
-                    }
-                    return refuse(Refusal::LoginRequired);
-                }
-            },
+            Decision::Refused(refusal) => return refuse(refusal),
         };
-        outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
-        if let Some(denied) = self.authorize(&target, &caller.principal, request_id) {
-            return refuse(denied);
-        }
         let mut response = Response::new(empty());
-        *response.status_mut() = StatusCode::OK;
-        caller
-            .identity_with_access_token()
-            .apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        if let Some(identity) = identity {
+            identity.apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        }
         if trusted {
             self.answer_application_cookies(request.headers(), response.headers_mut());
         }

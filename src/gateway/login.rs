@@ -24,21 +24,16 @@ use crate::session::seal::Purpose;
 const MAX_PARALLEL_FLOWS: usize = 4;
 
 impl Gateway {
-    /// The answer to a request without a valid session.
-    pub(super) async fn unauthenticated(
+    /// The answer to a browser navigation that needs a login: the start of
+    /// one, returning to the page it asked for.
+    pub(super) async fn login_redirect(
         &self,
         request: &Request<Incoming>,
-        audience: Audience,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        match audience {
-            Audience::Browser => {
-                let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                let return_to = self.redirects.sanitise(target);
-                self.begin_login(request, return_to, request_id).await
-            }
-            Audience::Api => Refusal::LoginRequired.render(Audience::Api, request_id),
-        }
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let return_to = self.redirects.sanitise(target);
+        self.begin_login(request, return_to, request_id).await
     }
 
     /// `/oauth2/start?rd=/path`: an explicit login.

@@ -8,6 +8,7 @@ mod authorize;
 mod backchannel;
 mod bearer;
 mod callback;
+mod decide;
 mod endpoint;
 mod form;
 mod forward_auth;
@@ -46,12 +47,12 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
+use self::decide::{Credential, Decision, Identified, RequestFacts};
 use self::endpoint::Endpoint;
 pub use self::endpoint::paths;
 pub use self::recent_session::RecentSession;
-use self::refusal::{ProviderNeed, Refusal};
+use self::refusal::Refusal;
 pub use self::request_id::RequestId;
-use self::session_auth::Authentication;
 
 /// What the server knows about the connection a request came on.
 #[derive(Clone, Debug)]
@@ -266,7 +267,7 @@ impl Gateway {
                 Endpoint::ForwardAuth => {
                     Box::pin(self.forward_auth(&request, connection, recent, &request_id, &mut outcome)).await
                 }
-                Endpoint::Userinfo => Box::pin(self.userinfo(&request, recent, &request_id)).await,
+                Endpoint::Userinfo => Box::pin(self.userinfo(&request, connection, recent, &request_id)).await,
                 Endpoint::Proxy => self.proxy(request, path, connection, recent, &request_id, &mut outcome).await,
             }
         };
@@ -324,89 +325,67 @@ impl Gateway {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
             return Refusal::Misdirected.render(self.audience(&request), request_id);
         }
-        let Some(target) = self.target(request.method(), host, path) else {
-            return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
+        let facts = RequestFacts { method: request.method(), host, path, headers: request.headers() };
+        let (caller, route) = match self.decide(&facts, connection, recent, request_id).await {
+            Decision::Public { route } => (None, route),
+            Decision::Allowed { caller, route } => (Some(caller), route),
+            Decision::Refused(refusal) => return Box::pin(self.refuse(refusal, &request, request_id)).await,
         };
         // From here on the request is what was authorised: its normal path
         // and its one authority are what the upstream receives.
-        if address_as_authorised(&mut request, &target.path, authority.as_ref()).is_err() {
+        if address_as_authorised(&mut request, &route.path, authority.as_ref()).is_err() {
             return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
         }
-        record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
-        if target.is_public() {
-            return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
+        let Some(Identified { caller, set_cookies, credential }) = caller else {
+            return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
+        };
+        if let Credential::Session { cookies_only } = credential {
+            // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
+            // tunnels) as upgradable; testing that first spares most requests a header lookup.
+            if request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
+                && request.headers().contains_key(header::UPGRADE)
+            {
+                // A tunnel is closed when its session ends: noted before the cookie is removed.
+                if let Some(session) = self.tunnel_session(request.headers()) {
+                    request.extensions_mut().insert(session);
+                }
+            }
+            if cookies_only {
+                // What the proxy's removal of the gateway's cookies would come to,
+                // known here without scanning the ~5 KB header again.
+                request.headers_mut().remove(header::COOKIE);
+            }
         }
+        outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
+        self.forward(request, connection, Some(&caller), route.upstream, set_cookies, request_id).await
+    }
 
-        let authenticated = self.authenticate(request.headers(), recent).await;
-        let (decision, reason) = match &authenticated {
-            Authentication::Session(_) => ("authenticated", "session"),
-            Authentication::ProviderUnavailable => ("unavailable", "idp_unavailable"),
-            Authentication::StoreUnavailable => ("unavailable", "store_unavailable"),
-            Authentication::Invalid => ("unauthenticated", "invalid_session"),
-            Authentication::Anonymous => ("unauthenticated", "no_session"),
+    /// The proxy path's answer to a refusal: a browser navigation that needs
+    /// a login starts one; anything else is the refusal, for the audience
+    /// the request shows. An invalid session cookie is cleared either way.
+    async fn refuse(
+        &self,
+        refusal: Refusal,
+        request: &Request<Incoming>,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        let audience = if refusal.is_about_a_token() { Audience::Api } else { self.audience(request) };
+        let mut response = if refusal.needs_login() && audience == Audience::Browser {
+            self.login_redirect(request, request_id).await
+        } else {
+            refusal.render(audience, request_id)
         };
-        self.metrics.auth_decision(decision, reason);
-        // One rule when both are sent: a valid session decides and the client's
-        // Authorization header is replaced; only without one does a bearer token count.
-        let (caller, set_cookies) = match authenticated {
-            Authentication::Session(session) => {
-                // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
-                // tunnels) as upgradable; testing that first spares most requests a header lookup.
-                if request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
-                    && request.headers().contains_key(header::UPGRADE)
-                {
-                    // A tunnel is closed when its session ends: noted before the cookie is removed.
-                    if let Some(session) = self.tunnel_session(request.headers()) {
-                        request.extensions_mut().insert(session);
-                    }
-                }
-                if session.cookies_only_session {
-                    // What the proxy's removal of the gateway's cookies would come to,
-                    // known here without scanning the ~5 KB header again.
-                    request.headers_mut().remove(header::COOKIE);
-                }
-                outcome.user = Some(LoggedUser::Caller(Arc::clone(&session.caller.principal)));
-                (session.caller, session.set_cookies)
-            }
-            Authentication::ProviderUnavailable => {
-                let refusal = Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal);
-                return refusal.render(self.audience(&request), request_id);
-            }
-            without_session => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
-                bearer::BearerOutcome::Valid(caller) => {
-                    self.metrics.auth_decision("authenticated", "bearer");
-                    outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
-                    (caller, Vec::new())
-                }
-                bearer::BearerOutcome::Invalid(reason) => {
-                    tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
-                    self.metrics.auth_decision("unauthenticated", "invalid_token");
-                    return Refusal::InvalidToken.render(Audience::Api, request_id);
-                }
-                bearer::BearerOutcome::Throttled => return Refusal::TooManyFailures.render(Audience::Api, request_id),
-                bearer::BearerOutcome::Unavailable => {
-                    return Refusal::ProviderUnavailable(ProviderNeed::TokenCheck).render(Audience::Api, request_id);
-                }
-                bearer::BearerOutcome::Absent => {
-                    // Only a refusal needs to know who is asking.
-                    let audience = self.audience(&request);
-                    if matches!(without_session, Authentication::StoreUnavailable) {
-                        return Refusal::StoreUnavailable.render(audience, request_id);
-                    }
-                    let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
-                    if matches!(without_session, Authentication::Invalid) {
-                        for clear in self.cookies.clear_session(request.headers()) {
-                            response.headers_mut().append(header::SET_COOKIE, clear);
-                        }
-                    }
-                    return response;
-                }
-            },
-        };
-        if let Some(denied) = self.authorize(&target, &caller.principal, request_id) {
-            return denied.render(self.audience(&request), request_id);
+        if refusal == Refusal::SessionInvalid {
+            self.clear_session_cookie(request.headers(), &mut response);
         }
-        self.forward(request, connection, Some(&caller), target.upstream, set_cookies, request_id).await
+        response
+    }
+
+    /// Appends the `Set-Cookie`s that clear the request's session cookie (all its parts).
+    fn clear_session_cookie(&self, request: &http::HeaderMap, response: &mut Response<ProxyBody>) {
+        for clear in self.cookies.clear_session(request) {
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
     }
 
     /// Browser or API client: the request's signals, or a configured API path.
@@ -583,14 +562,6 @@ fn request_span(method: &http::Method, path: &str, endpoint: Endpoint, request_i
         portcullis.upstream = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     )
-}
-
-/// Names the matched upstream (`default` or an `[[upstreams]]` name) on the
-/// current request span; a static check only when tracing is off.
-fn record_upstream(name: &str) {
-    if tracing::span_enabled!(target: crate::telemetry::SPAN_TARGET, tracing::Level::INFO) {
-        tracing::Span::current().record("portcullis.upstream", name);
-    }
 }
 
 /// Records the answer on the request span; 5xx marks the span as failed.

@@ -68,8 +68,10 @@ pub(super) enum Refusal {
     ProviderUnavailable(ProviderNeed),
     /// The shared session store cannot be reached; the session cookie is left alone.
     StoreUnavailable,
-    /// No valid session or token (an API client's 401; browsers are sent to sign in instead).
+    /// No session or token (an API client's 401; browsers are sent to sign in instead).
     LoginRequired,
+    /// As [`Self::LoginRequired`], for a session cookie that is no good: the answer also clears it.
+    SessionInvalid,
     /// Signed in, but the matched rule does not admit the caller.
     RuleDenied,
     /// The upstream could not be reached or answered badly (its status: 502, 400 or 500).
@@ -218,7 +220,7 @@ impl Refusal {
             Self::SeveralHosts | Self::BadAuthority | Self::AmbiguousPath => StatusCode::BAD_REQUEST,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::UnknownOriginal | Self::RuleDenied | Self::CrossSiteSignOut => StatusCode::FORBIDDEN,
-            Self::InvalidToken | Self::LoginRequired => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken | Self::LoginRequired | Self::SessionInvalid => StatusCode::UNAUTHORIZED,
             Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             Self::ProviderUnavailable(_) | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable(status) => *status,
@@ -242,7 +244,7 @@ impl Refusal {
             Self::TooManyFailures => "too_many_failures",
             Self::ProviderUnavailable(_) => "idp_unavailable",
             Self::StoreUnavailable => "session_store_unavailable",
-            Self::LoginRequired => "unauthenticated",
+            Self::LoginRequired | Self::SessionInvalid => "unauthenticated",
             Self::UpstreamUnavailable(_) | Self::UpstreamTimeout => "upstream_unavailable",
             Self::CrossSiteSignOut => "cross_site",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -272,7 +274,9 @@ impl Refusal {
                 "The token's issuer cannot be reached to check it. Try again shortly."
             }
             Self::StoreUnavailable => STORE_UNAVAILABLE,
-            Self::LoginRequired => "Authentication is required: sign in through a browser, or send a valid session.",
+            Self::LoginRequired | Self::SessionInvalid => {
+                "Authentication is required: sign in through a browser, or send a valid session."
+            }
             Self::RuleDenied => {
                 "You are signed in, but your account is not allowed to use this page. Ask the service's administrator for access."
             }
@@ -300,7 +304,7 @@ impl Refusal {
     /// `WWW-Authenticate` (RFC 6750 §3): what credentials would do.
     pub(super) fn challenge(&self) -> Option<&'static str> {
         match self {
-            Self::LoginRequired => Some(LOGIN_CHALLENGE),
+            Self::LoginRequired | Self::SessionInvalid => Some(LOGIN_CHALLENGE),
             Self::InvalidToken => Some(INVALID_TOKEN_CHALLENGE),
             _ => None,
         }
@@ -313,10 +317,22 @@ impl Refusal {
             Self::ProviderUnavailable(_) => "idp_unavailable",
             Self::StoreUnavailable => "store_unavailable",
             Self::LoginRequired => "no_session",
+            Self::SessionInvalid => "invalid_session",
             Self::RuleDenied => "rule",
             Self::Login(error) => error.metric_reason(),
             other => other.code(),
         }
+    }
+
+    /// Whether the refusal is about a bearer token: programs send those, so
+    /// the answer is JSON whatever the request looks like.
+    pub(super) fn is_about_a_token(&self) -> bool {
+        matches!(self, Self::InvalidToken | Self::TooManyFailures | Self::ProviderUnavailable(ProviderNeed::TokenCheck))
+    }
+
+    /// Whether a browser navigation refused with this is sent to sign in instead.
+    pub(super) fn needs_login(&self) -> bool {
+        matches!(self, Self::LoginRequired | Self::SessionInvalid)
     }
 
     /// The response: a page for a browser, JSON for an API client.
@@ -389,6 +405,7 @@ mod tests {
             (Refusal::ProviderUnavailable(ProviderNeed::TokenCheck), 503, "idp_unavailable", Some(30), None),
             (Refusal::StoreUnavailable, 503, "session_store_unavailable", Some(5), None),
             (Refusal::LoginRequired, 401, "unauthenticated", None, login),
+            (Refusal::SessionInvalid, 401, "unauthenticated", None, login),
             (Refusal::RuleDenied, 403, "forbidden", None, None),
             (Refusal::UpstreamUnavailable(StatusCode::BAD_GATEWAY), 502, "upstream_unavailable", None, None),
             (Refusal::UpstreamTimeout, 504, "upstream_unavailable", None, None),

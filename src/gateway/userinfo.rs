@@ -4,30 +4,31 @@
 use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 
-use super::refusal::{ProviderNeed, Refusal};
-use super::session_auth::Authentication;
-use super::{Gateway, RecentSession, RequestId};
+use super::refusal::Refusal;
+use super::{Connection, Gateway, RecentSession, RequestId};
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
 impl Gateway {
-    /// The session's principal as JSON; 401 without a session, 503 while the session store
-    /// or the provider (for a session needing renewal) is unreachable.
+    /// The caller's principal as JSON, identified as on the proxy path (session
+    /// cookie, else bearer token); refused as there: 401 without a caller (an
+    /// invalid session cookie cleared), 503 while the session store or the
+    /// provider (for a session needing renewal, or a token's check) is unreachable.
     pub(super) async fn userinfo(
         &self,
         request: &Request<Incoming>,
+        connection: &Connection,
         recent: &RecentSession,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let authenticated = self.authenticate(request.headers(), recent).await;
-        let session = match authenticated {
-            Authentication::Session(session) => session,
-            Authentication::StoreUnavailable => return Refusal::StoreUnavailable.render(Audience::Api, request_id),
-            Authentication::ProviderUnavailable => {
-                return Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal).render(Audience::Api, request_id);
-            }
-            Authentication::Anonymous | Authentication::Invalid => {
-                return Refusal::LoginRequired.render(Audience::Api, request_id);
+        let session = match self.identify(request.headers(), connection, recent, request_id).await {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                let mut response = refusal.render(Audience::Api, request_id);
+                if refusal == Refusal::SessionInvalid {
+                    self.clear_session_cookie(request.headers(), &mut response);
+                }
+                return response;
             }
         };
         let Ok(body) = serde_json::to_string(&*session.caller.principal) else {

@@ -580,3 +580,28 @@ fn count(scrape: &str, route: &str, status: &str) -> u64 {
         .find_map(|line| line.strip_prefix(series.as_str()))
         .map_or(0, |value| value.trim().parse().expect("a counter value"))
 }
+
+#[tokio::test]
+async fn a_token_that_cannot_be_checked_is_a_503_as_on_the_proxy_path_not_a_login() {
+    let world = TestWorld::builder()
+        .confidential("introspection-secret", "client_secret_basic")
+        .tweak(|raw| {
+            trusted(raw);
+            raw.bearer.enabled = true;
+            raw.bearer.introspection = true;
+        })
+        .start()
+        .await;
+    let token = world.provider.mint_opaque_access_token("bob", Duration::from_secs(300)).unwrap();
+    world.provider.faults().unavailable.set(true);
+    let client = world.browser();
+    // The proxy path's answer, for comparison.
+    let proxied = client.api_get_with_bearer("/app", &token).await;
+    assert_eq!(proxied.status, StatusCode::SERVICE_UNAVAILABLE, "{}", proxied.body);
+    // Before issue 15 forward-auth answered 401 here: a sign-in redirect, a login loop during the outage.
+    let authorization = format!("Bearer {token}");
+    let reply = ask(&client, &[("x-forwarded-uri", "/app"), ("authorization", &authorization)]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "idp_unavailable");
+    assert_eq!(reply.header("retry-after"), proxied.header("retry-after"));
+}
