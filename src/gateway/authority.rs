@@ -10,11 +10,9 @@
 //! `[[upstreams]]` entries are chosen by host, a host the gateway does not
 //! serve is refused with 421 Misdirected Request (RFC 9110 §15.5.20).
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Uri, header};
 
-use super::{Gateway, RequestId};
-use crate::body::ProxyBody;
-use crate::pages::Audience;
+use super::Gateway;
 
 /// A request's host and optional port, as routed and forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +35,8 @@ pub(super) enum BadAuthority {
 }
 
 impl BadAuthority {
-    fn reason(self) -> &'static str {
+    /// The `reason` its refusal is logged with.
+    pub(super) fn reason(self) -> &'static str {
         match self {
             Self::Malformed => "malformed_host",
             Self::Conflicting => "conflicting_host",
@@ -171,35 +170,6 @@ impl Gateway {
                     .host_str()
                     .is_some_and(|public| without_trailing_dot(public).eq_ignore_ascii_case(without_trailing_dot(host)))
         })
-    }
-
-    /// The 400 for a malformed or conflicting authority.
-    pub(super) fn bad_authority(
-        &self,
-        problem: BadAuthority,
-        audience: Audience,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = problem.reason());
-        self.fail(
-            audience,
-            StatusCode::BAD_REQUEST,
-            "bad_host",
-            "The request's host is malformed, or its Host header names another host.",
-            request_id,
-        )
-    }
-
-    /// The 421 for a host the gateway does not serve.
-    pub(super) fn misdirected(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
-        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
-        self.fail(
-            audience,
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected_request",
-            "This gateway does not serve the requested host.",
-            request_id,
-        )
     }
 }
 

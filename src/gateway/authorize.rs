@@ -3,13 +3,12 @@
 //! authenticated caller is checked against the matched rule after it. Every
 //! refusal is logged with the rule that made it.
 
-use http::{Method, Response, StatusCode};
+use http::Method;
 
+use super::refusal::Refusal;
 use super::{Gateway, RequestId};
 use crate::authz::path::{NormalPath, normalise};
 use crate::authz::{Access, Principal, Route};
-use crate::body::ProxyBody;
-use crate::pages::Audience;
 
 /// Where a request is going, as the rules see it.
 #[derive(Debug)]
@@ -44,26 +43,13 @@ impl Gateway {
         Some(Target { path, route, upstream })
     }
 
-    /// The 400 for an ambiguous path.
-    pub(super) fn ambiguous_path(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
-        tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "ambiguous_path");
-        self.fail(
-            audience,
-            StatusCode::BAD_REQUEST,
-            "ambiguous_path",
-            "The request path contains dot segments or encoded slashes and cannot be authorized.",
-            request_id,
-        )
-    }
-
-    /// `None` when `principal` may pass `target`; otherwise the 403 to send. Logs the decision.
+    /// `None` when `principal` may pass `target`; otherwise the refusal. Logs the decision.
     pub(super) fn authorize(
         &self,
         target: &Target<'_, '_>,
         principal: &Principal,
-        audience: impl FnOnce() -> Audience,
         request_id: &RequestId,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Refusal> {
         if self.config.authz.admits(target.route.access, principal) {
             tracing::debug!(target: "portcullis::authz", request_id = %request_id, decision = "allow", rule = target.route.rule, user = %principal.subject);
             return None;
@@ -77,13 +63,13 @@ impl Gateway {
             user = %principal.subject,
             path = %target.path.path,
         );
-        self.metrics.auth_decision("forbidden", "rule");
-        Some(self.fail(
-            audience(),
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "You are signed in, but your account is not allowed to use this page. Ask the service's administrator for access.",
-            request_id,
-        ))
+        self.metrics.auth_decision("forbidden", Refusal::RuleDenied.metric_reason());
+        Some(Refusal::RuleDenied)
     }
+}
+
+/// The refusal of an ambiguous path, logged.
+pub(super) fn ambiguous_path(request_id: &RequestId) -> Refusal {
+    tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "ambiguous_path");
+    Refusal::AmbiguousPath
 }

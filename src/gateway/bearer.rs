@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::login::seconds;
@@ -322,11 +322,6 @@ impl TokenCaller {
     }
 }
 
-/// Adds the `invalid_token` challenge to a 401.
-pub(super) fn challenge_invalid_token(headers: &mut HeaderMap) {
-    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN_CHALLENGE));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +329,7 @@ mod tests {
     fn with_authorization(values: &[&'static str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for value in values {
-            headers.append(header::AUTHORIZATION, HeaderValue::from_static(value));
+            headers.append(header::AUTHORIZATION, http::HeaderValue::from_static(value));
         }
         headers
     }

@@ -5,11 +5,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::seconds;
+use super::refusal::{LoginError, Refusal};
 use super::shared::Backend;
 use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
@@ -63,16 +64,15 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let params = parse_params(request.uri().query());
-        let refuse = |status: StatusCode, code: &'static str, message: &str| {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
-            self.metrics.login("failed", code);
-            self.fail(Audience::Browser, status, code, message, request_id)
+        let refuse = |error: LoginError| {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = error.metric_reason());
+            self.metrics.login("failed", error.metric_reason());
+            Refusal::Login(error).render(Audience::Browser, request_id)
         };
-        let restart = "This sign-in link has expired or was opened in another browser. Please start again from the page you wanted.";
 
         // 1. state, against the flow cookie named after it.
         let Some(state) = params.state.as_deref().filter(|state| is_plain_token(state)) else {
-            return refuse(StatusCode::BAD_REQUEST, "missing_state", restart);
+            return refuse(LoginError::MissingState);
         };
         let flow_name = self.cookies.flow_name(state);
         let flow = single_cookie_value(request.headers(), &flow_name)
@@ -83,13 +83,13 @@ impl Gateway {
             // Constant time: the state is a secret binding this browser to this login.
             Some(flow) if bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) => {
                 if flow.expires_at <= self.clock.now() {
-                    refuse(StatusCode::BAD_REQUEST, "login_expired", restart)
+                    refuse(LoginError::Expired)
                 } else {
                     let client = connection.client_addr.ip();
                     self.finish_login(flow, &params, request.headers(), client, request_id, outcome).await
                 }
             }
-            _ => refuse(StatusCode::BAD_REQUEST, "state_mismatch", restart),
+            _ => refuse(LoginError::StateMismatch),
         };
         // The flow cookie is single-use, whatever the outcome.
         if let Some(clear) = self.cookies.clear(&flow_name) {
@@ -107,35 +107,23 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        let refuse = |status: StatusCode, code: &'static str, message: &str| {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = code);
-            self.metrics.login("failed", code);
-            self.fail(Audience::Browser, status, code, message, request_id)
+        let refuse = |error: LoginError| {
+            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = error.metric_reason());
+            self.metrics.login("failed", error.metric_reason());
+            Refusal::Login(error).render(Audience::Browser, request_id)
         };
         let Some(provider) = self.provider.current() else {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idp_unavailable",
-                "The sign-in service is unavailable right now. Please try again in a minute.",
-            );
+            return refuse(LoginError::ProviderUnavailable);
         };
 
         // 2. RFC 9207: the response must come from our issuer (mix-up defence).
         let issuer = &self.config.oidc.issuer;
         match params.iss.as_deref() {
             Some(iss) if iss != issuer => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "issuer_mismatch",
-                    "The sign-in response came from an unexpected identity provider.",
-                );
+                return refuse(LoginError::IssuerMismatch);
             }
             None if provider.metadata.authorization_response_iss_parameter_supported => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "issuer_missing",
-                    "The sign-in response did not name its identity provider.",
-                );
+                return refuse(LoginError::IssuerMissing);
             }
             _ => {}
         }
@@ -143,36 +131,22 @@ impl Gateway {
         // 3. The provider's own refusal.
         if let Some(error) = &params.error {
             let code = sanitise_error_code(error);
-            let message = if code == "access_denied" {
-                "The sign-in was cancelled or access was denied by the identity provider.".to_owned()
-            } else {
-                format!("The identity provider could not sign you in (error: {code}).")
-            };
             tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "idp_error", idp_error = %code);
-            self.metrics.login("failed", "idp_error");
-            return self.fail(Audience::Browser, StatusCode::FORBIDDEN, "idp_error", &message, request_id);
+            let error = LoginError::ProviderRefused(code.to_owned());
+            self.metrics.login("failed", error.metric_reason());
+            return Refusal::Login(error).render(Audience::Browser, request_id);
         }
         let Some(code) = params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048) else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "missing_code",
-                "The sign-in response carried no authorization code.",
-            );
+            return refuse(LoginError::MissingCode);
         };
         let Ok(verifier) = PkceVerifier::from_stored(flow.code_verifier) else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "state_mismatch",
-                "This sign-in attempt is invalid. Please start again.",
-            );
+            return refuse(LoginError::InvalidVerifier);
         };
 
         // 4. Code exchange with the same redirect_uri and verifier. Anyone can
         // get a flow cookie and state, so refused codes are budgeted per client.
         if self.failed_callbacks.exhausted(client).await {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "too_many_failures");
-            self.metrics.login("failed", "too_many_failures");
-            return self.too_many_failures(Audience::Browser, request_id);
+            return refuse(LoginError::TooManyFailures);
         }
         let exchange_started = std::time::Instant::now();
         let exchanged = token::exchange_code(
@@ -192,28 +166,18 @@ impl Gateway {
                 if !matches!(error, TokenError::Unavailable(_)) {
                     self.failed_callbacks.spend(client).await;
                 }
-                let (status, message) = match error {
-                    TokenError::Unavailable(_) => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "The sign-in service is unavailable right now. Please try again in a minute.",
-                    ),
-                    TokenError::Rejected { .. } | TokenError::Invalid(_) => (
-                        StatusCode::BAD_GATEWAY,
-                        "The identity provider did not accept this sign-in. Please start again.",
-                    ),
+                let error = match error {
+                    TokenError::Unavailable(_) => LoginError::TokenEndpointUnavailable,
+                    TokenError::Rejected { .. } | TokenError::Invalid(_) => LoginError::TokenEndpointRejected,
                 };
-                return self.fail(Audience::Browser, status, "token_exchange_failed", message, request_id);
+                return Refusal::Login(error).render(Audience::Browser, request_id);
             }
         };
 
         // 5. The ID token.
         let now = self.clock.now();
         let Some(raw_id_token) = tokens.id_token.as_ref() else {
-            return refuse(
-                StatusCode::BAD_GATEWAY,
-                "id_token_missing",
-                "The identity provider's answer could not be verified.",
-            );
+            return refuse(LoginError::IdTokenMissing);
         };
         let expectations = Expectations {
             issuer,
@@ -229,13 +193,7 @@ impl Gateway {
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "id_token_invalid", %error);
                 self.metrics.login("failed", "id_token_invalid");
-                return self.fail(
-                    Audience::Browser,
-                    StatusCode::BAD_GATEWAY,
-                    "id_token_invalid",
-                    "The identity provider's answer could not be verified.",
-                    request_id,
-                );
+                return Refusal::Login(LoginError::IdTokenInvalid).render(Audience::Browser, request_id);
             }
         };
 
@@ -272,19 +230,13 @@ impl Gateway {
                 Ok(sealed) => sealed,
                 Err(()) => {
                     self.metrics.login("failed", "session_store_unavailable");
-                    return self.store_unavailable_page(Audience::Browser, request_id);
+                    return Refusal::Login(LoginError::StoreUnavailable).render(Audience::Browser, request_id);
                 }
             },
         };
         let Some(set_cookies) = sealed else {
             tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
-            return self.fail(
-                Audience::Browser,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "session_too_large",
-                "Your account's sign-in data is too large for this gateway's cookie.",
-                request_id,
-            );
+            return Refusal::Login(LoginError::SessionTooLarge).render(Audience::Browser, request_id);
         };
         if let Some(active) = self.active_session(&data) {
             self.cache.insert(data.id.clone(), Arc::new(active)).await;

@@ -15,11 +15,12 @@
 //! judged — and with `[[upstreams]]` host routes, whose host only a trusted
 //! proxy can state, nothing passes.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use super::authority::RequestAuthority;
-use super::bearer::{self, BearerOutcome};
+use super::decide::{Decision, Identified, RequestFacts};
+use super::refusal::Refusal;
 use super::{Connection, Gateway, LoggedUser, Outcome, RequestId, paths};
 use crate::body::{ProxyBody, empty};
 use crate::config::OriginalRequest;
@@ -169,22 +170,14 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        let deny = |status: StatusCode, code: &str, message: &str| {
-            let mut response = self.fail(Audience::Api, status, code, message, request_id);
-            if status == StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
-            }
-            response
-        };
+        let refuse = |refusal: Refusal| refusal.render_for_auth_request(request_id);
         let trusted = self.config.forward_auth.trusts(connection.client_addr.ip());
         let original = if trusted {
             match original_from_headers(request, self.config.forward_auth.original_request) {
                 Ok(original) => original,
                 Err(()) => {
                     tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "malformed_forwarded_headers");
-                    return deny(StatusCode::FORBIDDEN, "forbidden", "The original request could not be determined.");
+                    return refuse(Refusal::UnknownOriginal);
                 }
             }
         } else {
@@ -200,73 +193,36 @@ impl Gateway {
         let host = original.host.as_ref().map(RequestAuthority::host);
         if host.is_none() && self.upstream_routes.has_host_routes() {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
-            return deny(StatusCode::FORBIDDEN, "forbidden", "The original request's host is not known.");
+            return refuse(Refusal::UnknownOriginal);
         }
-        let Some(target) = self.target(&original.method, host, &original.path) else {
-            tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "ambiguous_path");
-            return deny(StatusCode::FORBIDDEN, "ambiguous_path", "The original request path is ambiguous.");
-        };
-        if target.is_public() {
-            let mut response = Response::new(empty());
-            if trusted {
-                self.answer_application_cookies(request.headers(), response.headers_mut());
+        let facts = RequestFacts { method: &original.method, host, path: &original.path, headers: request.headers() };
+        // The one match from a decision to what auth_request proxies understand.
+        let (identity, set_cookies) = match self.decide(&facts, connection, request_id).await {
+            Decision::Public { .. } => (None, Vec::new()),
+            Decision::Allowed { caller: Identified { caller, set_cookies, .. }, .. } => {
+                outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
+                (Some(caller.identity_with_access_token()), set_cookies)
             }
-            pages::harden(&mut response);
-            return response;
-        }
-
-        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
-        let caller = match authenticated.session {
-            Some(session) => session.caller,
-            // As on the proxy path: a 401 would send the browser to a sign-in that cannot succeed.
-            None if authenticated.provider_unavailable => {
-                return self.provider_unavailable_page(Audience::Api, super::SESSION_NOT_RENEWABLE, request_id);
+            Decision::Refused(refusal)
+                if refusal.needs_login()
+                    && self.config.forward_auth.redirect_browsers
+                    && super::audience::classify(&original.method, request.headers()) == Audience::Browser =>
+            {
+                let return_to = self.redirects.sanitise(&original.target);
+                let query = form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
+                return pages::redirect(&format!("{}?{query}", paths::START));
             }
-            None => match self.authenticate_bearer(request.headers(), connection).await {
-                BearerOutcome::Valid(caller) => caller,
-                // auth_request proxies understand only 2xx, 401 and 403: refuse as for a bad token.
-                BearerOutcome::Throttled => {
-                    let mut response =
-                        deny(StatusCode::UNAUTHORIZED, "too_many_failures", "Too many failed attempts; wait a minute.");
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
-                }
-                BearerOutcome::Invalid(reason) => {
-                    tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
-                    let mut response =
-                        deny(StatusCode::UNAUTHORIZED, "invalid_token", "The bearer token is not valid here.");
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
-                }
-                BearerOutcome::Absent | BearerOutcome::Unavailable if authenticated.store_unavailable => {
-                    return self.store_unavailable_page(Audience::Api, request_id);
-                }
-                BearerOutcome::Absent | BearerOutcome::Unavailable => {
-                    let browser = super::audience::classify(&original.method, request.headers()) == Audience::Browser;
-                    if self.config.forward_auth.redirect_browsers && browser {
-                        let return_to = self.redirects.sanitise(&original.target);
-                        let query =
-                            form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
-                        return pages::redirect(&format!("{}?{query}", paths::START));
-                    }
-                    return deny(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication is required.");
-                }
-            },
+            Decision::Refused(refusal) => return refuse(refusal),
         };
-        outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));
-        if let Some(denied) = self.authorize(&target, &caller.principal, || Audience::Api, request_id) {
-            return denied;
-        }
         let mut response = Response::new(empty());
-        *response.status_mut() = StatusCode::OK;
-        caller
-            .identity_with_access_token()
-            .apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        if let Some(identity) = identity {
+            identity.apply_auth_request(response.headers_mut(), trusted && self.config.forward_auth.pass_access_token);
+        }
         if trusted {
             self.answer_application_cookies(request.headers(), response.headers_mut());
         }
         pages::harden(&mut response);
-        for cookie in authenticated.set_cookies {
+        for cookie in set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response

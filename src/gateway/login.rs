@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 
 use super::form::query_value;
+use super::refusal::{ProviderNeed, Refusal};
 use super::{Gateway, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
@@ -23,33 +24,16 @@ use crate::session::seal::Purpose;
 const MAX_PARALLEL_FLOWS: usize = 4;
 
 impl Gateway {
-    /// The answer to a request without a valid session.
-    pub(super) async fn unauthenticated(
+    /// The answer to a browser navigation that needs a login: the start of
+    /// one, returning to the page it asked for.
+    pub(super) async fn login_redirect(
         &self,
         request: &Request<Incoming>,
-        audience: Audience,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        match audience {
-            Audience::Browser => {
-                let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                let return_to = self.redirects.sanitise(target);
-                self.begin_login(request, return_to, request_id).await
-            }
-            Audience::Api => {
-                let mut response = self.fail(
-                    Audience::Api,
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "Authentication is required: sign in through a browser, or send a valid session.",
-                    request_id,
-                );
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
-                response
-            }
-        }
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let return_to = self.redirects.sanitise(target);
+        self.begin_login(request, return_to, request_id).await
     }
 
     /// `/oauth2/start?rd=/path`: an explicit login.
@@ -71,11 +55,7 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let Some(provider) = self.provider.current() else {
             tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
-            return self.provider_unavailable_page(
-                Audience::Browser,
-                "The sign-in service is unavailable right now. Please try again in a minute.",
-                request_id,
-            );
+            return Refusal::ProviderUnavailable(ProviderNeed::SignIn).render(Audience::Browser, request_id);
         };
         let secrets = (|| {
             Ok::<_, random::RandomError>((PkceVerifier::generate()?, random::token::<16>()?, random::token::<16>()?))
@@ -124,13 +104,7 @@ impl Gateway {
 
     pub(super) fn internal_error(&self, request_id: &RequestId) -> Response<ProxyBody> {
         tracing::error!(request_id = %request_id, "internal error while handling a login");
-        self.fail(
-            Audience::Browser,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Something went wrong on our side. Please try again.",
-            request_id,
-        )
+        Refusal::Internal.render(Audience::Browser, request_id)
     }
 }
 

@@ -8,11 +8,14 @@ mod authorize;
 mod backchannel;
 mod bearer;
 mod callback;
+mod decide;
+mod endpoint;
 mod form;
 mod forward_auth;
 mod login;
 mod recent_session;
 mod refresh;
+mod refusal;
 mod request_id;
 mod session_auth;
 mod shared;
@@ -35,7 +38,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::oidc::http_client::IdpHttpClient;
 use crate::oidc::provider::Provider;
-use crate::pages::{self, Audience, ErrorPage};
+use crate::pages::{self, Audience};
 use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
 use crate::redirect::RedirectPolicy;
 use crate::session::cache::SessionCache;
@@ -44,24 +47,12 @@ use crate::session::ended::EndedSessions;
 use crate::session::seal::KeyRing;
 use crate::telemetry::metrics::Metrics;
 
+use self::decide::{Credential, Decision, Identified, RequestFacts};
+use self::endpoint::Endpoint;
+pub use self::endpoint::paths;
 use self::recent_session::RecentSession;
+use self::refusal::Refusal;
 pub use self::request_id::RequestId;
-
-/// Paths the gateway answers itself.
-pub mod paths {
-    pub const PING: &str = "/ping";
-    pub const READY: &str = "/ready";
-    pub const START: &str = "/oauth2/start";
-    pub const CALLBACK: &str = "/oauth2/callback";
-    pub const SIGN_OUT: &str = "/oauth2/sign_out";
-    pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/backchannel_logout";
-    pub const AUTH: &str = "/oauth2/auth";
-    pub const USERINFO: &str = "/oauth2/userinfo";
-}
-
-/// Why a session that needs renewing is refused while the provider is down.
-const SESSION_NOT_RENEWABLE: &str =
-    "Your session needs renewing, but the sign-in service is unavailable right now. Please try again in a minute.";
 
 /// What the server knows about the connection a request came on, and what
 /// its requests share.
@@ -262,13 +253,30 @@ impl Gateway {
         // URI shares the request head's bytes: cloning it copies nothing.)
         let uri = request.uri().clone();
         let path = uri.path();
+        let endpoint = Endpoint::of(path);
         let mut outcome = Outcome::default();
-        let span = request_span(&method, path, &request_id);
+        let span = request_span(&method, path, endpoint, &request_id);
         crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
         let handled = async {
-            match self.refuse_malformed(&request, &request_id) {
-                Some(refusal) => refusal,
-                None => self.route(request, path, connection, &request_id, &mut outcome).await,
+            if let Some(refusal) = self.refuse_malformed(&request, &request_id) {
+                return refusal;
+            }
+            outcome.route = endpoint.label();
+            // Rare endpoints are boxed so that this future, which hyper moves
+            // several times per request, stays small: at 15 KB, copying it
+            // cost more than opening the session cookie.
+            match endpoint {
+                Endpoint::Ping => pages::text(StatusCode::OK, "OK"),
+                Endpoint::Ready => self.readiness(),
+                Endpoint::Start => Box::pin(self.start_login_explicit(&request, &request_id)).await,
+                Endpoint::Callback => Box::pin(self.callback(&request, connection, &request_id, &mut outcome)).await,
+                Endpoint::SignOut => Box::pin(self.sign_out(request, &request_id)).await,
+                Endpoint::BackchannelLogout => Box::pin(self.backchannel_logout(request, &request_id)).await,
+                Endpoint::ForwardAuth => {
+                    Box::pin(self.forward_auth(&request, connection, &request_id, &mut outcome)).await
+                }
+                Endpoint::Userinfo => Box::pin(self.userinfo(&request, connection, &request_id)).await,
+                Endpoint::Proxy => self.proxy(request, path, connection, &request_id, &mut outcome).await,
             }
         };
         let mut response = handled.instrument(span.clone()).await;
@@ -288,13 +296,21 @@ impl Gateway {
         response
     }
 
-    /// Routes, authenticates and forwards one request. `path` is the request's
-    /// path, borrowed from the caller's copy of its URI (the request itself is
-    /// handed on).
-    // Rare branches (login, callback, sign-out, bearer checks...) are boxed so that
-    // this future, which hyper moves several times per request, stays small: at
-    // 15 KB, copying it cost more than opening the session cookie.
-    async fn route(
+    /// `/ready`: 200 while the gateway should get traffic, else 503 with the reason.
+    fn readiness(&self) -> Response<ProxyBody> {
+        if self.is_ready() {
+            return pages::text(StatusCode::OK, "ready");
+        }
+        let mut response = pages::text(StatusCode::SERVICE_UNAVAILABLE, self.not_ready_reason());
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    }
+
+    /// Routes, authenticates and forwards a request for the upstream. `path`
+    /// is the request's path, borrowed from the caller's copy of its URI (the
+    /// request itself is handed on).
+    // Rare branches (login, bearer checks...) are boxed to keep this future small.
+    async fn proxy(
         &self,
         mut request: Request<Incoming>,
         path: &str,
@@ -302,137 +318,81 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        outcome.route = route_class(path);
-        match path {
-            paths::PING => return pages::text(StatusCode::OK, "OK"),
-            paths::READY => {
-                return if self.is_ready() {
-                    pages::text(StatusCode::OK, "ready")
-                } else {
-                    let mut response = pages::text(StatusCode::SERVICE_UNAVAILABLE, self.not_ready_reason());
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    response
-                };
-            }
-            paths::START => return Box::pin(self.start_login_explicit(&request, request_id)).await,
-            paths::CALLBACK => return Box::pin(self.callback(&request, connection, request_id, outcome)).await,
-            paths::SIGN_OUT => return Box::pin(self.sign_out(request, request_id)).await,
-            paths::BACKCHANNEL_LOGOUT => return Box::pin(self.backchannel_logout(request, request_id)).await,
-            path if path == paths::AUTH || path.starts_with("/oauth2/auth/") => {
-                return Box::pin(self.forward_auth(&request, connection, request_id, outcome)).await;
-            }
-            paths::USERINFO => return Box::pin(self.userinfo(&request, connection, request_id)).await,
-            _ => {}
-        }
-
         // Authorization routing first: ambiguous hosts and paths are refused,
         // public routes skip authentication.
         let authority = match authority::of_request(request.uri(), request.headers()) {
             Ok(authority) => authority,
-            Err(problem) => return self.bad_authority(problem, self.audience(&request), request_id),
+            Err(problem) => {
+                tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = problem.reason());
+                return Refusal::BadAuthority.render(self.audience(&request), request_id);
+            }
         };
         let host = authority.as_ref().map(authority::RequestAuthority::host);
         if !self.serves_host(host) {
-            return self.misdirected(self.audience(&request), request_id);
+            tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
+            return Refusal::Misdirected.render(self.audience(&request), request_id);
         }
-        let Some(target) = self.target(request.method(), host, path) else {
-            return self.ambiguous_path(self.audience(&request), request_id);
+        let facts = RequestFacts { method: request.method(), host, path, headers: request.headers() };
+        let (caller, route) = match self.decide(&facts, connection, request_id).await {
+            Decision::Public { route } => (None, route),
+            Decision::Allowed { caller, route } => (Some(caller), route),
+            Decision::Refused(refusal) => return Box::pin(self.refuse(refusal, &request, request_id)).await,
         };
         // From here on the request is what was authorised: its normal path
         // and its one authority are what the upstream receives.
-        if address_as_authorised(&mut request, &target.path, authority.as_ref()).is_err() {
-            return self.ambiguous_path(self.audience(&request), request_id);
+        if address_as_authorised(&mut request, &route.path, authority.as_ref()).is_err() {
+            return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
         }
-        record_upstream(target.upstream.map_or("default", |route| route.name.as_str()));
-        if target.is_public() {
-            return self.forward(request, connection, None, target.upstream, Vec::new(), request_id).await;
+        let Some(Identified { caller, set_cookies, credential }) = caller else {
+            return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
+        };
+        if let Credential::Session { cookies_only } = credential {
+            // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
+            // tunnels) as upgradable; testing that first spares most requests a header lookup.
+            if request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
+                && request.headers().contains_key(header::UPGRADE)
+            {
+                // A tunnel is closed when its session ends: noted before the cookie is removed.
+                if let Some(session) = self.tunnel_session(request.headers()) {
+                    request.extensions_mut().insert(session);
+                }
+            }
+            if cookies_only {
+                // What the proxy's removal of the gateway's cookies would come to,
+                // known here without scanning the ~5 KB header again.
+                request.headers_mut().remove(header::COOKIE);
+            }
         }
+        outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
+        self.forward(request, connection, Some(&caller), route.upstream, set_cookies, request_id).await
+    }
 
-        let authenticated = self.authenticate(request.headers(), &connection.recent).await;
-        // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
-        // tunnels) as upgradable; testing that first spares most requests a header lookup.
-        if authenticated.session.is_some()
-            && request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
-            && request.headers().contains_key(header::UPGRADE)
-        {
-            // A tunnel is closed when its session ends: noted before the cookie is removed.
-            if let Some(session) = self.tunnel_session(request.headers()) {
-                request.extensions_mut().insert(session);
-            }
-        }
-        if authenticated.session.is_some() && authenticated.cookies_only_session {
-            // What the proxy's removal of the gateway's cookies would come to,
-            // known here without scanning the ~5 KB header again.
-            request.headers_mut().remove(header::COOKIE);
-        }
-        let (decision, reason) =
-            match (&authenticated.session, authenticated.provider_unavailable, authenticated.clear_cookie) {
-                (Some(_), _, _) => ("authenticated", "session"),
-                (None, true, _) => ("unavailable", "idp_unavailable"),
-                (None, false, _) if authenticated.store_unavailable => ("unavailable", "store_unavailable"),
-                (None, false, true) => ("unauthenticated", "invalid_session"),
-                (None, false, false) => ("unauthenticated", "no_session"),
-            };
-        self.metrics.auth_decision(decision, reason);
-        // One rule when both are sent: a valid session decides and the client's
-        // Authorization header is replaced; only without one does a bearer token count.
-        let caller = match (authenticated.session, authenticated.provider_unavailable) {
-            (Some(session), _) => {
-                outcome.user = Some(LoggedUser::Caller(Arc::clone(&session.caller.principal)));
-                Some(session.caller)
-            }
-            (None, true) => None,
-            (None, false) => match Box::pin(self.authenticate_bearer(request.headers(), connection)).await {
-                bearer::BearerOutcome::Absent => None,
-                bearer::BearerOutcome::Valid(caller) => {
-                    self.metrics.auth_decision("authenticated", "bearer");
-                    outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
-                    Some(caller)
-                }
-                bearer::BearerOutcome::Invalid(reason) => {
-                    tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
-                    self.metrics.auth_decision("unauthenticated", "invalid_token");
-                    let mut response = self.fail(
-                        Audience::Api,
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_token",
-                        "The bearer token is not valid here.",
-                        request_id,
-                    );
-                    bearer::challenge_invalid_token(response.headers_mut());
-                    return response;
-                }
-                bearer::BearerOutcome::Throttled => return self.too_many_failures(Audience::Api, request_id),
-                bearer::BearerOutcome::Unavailable => {
-                    return self.provider_unavailable_page(
-                        Audience::Api,
-                        "The token's issuer cannot be reached to check it. Try again shortly.",
-                        request_id,
-                    );
-                }
-            },
+    /// The proxy path's answer to a refusal: a browser navigation that needs
+    /// a login starts one; anything else is the refusal, for the audience
+    /// the request shows. An invalid session cookie is cleared either way.
+    async fn refuse(
+        &self,
+        refusal: Refusal,
+        request: &Request<Incoming>,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        let audience = if refusal.is_about_a_token() { Audience::Api } else { self.audience(request) };
+        let mut response = if refusal.needs_login() && audience == Audience::Browser {
+            self.login_redirect(request, request_id).await
+        } else {
+            refusal.render(audience, request_id)
         };
-        let Some(caller) = caller else {
-            // Only a refusal needs to know who is asking.
-            let audience = self.audience(&request);
-            if authenticated.store_unavailable {
-                return self.store_unavailable_page(audience, request_id);
-            }
-            if authenticated.provider_unavailable {
-                return self.provider_unavailable_page(audience, SESSION_NOT_RENEWABLE, request_id);
-            }
-            let mut response = Box::pin(self.unauthenticated(&request, audience, request_id)).await;
-            if authenticated.clear_cookie {
-                for clear in self.cookies.clear_session(request.headers()) {
-                    response.headers_mut().append(header::SET_COOKIE, clear);
-                }
-            }
-            return response;
-        };
-        if let Some(denied) = self.authorize(&target, &caller.principal, || self.audience(&request), request_id) {
-            return denied;
+        if refusal == Refusal::SessionInvalid {
+            self.clear_session_cookie(request.headers(), &mut response);
         }
-        self.forward(request, connection, Some(&caller), target.upstream, authenticated.set_cookies, request_id).await
+        response
+    }
+
+    /// Appends the `Set-Cookie`s that clear the request's session cookie (all its parts).
+    fn clear_session_cookie(&self, request: &http::HeaderMap, response: &mut Response<ProxyBody>) {
+        for clear in self.cookies.clear_session(request) {
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
     }
 
     /// Browser or API client: the request's signals, or a configured API path.
@@ -492,20 +452,11 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => {
                 tracing::warn!(request_id = %request_id, %error, "upstream request failed");
-                let message = if error.status() == StatusCode::GATEWAY_TIMEOUT {
-                    "The service behind this gateway did not answer in time. Try again shortly."
-                } else {
-                    "The service behind this gateway is unavailable. Try again shortly."
+                let refusal = match error.status() {
+                    StatusCode::GATEWAY_TIMEOUT => Refusal::UpstreamTimeout,
+                    status => Refusal::UpstreamUnavailable(status),
                 };
-                pages::error(
-                    Audience::Browser,
-                    &ErrorPage {
-                        status: error.status(),
-                        code: "upstream_unavailable",
-                        message,
-                        request_id: request_id.as_str(),
-                    },
-                )
+                refusal.render(Audience::Browser, request_id)
             }
         };
         self.cookies.drop_upstream_set_cookies(response.headers_mut());
@@ -520,22 +471,10 @@ impl Gateway {
     fn refuse_malformed(&self, request: &Request<Incoming>, request_id: &RequestId) -> Option<Response<ProxyBody>> {
         let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > self.config.server.max_url_bytes {
-            return Some(self.fail(
-                Audience::Api,
-                StatusCode::URI_TOO_LONG,
-                "uri_too_long",
-                "The request URL is too long.",
-                request_id,
-            ));
+            return Some(Refusal::UriTooLong.render(Audience::Api, request_id));
         }
         if request.headers().get_all(header::HOST).iter().nth(1).is_some() {
-            return Some(self.fail(
-                Audience::Api,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Several Host headers.",
-                request_id,
-            ));
+            return Some(Refusal::SeveralHosts.render(Audience::Api, request_id));
         }
         None
     }
@@ -548,46 +487,6 @@ impl Gateway {
         } else {
             "session store unavailable"
         }
-    }
-
-    /// 503 `idp_unavailable` with `Retry-After`: the identity provider cannot be
-    /// reached for what this request needs. Never a 401: forward-auth proxies
-    /// would turn that into a sign-in redirect, and signing in needs the provider too.
-    fn provider_unavailable_page(
-        &self,
-        audience: Audience,
-        message: &str,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        let mut response = self.fail(audience, StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable", message, request_id);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        response
-    }
-
-    /// 503 with `Retry-After`: the shared session store cannot be reached. The
-    /// session cookie is left alone; it works again once the store is back.
-    fn store_unavailable_page(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
-        let mut response = self.fail(
-            audience,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            "Your session cannot be checked right now because the session store is unavailable. Please try again in a few seconds.",
-            request_id,
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        response
-    }
-
-    /// A page or JSON error for the client, chosen by audience.
-    fn fail(
-        &self,
-        audience: Audience,
-        status: StatusCode,
-        code: &str,
-        message: &str,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        pages::error(audience, &ErrorPage { status, code, message, request_id: request_id.as_str() })
     }
 }
 
@@ -655,8 +554,8 @@ impl Default for Outcome {
 /// The server span of one request, exported only when `[tracing]` is on
 /// (otherwise disabled, costing one check). It carries the path without its
 /// query, and never the user, cookies or credentials.
-fn request_span(method: &http::Method, path: &str, request_id: &RequestId) -> tracing::Span {
-    let route = route_class(path);
+fn request_span(method: &http::Method, path: &str, endpoint: Endpoint, request_id: &RequestId) -> tracing::Span {
+    let route = endpoint.label();
     tracing::info_span!(
         target: crate::telemetry::SPAN_TARGET,
         "request",
@@ -672,14 +571,6 @@ fn request_span(method: &http::Method, path: &str, request_id: &RequestId) -> tr
     )
 }
 
-/// Names the matched upstream (`default` or an `[[upstreams]]` name) on the
-/// current request span; a static check only when tracing is off.
-fn record_upstream(name: &str) {
-    if tracing::span_enabled!(target: crate::telemetry::SPAN_TARGET, tracing::Level::INFO) {
-        tracing::Span::current().record("portcullis.upstream", name);
-    }
-}
-
 /// Records the answer on the request span; 5xx marks the span as failed.
 fn record_outcome(span: &tracing::Span, status: StatusCode) {
     if span.is_disabled() {
@@ -688,20 +579,5 @@ fn record_outcome(span: &tracing::Span, status: StatusCode) {
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
-    }
-}
-
-/// The route class of a path, a metric label.
-fn route_class(path: &str) -> &'static str {
-    match path {
-        paths::PING => "ping",
-        paths::READY => "ready",
-        paths::START => "login",
-        paths::CALLBACK => "callback",
-        paths::SIGN_OUT => "sign_out",
-        paths::BACKCHANNEL_LOGOUT => "backchannel_logout",
-        paths::AUTH => "forward_auth",
-        paths::USERINFO => "userinfo",
-        _ => "proxy",
     }
 }

@@ -45,6 +45,11 @@ struct Renewal {
 #[derive(Debug)]
 pub(super) struct AuthenticatedSession {
     pub caller: Caller,
+    /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
+    pub set_cookies: Vec<HeaderValue>,
+    /// The request's `Cookie` headers held the session and nothing else
+    /// (set on the common path only; `false` means "not known").
+    pub cookies_only_session: bool,
 }
 
 /// A caller the gateway vouches for: the cached identity, and the tokens an
@@ -120,34 +125,26 @@ impl std::fmt::Debug for Caller {
     }
 }
 
-/// The result of authentication.
-#[derive(Debug, Default)]
-pub(super) struct Authentication {
-    pub session: Option<AuthenticatedSession>,
-    /// A cookie was presented but is no good: clear it.
-    pub clear_cookie: bool,
-    /// The access token has expired and the provider cannot refresh it now.
-    pub provider_unavailable: bool,
-    /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
-    pub set_cookies: Vec<HeaderValue>,
-    /// Store mode only: the shared session store cannot be asked (503, the cookie is kept).
-    pub store_unavailable: bool,
-    /// The request's `Cookie` headers held the session and nothing else
-    /// (set on the common path only; `false` means "not known").
-    pub cookies_only_session: bool,
+/// The result of authentication: one case per answer the gateway gives.
+#[derive(Debug)]
+pub(super) enum Authentication {
+    /// No session cookie.
+    Anonymous,
+    /// A valid session.
+    Session(AuthenticatedSession),
+    /// A session cookie was presented but is no good (unopenable, ended,
+    /// expired): it is cleared. No invalid cookie is kept; an unreachable
+    /// store or provider has its own case.
+    Invalid,
+    /// The access token has expired and the provider cannot refresh it now (the cookie is kept).
+    ProviderUnavailable,
+    /// Store mode only: the shared session store cannot be asked (the cookie is kept).
+    StoreUnavailable,
 }
 
 impl Authentication {
-    pub(super) fn invalid() -> Self {
-        Self { clear_cookie: true, ..Self::default() }
-    }
-
-    pub(super) fn store_unavailable() -> Self {
-        Self { store_unavailable: true, ..Self::default() }
-    }
-
     fn authenticated(caller: Caller, set_cookies: Vec<HeaderValue>) -> Self {
-        Self { session: Some(AuthenticatedSession { caller }), set_cookies, ..Self::default() }
+        Self::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false })
     }
 }
 
@@ -159,7 +156,7 @@ impl Gateway {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
         let Some(cookie) = self.cookies.read_session(headers) else {
-            return Authentication::default();
+            return Authentication::Anonymous;
         };
         // The plaintext, when this request opened the cookie: a refresh, a
         // re-seal or a cache miss parses the full session from it.
@@ -173,10 +170,10 @@ impl Gateway {
                 let Ok((plaintext, old_key)) =
                     self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
                 else {
-                    return Authentication::invalid();
+                    return Authentication::Invalid;
                 };
                 let Some(opened) = self.read_opened(&plaintext) else {
-                    return Authentication::invalid();
+                    return Authentication::Invalid;
                 };
                 let opened = Arc::new(opened);
                 // A cookie sealed with an older key is re-sealed now; the client's next one is new.
@@ -194,7 +191,7 @@ impl Gateway {
             || (!self.still_not_ended(&opened) && self.has_ended(&opened));
         if ended {
             recent.forget();
-            return Authentication::invalid();
+            return Authentication::Invalid;
         }
 
         let refresh_due = opened.refresh_at <= now;
@@ -209,7 +206,7 @@ impl Gateway {
         }
         if reseal || refreshing {
             let Some(data) = self.session_data(json, &cookie) else {
-                return Authentication::invalid();
+                return Authentication::Invalid;
             };
             let renewal = Renewal {
                 reseal,
@@ -224,7 +221,7 @@ impl Gateway {
         if opened.access_expires_at <= now {
             // Expired and nothing to refresh it with: sign in again.
             recent.forget();
-            return Authentication::invalid();
+            return Authentication::Invalid;
         }
         let active = match cached {
             Some(active) => {
@@ -241,11 +238,12 @@ impl Gateway {
             },
         };
         match active {
-            Some(active) => Authentication {
+            Some(active) => Authentication::Session(AuthenticatedSession {
+                caller: Caller::of_opened(active, &opened),
+                set_cookies: Vec::new(),
                 cookies_only_session: cookie.holds_only_session(),
-                ..Authentication::authenticated(Caller::of_opened(active, &opened), Vec::new())
-            },
-            None => Authentication::invalid(),
+            }),
+            None => Authentication::Invalid,
         }
     }
 
@@ -324,7 +322,7 @@ impl Gateway {
             }
             Ok(None) => match self.cached_or_built(&data).await {
                 Some(active) => active,
-                None => return Authentication::invalid(),
+                None => return Authentication::Invalid,
             },
         };
 
@@ -335,7 +333,7 @@ impl Gateway {
         }
         match Caller::of_session(active, data, with_id_token) {
             Some(caller) => Authentication::authenticated(caller, set_cookies),
-            None => Authentication::invalid(),
+            None => Authentication::Invalid,
         }
     }
 
@@ -354,17 +352,15 @@ impl Gateway {
                 RefreshOutcome::Refreshed { data: refreshed, active } => {
                     Ok(Some((SessionData::clone(refreshed), Arc::clone(active))))
                 }
-                RefreshOutcome::Ended => Err(Authentication::invalid()),
-                RefreshOutcome::StoreUnavailable => Err(Authentication::store_unavailable()),
+                RefreshOutcome::Ended => Err(Authentication::Invalid),
+                RefreshOutcome::StoreUnavailable => Err(Authentication::StoreUnavailable),
                 RefreshOutcome::Unavailable { .. } if data.access_expires_at > now => Ok(None),
-                RefreshOutcome::Unavailable { .. } => {
-                    Err(Authentication { provider_unavailable: true, ..Authentication::default() })
-                }
+                RefreshOutcome::Unavailable { .. } => Err(Authentication::ProviderUnavailable),
             };
         }
         if data.access_expires_at <= now {
             // Expired and nothing to refresh it with: sign in again.
-            return Err(Authentication::invalid());
+            return Err(Authentication::Invalid);
         }
         Ok(None)
     }

@@ -89,41 +89,41 @@ fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
 }
 
 impl Gateway {
-    /// Authentication in store mode; `Authentication::store_unavailable` when Redis cannot be asked.
+    /// Authentication in store mode; `Authentication::StoreUnavailable` when Redis cannot be asked.
     pub(super) async fn authenticate_stored(&self, shared: &Shared, headers: &HeaderMap) -> Authentication {
         let Some(cookie) = self.cookies.read_session(headers) else {
-            return Authentication::default();
+            return Authentication::Anonymous;
         };
         let Ok((json, sealed_with_old_key)) =
             self.keys.open(Purpose::Handle, self.cookies.session_name(), cookie.sealed())
         else {
-            return Authentication::invalid();
+            return Authentication::Invalid;
         };
         let Ok(mut handle) = serde_json::from_slice::<SessionHandle>(&json) else {
-            return Authentication::invalid();
+            return Authentication::Invalid;
         };
         let now = self.clock.now();
         let idle_expired = self.idle_expired(handle.last_seen_at, now);
         if handle.v != SESSION_FORMAT || handle.expires_at <= now || idle_expired {
-            return Authentication::invalid();
+            return Authentication::Invalid;
         }
         if !shared.store.is_healthy() {
-            return Authentication::store_unavailable();
+            return Authentication::StoreUnavailable;
         }
         if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at) {
-            return Authentication::invalid();
+            return Authentication::Invalid;
         }
         let mut session = match self.stored_session(shared, &handle, now).await {
             Ok(Some(session)) => session,
-            Ok(None) => return Authentication::invalid(),
-            Err(()) => return Authentication::store_unavailable(),
+            Ok(None) => return Authentication::Invalid,
+            Err(()) => return Authentication::StoreUnavailable,
         };
 
         match self.renewed(&session.data, self.refresh_due(&session.data, now), now).await {
             Err(refused) => return refused,
             Ok(Some((refreshed, _))) => {
                 let Some(fresh) = local(refreshed, now) else {
-                    return Authentication::invalid();
+                    return Authentication::Invalid;
                 };
                 shared.local.insert(fresh.data.id.clone(), Arc::clone(&fresh)).await;
                 session = fresh;
@@ -141,9 +141,9 @@ impl Gateway {
         let Some(caller) =
             Caller::new(Arc::clone(&session.active), Arc::new(principal), &session.data.access_token, id_token)
         else {
-            return Authentication::invalid();
+            return Authentication::Invalid;
         };
-        Authentication { session: Some(AuthenticatedSession { caller }), set_cookies, ..Authentication::default() }
+        Authentication::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false })
     }
 
     /// The session behind a handle: the local copy while fresh, else the store's

@@ -6,10 +6,11 @@
 //! anything else gets a confirmation page whose POST carries a CSRF token
 //! bound to the session.
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use super::form::{query_value, read_form, single};
+use super::refusal::Refusal;
 use super::shared::Backend;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
@@ -27,7 +28,7 @@ impl Gateway {
             Backend::Store(shared) => match self.stored_session_for_sign_out(shared, request.headers()).await {
                 Ok(session) => session,
                 // A sign-out that cannot reach the store could not end the session everywhere.
-                Err(()) => return self.store_unavailable_page(Audience::Browser, request_id),
+                Err(()) => return Refusal::StoreUnavailable.render(Audience::Browser, request_id),
             },
         };
         let headers = request.headers().clone();
@@ -39,13 +40,7 @@ impl Gateway {
             Method::GET | Method::HEAD => (user_initiated, query_value(request.uri().query(), "rd")),
             Method::POST => {
                 if !self.origin_allowed(&headers) {
-                    return self.fail(
-                        Audience::Browser,
-                        StatusCode::FORBIDDEN,
-                        "cross_site",
-                        "Sign-out must come from this site.",
-                        request_id,
-                    );
+                    return Refusal::CrossSiteSignOut.render(Audience::Browser, request_id);
                 }
                 let form = read_form(request).await.unwrap_or_default();
                 let token_ok = match (&session, single(&form, "csrf")) {
@@ -57,13 +52,7 @@ impl Gateway {
                 (token_ok || fetch_site.as_deref() == Some("same-origin"), single(&form, "rd").map(str::to_owned))
             }
             _ => {
-                return self.fail(
-                    Audience::Api,
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "Use GET or POST.",
-                    request_id,
-                );
+                return Refusal::MethodNotAllowed.render(Audience::Api, request_id);
             }
         };
         let target = self.redirects.sanitise(requested.as_deref().unwrap_or("/"));
@@ -76,7 +65,7 @@ impl Gateway {
             if let Backend::Store(shared) = &self.backend {
                 let event = crate::session::store::StoreEvent::Session { id: data.id.clone() };
                 if self.announce(shared, event).await.is_err() {
-                    return self.store_unavailable_page(Audience::Browser, request_id);
+                    return Refusal::StoreUnavailable.render(Audience::Browser, request_id);
                 }
             }
             self.ended.end_session(&data.id, data.expires_at, self.clock.now());

@@ -11,12 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use http::{HeaderValue, Response, StatusCode, header};
-
-use super::{Gateway, RequestId};
-use crate::body::ProxyBody;
-use crate::pages::Audience;
-
 /// A client's budget is counted from its first failure, for this long.
 pub(super) const WINDOW: Duration = Duration::from_secs(60);
 /// Introspections per client address and window that may find a token inactive or not ours.
@@ -57,21 +51,6 @@ fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,
-    }
-}
-
-impl Gateway {
-    /// 429 with `Retry-After`: this client's budget of fruitless provider calls is spent.
-    pub(super) fn too_many_failures(&self, audience: Audience, request_id: &RequestId) -> Response<ProxyBody> {
-        let mut response = self.fail(
-            audience,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "Too many failed attempts from your network. Please wait a minute and try again.",
-            request_id,
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(WINDOW.as_secs()));
-        response
     }
 }
 

@@ -549,3 +549,59 @@ async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_ap
     let traefik = FrontProxy::traefik(port, &dynamic).await;
     forgeries_stay_out(&world, &traefik.origin, X_AUTH_REQUEST, false, &|| traefik.log()).await;
 }
+
+#[tokio::test]
+async fn envoy_auth_requests_are_counted_as_forward_auth_not_proxy() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.original_request = Some("envoy".to_owned());
+        })
+        .start()
+        .await;
+    let alice = world.browser();
+    alice.login().await;
+    let before = world.scrape_metrics().await;
+    let proxied_before = count(&before, "proxy", "2xx");
+    for _ in 0..3 {
+        assert_eq!(alice.api_get("/oauth2/auth/app").await.status, StatusCode::OK);
+    }
+    let after = world.scrape_metrics().await;
+    // Counted as `proxy` before issue 15: only the exact `/oauth2/auth` was `forward_auth`.
+    assert_eq!(count(&after, "forward_auth", "2xx") - count(&before, "forward_auth", "2xx"), 3, "{after}");
+    assert_eq!(count(&after, "proxy", "2xx"), proxied_before, "{after}");
+}
+
+/// `portcullis_requests_total{route, status}` in a Prometheus scrape; 0 when absent.
+fn count(scrape: &str, route: &str, status: &str) -> u64 {
+    let series = format!("portcullis_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
+}
+
+#[tokio::test]
+async fn a_token_that_cannot_be_checked_is_a_503_as_on_the_proxy_path_not_a_login() {
+    let world = TestWorld::builder()
+        .confidential("introspection-secret", "client_secret_basic")
+        .tweak(|raw| {
+            trusted(raw);
+            raw.bearer.enabled = true;
+            raw.bearer.introspection = true;
+        })
+        .start()
+        .await;
+    let token = world.provider.mint_opaque_access_token("bob", Duration::from_secs(300)).unwrap();
+    world.provider.faults().unavailable.set(true);
+    let client = world.browser();
+    // The proxy path's answer, for comparison.
+    let proxied = client.api_get_with_bearer("/app", &token).await;
+    assert_eq!(proxied.status, StatusCode::SERVICE_UNAVAILABLE, "{}", proxied.body);
+    // Before issue 15 forward-auth answered 401 here: a sign-in redirect, a login loop during the outage.
+    let authorization = format!("Bearer {token}");
+    let reply = ask(&client, &[("x-forwarded-uri", "/app"), ("authorization", &authorization)]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "idp_unavailable");
+    assert_eq!(reply.header("retry-after"), proxied.header("retry-after"));
+}

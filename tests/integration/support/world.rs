@@ -244,6 +244,25 @@ impl TestWorld {
         self.gateway.as_ref().map(|gateway| gateway.render_metrics()).unwrap_or_default()
     }
 
+    /// `/metrics` as Prometheus scrapes it: over TCP, from a metrics listener
+    /// on an ephemeral port (`metrics_listen` in production).
+    pub async fn scrape_metrics(&self) -> String {
+        let gateway = std::sync::Arc::clone(self.gateway.as_ref().expect("a running gateway"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a metrics listener");
+        let addr = listener.local_addr().expect("the metrics listener's address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(portcullis::server::serve_metrics(listener, gateway, async {
+            let _ = stopped.await;
+        }));
+        let reply =
+            super::http::raw_exchange(addr, "GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+                .await;
+        let _ = stop.send(());
+        let _ = server.await;
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
     /// Starts the gateway's graceful shutdown, as SIGTERM does.
     pub fn begin_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {

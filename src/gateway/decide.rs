@@ -1,0 +1,147 @@
+//! The one decision about a request for an application: route (host and
+//! path → target and rule) → identify (session, else bearer token) →
+//! authorize (the rule). Which hosts are served at all is the proxy path's
+//! question (421); forward-auth judges the host its trusted proxy states. The proxy path and forward-auth both ask
+//! [`Gateway::decide`]; `/oauth2/userinfo`, which has no route, asks its
+//! identify step. Each turns the [`Decision`] into its own kind of answer.
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use super::authorize::{self, Target};
+use super::bearer::BearerOutcome;
+use super::refusal::{ProviderNeed, Refusal};
+use super::session_auth::{Authentication, Caller};
+use super::{Connection, Gateway, RequestId};
+
+/// What the decision looks at.
+#[derive(Debug)]
+pub(super) struct RequestFacts<'a, 'p> {
+    pub method: &'a Method,
+    /// The application's host, without port (see `authority`); `None`: not known.
+    pub host: Option<&'a str>,
+    /// The path as requested; routing normalises it to what the upstream will get.
+    pub path: &'p str,
+    /// Where the session cookie and any bearer token are.
+    pub headers: &'a HeaderMap,
+}
+
+/// What becomes of a request.
+#[derive(Debug)]
+pub(super) enum Decision<'g, 'p> {
+    /// A public route: no caller needed.
+    Public {
+        route: Target<'g, 'p>,
+    },
+    /// The caller may pass; `set_cookies` renew the session cookie.
+    Allowed {
+        caller: Identified,
+        route: Target<'g, 'p>,
+    },
+    Refused(Refusal),
+}
+
+/// A caller and how they proved who they are.
+#[derive(Debug)]
+pub(super) struct Identified {
+    pub caller: Caller,
+    /// A re-sealed session cookie to send back (sessions only).
+    pub set_cookies: Vec<HeaderValue>,
+    pub credential: Credential,
+}
+
+/// What identified a caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Credential {
+    /// The session cookie; `cookies_only`: the request's `Cookie` headers held nothing else.
+    Session {
+        cookies_only: bool,
+    },
+    Bearer,
+}
+
+impl Gateway {
+    /// Routes, identifies and authorizes one request. Logs and counts refusals.
+    pub(super) async fn decide<'g, 'p>(
+        &'g self,
+        facts: &RequestFacts<'_, 'p>,
+        connection: &Connection,
+        request_id: &RequestId,
+    ) -> Decision<'g, 'p> {
+        let Some(route) = self.target(facts.method, facts.host, facts.path) else {
+            return Decision::Refused(authorize::ambiguous_path(request_id));
+        };
+        record_upstream(route.upstream.map_or("default", |upstream| upstream.name.as_str()));
+        if route.is_public() {
+            return Decision::Public { route };
+        }
+        let caller = match self.identify(facts.headers, connection, request_id).await {
+            Ok(caller) => caller,
+            Err(refusal) => return Decision::Refused(refusal),
+        };
+        match self.authorize(&route, &caller.caller.principal, request_id) {
+            Some(denied) => Decision::Refused(denied),
+            None => Decision::Allowed { caller, route },
+        }
+    }
+
+    /// The caller behind a request's session cookie or, without a valid
+    /// session, its bearer token. One rule when both are sent: a valid
+    /// session decides (the client's `Authorization` is replaced upstream).
+    pub(super) async fn identify(
+        &self,
+        headers: &HeaderMap,
+        connection: &Connection,
+        request_id: &RequestId,
+    ) -> Result<Identified, Refusal> {
+        let authenticated = self.authenticate(headers, &connection.recent).await;
+        let (decision, reason) = match &authenticated {
+            Authentication::Session(_) => ("authenticated", "session"),
+            Authentication::ProviderUnavailable => ("unavailable", "idp_unavailable"),
+            Authentication::StoreUnavailable => ("unavailable", "store_unavailable"),
+            Authentication::Invalid => ("unauthenticated", "invalid_session"),
+            Authentication::Anonymous => ("unauthenticated", "no_session"),
+        };
+        self.metrics.auth_decision(decision, reason);
+        let without_session = match authenticated {
+            Authentication::Session(session) => {
+                return Ok(Identified {
+                    caller: session.caller,
+                    set_cookies: session.set_cookies,
+                    credential: Credential::Session { cookies_only: session.cookies_only_session },
+                });
+            }
+            // A 401 would send the browser to a sign-in that cannot succeed either.
+            Authentication::ProviderUnavailable => {
+                return Err(Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal));
+            }
+            without_session => without_session,
+        };
+        // Rare (API clients): on the heap, so the session path's future stays small.
+        match Box::pin(self.authenticate_bearer(headers, connection)).await {
+            BearerOutcome::Valid(caller) => {
+                self.metrics.auth_decision("authenticated", "bearer");
+                Ok(Identified { caller, set_cookies: Vec::new(), credential: Credential::Bearer })
+            }
+            BearerOutcome::Invalid(reason) => {
+                tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "bearer_refused", reason);
+                self.metrics.auth_decision("unauthenticated", "invalid_token");
+                Err(Refusal::InvalidToken)
+            }
+            BearerOutcome::Throttled => Err(Refusal::TooManyFailures),
+            BearerOutcome::Unavailable => Err(Refusal::ProviderUnavailable(ProviderNeed::TokenCheck)),
+            BearerOutcome::Absent => Err(match without_session {
+                Authentication::StoreUnavailable => Refusal::StoreUnavailable,
+                Authentication::Invalid => Refusal::SessionInvalid,
+                _ => Refusal::LoginRequired,
+            }),
+        }
+    }
+}
+
+/// Names the matched upstream (`default` or an `[[upstreams]]` name) on the
+/// current request span; a static check only when tracing is off.
+fn record_upstream(name: &str) {
+    if tracing::span_enabled!(target: crate::telemetry::SPAN_TARGET, tracing::Level::INFO) {
+        tracing::Span::current().record("portcullis.upstream", name);
+    }
+}
