@@ -45,18 +45,21 @@ impl Routes {
     }
 
     /// Builds every `[[upstreams]]` entry; errors name the key and the entry.
-    /// `case_insensitive` is `authz.case_insensitive`, the entries' default.
+    /// `case_insensitive` is `authz.case_insensitive`, the entries' default;
+    /// each of the `worker_count` serving workers gets its own pools.
     pub(super) fn new(
         raw: &[RawUpstream],
         case_insensitive: bool,
         settings: &UpstreamSettings,
+        worker_count: crate::workers::WorkerCount,
     ) -> Result<Self, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         for (index, entry) in raw.iter().enumerate() {
             let name = entry.name.clone().unwrap_or_else(|| format!("upstreams[{index}]"));
             let at = |problem: &str| invalid(format!("{name:?}: {problem}"));
             let url = url::Url::parse(&entry.url).map_err(|_| at("url must be an absolute http(s) URL"))?;
-            let upstream = Upstream::new(url, settings.clone()).map_err(|error| at(&error.to_string()))?;
+            let upstream =
+                Upstream::new(url, settings.clone(), worker_count).map_err(|error| at(&error.to_string()))?;
             if entry.host.is_none() && entry.path_prefix.is_none() {
                 return Err(at("needs host or path_prefix"));
             }
