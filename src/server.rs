@@ -33,7 +33,16 @@ use crate::config::ServerConfig;
 use crate::gateway::{Connection, Gateway, RecentSession};
 use crate::http1_guard::Http1FramingGuard;
 use crate::pages;
-use crate::workers::Workers;
+use crate::telemetry;
+use crate::workers::{WorkerHooks, Workers};
+
+/// The serving workers hold their log lines and write them four times a second
+/// and when they end (see [`telemetry::hold_lines_on_this_thread`]).
+const WORKER_HOOKS: WorkerHooks = WorkerHooks {
+    on_start: telemetry::hold_lines_on_this_thread,
+    on_tick: telemetry::write_held_lines,
+    on_stop: telemetry::write_held_lines,
+};
 
 /// Serves `gateway` on `listener` (TLS when `tls` is given) until `shutdown`
 /// completes, then drains as configured in `[server]`. Connections are
@@ -46,7 +55,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let limits = gateway.config().server;
-    let workers = Workers::start(limits.worker_threads, "portcullis-worker")?;
+    let workers = Workers::start(limits.worker_threads, "portcullis-worker", WORKER_HOOKS)?;
     let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
