@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -205,11 +205,7 @@ impl ConnectionTask {
             let context = Arc::clone(&context);
             async move { Ok::<_, Infallible>(handle_isolated(context, request).await) }
         });
-        // hyper's header-read timeout starts only once the HTTP version is known,
-        // and the version is sniffed from the first bytes: a client that connects
-        // and sends nothing would hold its connection slot forever.
-        let stream =
-            FirstByteDeadline::new(Http1FramingGuard::new(stream, limits.max_header_bytes), self.first_byte_timeout);
+        let stream = Http1FramingGuard::new(stream, limits.max_header_bytes, self.first_byte_timeout);
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         let mut draining = self.draining;
@@ -359,63 +355,6 @@ impl hyper::body::Body for CountedBody {
     }
 }
 
-/// A connection whose first read must deliver a byte before a deadline;
-/// after that it is the plain stream (hyper's own timeouts take over).
-struct FirstByteDeadline<S> {
-    inner: S,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> FirstByteDeadline<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
-        Self { inner, deadline: Some(Box::pin(tokio::time::sleep(timeout))) }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let Some(deadline) = self.deadline.as_mut() else { return polled };
-        match polled {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                self.deadline = None;
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header read timeout")))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 /// What the requests of one connection share.
 struct ConnectionContext {
     gateway: Arc<Gateway>,
@@ -559,30 +498,5 @@ mod tests {
         let next = isolate(async { pages::text(StatusCode::OK, "fine") }).await;
         assert_eq!(next.status(), StatusCode::OK);
         assert!(next.extensions().get::<Panicked>().is_none());
-    }
-
-    /// Paused time: the deadline passes exactly when the runtime is idle.
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
-        let mut buffer = [0u8; 8];
-        let error = guarded.read(&mut buffer).await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        drop(client);
-
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstByteDeadline::new(server, Duration::from_millis(20));
-        client.write_all(b"G").await.unwrap();
-        assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
-        // Past the first byte the deadline no longer applies.
-        let later = async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            client.write_all(b"ET").await.unwrap();
-            client
-        };
-        let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
-        assert_eq!(read.unwrap(), 2);
     }
 }
