@@ -21,7 +21,7 @@
 //! hyper then refuses or serves that as it always did.
 //!
 //! The same wrapper also bounds the wait for a connection's first byte (see
-//! [`Http1FramingGuard::new`]), so every accepted connection is read through
+//! `Http1FramingGuard::new`), so every accepted connection is read through
 //! one wrapper.
 
 use std::future::Future as _;

@@ -31,7 +31,7 @@ pub fn current() -> Option<usize> {
 
 /// How many serving workers there are, decided once (by config, from
 /// `server.worker_threads`): [`Workers::start`] starts this many threads and
-/// every [`WorkerLocal`] built from it has a value for each of them.
+/// every `WorkerLocal` built from it has a value for each of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkerCount(NonZeroUsize);
 

@@ -41,7 +41,7 @@ thread_local! {
 }
 
 /// From now on this thread's lines are held until [`write_held_lines`] (or
-/// until a warning, a full [`ATOMIC_WRITE`] or the thread's end).
+/// until a warning, a full `ATOMIC_WRITE` or the thread's end).
 pub fn hold_lines_on_this_thread() {
     HOLDING.with(|holding| holding.set(true));
 }
