@@ -19,11 +19,17 @@
 //! HTTP/1, a head it cannot parse, a malformed length or chunk, a head larger
 //! than hyper would buffer) makes it pass every later byte through untouched;
 //! hyper then refuses or serves that as it always did.
+//!
+//! The same wrapper also bounds the wait for a connection's first byte (see
+//! `Http1FramingGuard::new`), so every accepted connection is read through
+//! one wrapper.
 
+use std::future::Future as _;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -504,20 +510,37 @@ pub(crate) struct Http1FramingGuard<S> {
     scanner: FramingScanner,
     /// How much of [`REFUSAL_MARK`] has been delivered.
     mark_sent: usize,
+    /// Until the first byte arrives: when the connection is cut.
+    first_byte_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> std::fmt::Debug for Http1FramingGuard<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Http1FramingGuard").field("scanner", &self.scanner).finish_non_exhaustive()
+        f.debug_struct("Http1FramingGuard")
+            .field("scanner", &self.scanner)
+            .field("awaits_first_byte", &self.first_byte_deadline.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl<S> Http1FramingGuard<S> {
     /// Guards `inner` for a server configured with `server.max_header_bytes`
     /// (hyper's HTTP/1 read buffer is that, at least 8 KB; see `server.rs`).
-    pub(crate) fn new(inner: S, max_header_bytes: usize) -> Self {
+    ///
+    /// A read fails with `TimedOut` if no byte has arrived within
+    /// `first_byte_timeout` (from now); after the first byte, hyper's own
+    /// timeouts take over. hyper's header-read timeout starts only once the
+    /// HTTP version is known, and the version is sniffed from the first
+    /// bytes: a client that connects and sends nothing would otherwise hold
+    /// its connection slot forever.
+    pub(crate) fn new(inner: S, max_header_bytes: usize, first_byte_timeout: Duration) -> Self {
         let limit = FramingScanner::limit_for_hyper_buffer(max_header_bytes);
-        Self { inner, scanner: FramingScanner::new(limit), mark_sent: 0 }
+        Self {
+            inner,
+            scanner: FramingScanner::new(limit),
+            mark_sent: 0,
+            first_byte_deadline: Some(Box::pin(tokio::time::sleep(first_byte_timeout))),
+        }
     }
 }
 
@@ -533,7 +556,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Http1FramingGuard<S> {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(deadline) = this.first_byte_deadline.as_mut() {
+            match polled {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.first_byte_deadline = None,
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    let error = io::Error::new(io::ErrorKind::TimedOut, "no request within the header read timeout");
+                    return Poll::Ready(Err(error));
+                }
+                _ => {}
+            }
+        }
+        ready!(polled)?;
         if this.scanner.is_passing_through() {
             return Poll::Ready(Ok(()));
         }

@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,13 +29,53 @@ pub fn current() -> Option<usize> {
     CURRENT.with(Cell::get)
 }
 
-/// The number of worker threads `configured` asks for: itself, or one per
-/// available CPU core when it is 0.
-pub fn resolve_count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
+/// How many serving workers there are, decided once (by config, from
+/// `server.worker_threads`): [`Workers::start`] starts this many threads and
+/// every `WorkerLocal` built from it has a value for each of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerCount(NonZeroUsize);
+
+impl WorkerCount {
+    /// `configured` workers, or one per available CPU core when it is 0.
+    pub fn resolve(configured: usize) -> Self {
+        let cores = || std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        Self(NonZeroUsize::new(configured).unwrap_or_else(cores))
     }
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+
+    pub fn get(self) -> usize {
+        self.0.get()
+    }
+}
+
+/// One `T` per serving worker, and one for every other thread: state such as
+/// an upstream connection pool stays with the thread whose runtime drives it.
+pub(crate) struct WorkerLocal<T> {
+    workers: Box<[T]>,
+    other: T,
+}
+
+impl<T> std::fmt::Debug for WorkerLocal<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerLocal").field("workers", &self.workers.len()).finish_non_exhaustive()
+    }
+}
+
+impl<T> WorkerLocal<T> {
+    /// A value for each of `count` workers and one for other threads, each made by `make`.
+    pub(crate) fn new(count: WorkerCount, mut make: impl FnMut() -> T) -> Self {
+        Self { workers: (0..count.get()).map(|_| make()).collect(), other: make() }
+    }
+
+    /// As [`WorkerLocal::new`], for a `make` that can fail: the first error is returned.
+    pub(crate) fn try_new<E>(count: WorkerCount, mut make: impl FnMut() -> Result<T, E>) -> Result<Self, E> {
+        let workers = (0..count.get()).map(|_| make()).collect::<Result<_, _>>()?;
+        Ok(Self { workers, other: make()? })
+    }
+
+    /// The value of the serving worker running the caller, or the other threads' one.
+    pub(crate) fn current(&self) -> &T {
+        current().and_then(|index| self.workers.get(index)).unwrap_or(&self.other)
+    }
 }
 
 /// How often each worker's timer anchor fires: well before the per-request
@@ -52,15 +93,31 @@ const TIMER_ANCHOR_PERIOD: Duration = Duration::from_millis(250);
 /// never wakes the driver: two system calls fewer per request, for four
 /// wake-ups per second per worker.
 ///
-/// Each tick also writes the log lines the worker holds (see
-/// [`crate::telemetry::hold_lines_on_this_thread`]).
-async fn anchor_timers() {
+/// Each tick also runs the worker's [`WorkerHooks::on_tick`].
+async fn anchor_timers(on_tick: fn()) {
     let mut ticks = tokio::time::interval(TIMER_ANCHOR_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        crate::telemetry::write_held_lines();
+        on_tick();
     }
+}
+
+/// What every worker thread runs besides its tasks, so that the caller decides
+/// (the server passes telemetry's held log lines) and this module knows none of it.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerHooks {
+    /// Once on the new thread, before its runtime runs.
+    pub on_start: fn(),
+    /// At each timer-anchor tick, four times a second.
+    pub on_tick: fn(),
+    /// Once when the thread ends, after its runtime and tasks are dropped.
+    pub on_stop: fn(),
+}
+
+impl WorkerHooks {
+    /// Nothing besides the tasks.
+    pub const NONE: Self = Self { on_start: || {}, on_tick: || {}, on_stop: || {} };
 }
 
 /// A running set of worker threads. Dropping it lets the workers finish on
@@ -75,9 +132,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` (at least one) worker threads named `{name}-{index}`.
-    pub fn start(count: usize, name: &str) -> io::Result<Self> {
-        let count = count.max(1);
+    /// Starts `count` worker threads named `{name}-{index}`, each running `hooks`.
+    pub fn start(count: WorkerCount, name: &str, hooks: WorkerHooks) -> io::Result<Self> {
+        let count = count.get();
         let mut queues = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
@@ -85,16 +142,16 @@ impl Workers {
             let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
             let thread = std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
                 CURRENT.with(|current| current.set(Some(index)));
-                crate::telemetry::hold_lines_on_this_thread();
+                (hooks.on_start)();
                 runtime.block_on(async move {
-                    tokio::spawn(anchor_timers());
+                    tokio::spawn(anchor_timers(hooks.on_tick));
                     while let Some(job) = jobs.recv().await {
                         tokio::spawn(job);
                     }
                 });
                 // Dropping the runtime drops any task still running.
                 drop(runtime);
-                crate::telemetry::write_held_lines();
+                (hooks.on_stop)();
             })?;
             queues.push(queue);
             threads.push(thread);
@@ -191,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_run_on_the_workers_and_spread_over_all_of_them() {
-        let workers = Workers::start(3, "test-worker").unwrap();
+        let workers = Workers::start(WorkerCount::resolve(3), "test-worker", WorkerHooks::NONE).unwrap();
         assert_eq!(workers.count(), 3);
         assert_eq!(current(), None, "the test thread is not a worker");
         // Tasks that stay open until released, so each new one goes to the least loaded worker.
@@ -224,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_drops_unfinished_tasks_and_ends_the_threads() {
-        let workers = Workers::start(2, "test-stop").unwrap();
+        let workers = Workers::start(WorkerCount::resolve(2), "test-stop", WorkerHooks::NONE).unwrap();
         let (started, mut has_started) = mpsc::unbounded_channel();
         let (dropped, mut was_dropped) = mpsc::unbounded_channel::<()>();
         struct SignalOnDrop(mpsc::UnboundedSender<()>);
@@ -262,9 +319,63 @@ mod tests {
         assert_eq!(workers.load[1].load(Ordering::Relaxed), 0, "dropped jobs count themselves finished");
     }
 
+    #[tokio::test]
+    async fn each_worker_runs_its_hooks_at_start_at_each_tick_and_at_its_end() {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        static TICKED: AtomicUsize = AtomicUsize::new(0);
+        static STOPPED: AtomicUsize = AtomicUsize::new(0);
+        let hooks = WorkerHooks {
+            on_start: || {
+                STARTED.fetch_add(1, Ordering::Relaxed);
+            },
+            on_tick: || {
+                TICKED.fetch_add(1, Ordering::Relaxed);
+            },
+            on_stop: || {
+                STOPPED.fetch_add(1, Ordering::Relaxed);
+            },
+        };
+        let workers = Workers::start(WorkerCount::resolve(2), "test-hooks", hooks).unwrap();
+        let (ran, mut has_run) = mpsc::unbounded_channel();
+        workers.spawn(async move {
+            // Each worker's first tick is at once: a third one is a tick after a period.
+            while TICKED.load(Ordering::Relaxed) < 3 {
+                tokio::time::sleep(TIMER_ANCHOR_PERIOD / 2).await;
+            }
+            ran.send(()).unwrap();
+        });
+        has_run.recv().await.unwrap();
+        assert_eq!(STARTED.load(Ordering::Relaxed), 2, "each worker started its hooks");
+        assert_eq!(STOPPED.load(Ordering::Relaxed), 0);
+        workers.stop().await;
+        assert_eq!(STOPPED.load(Ordering::Relaxed), 2, "each worker ran its end hook");
+    }
+
     #[test]
     fn zero_means_one_worker_per_core() {
-        assert_eq!(resolve_count(3), 3);
-        assert_eq!(resolve_count(0), std::thread::available_parallelism().unwrap().get());
+        assert_eq!(WorkerCount::resolve(3).get(), 3);
+        assert_eq!(WorkerCount::resolve(0).get(), std::thread::available_parallelism().unwrap().get());
+    }
+
+    #[tokio::test]
+    async fn each_worker_has_its_own_value_and_other_threads_share_one() {
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let local = Arc::new(WorkerLocal::new(WorkerCount::resolve(2), || made.fetch_add(1, Ordering::Relaxed)));
+        assert_eq!(*local.current(), 2, "outside the workers: the last one made");
+        let workers = Workers::start(WorkerCount::resolve(2), "test-local", WorkerHooks::NONE).unwrap();
+        let (report, mut reports) = mpsc::unbounded_channel();
+        let (release, released) = tokio::sync::watch::channel(false);
+        for _ in 0..2 {
+            let (local, report, mut released) = (Arc::clone(&local), report.clone(), released.clone());
+            workers.spawn(async move {
+                report.send((current().unwrap(), *local.current())).unwrap();
+                let _ = released.wait_for(|released| *released).await;
+            });
+        }
+        let mut seen = [reports.recv().await.unwrap(), reports.recv().await.unwrap()];
+        seen.sort_unstable();
+        assert_eq!(seen, [(0, 0), (1, 1)], "worker i has value i");
+        release.send(true).unwrap();
+        workers.stop().await;
     }
 }

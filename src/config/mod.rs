@@ -198,7 +198,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     /// Resolved: `server.worker_threads`, or the number of CPU cores when it is 0.
-    pub worker_threads: usize,
+    pub worker_threads: crate::workers::WorkerCount,
     pub shutdown_grace: Duration,
     pub drain_timeout: Duration,
     pub http2_idle_timeout: Duration,
@@ -326,7 +326,7 @@ impl Config {
             max_url_bytes: at_least("server.max_url_bytes", raw.server.max_url_bytes, 256)?,
             max_connections: at_least("server.max_connections", raw.server.max_connections, 1)?,
             max_concurrent_streams: raw.server.max_concurrent_streams.max(1),
-            worker_threads: crate::workers::resolve_count(at_most(
+            worker_threads: crate::workers::WorkerCount::resolve(at_most(
                 "server.worker_threads",
                 raw.server.worker_threads,
                 MAX_WORKER_THREADS,

@@ -45,7 +45,7 @@ fn minimal_file_gives_safe_defaults() {
         assert!(config.is_https());
         assert_eq!(config.session.cookie_name, "_portcullis");
         let cores = std::thread::available_parallelism().unwrap().get();
-        assert_eq!(config.server.worker_threads, cores, "one serving thread per core by default");
+        assert_eq!(config.server.worker_threads.get(), cores, "one serving thread per core by default");
         Ok(())
     });
 }

@@ -157,10 +157,11 @@ impl Gateway {
             pool_idle_timeout: config.proxy.pool_idle_timeout,
             pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
             tls: config.proxy.tls.clone(),
-            worker_threads: config.server.worker_threads,
         };
-        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings)?;
-        let upstream = Upstream::new(config.upstream.clone(), upstream_settings)?;
+        // The count the server starts its workers with: each gets its own pools.
+        let workers = config.server.worker_threads;
+        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings, workers)?;
+        let upstream = Upstream::new(config.upstream.clone(), upstream_settings, workers)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
         Ok(Self {

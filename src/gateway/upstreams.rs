@@ -39,8 +39,13 @@ impl Routes {
         self.routes.iter().any(|route| route.token == TokenChoice::Id)
     }
 
-    /// Builds the client of every validated `[[upstreams]]` entry.
-    pub(super) fn new(entries: &[UpstreamConfig], settings: &UpstreamSettings) -> Result<Self, ProxyError> {
+    /// Builds the client of every validated `[[upstreams]]` entry; each of
+    /// the `worker_count` serving workers gets its own pools.
+    pub(super) fn new(
+        entries: &[UpstreamConfig],
+        settings: &UpstreamSettings,
+        worker_count: crate::workers::WorkerCount,
+    ) -> Result<Self, ProxyError> {
         let mut routes = Vec::with_capacity(entries.len());
         for entry in entries {
             routes.push(Route {
@@ -48,7 +53,7 @@ impl Routes {
                 host: entry.host.clone(),
                 path_prefix: entry.path_prefix.clone(),
                 case_insensitive: entry.case_insensitive,
-                upstream: Upstream::new(entry.url.clone(), settings.clone())?,
+                upstream: Upstream::new(entry.url.clone(), settings.clone(), worker_count)?,
                 token: entry.token,
                 identity: entry.identity,
                 set_headers: entry.set_headers.clone(),

@@ -2,6 +2,9 @@ use super::*;
 
 const LIMIT: usize = 64 * 1024;
 
+/// A first-byte timeout no test reaches.
+const NO_HURRY: Duration = Duration::from_secs(3600);
+
 fn head(start: &str, lines: &[&str]) -> Vec<u8> {
     let mut text = format!("{start}\r\nHost: app.example.com\r\n");
     for line in lines {
@@ -232,7 +235,7 @@ async fn the_mark_replaces_the_final_line_feed_even_through_tiny_buffers() {
     let mut expected = stream[..head("GET /first HTTP/1.1", &[]).len() + refused.len() - 1].to_vec();
     expected.extend_from_slice(REFUSAL_MARK);
     for buffer_size in [1, 2, 5, 4096] {
-        let mut guard = Http1FramingGuard::new(Pieces(vec![stream.clone()].into()), 8192);
+        let mut guard = Http1FramingGuard::new(Pieces(vec![stream.clone()].into()), 8192, NO_HURRY);
         let mut seen = Vec::new();
         let mut buffer = vec![0u8; buffer_size];
         for _ in 0..10_000 {
@@ -256,7 +259,7 @@ async fn hyper_answers_400_to_a_refused_head_and_200_to_a_clean_one() {
         let service = hyper::service::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(crate::body::full("ok")))
         });
-        let guard = Http1FramingGuard::new(server, 8192);
+        let guard = Http1FramingGuard::new(server, 8192, NO_HURRY);
         let serving = tokio::spawn(
             hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(guard), service),
         );
@@ -602,4 +605,29 @@ fn the_fast_scan_never_contradicts_httparse_on_generated_heads() {
     }
     // The generator reaches all three outcomes often enough to mean something.
     assert!(agreed > 800 && refused > 50 && waited > 200 && unknown > 2000, "{agreed} {refused} {waited} {unknown}");
+}
+
+/// Paused time: the deadline passes exactly when the runtime is idle.
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_times_out_and_a_prompt_one_reads_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client, server) = tokio::io::duplex(64);
+    let mut guarded = Http1FramingGuard::new(server, 8192, Duration::from_millis(20));
+    let mut buffer = [0u8; 8];
+    let error = guarded.read(&mut buffer).await.unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    drop(client);
+
+    let (mut client, server) = tokio::io::duplex(64);
+    let mut guarded = Http1FramingGuard::new(server, 8192, Duration::from_millis(20));
+    client.write_all(b"G").await.unwrap();
+    assert_eq!(guarded.read(&mut buffer).await.unwrap(), 1);
+    // Past the first byte the deadline no longer applies.
+    let later = async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        client.write_all(b"ET").await.unwrap();
+        client
+    };
+    let (read, _client) = tokio::join!(guarded.read(&mut buffer), later);
+    assert_eq!(read.unwrap(), 2);
 }

@@ -187,7 +187,7 @@ async fn start_gateway(upstream: Upstream, identity: Option<IdentityHeaders>) ->
 
 fn upstream_at(base: &str, response_timeout: Duration) -> Upstream {
     let settings = UpstreamSettings { response_timeout, ..UpstreamSettings::default() };
-    Upstream::new(base.parse().unwrap(), settings).unwrap()
+    Upstream::new(base.parse().unwrap(), settings, crate::workers::WorkerCount::resolve(1)).unwrap()
 }
 
 fn alice() -> IdentityHeaders {

@@ -23,6 +23,7 @@ use tracing::Instrument as _;
 use super::ProxyError;
 use super::plain_pool::{Address, PlainPool};
 use crate::body::ProxyBody;
+use crate::workers::{WorkerCount, WorkerLocal};
 
 /// Timeouts and pool limits of the upstream client.
 #[derive(Clone, Debug)]
@@ -37,9 +38,6 @@ pub struct UpstreamSettings {
     pub pool_max_idle_per_host: usize,
     /// Roots, client certificate and verification for an https upstream.
     pub tls: crate::tls_client::ClientTls,
-    /// Serving worker threads: each gets its own connection pool, so a request
-    /// and the upstream connection it uses stay on one thread (see `workers`).
-    pub worker_threads: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -51,7 +49,6 @@ impl Default for UpstreamSettings {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 64,
             tls: crate::tls_client::ClientTls::default(),
-            worker_threads: 1,
         }
     }
 }
@@ -77,31 +74,9 @@ struct Inner {
 /// How requests reach the upstream: connection pools, one per serving worker.
 enum Transport {
     /// Plain http: HTTP/1.1 keep-alive connections.
-    Plain(PerWorker<PlainPool>),
+    Plain(WorkerLocal<PlainPool>),
     /// https: hyper-util's client (rustls, HTTP/2 by ALPN).
-    Tls(Box<PerWorker<UpstreamClient>>),
-}
-
-/// One `T` per serving worker, and one for every other thread: connections
-/// stay with the thread whose runtime drives them.
-struct PerWorker<T> {
-    workers: Box<[T]>,
-    other: T,
-}
-
-impl<T> PerWorker<T> {
-    /// The one of the serving worker running the caller.
-    fn current(&self) -> &T {
-        crate::workers::current().and_then(|index| self.workers.get(index)).unwrap_or(&self.other)
-    }
-}
-
-fn per_worker<T>(
-    worker_threads: usize,
-    mut make: impl FnMut() -> Result<T, ProxyError>,
-) -> Result<PerWorker<T>, ProxyError> {
-    let workers = (0..worker_threads).map(|_| make()).collect::<Result<_, _>>()?;
-    Ok(PerWorker { workers, other: make()? })
+    Tls(Box<WorkerLocal<UpstreamClient>>),
 }
 
 /// A worker's pool for the plain-http upstream at `base`.
@@ -143,8 +118,10 @@ impl Upstream {
     /// Builds the client for an `http` or `https` base URL without userinfo, query or fragment.
     ///
     /// TLS uses rustls with aws-lc-rs and the platform's native roots; HTTP/2 is
-    /// used when the upstream offers it by ALPN, HTTP/1.1 otherwise.
-    pub fn new(base: url::Url, settings: UpstreamSettings) -> Result<Self, ProxyError> {
+    /// used when the upstream offers it by ALPN, HTTP/1.1 otherwise. Each of the
+    /// `worker_count` serving workers gets its own connection pool, so a
+    /// request and the upstream connection it uses stay on one thread.
+    pub fn new(base: url::Url, settings: UpstreamSettings, worker_count: WorkerCount) -> Result<Self, ProxyError> {
         let scheme = match base.scheme() {
             "http" => Scheme::HTTP,
             "https" => Scheme::HTTPS,
@@ -168,16 +145,16 @@ impl Upstream {
         let path_prefix = (!trimmed.is_empty()).then(|| trimmed.to_owned());
 
         let transport = if scheme == Scheme::HTTP {
-            Transport::Plain(per_worker(settings.worker_threads, || plain_pool(&base, &authority, &settings))?)
+            Transport::Plain(WorkerLocal::try_new(worker_count, || plain_pool(&base, &authority, &settings))?)
         } else {
             let connector = https_connector(&settings)?;
-            Transport::Tls(Box::new(per_worker(settings.worker_threads, || {
-                Ok(Client::builder(TokioExecutor::new())
+            Transport::Tls(Box::new(WorkerLocal::new(worker_count, || {
+                Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.pool_idle_timeout)
                     .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-                    .build(connector.clone()))
-            })?))
+                    .build(connector.clone())
+            })))
         };
 
         Ok(Self {
@@ -298,7 +275,7 @@ mod tests {
     use super::*;
 
     fn upstream(base: &str) -> Upstream {
-        Upstream::new(base.parse().unwrap(), UpstreamSettings::default()).unwrap()
+        Upstream::new(base.parse().unwrap(), UpstreamSettings::default(), WorkerCount::resolve(1)).unwrap()
     }
 
     #[tokio::test]
@@ -334,7 +311,7 @@ mod tests {
         for base in ["ftp://up.test", "http://u:p@up.test", "http://up.test/?q=1", "http://up.test/#f"] {
             assert!(
                 matches!(
-                    Upstream::new(base.parse().unwrap(), UpstreamSettings::default()),
+                    Upstream::new(base.parse().unwrap(), UpstreamSettings::default(), WorkerCount::resolve(1)),
                     Err(ProxyError::InvalidUpstream(_))
                 ),
                 "{base}"
