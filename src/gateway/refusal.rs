@@ -111,18 +111,20 @@ pub(super) enum LoginError {
     MissingCode,
     /// This client's budget of refused code exchanges is spent.
     TooManyFailures,
-    /// The token endpoint cannot be reached.
-    TokenEndpointUnavailable,
-    /// The token endpoint refused the code or answered nonsense.
-    TokenEndpointRejected,
+    /// The token endpoint cannot be reached (the error, for the log).
+    TokenEndpointUnavailable(String),
+    /// The token endpoint refused the code or answered nonsense (the error, for the log).
+    TokenEndpointRejected(String),
     /// The token response carries no ID token.
     IdTokenMissing,
-    /// The ID token does not validate.
-    IdTokenInvalid,
+    /// The ID token does not validate (why, for the log).
+    IdTokenInvalid(String),
     /// Store mode: the session cannot be stored.
     StoreUnavailable,
     /// The session does not fit in the cookie's parts.
     SessionTooLarge,
+    /// Randomness failed.
+    Internal,
 }
 
 const RESTART_LOGIN: &str =
@@ -144,11 +146,11 @@ impl LoginError {
             | Self::MissingCode => StatusCode::BAD_REQUEST,
             Self::ProviderRefused(_) => StatusCode::FORBIDDEN,
             Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable | Self::StoreUnavailable => {
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) | Self::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::TokenEndpointRejected | Self::IdTokenMissing | Self::IdTokenInvalid => StatusCode::BAD_GATEWAY,
-            Self::SessionTooLarge => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TokenEndpointRejected(_) | Self::IdTokenMissing | Self::IdTokenInvalid(_) => StatusCode::BAD_GATEWAY,
+            Self::SessionTooLarge | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -163,11 +165,12 @@ impl LoginError {
             Self::ProviderRefused(_) => "idp_error",
             Self::MissingCode => "missing_code",
             Self::TooManyFailures => "too_many_failures",
-            Self::TokenEndpointUnavailable | Self::TokenEndpointRejected => "token_exchange_failed",
+            Self::TokenEndpointUnavailable(_) | Self::TokenEndpointRejected(_) => "token_exchange_failed",
             Self::IdTokenMissing => "id_token_missing",
-            Self::IdTokenInvalid => "id_token_invalid",
+            Self::IdTokenInvalid(_) => "id_token_invalid",
             Self::StoreUnavailable => "session_store_unavailable",
             Self::SessionTooLarge => "session_too_large",
+            Self::Internal => "internal_error",
         }
     }
 
@@ -175,7 +178,7 @@ impl LoginError {
         Cow::Borrowed(match self {
             Self::MissingState | Self::StateMismatch | Self::Expired => RESTART_LOGIN,
             Self::InvalidVerifier => "This sign-in attempt is invalid. Please start again.",
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable => SIGN_IN_UNAVAILABLE,
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) => SIGN_IN_UNAVAILABLE,
             Self::IssuerMismatch => "The sign-in response came from an unexpected identity provider.",
             Self::IssuerMissing => "The sign-in response did not name its identity provider.",
             Self::ProviderRefused(code) if code == "access_denied" => {
@@ -186,16 +189,17 @@ impl LoginError {
             }
             Self::MissingCode => "The sign-in response carried no authorization code.",
             Self::TooManyFailures => THROTTLED,
-            Self::TokenEndpointRejected => "The identity provider did not accept this sign-in. Please start again.",
-            Self::IdTokenMissing | Self::IdTokenInvalid => UNVERIFIABLE_ANSWER,
+            Self::TokenEndpointRejected(_) => "The identity provider did not accept this sign-in. Please start again.",
+            Self::IdTokenMissing | Self::IdTokenInvalid(_) => UNVERIFIABLE_ANSWER,
             Self::StoreUnavailable => STORE_UNAVAILABLE,
             Self::SessionTooLarge => "Your account's sign-in data is too large for this gateway's cookie.",
+            Self::Internal => INTERNAL,
         })
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable => Some(PROVIDER_RETRY_AFTER),
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) => Some(PROVIDER_RETRY_AFTER),
             Self::StoreUnavailable => Some(STORE_RETRY_AFTER),
             Self::TooManyFailures => Some(THROTTLE_RETRY_AFTER),
             _ => None,
@@ -205,8 +209,20 @@ impl LoginError {
     /// The `reason` label of `portcullis_logins_total{stage="failed"}`.
     pub(super) fn metric_reason(&self) -> &'static str {
         match self {
-            Self::TokenEndpointUnavailable | Self::TokenEndpointRejected => "token_endpoint",
+            Self::TokenEndpointUnavailable(_) | Self::TokenEndpointRejected(_) => "token_endpoint",
             other => other.code(),
+        }
+    }
+
+    /// What the failure log line adds to the reason: the provider's error
+    /// code or the internal error (never shown to the user).
+    pub(super) fn detail(&self) -> Option<&str> {
+        match self {
+            Self::ProviderRefused(detail)
+            | Self::TokenEndpointUnavailable(detail)
+            | Self::TokenEndpointRejected(detail)
+            | Self::IdTokenInvalid(detail) => Some(detail),
+            _ => None,
         }
     }
 }
@@ -422,12 +438,19 @@ mod tests {
             (Refusal::Login(LoginError::ProviderRefused("access_denied".into())), 403, "idp_error", None, None),
             (Refusal::Login(LoginError::MissingCode), 400, "missing_code", None, None),
             (Refusal::Login(LoginError::TooManyFailures), 429, "too_many_failures", Some(60), None),
-            (Refusal::Login(LoginError::TokenEndpointUnavailable), 503, "token_exchange_failed", Some(30), None),
-            (Refusal::Login(LoginError::TokenEndpointRejected), 502, "token_exchange_failed", None, None),
+            (
+                Refusal::Login(LoginError::TokenEndpointUnavailable("down".into())),
+                503,
+                "token_exchange_failed",
+                Some(30),
+                None,
+            ),
+            (Refusal::Login(LoginError::TokenEndpointRejected("no".into())), 502, "token_exchange_failed", None, None),
             (Refusal::Login(LoginError::IdTokenMissing), 502, "id_token_missing", None, None),
-            (Refusal::Login(LoginError::IdTokenInvalid), 502, "id_token_invalid", None, None),
+            (Refusal::Login(LoginError::IdTokenInvalid("bad".into())), 502, "id_token_invalid", None, None),
             (Refusal::Login(LoginError::StoreUnavailable), 503, "session_store_unavailable", Some(5), None),
             (Refusal::Login(LoginError::SessionTooLarge), 500, "session_too_large", None, None),
+            (Refusal::Login(LoginError::Internal), 500, "internal_error", None, None),
         ]
     }
 
@@ -478,8 +501,10 @@ mod tests {
 
     #[test]
     fn login_failures_are_counted_by_cause() {
-        assert_eq!(LoginError::TokenEndpointRejected.metric_reason(), "token_endpoint");
-        assert_eq!(LoginError::TokenEndpointUnavailable.metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::TokenEndpointRejected("x".into()).metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::TokenEndpointUnavailable("x".into()).metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::IdTokenInvalid("expired".into()).detail(), Some("expired"));
+        assert_eq!(LoginError::MissingCode.detail(), None);
         assert_eq!(LoginError::ProviderRefused("x".into()).metric_reason(), "idp_error");
         assert_eq!(Refusal::Login(LoginError::StoreUnavailable).metric_reason(), "session_store_unavailable");
         assert_eq!(
