@@ -82,10 +82,26 @@ pub(super) enum Refusal {
     CrossSiteSignOut,
     /// A method the endpoint does not take.
     MethodNotAllowed,
+    /// Back-channel logout: the request or its logout token is not acceptable (§2.8).
+    LogoutRefused,
+    /// Back-channel logout: the logout cannot be recorded now; the provider retries.
+    LogoutDeferred(LogoutBlocker),
     /// A failed login (the callback).
     Login(LoginError),
     /// Something failed on the gateway's side.
     Internal,
+}
+
+/// What keeps a back-channel logout from being recorded now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LogoutBlocker {
+    /// The provider's keys are not loaded.
+    ProviderUnavailable,
+    /// The shared session store cannot be reached.
+    StoreUnavailable,
+    /// The used logout tokens fill `session.ended_max_entries`: the oldest
+    /// can be forgotten after this many seconds.
+    Full { retry_after_seconds: u64 },
 }
 
 /// Every way a login's callback fails.
@@ -242,6 +258,8 @@ impl Refusal {
             Self::UpstreamUnavailable(status) => *status,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LogoutRefused => StatusCode::BAD_REQUEST,
+            Self::LogoutDeferred(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Login(error) => error.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -264,6 +282,9 @@ impl Refusal {
             Self::UpstreamUnavailable(_) | Self::UpstreamTimeout => "upstream_unavailable",
             Self::CrossSiteSignOut => "cross_site",
             Self::MethodNotAllowed => "method_not_allowed",
+            // OAuth 2.0 error codes, as §2.8 asks.
+            Self::LogoutRefused => "invalid_request",
+            Self::LogoutDeferred(_) => "temporarily_unavailable",
             Self::Login(error) => error.code(),
             Self::Internal => "internal_error",
         }
@@ -299,7 +320,9 @@ impl Refusal {
             Self::UpstreamUnavailable(_) => "The service behind this gateway is unavailable. Try again shortly.",
             Self::UpstreamTimeout => "The service behind this gateway did not answer in time. Try again shortly.",
             Self::CrossSiteSignOut => "Sign-out must come from this site.",
-            Self::MethodNotAllowed => "Use GET or POST.",
+            Self::MethodNotAllowed => "This method is not accepted here.",
+            Self::LogoutRefused => "The logout request or its logout token is not acceptable.",
+            Self::LogoutDeferred(_) => "The logout cannot be recorded right now. Retry shortly.",
             Self::Login(error) => return error.message(),
             Self::Internal => INTERNAL,
         })
@@ -312,6 +335,11 @@ impl Refusal {
             Self::ProviderUnavailable(_) => Some(PROVIDER_RETRY_AFTER),
             Self::StoreUnavailable => Some(STORE_RETRY_AFTER),
             Self::TooManyFailures => Some(THROTTLE_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::ProviderUnavailable) => Some(PROVIDER_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::StoreUnavailable) => Some(STORE_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::Full { retry_after_seconds }) => {
+                Some(Duration::from_secs(*retry_after_seconds))
+            }
             Self::Login(error) => error.retry_after(),
             _ => None,
         }
@@ -427,6 +455,22 @@ mod tests {
             (Refusal::UpstreamTimeout, 504, "upstream_unavailable", None, None),
             (Refusal::CrossSiteSignOut, 403, "cross_site", None, None),
             (Refusal::MethodNotAllowed, 405, "method_not_allowed", None, None),
+            (Refusal::LogoutRefused, 400, "invalid_request", None, None),
+            (
+                Refusal::LogoutDeferred(LogoutBlocker::ProviderUnavailable),
+                503,
+                "temporarily_unavailable",
+                Some(30),
+                None,
+            ),
+            (Refusal::LogoutDeferred(LogoutBlocker::StoreUnavailable), 503, "temporarily_unavailable", Some(5), None),
+            (
+                Refusal::LogoutDeferred(LogoutBlocker::Full { retry_after_seconds: 7 }),
+                503,
+                "temporarily_unavailable",
+                Some(7),
+                None,
+            ),
             (Refusal::Internal, 500, "internal_error", None, None),
             (Refusal::Login(LoginError::MissingState), 400, "missing_state", None, None),
             (Refusal::Login(LoginError::StateMismatch), 400, "state_mismatch", None, None),
