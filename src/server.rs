@@ -527,8 +527,11 @@ secret = "q83vEjh5ZtNcXo0aNxyY5eWwIulXf1ESc3K0tkuqYzk="
     /// this test was written; the connection's is for plain TCP.
     #[tokio::test]
     async fn the_request_and_connection_futures_stay_small() {
-        // Measured: 3,384 and 2,016 bytes (rustc 1.95, debug, x86-64).
-        const REQUEST_FUTURE_BOUND: usize = 3_500;
+        // Measured: 3,384 and 2,016 bytes (rustc 1.95, debug, x86-64) when
+        // written; 3,672 and 2,048 since `decide()` (its route and request facts
+        // are held across the session check; boxing that would allocate on every
+        // request) and the connection's recent session moved into `Connection`.
+        const REQUEST_FUTURE_BOUND: usize = 3_800;
         const CONNECTION_FUTURE_BOUND: usize = 2_100;
         let gateway = gateway();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

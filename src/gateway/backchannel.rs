@@ -5,18 +5,20 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
 use super::form::{read_form, single};
 use super::login::seconds;
+use super::refusal::{LogoutBlocker, Refusal};
 use super::shared::Backend;
 use super::{Gateway, RequestId};
-use crate::body::{ProxyBody, full};
+use crate::body::ProxyBody;
 use crate::clock::UnixSeconds;
 use crate::oidc::id_token::JwtRules;
 use crate::oidc::logout_token;
+use crate::pages::Audience;
 use crate::session::expiring::ExpiringMap;
 use crate::session::store::StoreEvent;
 
@@ -89,17 +91,19 @@ impl Gateway {
         request: Request<Incoming>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
+        let refused = || Refusal::LogoutRefused.render(Audience::Api, request_id);
+        let deferred = |blocker| Refusal::LogoutDeferred(blocker).render(Audience::Api, request_id);
         if request.method() != Method::POST {
-            return answer(StatusCode::METHOD_NOT_ALLOWED, Some("invalid_request"));
+            return Refusal::MethodNotAllowed.render(Audience::Api, request_id);
         }
         let Some(provider) = self.provider.current() else {
-            return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
+            return deferred(LogoutBlocker::ProviderUnavailable);
         };
         let Ok(form) = read_form(request).await else {
-            return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+            return refused();
         };
         let Some(token) = single(&form, "logout_token") else {
-            return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+            return refused();
         };
         let now = self.clock.now();
         let rules = JwtRules {
@@ -115,7 +119,7 @@ impl Gateway {
             Ok(logout) => logout,
             Err(error) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", %error);
-                return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+                return refused();
             }
         };
         let jti = &logout.jti;
@@ -123,7 +127,7 @@ impl Gateway {
             Backend::Store(shared) => match shared.store.claim_once(jti, JTI_MEMORY).await {
                 Ok(true) => Claim::First,
                 Ok(false) => Claim::Replayed,
-                Err(_) => return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")),
+                Err(_) => return deferred(LogoutBlocker::StoreUnavailable),
             },
             Backend::Cookie => self.used_logout_tokens.claim(jti, logout.acceptable_until, now),
         };
@@ -131,13 +135,11 @@ impl Gateway {
             Claim::First => {}
             Claim::Replayed => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "replayed");
-                return answer(StatusCode::BAD_REQUEST, Some("invalid_request"));
+                return refused();
             }
             // §2.8 leaves the status of a logout that failed open; 503 tells the provider to retry.
             Claim::Full { retry_after } => {
-                let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                return response;
+                return deferred(LogoutBlocker::Full { retry_after_seconds: retry_after });
             }
         }
         // §2.6: with both, the sid names the session; sub alone ends all of the user's.
@@ -150,7 +152,7 @@ impl Gateway {
             (Backend::Store(shared), Some(event)) => {
                 if self.announce(shared, event).await.is_err() {
                     // The provider may retry; the logout is not lost silently.
-                    return answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"));
+                    return deferred(LogoutBlocker::StoreUnavailable);
                 }
             }
             (Backend::Cookie, Some(StoreEvent::ProviderSession { sid, at })) => {
@@ -164,19 +166,14 @@ impl Gateway {
             target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout",
             user = logout.sub.as_deref().unwrap_or("-"), by_sid = logout.sid.is_some()
         );
-        answer(StatusCode::OK, None)
+        logged_out()
     }
 }
 
-fn answer(status: StatusCode, error: Option<&str>) -> Response<ProxyBody> {
-    let body = error.map(|code| serde_json::json!({ "error": code }).to_string()).unwrap_or_default();
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if error.is_some() {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
+/// The 200 of a logout recorded (§2.8: an empty body will do).
+fn logged_out() -> Response<ProxyBody> {
+    let mut response = Response::new(crate::body::empty());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -16,6 +16,7 @@ use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::pkce::PkceVerifier;
+use crate::oidc::provider::LoadedProvider;
 use crate::oidc::token::{self, TokenError, sanitise_error_code};
 use crate::pages::{self, Audience};
 use crate::session::cache::ActiveSession;
@@ -51,11 +52,28 @@ fn parse_params(query: Option<&str>) -> CallbackParams {
     params
 }
 
+/// The authorization code, unless the provider refused the login (its
+/// sanitised `error`) or sent no usable code.
+fn authorization_code(params: &CallbackParams) -> Result<&str, LoginError> {
+    if let Some(error) = &params.error {
+        return Err(LoginError::ProviderRefused(sanitise_error_code(error).to_owned()));
+    }
+    params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048).ok_or(LoginError::MissingCode)
+}
+
 fn is_plain_token(text: &str) -> bool {
     !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// What a successful callback produced.
+struct SignedIn {
+    subject: String,
+    return_to: String,
+    set_cookies: Vec<http::HeaderValue>,
+}
+
 impl Gateway {
+    /// `/oauth2/callback`: finishes the login, or refuses it with one log line and one count.
     pub(super) async fn callback(
         &self,
         request: &Request<Incoming>,
@@ -64,32 +82,27 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let params = parse_params(request.uri().query());
-        let refuse = |error: LoginError| {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = error.metric_reason());
-            self.metrics.login("failed", error.metric_reason());
-            Refusal::Login(error).render(Audience::Browser, request_id)
-        };
-
         // 1. state, against the flow cookie named after it.
         let Some(state) = params.state.as_deref().filter(|state| is_plain_token(state)) else {
-            return refuse(LoginError::MissingState);
+            return self.login_failed(LoginError::MissingState, request_id);
         };
         let flow_name = self.cookies.flow_name(state);
-        let flow = single_cookie_value(request.headers(), &flow_name)
-            .and_then(|sealed| self.keys.open(Purpose::Flow, &flow_name, sealed).ok())
-            .and_then(|(json, _)| serde_json::from_slice::<LoginFlow>(&json).ok())
-            .filter(|flow| flow.v == FLOW_FORMAT);
-        let mut response = match flow {
-            // Constant time: the state is a secret binding this browser to this login.
-            Some(flow) if bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) => {
-                if flow.expires_at <= self.clock.now() {
-                    refuse(LoginError::Expired)
-                } else {
-                    let client = connection.client_addr.ip();
-                    self.finish_login(flow, &params, request.headers(), client, request_id, outcome).await
+        let client = connection.client_addr.ip();
+        let mut response = match self
+            .finish_login(state, &flow_name, &params, request.headers(), client, request_id)
+            .await
+        {
+            Ok(signed_in) => {
+                tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %signed_in.subject);
+                self.metrics.login("succeeded", "-");
+                let mut response = pages::redirect(&signed_in.return_to);
+                for set_cookie in signed_in.set_cookies {
+                    response.headers_mut().append(header::SET_COOKIE, set_cookie);
                 }
+                outcome.user = Some(LoggedUser::SignedIn(signed_in.subject));
+                response
             }
-            _ => refuse(LoginError::StateMismatch),
+            Err(error) => self.login_failed(error, request_id),
         };
         // The flow cookie is single-use, whatever the outcome.
         if let Some(clear) = self.cookies.clear(&flow_name) {
@@ -98,109 +111,44 @@ impl Gateway {
         response
     }
 
+    /// The one place a failed login is logged, counted and answered.
+    fn login_failed(&self, error: LoginError, request_id: &RequestId) -> Response<ProxyBody> {
+        let reason = error.metric_reason();
+        match error.detail() {
+            Some(detail) => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason, detail);
+            }
+            None => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason)
+            }
+        }
+        self.metrics.login("failed", reason);
+        Refusal::Login(error).render(Audience::Browser, request_id)
+    }
+
+    /// The steps of a login after `state`: the flow, the provider's answer,
+    /// the code exchange, the ID token, the session.
     async fn finish_login(
         &self,
-        flow: LoginFlow,
+        state: &str,
+        flow_name: &str,
         params: &CallbackParams,
         request_headers: &http::HeaderMap,
         client: IpAddr,
         request_id: &RequestId,
-        outcome: &mut Outcome,
-    ) -> Response<ProxyBody> {
-        let refuse = |error: LoginError| {
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = error.metric_reason());
-            self.metrics.login("failed", error.metric_reason());
-            Refusal::Login(error).render(Audience::Browser, request_id)
-        };
-        let Some(provider) = self.provider.current() else {
-            return refuse(LoginError::ProviderUnavailable);
-        };
-
-        // 2. RFC 9207: the response must come from our issuer (mix-up defence).
-        let issuer = &self.config.oidc.issuer;
-        match params.iss.as_deref() {
-            Some(iss) if iss != issuer => {
-                return refuse(LoginError::IssuerMismatch);
-            }
-            None if provider.metadata.authorization_response_iss_parameter_supported => {
-                return refuse(LoginError::IssuerMissing);
-            }
-            _ => {}
-        }
-
-        // 3. The provider's own refusal.
-        if let Some(error) = &params.error {
-            let code = sanitise_error_code(error);
-            tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "idp_error", idp_error = %code);
-            let error = LoginError::ProviderRefused(code.to_owned());
-            self.metrics.login("failed", error.metric_reason());
-            return Refusal::Login(error).render(Audience::Browser, request_id);
-        }
-        let Some(code) = params.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048) else {
-            return refuse(LoginError::MissingCode);
-        };
-        let Ok(verifier) = PkceVerifier::from_stored(flow.code_verifier) else {
-            return refuse(LoginError::InvalidVerifier);
-        };
-
-        // 4. Code exchange with the same redirect_uri and verifier. Anyone can
-        // get a flow cookie and state, so refused codes are budgeted per client.
-        if self.failed_callbacks.exhausted(client).await {
-            return refuse(LoginError::TooManyFailures);
-        }
-        let exchange_started = std::time::Instant::now();
-        let exchanged = token::exchange_code(
-            self.provider.client(),
-            &provider.metadata.token_endpoint,
-            &self.config.oidc,
-            code,
-            &verifier,
-        )
-        .await;
-        self.metrics.idp_call("token_exchange", exchange_started.elapsed().as_secs_f64());
-        let tokens = match exchanged {
-            Ok(tokens) => tokens,
-            Err(error) => {
-                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "token_endpoint", %error);
-                self.metrics.login("failed", "token_endpoint");
-                if !matches!(error, TokenError::Unavailable(_)) {
-                    self.failed_callbacks.spend(client).await;
-                }
-                let error = match error {
-                    TokenError::Unavailable(_) => LoginError::TokenEndpointUnavailable,
-                    TokenError::Rejected { .. } | TokenError::Invalid(_) => LoginError::TokenEndpointRejected,
-                };
-                return Refusal::Login(error).render(Audience::Browser, request_id);
-            }
-        };
-
-        // 5. The ID token.
+    ) -> Result<SignedIn, LoginError> {
+        let flow = self.open_flow(request_headers, flow_name, state)?;
+        let provider = self.provider.current().ok_or(LoginError::ProviderUnavailable)?;
+        self.check_issuer(params.iss.as_deref(), provider.metadata.authorization_response_iss_parameter_supported)?;
+        let code = authorization_code(params)?;
+        let verifier = PkceVerifier::from_stored(flow.code_verifier).map_err(|_| LoginError::InvalidVerifier)?;
+        let tokens = self.exchange_code(&provider, code, &verifier, client).await?;
+        let raw_id_token = tokens.id_token.as_ref().ok_or(LoginError::IdTokenMissing)?;
         let now = self.clock.now();
-        let Some(raw_id_token) = tokens.id_token.as_ref() else {
-            return refuse(LoginError::IdTokenMissing);
-        };
-        let expectations = Expectations {
-            issuer,
-            client_id: &self.config.oidc.client_id,
-            trusted_audiences: &self.config.oidc.trusted_audiences,
-            nonce: Some(&flow.nonce),
-            algorithms: &self.config.oidc.id_token_algorithms,
-            now,
-            skew_seconds: seconds(self.config.oidc.clock_skew),
-        };
-        let claims = match id_token::validate(raw_id_token.expose(), &provider.jwks, &expectations).await {
-            Ok(claims) => claims,
-            Err(error) => {
-                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "login_failed", reason = "id_token_invalid", %error);
-                self.metrics.login("failed", "id_token_invalid");
-                return Refusal::Login(LoginError::IdTokenInvalid).render(Audience::Browser, request_id);
-            }
-        };
+        let claims = self.validate_id_token(raw_id_token.expose(), &provider, &flow.nonce, now).await?;
 
-        // 6. The session.
-        let Ok(session_id) = crate::random::token::<16>() else {
-            return self.internal_error(request_id);
-        };
+        // The session.
+        let session_id = crate::random::token::<16>().map_err(|_| LoginError::Internal)?;
         let lifetime = seconds(self.config.session.lifetime);
         let expires_in = tokens.expires_in.and_then(|s| i64::try_from(s).ok()).unwrap_or(DEFAULT_ACCESS_TOKEN_SECONDS);
         let data = SessionData {
@@ -223,33 +171,112 @@ impl Gateway {
             refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
             id_token: Some(raw_id_token.expose().to_owned()),
         };
+        let set_cookies = self.create_session(&data, request_headers, request_id).await?;
+        Ok(SignedIn { subject: data.sub, return_to: flow.return_to, set_cookies })
+    }
+
+    /// The login flow sealed in the cookie named after `state`, if it is
+    /// this browser's (same state, compared in constant time) and not expired.
+    fn open_flow(&self, headers: &http::HeaderMap, flow_name: &str, state: &str) -> Result<LoginFlow, LoginError> {
+        let flow = single_cookie_value(headers, flow_name)
+            .and_then(|sealed| self.keys.open(Purpose::Flow, flow_name, sealed).ok())
+            .and_then(|(json, _)| serde_json::from_slice::<LoginFlow>(&json).ok())
+            .filter(|flow| flow.v == FLOW_FORMAT)
+            // Constant time: the state is a secret binding this browser to this login.
+            .filter(|flow| bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())))
+            .ok_or(LoginError::StateMismatch)?;
+        if flow.expires_at <= self.clock.now() {
+            return Err(LoginError::Expired);
+        }
+        Ok(flow)
+    }
+
+    /// RFC 9207: the response must come from our issuer (mix-up defence).
+    fn check_issuer(&self, iss: Option<&str>, iss_promised: bool) -> Result<(), LoginError> {
+        match iss {
+            Some(iss) if iss != self.config.oidc.issuer => Err(LoginError::IssuerMismatch),
+            None if iss_promised => Err(LoginError::IssuerMissing),
+            _ => Ok(()),
+        }
+    }
+
+    /// The code exchange, with the same redirect_uri and verifier. Anyone can
+    /// get a flow cookie and state, so refused codes are budgeted per client.
+    async fn exchange_code(
+        &self,
+        provider: &LoadedProvider,
+        code: &str,
+        verifier: &PkceVerifier,
+        client: IpAddr,
+    ) -> Result<token::TokenResponse, LoginError> {
+        if self.failed_callbacks.exhausted(client).await {
+            return Err(LoginError::TooManyFailures);
+        }
+        let started = std::time::Instant::now();
+        let exchanged = token::exchange_code(
+            self.provider.client(),
+            &provider.metadata.token_endpoint,
+            &self.config.oidc,
+            code,
+            verifier,
+        )
+        .await;
+        self.metrics.idp_call("token_exchange", started.elapsed().as_secs_f64());
+        match exchanged {
+            Ok(tokens) => Ok(tokens),
+            Err(error @ TokenError::Unavailable(_)) => Err(LoginError::TokenEndpointUnavailable(error.to_string())),
+            Err(error) => {
+                self.failed_callbacks.spend(client).await;
+                Err(LoginError::TokenEndpointRejected(error.to_string()))
+            }
+        }
+    }
+
+    /// The ID token's signature and claims, for this login's nonce.
+    async fn validate_id_token(
+        &self,
+        raw: &str,
+        provider: &LoadedProvider,
+        nonce: &str,
+        now: crate::clock::UnixSeconds,
+    ) -> Result<id_token::IdTokenClaims, LoginError> {
+        let expectations = Expectations {
+            issuer: &self.config.oidc.issuer,
+            client_id: &self.config.oidc.client_id,
+            trusted_audiences: &self.config.oidc.trusted_audiences,
+            nonce: Some(nonce),
+            algorithms: &self.config.oidc.id_token_algorithms,
+            now,
+            skew_seconds: seconds(self.config.oidc.clock_skew),
+        };
+        id_token::validate(raw, &provider.jwks, &expectations)
+            .await
+            .map_err(|error| LoginError::IdTokenInvalid(error.to_string()))
+    }
+
+    /// Seals (cookie mode) or stores (store mode) the new session and caches
+    /// it; the `Set-Cookie`s that carry it.
+    async fn create_session(
+        &self,
+        data: &SessionData,
+        request_headers: &http::HeaderMap,
+        request_id: &RequestId,
+    ) -> Result<Vec<http::HeaderValue>, LoginError> {
         let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
         let sealed = match &self.backend {
-            Backend::Cookie => self.seal_session(&data, held_parts),
-            Backend::Store(shared) => match self.store_new_session(shared, &data, held_parts).await {
-                Ok(sealed) => sealed,
-                Err(()) => {
-                    self.metrics.login("failed", "session_store_unavailable");
-                    return Refusal::Login(LoginError::StoreUnavailable).render(Audience::Browser, request_id);
-                }
-            },
+            Backend::Cookie => self.seal_session(data, held_parts),
+            Backend::Store(shared) => {
+                self.store_new_session(shared, data, held_parts).await.map_err(|()| LoginError::StoreUnavailable)?
+            }
         };
         let Some(set_cookies) = sealed else {
             tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
-            return Refusal::Login(LoginError::SessionTooLarge).render(Audience::Browser, request_id);
+            return Err(LoginError::SessionTooLarge);
         };
-        if let Some(active) = self.active_session(&data) {
+        if let Some(active) = self.active_session(data) {
             self.cache.insert(data.id.clone(), Arc::new(active)).await;
         }
-        tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "login_succeeded", user = %data.sub);
-        self.metrics.login("succeeded", "-");
-        outcome.user = Some(LoggedUser::SignedIn(data.sub.clone()));
-
-        let mut response = pages::redirect(&flow.return_to);
-        for set_cookie in set_cookies {
-            response.headers_mut().append(header::SET_COOKIE, set_cookie);
-        }
-        response
+        Ok(set_cookies)
     }
 
     /// The `Set-Cookie` headers for a session (split into parts when large),

@@ -82,10 +82,26 @@ pub(super) enum Refusal {
     CrossSiteSignOut,
     /// A method the endpoint does not take.
     MethodNotAllowed,
+    /// Back-channel logout: the request or its logout token is not acceptable (§2.8).
+    LogoutRefused,
+    /// Back-channel logout: the logout cannot be recorded now; the provider retries.
+    LogoutDeferred(LogoutBlocker),
     /// A failed login (the callback).
     Login(LoginError),
     /// Something failed on the gateway's side.
     Internal,
+}
+
+/// What keeps a back-channel logout from being recorded now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LogoutBlocker {
+    /// The provider's keys are not loaded.
+    ProviderUnavailable,
+    /// The shared session store cannot be reached.
+    StoreUnavailable,
+    /// The used logout tokens fill `session.ended_max_entries`: the oldest
+    /// can be forgotten after this many seconds.
+    Full { retry_after_seconds: u64 },
 }
 
 /// Every way a login's callback fails.
@@ -111,18 +127,20 @@ pub(super) enum LoginError {
     MissingCode,
     /// This client's budget of refused code exchanges is spent.
     TooManyFailures,
-    /// The token endpoint cannot be reached.
-    TokenEndpointUnavailable,
-    /// The token endpoint refused the code or answered nonsense.
-    TokenEndpointRejected,
+    /// The token endpoint cannot be reached (the error, for the log).
+    TokenEndpointUnavailable(String),
+    /// The token endpoint refused the code or answered nonsense (the error, for the log).
+    TokenEndpointRejected(String),
     /// The token response carries no ID token.
     IdTokenMissing,
-    /// The ID token does not validate.
-    IdTokenInvalid,
+    /// The ID token does not validate (why, for the log).
+    IdTokenInvalid(String),
     /// Store mode: the session cannot be stored.
     StoreUnavailable,
     /// The session does not fit in the cookie's parts.
     SessionTooLarge,
+    /// Randomness failed.
+    Internal,
 }
 
 const RESTART_LOGIN: &str =
@@ -144,11 +162,11 @@ impl LoginError {
             | Self::MissingCode => StatusCode::BAD_REQUEST,
             Self::ProviderRefused(_) => StatusCode::FORBIDDEN,
             Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable | Self::StoreUnavailable => {
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) | Self::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::TokenEndpointRejected | Self::IdTokenMissing | Self::IdTokenInvalid => StatusCode::BAD_GATEWAY,
-            Self::SessionTooLarge => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TokenEndpointRejected(_) | Self::IdTokenMissing | Self::IdTokenInvalid(_) => StatusCode::BAD_GATEWAY,
+            Self::SessionTooLarge | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -163,11 +181,12 @@ impl LoginError {
             Self::ProviderRefused(_) => "idp_error",
             Self::MissingCode => "missing_code",
             Self::TooManyFailures => "too_many_failures",
-            Self::TokenEndpointUnavailable | Self::TokenEndpointRejected => "token_exchange_failed",
+            Self::TokenEndpointUnavailable(_) | Self::TokenEndpointRejected(_) => "token_exchange_failed",
             Self::IdTokenMissing => "id_token_missing",
-            Self::IdTokenInvalid => "id_token_invalid",
+            Self::IdTokenInvalid(_) => "id_token_invalid",
             Self::StoreUnavailable => "session_store_unavailable",
             Self::SessionTooLarge => "session_too_large",
+            Self::Internal => "internal_error",
         }
     }
 
@@ -175,7 +194,7 @@ impl LoginError {
         Cow::Borrowed(match self {
             Self::MissingState | Self::StateMismatch | Self::Expired => RESTART_LOGIN,
             Self::InvalidVerifier => "This sign-in attempt is invalid. Please start again.",
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable => SIGN_IN_UNAVAILABLE,
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) => SIGN_IN_UNAVAILABLE,
             Self::IssuerMismatch => "The sign-in response came from an unexpected identity provider.",
             Self::IssuerMissing => "The sign-in response did not name its identity provider.",
             Self::ProviderRefused(code) if code == "access_denied" => {
@@ -186,16 +205,17 @@ impl LoginError {
             }
             Self::MissingCode => "The sign-in response carried no authorization code.",
             Self::TooManyFailures => THROTTLED,
-            Self::TokenEndpointRejected => "The identity provider did not accept this sign-in. Please start again.",
-            Self::IdTokenMissing | Self::IdTokenInvalid => UNVERIFIABLE_ANSWER,
+            Self::TokenEndpointRejected(_) => "The identity provider did not accept this sign-in. Please start again.",
+            Self::IdTokenMissing | Self::IdTokenInvalid(_) => UNVERIFIABLE_ANSWER,
             Self::StoreUnavailable => STORE_UNAVAILABLE,
             Self::SessionTooLarge => "Your account's sign-in data is too large for this gateway's cookie.",
+            Self::Internal => INTERNAL,
         })
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::ProviderUnavailable | Self::TokenEndpointUnavailable => Some(PROVIDER_RETRY_AFTER),
+            Self::ProviderUnavailable | Self::TokenEndpointUnavailable(_) => Some(PROVIDER_RETRY_AFTER),
             Self::StoreUnavailable => Some(STORE_RETRY_AFTER),
             Self::TooManyFailures => Some(THROTTLE_RETRY_AFTER),
             _ => None,
@@ -205,8 +225,20 @@ impl LoginError {
     /// The `reason` label of `portcullis_logins_total{stage="failed"}`.
     pub(super) fn metric_reason(&self) -> &'static str {
         match self {
-            Self::TokenEndpointUnavailable | Self::TokenEndpointRejected => "token_endpoint",
+            Self::TokenEndpointUnavailable(_) | Self::TokenEndpointRejected(_) => "token_endpoint",
             other => other.code(),
+        }
+    }
+
+    /// What the failure log line adds to the reason: the provider's error
+    /// code or the internal error (never shown to the user).
+    pub(super) fn detail(&self) -> Option<&str> {
+        match self {
+            Self::ProviderRefused(detail)
+            | Self::TokenEndpointUnavailable(detail)
+            | Self::TokenEndpointRejected(detail)
+            | Self::IdTokenInvalid(detail) => Some(detail),
+            _ => None,
         }
     }
 }
@@ -226,6 +258,8 @@ impl Refusal {
             Self::UpstreamUnavailable(status) => *status,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LogoutRefused => StatusCode::BAD_REQUEST,
+            Self::LogoutDeferred(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Login(error) => error.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -248,6 +282,9 @@ impl Refusal {
             Self::UpstreamUnavailable(_) | Self::UpstreamTimeout => "upstream_unavailable",
             Self::CrossSiteSignOut => "cross_site",
             Self::MethodNotAllowed => "method_not_allowed",
+            // OAuth 2.0 error codes, as §2.8 asks.
+            Self::LogoutRefused => "invalid_request",
+            Self::LogoutDeferred(_) => "temporarily_unavailable",
             Self::Login(error) => error.code(),
             Self::Internal => "internal_error",
         }
@@ -283,7 +320,9 @@ impl Refusal {
             Self::UpstreamUnavailable(_) => "The service behind this gateway is unavailable. Try again shortly.",
             Self::UpstreamTimeout => "The service behind this gateway did not answer in time. Try again shortly.",
             Self::CrossSiteSignOut => "Sign-out must come from this site.",
-            Self::MethodNotAllowed => "Use GET or POST.",
+            Self::MethodNotAllowed => "This method is not accepted here.",
+            Self::LogoutRefused => "The logout request or its logout token is not acceptable.",
+            Self::LogoutDeferred(_) => "The logout cannot be recorded right now. Retry shortly.",
             Self::Login(error) => return error.message(),
             Self::Internal => INTERNAL,
         })
@@ -296,6 +335,11 @@ impl Refusal {
             Self::ProviderUnavailable(_) => Some(PROVIDER_RETRY_AFTER),
             Self::StoreUnavailable => Some(STORE_RETRY_AFTER),
             Self::TooManyFailures => Some(THROTTLE_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::ProviderUnavailable) => Some(PROVIDER_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::StoreUnavailable) => Some(STORE_RETRY_AFTER),
+            Self::LogoutDeferred(LogoutBlocker::Full { retry_after_seconds }) => {
+                Some(Duration::from_secs(*retry_after_seconds))
+            }
             Self::Login(error) => error.retry_after(),
             _ => None,
         }
@@ -411,6 +455,22 @@ mod tests {
             (Refusal::UpstreamTimeout, 504, "upstream_unavailable", None, None),
             (Refusal::CrossSiteSignOut, 403, "cross_site", None, None),
             (Refusal::MethodNotAllowed, 405, "method_not_allowed", None, None),
+            (Refusal::LogoutRefused, 400, "invalid_request", None, None),
+            (
+                Refusal::LogoutDeferred(LogoutBlocker::ProviderUnavailable),
+                503,
+                "temporarily_unavailable",
+                Some(30),
+                None,
+            ),
+            (Refusal::LogoutDeferred(LogoutBlocker::StoreUnavailable), 503, "temporarily_unavailable", Some(5), None),
+            (
+                Refusal::LogoutDeferred(LogoutBlocker::Full { retry_after_seconds: 7 }),
+                503,
+                "temporarily_unavailable",
+                Some(7),
+                None,
+            ),
             (Refusal::Internal, 500, "internal_error", None, None),
             (Refusal::Login(LoginError::MissingState), 400, "missing_state", None, None),
             (Refusal::Login(LoginError::StateMismatch), 400, "state_mismatch", None, None),
@@ -422,12 +482,19 @@ mod tests {
             (Refusal::Login(LoginError::ProviderRefused("access_denied".into())), 403, "idp_error", None, None),
             (Refusal::Login(LoginError::MissingCode), 400, "missing_code", None, None),
             (Refusal::Login(LoginError::TooManyFailures), 429, "too_many_failures", Some(60), None),
-            (Refusal::Login(LoginError::TokenEndpointUnavailable), 503, "token_exchange_failed", Some(30), None),
-            (Refusal::Login(LoginError::TokenEndpointRejected), 502, "token_exchange_failed", None, None),
+            (
+                Refusal::Login(LoginError::TokenEndpointUnavailable("down".into())),
+                503,
+                "token_exchange_failed",
+                Some(30),
+                None,
+            ),
+            (Refusal::Login(LoginError::TokenEndpointRejected("no".into())), 502, "token_exchange_failed", None, None),
             (Refusal::Login(LoginError::IdTokenMissing), 502, "id_token_missing", None, None),
-            (Refusal::Login(LoginError::IdTokenInvalid), 502, "id_token_invalid", None, None),
+            (Refusal::Login(LoginError::IdTokenInvalid("bad".into())), 502, "id_token_invalid", None, None),
             (Refusal::Login(LoginError::StoreUnavailable), 503, "session_store_unavailable", Some(5), None),
             (Refusal::Login(LoginError::SessionTooLarge), 500, "session_too_large", None, None),
+            (Refusal::Login(LoginError::Internal), 500, "internal_error", None, None),
         ]
     }
 
@@ -478,8 +545,10 @@ mod tests {
 
     #[test]
     fn login_failures_are_counted_by_cause() {
-        assert_eq!(LoginError::TokenEndpointRejected.metric_reason(), "token_endpoint");
-        assert_eq!(LoginError::TokenEndpointUnavailable.metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::TokenEndpointRejected("x".into()).metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::TokenEndpointUnavailable("x".into()).metric_reason(), "token_endpoint");
+        assert_eq!(LoginError::IdTokenInvalid("expired".into()).detail(), Some("expired"));
+        assert_eq!(LoginError::MissingCode.detail(), None);
         assert_eq!(LoginError::ProviderRefused("x".into()).metric_reason(), "idp_error");
         assert_eq!(Refusal::Login(LoginError::StoreUnavailable).metric_reason(), "session_store_unavailable");
         assert_eq!(
