@@ -1,6 +1,8 @@
 //! The `portcullis` command: parses the CLI, loads configuration, sets up
 //! logging and hands over to the library. No logic lives here.
 
+mod demo;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Secret => print_secret(),
         Command::CheckConfig => runtime.block_on(async { check_config(cli.config) }),
-        Command::Demo { listen } => runtime.block_on(demo(listen)),
+        Command::Demo { listen } => runtime.block_on(run_demo(listen)),
         Command::Run => runtime.block_on(run(cli.config)),
     }
 }
@@ -169,15 +171,15 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
 }
 
 #[allow(clippy::print_stdout, reason = "the demo tells the user where to go")]
-async fn demo(listen: SocketAddr) -> ExitCode {
+async fn run_demo(listen: SocketAddr) -> ExitCode {
     portcullis::telemetry::init(LogFormat::Text, "info");
-    let on_ready = |addresses: &portcullis::demo::DemoAddresses| {
+    let on_ready = |addresses: &demo::DemoAddresses| {
         println!(
             "portcullis demo: open {} in a browser (users alice/alice and bob/bob; provider {}, echo upstream {})",
             addresses.gateway, addresses.provider, addresses.upstream
         );
     };
-    match portcullis::demo::run(listen, on_ready, shutdown_signal()).await {
+    match demo::run(listen, on_ready, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("portcullis demo: {error}");

@@ -41,7 +41,40 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use faults::{FaultClaims, FaultDuration, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
-use crate::clock::Clock;
+/// Seconds since the Unix epoch.
+type UnixSeconds = i64;
+
+/// Where the provider reads the time. Tests hand it the gateway's clock, so
+/// moving that clock forward moves the provider's too.
+#[derive(Clone)]
+pub struct TimeSource(Arc<dyn Fn() -> UnixSeconds + Send + Sync>);
+
+impl TimeSource {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self::from_fn(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        })
+    }
+
+    /// Reads the time from `now` (seconds since the Unix epoch).
+    pub fn from_fn(now: impl Fn() -> UnixSeconds + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    fn now(&self) -> UnixSeconds {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeSource")
+    }
+}
 
 /// Paths of the provider's endpoints, relative to the issuer.
 mod paths {
@@ -94,7 +127,7 @@ pub struct DevProviderConfig {
     /// answers without a `refresh_token` and the old one stays valid.
     pub rotate_refresh_tokens: bool,
     /// Source of every `iat`/`exp` and of code expiry (tests move it forward).
-    pub clock: Clock,
+    pub clock: TimeSource,
 }
 
 impl DevProviderConfig {
@@ -118,7 +151,7 @@ impl DevProviderConfig {
             access_token_ttl: Duration::from_secs(300),
             id_token_ttl: Duration::from_secs(300),
             rotate_refresh_tokens: true,
-            clock: Clock::system(),
+            clock: TimeSource::system(),
         }
     }
 }
