@@ -1,6 +1,7 @@
 //! The `portcullis` command: parses the CLI, loads configuration, sets up
 //! logging and hands over to the library. No logic lives here.
 
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use portcullis::clock::Clock;
-use portcullis::config::{Config, LogFormat};
+use portcullis::config::Config;
 
 /// Portcullis: an OpenID Connect authentication gateway in front of your service.
 #[derive(Debug, Parser)]
@@ -28,7 +29,8 @@ struct Cli {
 enum Command {
     /// Serve the gateway (the default).
     Run,
-    /// Try the whole login locally: a development provider, an echo upstream and the gateway, on loopback.
+    /// Try the whole login locally: a development provider, an echo upstream and the gateway, on loopback
+    /// (in builds with the default `demo` feature).
     Demo {
         /// Where the demo gateway listens (loopback only).
         #[arg(long, default_value = "127.0.0.1:4180")]
@@ -170,9 +172,10 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[cfg(feature = "demo")]
 #[allow(clippy::print_stdout, reason = "the demo tells the user where to go")]
 async fn run_demo(listen: SocketAddr) -> ExitCode {
-    portcullis::telemetry::init(LogFormat::Text, "info");
+    portcullis::telemetry::init(portcullis::config::LogFormat::Text, "info");
     let on_ready = |addresses: &demo::DemoAddresses| {
         println!(
             "portcullis demo: open {} in a browser (users alice/alice and bob/bob; provider {}, echo upstream {})",
@@ -186,6 +189,12 @@ async fn run_demo(listen: SocketAddr) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_listen: SocketAddr) -> ExitCode {
+    eprintln!("portcullis demo: this build has no demo (built without the `demo` feature)");
+    ExitCode::from(2)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

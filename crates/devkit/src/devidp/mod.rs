@@ -3,7 +3,8 @@
 //! A small but correct OpenID Connect provider: authorization code flow with
 //! mandatory PKCE S256, ES256-signed ID and access tokens, refresh tokens with
 //! optional rotation and reuse detection, userinfo, revocation (RFC 7009) and
-//! RP-initiated logout. [`Faults`] lets tests make it misbehave at runtime.
+//! RP-initiated logout. With the `faults` feature, `Faults` lets tests make it
+//! misbehave at runtime.
 //! It only ever binds to loopback addresses: it has fixed demo passwords.
 
 // Handlers return a ready `Response` as their error: error paths are cold here,
@@ -39,6 +40,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+#[cfg(not(feature = "faults"))]
+use faults::Faults;
+#[cfg(feature = "faults")]
 pub use faults::{FaultClaims, FaultDuration, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
 /// Seconds since the Unix epoch.
@@ -239,6 +243,7 @@ impl DevProvider {
     }
 
     /// Runtime knobs that make the provider misbehave; all off by default.
+    #[cfg(feature = "faults")]
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
@@ -404,6 +409,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
     use hyper::Method;
     let path = request.uri().path().to_owned();
+    #[cfg(feature = "faults")]
     if let Some(misbehaviour) = shared.faults.back_channel.get()
         && matches!(path.as_str(), paths::DISCOVERY | paths::JWKS | paths::TOKEN)
     {

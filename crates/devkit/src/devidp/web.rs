@@ -171,6 +171,7 @@ pub(super) fn unavailable() -> Response {
 }
 
 /// The answer of the `back_channel` fault.
+#[cfg(feature = "faults")]
 pub(super) async fn misbehave(misbehaviour: super::faults::Misbehaviour) -> Response {
     use super::faults::Misbehaviour;
     match misbehaviour {

@@ -2,6 +2,7 @@
 //! harness (an HTTP client playing browser and relying party) and the test files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[cfg(feature = "faults")]
 mod faults;
 mod grants;
 mod login;
