@@ -33,7 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis::clock::Clock;
 use portcullis::config::{Config, LogFormat, RawConfig};
-use portcullis::devidp::{DevProvider, DevProviderConfig};
+use portcullis_devkit::devidp::{DevProvider, DevProviderConfig};
 use tokio::net::TcpListener;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;

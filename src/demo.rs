@@ -10,41 +10,41 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::net::TcpListener;
 
-use crate::clock::Clock;
-use crate::config::{Config, RawConfig};
-use crate::devidp::{DevProvider, DevProviderConfig};
+use portcullis::clock::Clock;
+use portcullis::config::{Config, RawConfig};
+use portcullis_devkit::devidp::{DevProvider, DevProviderConfig};
 
 /// The client id the demo provider registers for the gateway.
-pub const DEMO_CLIENT_ID: &str = "portcullis-demo";
+const DEMO_CLIENT_ID: &str = "portcullis-demo";
 
 /// The demo could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+pub(crate) enum DemoError {
     #[error("the demo only listens on loopback (127.0.0.1 or [::1]), not {0}")]
     NotLoopback(SocketAddr),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] portcullis::config::ConfigError),
     #[error(transparent)]
-    Start(#[from] crate::StartError),
+    Start(#[from] portcullis::StartError),
     #[error(transparent)]
-    Serve(#[from] crate::ServeError),
+    Serve(#[from] portcullis::ServeError),
     #[error("random number generator failed")]
     Random,
 }
 
 /// A running demo: where to point the browser.
 #[derive(Debug)]
-pub struct DemoAddresses {
-    pub gateway: String,
-    pub provider: String,
-    pub upstream: SocketAddr,
+pub(crate) struct DemoAddresses {
+    pub(crate) gateway: String,
+    pub(crate) provider: String,
+    pub(crate) upstream: SocketAddr,
 }
 
 /// Starts provider, echo upstream and gateway; calls `on_ready` once the
 /// gateway serves, then runs until `shutdown` completes.
-pub async fn run(
+pub(crate) async fn run(
     listen: SocketAddr,
     on_ready: impl FnOnce(&DemoAddresses),
     shutdown: impl Future<Output = ()>,
@@ -64,7 +64,7 @@ pub async fn run(
     let echo_listener = TcpListener::bind(loopback).await?;
     let upstream = echo_listener.local_addr()?;
     let (stop_echo, echo_stopped) = tokio::sync::oneshot::channel::<()>();
-    let echo = tokio::spawn(crate::echo::serve_echo(echo_listener, async move {
+    let echo = tokio::spawn(portcullis_devkit::echo::serve_echo(echo_listener, async move {
         let _ = echo_stopped.await;
     }));
 
@@ -77,14 +77,14 @@ pub async fn run(
     raw.oidc.issuer = Some(provider.issuer().to_owned());
     raw.oidc.client_id = Some(DEMO_CLIENT_ID.to_owned());
     // A fresh key each run: demo sessions end with the process.
-    let key = crate::random::bytes::<32>().map_err(|_| DemoError::Random)?;
-    raw.session.secret = Some(crate::secret::SecretString::new(STANDARD.encode(key)));
+    let key = portcullis::random::bytes::<32>().map_err(|_| DemoError::Random)?;
+    raw.session.secret = Some(portcullis::secret::SecretString::new(STANDARD.encode(key)));
     raw.proxy.response_timeout = Duration::from_secs(30);
     let config = Config::from_raw(raw)?;
 
-    let gateway = crate::start(config, Clock::system()).await?;
+    let gateway = portcullis::start(config, Clock::system()).await?;
     on_ready(&DemoAddresses { gateway: format!("{public_url}/"), provider: provider.issuer().to_owned(), upstream });
-    crate::run(gateway, gateway_listener, shutdown).await?;
+    portcullis::run(gateway, gateway_listener, shutdown).await?;
 
     let _ = stop_echo.send(());
     let _ = echo.await;

@@ -9,9 +9,6 @@ pub mod authz;
 pub mod body;
 pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod devidp;
-pub mod echo;
 pub mod gateway;
 #[doc(hidden)]
 pub mod http1_guard;

@@ -1,6 +1,9 @@
 //! The `portcullis` command: parses the CLI, loads configuration, sets up
 //! logging and hands over to the library. No logic lives here.
 
+#[cfg(feature = "demo")]
+mod demo;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use portcullis::clock::Clock;
-use portcullis::config::{Config, LogFormat};
+use portcullis::config::Config;
 
 /// Portcullis: an OpenID Connect authentication gateway in front of your service.
 #[derive(Debug, Parser)]
@@ -26,7 +29,8 @@ struct Cli {
 enum Command {
     /// Serve the gateway (the default).
     Run,
-    /// Try the whole login locally: a development provider, an echo upstream and the gateway, on loopback.
+    /// Try the whole login locally: a development provider, an echo upstream and the gateway, on loopback
+    /// (in builds with the default `demo` feature).
     Demo {
         /// Where the demo gateway listens (loopback only).
         #[arg(long, default_value = "127.0.0.1:4180")]
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Secret => print_secret(),
         Command::CheckConfig => check_config(cli.config),
-        Command::Demo { listen } => runtime.block_on(demo(listen)),
+        Command::Demo { listen } => runtime.block_on(run_demo(listen)),
         Command::Run => runtime.block_on(run(cli.config)),
     }
 }
@@ -168,22 +172,29 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[cfg(feature = "demo")]
 #[allow(clippy::print_stdout, reason = "the demo tells the user where to go")]
-async fn demo(listen: SocketAddr) -> ExitCode {
-    portcullis::telemetry::init(LogFormat::Text, "info");
-    let on_ready = |addresses: &portcullis::demo::DemoAddresses| {
+async fn run_demo(listen: SocketAddr) -> ExitCode {
+    portcullis::telemetry::init(portcullis::config::LogFormat::Text, "info");
+    let on_ready = |addresses: &demo::DemoAddresses| {
         println!(
             "portcullis demo: open {} in a browser (users alice/alice and bob/bob; provider {}, echo upstream {})",
             addresses.gateway, addresses.provider, addresses.upstream
         );
     };
-    match portcullis::demo::run(listen, on_ready, shutdown_signal()).await {
+    match demo::run(listen, on_ready, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("portcullis demo: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_listen: SocketAddr) -> ExitCode {
+    eprintln!("portcullis demo: this build has no demo (built without the `demo` feature)");
+    ExitCode::from(2)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

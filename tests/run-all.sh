@@ -183,8 +183,10 @@ python3 tests/module_graph.py
 
 if [ "$mode" = full ]; then
     failed_step="cargo clippy"
-    step "cargo clippy --all-targets --locked -- -D warnings"
-    cargo clippy --all-targets --locked -- -D warnings
+    step "cargo clippy --workspace --all-targets --locked -- -D warnings (and the binary's devkit without fault switches)"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    # The tests turn on the devkit's `faults` feature; the binary alone builds the devkit without it.
+    cargo clippy --locked --bin portcullis -- -D warnings
 
     failed_step="cargo doc"
     step "cargo doc --no-deps (RUSTDOCFLAGS=-D warnings: broken intra-doc links fail)"
@@ -196,10 +198,23 @@ step "node --test tests/e2e/*.test.mjs (the mock OpenID provider the Rust tests 
 node --test tests/e2e/*.test.mjs
 
 failed_step="cargo test"
-step "cargo test --locked (TEST_MOCK_IDP=$TEST_MOCK_IDP)"
-cargo test --locked
+step "cargo test --workspace --locked (TEST_MOCK_IDP=$TEST_MOCK_IDP)"
+cargo test --workspace --locked
 
 if [ "$mode" = full ]; then
+    # Before the next step: it builds target/debug/portcullis again, with the demo, for the browser test.
+    failed_step="build without the demo"
+    step "--no-default-features: cargo check --release, and the debug binary's demo command refuses"
+    cargo check --locked --release --no-default-features --bin portcullis
+    cargo build --locked --no-default-features --bin portcullis
+    demo_log="$(mktemp)"
+    if "$TEST_PORTCULLIS_BIN" demo --listen 127.0.0.1:0 2>"$demo_log"; then
+        echo "a build without the demo feature ran the demo" >&2
+        exit 1
+    fi
+    grep -q 'this build has no demo' "$demo_log" || { cat "$demo_log" >&2; exit 1; }
+    rm -f "$demo_log"
+
     failed_step="cargo build"
     step "cargo build --locked (the binary for the browser test)"
     cargo build --locked --bin portcullis

@@ -6,7 +6,7 @@
 //! page, and nothing reaches the upstream.
 
 use http::StatusCode;
-use portcullis::devidp::Faults;
+use portcullis_devkit::devidp::Faults;
 use serde_json::json;
 
 use crate::support::upstreams::CountingUpstream;

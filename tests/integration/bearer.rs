@@ -205,7 +205,7 @@ async fn a_session_and_a_bearer_token_never_mix() {
 #[tokio::test]
 async fn tokens_from_a_configured_extra_issuer_pass_with_its_audience() {
     use portcullis::config::raw::RawIssuer;
-    use portcullis::devidp::{DevProvider, DevProviderConfig};
+    use portcullis_devkit::devidp::{DevProvider, DevProviderConfig};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let other = DevProvider::start(listener, DevProviderConfig::demo("ci-api", "http://127.0.0.1:9/cb".to_owned()))
         .await

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use portcullis::devidp::Misbehaviour;
+use portcullis_devkit::devidp::Misbehaviour;
 
 use crate::support::http::EXCHANGE_TIMEOUT;
 use crate::support::{TestWorld, eventually};

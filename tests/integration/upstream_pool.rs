@@ -98,7 +98,7 @@ async fn upstreams_named_by_ipv6_literal_or_host_name_are_reached() {
     };
     let port = listener.local_addr().expect("address").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(portcullis::echo::serve_echo(listener, async move {
+    tokio::spawn(portcullis_devkit::echo::serve_echo(listener, async move {
         let _ = stopped.await;
     }));
     let by_literal = TestWorld::builder().upstream(format!("http://[::1]:{port}")).start().await;

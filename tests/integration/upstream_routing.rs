@@ -13,7 +13,7 @@ async fn second_echo() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let _ = portcullis::echo::serve_echo(listener, std::future::pending()).await;
+        let _ = portcullis_devkit::echo::serve_echo(listener, std::future::pending()).await;
     });
     url
 }

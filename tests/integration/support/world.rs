@@ -10,11 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use portcullis::clock::Clock;
 use portcullis::config::{Config, RawConfig};
-use portcullis::devidp::{DevProvider, DevProviderConfig, Faults};
 use portcullis::secret::{SecretBytes, SecretString};
 use portcullis::session::data::SessionData;
 use portcullis::session::flow::LoginFlow;
 use portcullis::session::seal::{KeyRing, Purpose};
+use portcullis_devkit::devidp::{DevProvider, DevProviderConfig, Faults, TimeSource};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -100,7 +100,8 @@ impl WorldBuilder {
         let public_url = self.public_url.unwrap_or_else(|| format!("{scheme}://{gateway_addr}"));
 
         let mut provider_config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
-        provider_config.clock = clock.clone();
+        let gateway_clock = clock.clone();
+        provider_config.clock = TimeSource::from_fn(move || gateway_clock.now());
         provider_config.client_secret = self.client_secret.as_ref().map(|(secret, _)| secret.clone());
         provider_config.post_logout_redirect_uris = vec![format!("{public_url}/")];
         let provider_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the provider");
@@ -116,7 +117,7 @@ impl WorldBuilder {
                 let url = format!("http://{}", listener.local_addr().expect("echo address"));
                 let (stop, stopped) = oneshot::channel::<()>();
                 let task = tokio::spawn(async move {
-                    let _ = portcullis::echo::serve_echo(listener, async move {
+                    let _ = portcullis_devkit::echo::serve_echo(listener, async move {
                         let _ = stopped.await;
                     })
                     .await;

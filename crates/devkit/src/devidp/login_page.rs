@@ -1,7 +1,7 @@
 //! The provider's HTML: the login form, error pages and the signed-out page.
 //! Everything echoed into a page goes through [`escape`].
 
-pub(super) use crate::pages::escape_html as escape;
+pub(super) use crate::html::escape;
 
 const STYLE: &str = "
   * { box-sizing: border-box; }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the development provider over real loopback TCP: the
 //! harness (an HTTP client playing browser and relying party) and the test files.
 
+#[cfg(feature = "faults")]
 mod faults;
 mod grants;
 mod login;
@@ -8,6 +9,7 @@ mod server;
 mod token;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -56,8 +58,26 @@ impl Reply {
 struct Harness {
     provider: DevProvider,
     client: Client<HttpConnector, Full<Bytes>>,
-    clock: Clock,
+    clock: TestClock,
     secret: Option<String>,
+}
+
+/// The system clock plus an offset the tests move forward.
+#[derive(Clone, Default)]
+struct TestClock {
+    offset: Arc<AtomicI64>,
+}
+
+impl TestClock {
+    fn advance(&self, seconds: i64) {
+        self.offset.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    fn source(&self) -> TimeSource {
+        let offset = Arc::clone(&self.offset);
+        let system = TimeSource::system();
+        TimeSource::from_fn(move || system.now() + offset.load(Ordering::SeqCst))
+    }
 }
 
 struct Pkce {
@@ -85,8 +105,9 @@ fn config(secret: Option<&str>, rotate: bool) -> DevProviderConfig {
 }
 
 impl Harness {
-    async fn start(config: DevProviderConfig) -> Self {
-        let clock = config.clock.clone();
+    async fn start(mut config: DevProviderConfig) -> Self {
+        let clock = TestClock::default();
+        config.clock = clock.source();
         let secret = config.client_secret.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let provider = DevProvider::start(listener, config).await.unwrap();

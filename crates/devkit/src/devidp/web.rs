@@ -9,12 +9,12 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, StatusCode};
 
-use crate::body::{ProxyBody, full};
+use crate::body::{Body, full};
 
 /// A request as the provider receives it.
 pub(super) type Request = hyper::Request<Incoming>;
 /// A response as the provider sends it.
-pub(super) type Response = hyper::Response<ProxyBody>;
+pub(super) type Response = hyper::Response<Body>;
 
 /// Form bodies are tiny; anything larger is refused rather than buffered.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -171,6 +171,7 @@ pub(super) fn unavailable() -> Response {
 }
 
 /// The answer of the `back_channel` fault.
+#[cfg(feature = "faults")]
 pub(super) async fn misbehave(misbehaviour: super::faults::Misbehaviour) -> Response {
     use super::faults::Misbehaviour;
     match misbehaviour {

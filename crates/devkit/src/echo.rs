@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::body::{BoxError, ProxyBody, boxed, full};
-use crate::pages::escape_html as escape;
+use crate::body::{Body, BoxError, boxed, full};
+use crate::html::escape;
 
 /// Size of each chunk of a `/stream` response.
 const STREAM_CHUNK_BYTES: usize = 16 * 1024;
@@ -82,7 +82,7 @@ fn query_number(request: &Request<Incoming>, name: &str) -> Option<u64> {
     form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).and_then(|(_, value)| value.parse().ok())
 }
 
-async fn respond(request: Request<Incoming>) -> Response<ProxyBody> {
+async fn respond(request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     if path == "/slow" && request.method() == Method::GET {
         let delay = query_number(&request, "ms").unwrap_or(0).min(MAX_SLOW_MS);
@@ -132,18 +132,18 @@ async fn receive(request: Request<Incoming>) -> Result<Received, hyper::Error> {
     })
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: ProxyBody) -> Response<ProxyBody> {
+fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     with_type(status, "text/plain; charset=utf-8", full(text))
 }
 
-fn json_page(received: &Received) -> Response<ProxyBody> {
+fn json_page(received: &Received) -> Response<Body> {
     let body = serde_json::json!({
         "method": received.method,
         "path": received.path,
@@ -153,7 +153,7 @@ fn json_page(received: &Received) -> Response<ProxyBody> {
     with_type(StatusCode::OK, "application/json", full(body.to_string()))
 }
 
-fn html_page(received: &Received) -> Response<ProxyBody> {
+fn html_page(received: &Received) -> Response<Body> {
     let rows: String = received
         .headers
         .iter()
@@ -180,7 +180,7 @@ fn html_page(received: &Received) -> Response<ProxyBody> {
 }
 
 /// A body of `total` bytes sent as 16 KiB chunks, produced as it is read.
-fn streamed(total: u64) -> Response<ProxyBody> {
+fn streamed(total: u64) -> Response<Body> {
     let chunks = futures_util::stream::unfold(total, |remaining| async move {
         if remaining == 0 {
             return None;

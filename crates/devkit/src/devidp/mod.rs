@@ -3,7 +3,8 @@
 //! A small but correct OpenID Connect provider: authorization code flow with
 //! mandatory PKCE S256, ES256-signed ID and access tokens, refresh tokens with
 //! optional rotation and reuse detection, userinfo, revocation (RFC 7009) and
-//! RP-initiated logout. [`Faults`] lets tests make it misbehave at runtime.
+//! RP-initiated logout. With the `faults` feature, `Faults` lets tests make it
+//! misbehave at runtime.
 //! It only ever binds to loopback addresses: it has fixed demo passwords.
 
 // Handlers return a ready `Response` as their error: error paths are cold here,
@@ -39,9 +40,49 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+#[cfg(not(feature = "faults"))]
+use faults::Faults;
+#[cfg(feature = "faults")]
 pub use faults::{FaultClaims, FaultDuration, FaultFlag, FaultMode, FaultText, Faults, Misbehaviour};
 
-use crate::clock::Clock;
+/// Seconds since the Unix epoch.
+type UnixSeconds = i64;
+
+/// Where the provider reads the time. Tests hand it the gateway's clock, so
+/// moving that clock forward moves the provider's too.
+#[derive(Clone)]
+pub struct TimeSource(Arc<dyn Fn() -> UnixSeconds + Send + Sync>);
+
+impl TimeSource {
+    /// The system clock.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the devkit's one wall-clock reader (it cannot use portcullis::clock)"
+    )]
+    pub fn system() -> Self {
+        Self::from_fn(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        })
+    }
+
+    /// Reads the time from `now` (seconds since the Unix epoch).
+    pub fn from_fn(now: impl Fn() -> UnixSeconds + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    fn now(&self) -> UnixSeconds {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeSource")
+    }
+}
 
 /// Paths of the provider's endpoints, relative to the issuer.
 mod paths {
@@ -94,7 +135,7 @@ pub struct DevProviderConfig {
     /// answers without a `refresh_token` and the old one stays valid.
     pub rotate_refresh_tokens: bool,
     /// Source of every `iat`/`exp` and of code expiry (tests move it forward).
-    pub clock: Clock,
+    pub clock: TimeSource,
 }
 
 impl DevProviderConfig {
@@ -118,7 +159,7 @@ impl DevProviderConfig {
             access_token_ttl: Duration::from_secs(300),
             id_token_ttl: Duration::from_secs(300),
             rotate_refresh_tokens: true,
-            clock: Clock::system(),
+            clock: TimeSource::system(),
         }
     }
 }
@@ -206,6 +247,7 @@ impl DevProvider {
     }
 
     /// Runtime knobs that make the provider misbehave; all off by default.
+    #[cfg(feature = "faults")]
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
@@ -371,6 +413,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 async fn route(shared: Arc<Shared>, request: web::Request) -> web::Response {
     use hyper::Method;
     let path = request.uri().path().to_owned();
+    #[cfg(feature = "faults")]
     if let Some(misbehaviour) = shared.faults.back_channel.get()
         && matches!(path.as_str(), paths::DISCOVERY | paths::JWKS | paths::TOKEN)
     {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::clock::UnixSeconds;
+use super::UnixSeconds;
 
 /// How long an authorization code stays redeemable, in provider-clock seconds.
 pub(super) const CODE_TTL_SECONDS: i64 = 60;
