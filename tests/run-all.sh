@@ -204,8 +204,9 @@ cargo test --workspace --locked
 if [ "$mode" = full ]; then
     # Before the next step: it builds target/debug/portcullis again, with the demo, for the browser test.
     failed_step="build without the demo"
-    step "--no-default-features: cargo check --release, and the debug binary's demo command refuses"
-    cargo check --locked --release --no-default-features --bin portcullis
+    # A debug build proves the same code compiles without the devkit; a release check would rebuild every
+    # dependency in the release profile (minutes on two cores) for no further proof.
+    step "--no-default-features: the binary builds without the devkit, and its demo command refuses"
     cargo build --locked --no-default-features --bin portcullis
     demo_log="$(mktemp)"
     if "$TEST_PORTCULLIS_BIN" demo --listen 127.0.0.1:0 2>"$demo_log"; then
