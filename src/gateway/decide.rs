@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use super::authorize::{self, Target};
 use super::bearer::BearerOutcome;
 use super::refusal::{ProviderNeed, Refusal};
-use super::session_auth::{Authentication, Caller};
 use super::{Connection, Gateway, RequestId};
+use crate::sessions::{Authentication, Caller};
 
 /// What the decision looks at.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Gateway {
         connection: &Connection,
         request_id: &RequestId,
     ) -> Result<Identified, Refusal> {
-        let authenticated = self.authenticate(headers, &connection.recent).await;
+        let authenticated = self.sessions.authenticate(headers, &connection.recent).await;
         let (decision, reason) = match &authenticated {
             Authentication::Session(_) => ("authenticated", "session"),
             Authentication::ProviderUnavailable => ("unavailable", "idp_unavailable"),

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue};
 
-use super::Gateway;
-use super::login::seconds;
-use super::recent_session::{OpenedSession, RecentSession};
+use super::Sessions;
+use super::recent::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
 use super::shared::Backend;
 use crate::authz::Principal;
 use crate::clock::UnixSeconds;
+use crate::clock::seconds;
 use crate::config::IdentitySelection;
 use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
@@ -43,7 +43,7 @@ struct Renewal {
 
 /// An authenticated user (the subject is `caller.principal.subject`).
 #[derive(Debug)]
-pub(super) struct AuthenticatedSession {
+pub(crate) struct AuthenticatedSession {
     pub caller: Caller,
     /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
     pub set_cookies: Vec<HeaderValue>,
@@ -55,7 +55,7 @@ pub(super) struct AuthenticatedSession {
 /// A caller the gateway vouches for: the cached identity, and the tokens an
 /// upstream may receive, taken from the session (or the presented bearer
 /// token) for this request. The cache itself holds no token.
-pub(super) struct Caller {
+pub(crate) struct Caller {
     pub active: Arc<ActiveSession>,
     /// What authorization rules and `/oauth2/userinfo` see.
     pub principal: Arc<Principal>,
@@ -67,7 +67,7 @@ pub(super) struct Caller {
 
 impl Caller {
     /// A caller with `access_token`; `None` if the token cannot be a header value.
-    pub(super) fn new(
+    pub(crate) fn new(
         active: Arc<ActiveSession>,
         principal: Arc<Principal>,
         access_token: &str,
@@ -96,7 +96,7 @@ impl Caller {
     }
 
     /// The identity headers to send with `authorization` (or no token).
-    pub(super) fn identity_with(
+    pub(crate) fn identity_with(
         &self,
         selection: IdentitySelection,
         authorization: Option<HeaderValue>,
@@ -109,12 +109,12 @@ impl Caller {
     }
 
     /// The identity headers with the access token, as most upstreams and forward-auth get them.
-    pub(super) fn identity_with_access_token(&self) -> IdentityHeaders {
+    pub(crate) fn identity_with_access_token(&self) -> IdentityHeaders {
         self.active.identity.with_authorization(Some(self.access_authorization.clone()))
     }
 
     /// `Bearer <ID token>`, for upstreams configured with `token = "id"`.
-    pub(super) fn id_token_authorization(&self) -> Option<HeaderValue> {
+    pub(crate) fn id_token_authorization(&self) -> Option<HeaderValue> {
         self.id_token.as_deref().and_then(IdentityHeaders::bearer_value)
     }
 }
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Caller {
 
 /// The result of authentication: one case per answer the gateway gives.
 #[derive(Debug)]
-pub(super) enum Authentication {
+pub(crate) enum Authentication {
     /// No session cookie.
     Anonymous,
     /// A valid session.
@@ -148,10 +148,10 @@ impl Authentication {
     }
 }
 
-impl Gateway {
+impl Sessions {
     /// Authenticates the request whose headers are `headers`, arriving on
     /// the connection whose last session cookie is `recent`.
-    pub(super) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
         if let Backend::Store(shared) = &self.backend {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
@@ -212,7 +212,7 @@ impl Gateway {
                 reseal,
                 refresh_due,
                 held_parts: cookie.part_count(),
-                with_id_token: self.upstream_routes.sends_id_token(),
+                with_id_token: self.sends_id_token,
                 now,
             };
             // Rare (a refresh or a re-seal): on the heap, so the common path's future stays small.
@@ -252,11 +252,11 @@ impl Gateway {
     /// gateway's format and issuer, or its access token cannot be sent.
     fn read_opened(&self, json: &[u8]) -> Option<OpenedSession> {
         let view = SessionView::parse(json).ok()?;
-        if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer {
+        if view.v != SESSION_FORMAT || view.iss != self.oidc.issuer {
             return None;
         }
         // Checked (and copied) only when some upstream receives it.
-        let id_token = if self.upstream_routes.sends_id_token() { view.id_token().ok()? } else { None };
+        let id_token = if self.sends_id_token { view.id_token().ok()? } else { None };
         let id = view.id.clone().into_owned();
         let sid = view.sid().map(str::to_owned);
         let (created_at, last_seen_at, expires_at, access_expires_at) =
@@ -367,7 +367,7 @@ impl Gateway {
 
     /// Whether a session last used at `last_seen_at` has passed the idle timeout.
     pub(super) fn idle_expired(&self, last_seen_at: UnixSeconds, now: UnixSeconds) -> bool {
-        self.config.session.idle_timeout.is_some_and(|idle| last_seen_at.saturating_add(seconds(idle)) <= now)
+        self.session.idle_timeout.is_some_and(|idle| last_seen_at.saturating_add(seconds(idle)) <= now)
     }
 
     /// Whether the cookie's idle clock should be advanced on this response.
@@ -380,7 +380,7 @@ impl Gateway {
     /// shorter idle timeout, so an active user's cookie never comes near it
     /// even when a touch is lost.
     fn idle_touch_interval(&self) -> Option<i64> {
-        let idle = seconds(self.config.session.idle_timeout?);
+        let idle = seconds(self.session.idle_timeout?);
         Some(IDLE_TOUCH_SECONDS.min(idle / 4).max(1))
     }
 
@@ -407,7 +407,7 @@ impl Gateway {
     }
 
     async fn build_and_cache(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
-        let active = Arc::new(self.active_session(data)?);
+        let active = Arc::new(ActiveSession::from_session(data)?);
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)
     }

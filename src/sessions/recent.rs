@@ -85,13 +85,13 @@ impl Remembered {
 /// The session cookie a connection last authenticated with, opened; shared
 /// by the connection's requests.
 #[derive(Default)]
-pub(super) struct RecentSession {
+pub(crate) struct RecentSession {
     slot: Mutex<Option<Arc<Remembered>>>,
 }
 
 impl RecentSession {
     /// An empty slot, for a new connection.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
