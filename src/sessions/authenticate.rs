@@ -20,7 +20,6 @@ use crate::clock::seconds;
 use crate::config::IdentitySelection;
 use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
-use crate::session::cookies::SessionCookie;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::ended::NEVER_CHECKED;
 use crate::session::seal::Purpose;
@@ -155,35 +154,41 @@ impl Sessions {
         if let Backend::Store(shared) = &self.backend {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
-        let Some(cookie) = self.cookies.read_session(headers) else {
-            return Authentication::Anonymous;
-        };
         // The plaintext, when this request opened the cookie: a refresh, a
         // re-seal or a cache miss parses the full session from it.
         let mut json = None;
         let mut sealed_with_old_key = false;
-        let reused = recent.get(&cookie);
-        self.metrics.session_cookie(reused.is_some());
-        let opened = match reused {
-            Some(opened) => opened,
-            None => {
-                let Ok((plaintext, old_key)) =
-                    self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
-                else {
-                    return Authentication::Invalid;
-                };
-                let Some(opened) = self.read_opened(&plaintext) else {
-                    return Authentication::Invalid;
-                };
-                let opened = Arc::new(opened);
-                // A cookie sealed with an older key is re-sealed now; the client's next one is new.
-                if !old_key {
-                    recent.remember(&cookie, Arc::clone(&opened));
+        // The cookie (its parts are about 150 bytes) is not kept across the
+        // awaits below, which would enlarge every request's future: the rare
+        // branches that need it again read it again.
+        let (opened, held_parts, cookies_only_session) = {
+            let Some(cookie) = self.cookies.read_session(headers) else {
+                return Authentication::Anonymous;
+            };
+            let reused = recent.get(&cookie);
+            self.metrics.session_cookie(reused.is_some());
+            let opened = match reused {
+                Some(opened) => opened,
+                None => {
+                    let Ok((plaintext, old_key)) =
+                        self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
+                    else {
+                        return Authentication::Invalid;
+                    };
+                    let Some(opened) = self.read_opened(&plaintext) else {
+                        return Authentication::Invalid;
+                    };
+                    let opened = Arc::new(opened);
+                    // A cookie sealed with an older key is re-sealed now; the client's next one is new.
+                    if !old_key {
+                        recent.remember(&cookie, Arc::clone(&opened));
+                    }
+                    json = Some(plaintext);
+                    sealed_with_old_key = old_key;
+                    opened
                 }
-                json = Some(plaintext);
-                sealed_with_old_key = old_key;
-                opened
-            }
+            };
+            (opened, cookie.part_count(), cookie.holds_only_session())
         };
         let now = self.clock.now();
         let ended = opened.expires_at <= now
@@ -205,16 +210,10 @@ impl Sessions {
             reseal = self.idle_touch_claimed(cached.as_deref(), now);
         }
         if reseal || refreshing {
-            let Some(data) = self.session_data(json, &cookie) else {
+            let Some(data) = self.session_data(json, headers) else {
                 return Authentication::Invalid;
             };
-            let renewal = Renewal {
-                reseal,
-                refresh_due,
-                held_parts: cookie.part_count(),
-                with_id_token: self.sends_id_token,
-                now,
-            };
+            let renewal = Renewal { reseal, refresh_due, held_parts, with_id_token: self.sends_id_token, now };
             // Rare (a refresh or a re-seal): on the heap, so the common path's future stays small.
             return Box::pin(self.authenticate_data(data, renewal)).await;
         }
@@ -231,7 +230,7 @@ impl Sessions {
             None => match self.cached(&opened.id, opened.access_expires_at).await {
                 Some(active) => Some(active),
                 // Only a miss parses the full session: the entry needs its groups.
-                None => match self.session_data(json, &cookie) {
+                None => match self.session_data(json, headers) {
                     Some(data) => Box::pin(self.build_and_cache(&data)).await,
                     None => None,
                 },
@@ -241,7 +240,7 @@ impl Sessions {
             Some(active) => Authentication::Session(AuthenticatedSession {
                 caller: Caller::of_opened(active, &opened),
                 set_cookies: Vec::new(),
-                cookies_only_session: cookie.holds_only_session(),
+                cookies_only_session,
             }),
             None => Authentication::Invalid,
         }
@@ -299,12 +298,16 @@ impl Sessions {
         ended
     }
 
-    /// The full session of `cookie`: parsed from `json` when this request
-    /// opened it, else opened again (a cookie this connection sent before).
-    fn session_data(&self, json: Option<Vec<u8>>, cookie: &SessionCookie<'_>) -> Option<SessionData> {
+    /// The full session of the request's cookie: parsed from `json` when this
+    /// request opened it, else read and opened again (a cookie this connection
+    /// sent before).
+    fn session_data(&self, json: Option<Vec<u8>>, headers: &HeaderMap) -> Option<SessionData> {
         let json = match json {
             Some(json) => json,
-            None => self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0,
+            None => {
+                let cookie = self.cookies.read_session(headers)?;
+                self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0
+            }
         };
         serde_json::from_slice(&json).ok()
     }
