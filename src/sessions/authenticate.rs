@@ -1,5 +1,5 @@
 //! Authenticating a request from its session cookie: the hot path. The
-//! cookie a connection sent last is not opened again (see `recent_session`);
+//! cookie a connection sent last is not opened again (see `recent`);
 //! otherwise one AEAD open and a borrowed JSON view of the session. Then the
 //! clock and sign-out checks and a cache lookup; no token parsing and no
 //! provider call unless the access token is about to expire. The full session
