@@ -45,6 +45,11 @@ pub fn system_time() -> SystemTime {
     SystemTime::now()
 }
 
+/// Whole seconds of a duration, saturating.
+pub fn seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

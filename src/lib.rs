@@ -21,6 +21,7 @@ pub mod redirect;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod sessions;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_client;

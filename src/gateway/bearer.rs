@@ -12,7 +12,6 @@ use http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::login::seconds;
-use super::session_auth::Caller;
 use super::throttle::{FailureBudget, INACTIVE_TOKENS_PER_CLIENT};
 use super::{Connection, Gateway};
 use crate::authz::Principal;
@@ -24,6 +23,7 @@ use crate::oidc::id_token::JwtRules;
 use crate::oidc::provider::Provider;
 use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
+use crate::sessions::Caller;
 
 /// How often a failed load of an extra issuer's metadata and keys is retried.
 const ISSUER_RETRY: Duration = Duration::from_secs(30);

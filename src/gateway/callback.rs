@@ -3,7 +3,6 @@
 //! (same verifier, same redirect_uri) and the ID token; then the session.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use http::{Request, Response, header};
 use hyper::body::Incoming;
@@ -11,7 +10,6 @@ use subtle::ConstantTimeEq;
 
 use super::login::seconds;
 use super::refusal::{LoginError, Refusal};
-use super::shared::Backend;
 use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
 use crate::oidc::id_token::{self, Expectations};
@@ -19,11 +17,9 @@ use crate::oidc::pkce::PkceVerifier;
 use crate::oidc::provider::LoadedProvider;
 use crate::oidc::token::{self, TokenError, sanitise_error_code};
 use crate::pages::{self, Audience};
-use crate::session::cache::ActiveSession;
-use crate::session::cookies::single_cookie_value;
 use crate::session::data::{SESSION_FORMAT, SessionData};
-use crate::session::flow::{FLOW_FORMAT, LoginFlow};
-use crate::session::seal::Purpose;
+use crate::session::flow::LoginFlow;
+use crate::sessions::CreateError;
 
 /// Access-token lifetime assumed when the provider does not say (RFC 6749 §5.1 makes `expires_in` optional).
 const DEFAULT_ACCESS_TOKEN_SECONDS: i64 = 300;
@@ -86,7 +82,7 @@ impl Gateway {
         let Some(state) = params.state.as_deref().filter(|state| is_plain_token(state)) else {
             return self.login_failed(LoginError::MissingState, request_id);
         };
-        let flow_name = self.cookies.flow_name(state);
+        let flow_name = self.sessions.flow_name(state);
         let client = connection.client_addr.ip();
         let mut response = match self
             .finish_login(state, &flow_name, &params, request.headers(), client, request_id)
@@ -105,7 +101,7 @@ impl Gateway {
             Err(error) => self.login_failed(error, request_id),
         };
         // The flow cookie is single-use, whatever the outcome.
-        if let Some(clear) = self.cookies.clear(&flow_name) {
+        if let Some(clear) = self.sessions.clear_cookie(&flow_name) {
             response.headers_mut().append(header::SET_COOKIE, clear);
         }
         response
@@ -160,7 +156,7 @@ impl Gateway {
             email_verified: claims.email_verified,
             name: claims.name,
             preferred_username: claims.preferred_username,
-            roles: self.groups_in(raw_id_token.expose()),
+            roles: self.sessions.groups_in(raw_id_token.expose()),
             sid: claims.sid,
             created_at: now,
             last_seen_at: now,
@@ -171,17 +167,16 @@ impl Gateway {
             refresh_token: tokens.refresh_token.map(|token| token.expose().to_owned()),
             id_token: Some(raw_id_token.expose().to_owned()),
         };
-        let set_cookies = self.create_session(&data, request_headers, request_id).await?;
+        // The new session, sealed or stored, and cached.
+        let set_cookies = (self.sessions.create(&data, request_headers).await)
+            .map_err(|error| Self::creation_failed(error, request_id))?;
         Ok(SignedIn { subject: data.sub, return_to: flow.return_to, set_cookies })
     }
 
     /// The login flow sealed in the cookie named after `state`, if it is
     /// this browser's (same state, compared in constant time) and not expired.
     fn open_flow(&self, headers: &http::HeaderMap, flow_name: &str, state: &str) -> Result<LoginFlow, LoginError> {
-        let flow = single_cookie_value(headers, flow_name)
-            .and_then(|sealed| self.keys.open(Purpose::Flow, flow_name, sealed).ok())
-            .and_then(|(json, _)| serde_json::from_slice::<LoginFlow>(&json).ok())
-            .filter(|flow| flow.v == FLOW_FORMAT)
+        let flow = (self.sessions.open_flow(headers, flow_name))
             // Constant time: the state is a secret binding this browser to this login.
             .filter(|flow| bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())))
             .ok_or(LoginError::StateMismatch)?;
@@ -254,51 +249,14 @@ impl Gateway {
             .map_err(|error| LoginError::IdTokenInvalid(error.to_string()))
     }
 
-    /// Seals (cookie mode) or stores (store mode) the new session and caches
-    /// it; the `Set-Cookie`s that carry it.
-    async fn create_session(
-        &self,
-        data: &SessionData,
-        request_headers: &http::HeaderMap,
-        request_id: &RequestId,
-    ) -> Result<Vec<http::HeaderValue>, LoginError> {
-        let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
-        let sealed = match &self.backend {
-            Backend::Cookie => self.seal_session(data, held_parts),
-            Backend::Store(shared) => {
-                self.store_new_session(shared, data, held_parts).await.map_err(|()| LoginError::StoreUnavailable)?
+    /// The login error for a session that could not be created.
+    fn creation_failed(error: CreateError, request_id: &RequestId) -> LoginError {
+        match error {
+            CreateError::StoreUnavailable => LoginError::StoreUnavailable,
+            CreateError::TooLarge => {
+                tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
+                LoginError::SessionTooLarge
             }
-        };
-        let Some(set_cookies) = sealed else {
-            tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
-            return Err(LoginError::SessionTooLarge);
-        };
-        if let Some(active) = self.active_session(data) {
-            self.cache.insert(data.id.clone(), Arc::new(active)).await;
         }
-        Ok(set_cookies)
-    }
-
-    /// The `Set-Cookie` headers for a session (split into parts when large),
-    /// or `None` if it cannot be sealed or is larger than the part limit.
-    pub(super) fn seal_session(&self, data: &SessionData, held_parts: usize) -> Option<Vec<http::HeaderValue>> {
-        let json = serde_json::to_vec(data).ok()?;
-        let sealed = self.keys.seal(Purpose::Session, self.cookies.session_name(), &json).ok()?;
-        self.cookies.set_session(&sealed, self.config.session.lifetime, held_parts)
-    }
-}
-
-impl Gateway {
-    /// The groups (or roles) in a verified ID token, from the claim
-    /// `authz.groups_claim` names: what rules see and the groups header carries.
-    pub(super) fn groups_in(&self, verified_id_token: &str) -> Vec<String> {
-        crate::authz::claims::unverified_payload(verified_id_token)
-            .map(|payload| crate::authz::claims::strings_at(&payload, self.config.authz.groups_claim()))
-            .unwrap_or_default()
-    }
-
-    /// The cache entry for a session: headers prepared once.
-    pub(super) fn active_session(&self, data: &SessionData) -> Option<ActiveSession> {
-        ActiveSession::from_session(data)
     }
 }

@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use super::authorize::{self, Target};
 use super::bearer::BearerOutcome;
 use super::refusal::{ProviderNeed, Refusal};
-use super::session_auth::{Authentication, Caller};
 use super::{Connection, Gateway, RequestId};
+use crate::sessions::{Authentication, Caller};
 
 /// What the decision looks at.
 #[derive(Debug)]
@@ -93,17 +93,11 @@ impl Gateway {
         connection: &Connection,
         request_id: &RequestId,
     ) -> Result<Identified, Refusal> {
-        let authenticated = self.authenticate(headers, &connection.recent).await;
-        let (decision, reason) = match &authenticated {
-            Authentication::Session(_) => ("authenticated", "session"),
-            Authentication::ProviderUnavailable => ("unavailable", "idp_unavailable"),
-            Authentication::StoreUnavailable => ("unavailable", "store_unavailable"),
-            Authentication::Invalid => ("unauthenticated", "invalid_session"),
-            Authentication::Anonymous => ("unauthenticated", "no_session"),
-        };
-        self.metrics.auth_decision(decision, reason);
-        let without_session = match authenticated {
+        // Matched by value, never borrowed: a borrowed result would be kept
+        // beside the authentication's future in this one, on every request.
+        let without_session = match self.sessions.authenticate(headers, &connection.recent).await {
             Authentication::Session(session) => {
+                self.metrics.auth_decision("authenticated", "session");
                 return Ok(Identified {
                     caller: session.caller,
                     set_cookies: session.set_cookies,
@@ -112,9 +106,21 @@ impl Gateway {
             }
             // A 401 would send the browser to a sign-in that cannot succeed either.
             Authentication::ProviderUnavailable => {
+                self.metrics.auth_decision("unavailable", "idp_unavailable");
                 return Err(Refusal::ProviderUnavailable(ProviderNeed::SessionRenewal));
             }
-            without_session => without_session,
+            Authentication::StoreUnavailable => {
+                self.metrics.auth_decision("unavailable", "store_unavailable");
+                Refusal::StoreUnavailable
+            }
+            Authentication::Invalid => {
+                self.metrics.auth_decision("unauthenticated", "invalid_session");
+                Refusal::SessionInvalid
+            }
+            Authentication::Anonymous => {
+                self.metrics.auth_decision("unauthenticated", "no_session");
+                Refusal::LoginRequired
+            }
         };
         // Rare (API clients): on the heap, so the session path's future stays small.
         match Box::pin(self.authenticate_bearer(headers, connection)).await {
@@ -129,11 +135,7 @@ impl Gateway {
             }
             BearerOutcome::Throttled => Err(Refusal::TooManyFailures),
             BearerOutcome::Unavailable => Err(Refusal::ProviderUnavailable(ProviderNeed::TokenCheck)),
-            BearerOutcome::Absent => Err(match without_session {
-                Authentication::StoreUnavailable => Refusal::StoreUnavailable,
-                Authentication::Invalid => Refusal::SessionInvalid,
-                _ => Refusal::LoginRequired,
-            }),
+            BearerOutcome::Absent => Err(without_session),
         }
     }
 }

@@ -236,7 +236,7 @@ impl Gateway {
         for value in request.get_all(header::COOKIE) {
             cookies.append(header::COOKIE, value.clone());
         }
-        crate::proxy::remove_gateway_cookies(&mut cookies, &|name| self.cookies.is_ours(name));
+        crate::proxy::remove_gateway_cookies(&mut cookies, &|name| self.sessions.is_ours(name));
         // At most one is left: remove_gateway_cookies joins several into one.
         if let Some(mut remaining) = cookies.remove(header::COOKIE) {
             remaining.set_sensitive(true);

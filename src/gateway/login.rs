@@ -2,8 +2,6 @@
 //! PKCE verifier, `state` and `nonce` sealed in a flow cookie; API clients get
 //! a 401 they can act on, never a redirect.
 
-use std::time::Duration;
-
 use http::{Request, Response, header};
 use hyper::body::Incoming;
 
@@ -15,9 +13,7 @@ use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
 use crate::oidc::pkce::PkceVerifier;
 use crate::pages::{self, Audience};
 use crate::random;
-use crate::session::cookies::flow_cookie_names;
 use crate::session::flow::{FLOW_FORMAT, LoginFlow};
-use crate::session::seal::Purpose;
 
 /// Login attempts kept at once per browser; older flow cookies are cleared so
 /// a crawler or a stuck tab cannot grow the Cookie header without bound.
@@ -79,20 +75,15 @@ impl Gateway {
         ) else {
             return self.internal_error(request_id);
         };
-        let flow_name = self.cookies.flow_name(&state);
-        let sealed =
-            serde_json::to_vec(&flow).ok().and_then(|json| self.keys.seal(Purpose::Flow, &flow_name, &json).ok());
-        let Some(set_flow) =
-            sealed.and_then(|sealed| self.cookies.set(&flow_name, &sealed, self.config.session.login_timeout))
-        else {
+        let Some(set_flow) = self.sessions.seal_flow(&flow) else {
             return self.internal_error(request_id);
         };
 
         let mut response = pages::redirect(location.as_str());
         let headers = response.headers_mut();
-        let stale: Vec<String> = flow_cookie_names(request.headers(), &self.cookies).map(str::to_owned).collect();
+        let stale: Vec<String> = self.sessions.flow_cookie_names(request.headers()).map(str::to_owned).collect();
         for name in stale.iter().rev().skip(MAX_PARALLEL_FLOWS - 1) {
-            if let Some(clear) = self.cookies.clear(name) {
+            if let Some(clear) = self.sessions.clear_cookie(name) {
                 headers.append(header::SET_COOKIE, clear);
             }
         }
@@ -108,7 +99,4 @@ impl Gateway {
     }
 }
 
-/// Whole seconds of a duration, saturating.
-pub(super) fn seconds(duration: Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
+pub(super) use crate::clock::seconds;

@@ -13,15 +13,10 @@ mod endpoint;
 mod form;
 mod forward_auth;
 mod login;
-mod recent_session;
-mod refresh;
 mod refusal;
 mod request_id;
-mod session_auth;
-mod shared;
 mod sign_out;
 mod throttle;
-mod tunnel_session;
 mod upstreams;
 mod userinfo;
 
@@ -41,16 +36,12 @@ use crate::oidc::provider::Provider;
 use crate::pages::{self, Audience};
 use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
 use crate::redirect::RedirectPolicy;
-use crate::session::cache::SessionCache;
-use crate::session::cookies::CookieJarSpec;
-use crate::session::ended::EndedSessions;
-use crate::session::seal::KeyRing;
+use crate::sessions::{Caller, RecentSession, Sessions, SessionsError};
 use crate::telemetry::metrics::Metrics;
 
 use self::decide::{Credential, Decision, Identified, RequestFacts};
 use self::endpoint::Endpoint;
 pub use self::endpoint::paths;
-use self::recent_session::RecentSession;
 use self::refusal::Refusal;
 pub use self::request_id::RequestId;
 
@@ -85,37 +76,28 @@ impl Connection {
 /// Building the gateway failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("session keys: {0}")]
-    Keys(#[from] crate::session::seal::KeyError),
+    #[error(transparent)]
+    Sessions(#[from] SessionsError),
     #[error("upstream: {0}")]
     Upstream(#[from] proxy::ProxyError),
     #[error("provider HTTP client: {0}")]
     Client(#[from] std::io::Error),
-    #[error("{0}")]
-    Store(#[from] crate::session::store::StoreError),
 }
 
-/// Shared state of the gateway: configuration, provider, keys, cache, upstream.
+/// The gateway: its configuration and the services its requests ask.
 #[derive(Debug)]
 pub struct Gateway {
     config: Config,
     clock: Clock,
     provider: Arc<Provider>,
-    keys: KeyRing,
-    cookies: CookieJarSpec,
-    cache: SessionCache,
-    ended: EndedSessions,
-    refreshes: refresh::RefreshFlights,
-    /// Where sessions live: the cookie, or the shared store (`[session.store]`).
-    backend: shared::Backend,
-    used_logout_tokens: backchannel::UsedLogoutTokens,
+    sessions: Sessions,
     upstream: Upstream,
     extra_issuers: bearer::ExtraIssuers,
     upstream_routes: upstreams::Routes,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
     draining: std::sync::atomic::AtomicBool,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     /// Upgraded connections (WebSockets) still open.
     tunnels: proxy::Tunnels,
     /// Refused code exchanges per client address (see `throttle`).
@@ -129,28 +111,7 @@ impl Gateway {
         let client = IdpHttpClient::new(config.oidc.http_timeout, &config.oidc.tls)?;
         let extra_issuers = bearer::ExtraIssuers::new(&config.bearer.issuers, &client);
         let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
-        let keys = KeyRing::new(&config.session.keys)?;
-        let cookies = CookieJarSpec::new(&config.session.cookie_name, config.is_https());
-        let cache = SessionCache::new(config.session.cache_max_entries, config.session.cache_max_bytes);
-        let metrics = Metrics::new();
-        let ended = EndedSessions::new(
-            config.session.lifetime,
-            config.session.ended_max_entries,
-            metrics.ended_sessions_overflows(),
-        );
-        let used_logout_tokens = backchannel::UsedLogoutTokens::new(
-            config.session.ended_max_entries,
-            metrics.used_logout_tokens_overflows(),
-        );
-        let refreshes = refresh::flights(config.session.cache_max_entries);
-        let backend = match &config.session.store {
-            Some(store) => shared::Backend::Store(shared::Shared::new(
-                crate::session::store::SessionStore::new(store, config.session.lifetime)?,
-                store.local_cache_ttl,
-                config.session.cache_max_entries,
-            )),
-            None => shared::Backend::Cookie,
-        };
+        let metrics = Arc::new(Metrics::new());
         let upstream_settings = UpstreamSettings {
             connect_timeout: config.proxy.connect_timeout,
             response_timeout: config.proxy.response_timeout,
@@ -164,17 +125,19 @@ impl Gateway {
         let upstream = Upstream::new(config.upstream.clone(), upstream_settings, workers)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
         let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
+        let sessions = Sessions::new(
+            &config,
+            clock.clone(),
+            Arc::clone(&provider),
+            Arc::clone(&metrics),
+            tunnels.clone(),
+            upstream_routes.sends_id_token(),
+        )?;
         Ok(Self {
             config,
             clock,
             provider,
-            keys,
-            cookies,
-            cache,
-            ended,
-            refreshes,
-            backend,
-            used_logout_tokens,
+            sessions,
             upstream,
             extra_issuers,
             upstream_routes,
@@ -202,26 +165,18 @@ impl Gateway {
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && self.provider.current().is_some()
-            && self.backend.is_healthy()
+            && self.sessions.is_healthy()
     }
 
     /// Starts the shared store's background work (health checks, logout
     /// broadcasts); does nothing without `[session.store]`.
     pub async fn start_background(self: &Arc<Self>) {
-        shared::start_background(self).await;
+        Sessions::start_background(self, |gateway| &gateway.sessions).await;
     }
 
     /// The upgraded connections (WebSockets) this gateway is tunnelling.
     pub fn tunnels(&self) -> &proxy::Tunnels {
         &self.tunnels
-    }
-
-    /// Closes the tunnels whose session the ended-session records now say is over.
-    async fn close_ended_tunnels(&self) {
-        let has_ended = |tunnel: &proxy::TunnelSession| {
-            self.ended.has_ended(&tunnel.id, &tunnel.subject, tunnel.sid.as_deref(), tunnel.created_at)
-        };
-        self.tunnels.close_ended(has_ended).await;
     }
 
     /// The gateway's metrics.
@@ -231,13 +186,14 @@ impl Gateway {
 
     /// The Prometheus text exposition of the metrics.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.cache.len(), self.cache.weighted_bytes())
+        let (sessions, bytes) = self.sessions.cache_figures();
+        self.metrics.render(sessions, bytes)
     }
 
     /// Applies the session cache's pending maintenance (evictions, counters) now,
     /// so its figures are exact; for benchmarks and tests.
     pub async fn sync_caches(&self) {
-        self.cache.settle().await;
+        self.sessions.settle().await;
     }
 
     /// Shutdown has begun: report not-ready from now on.
@@ -354,7 +310,7 @@ impl Gateway {
                 && request.headers().contains_key(header::UPGRADE)
             {
                 // A tunnel is closed when its session ends: noted before the cookie is removed.
-                if let Some(session) = self.tunnel_session(request.headers()) {
+                if let Some(session) = self.sessions.tunnel_session(request.headers()) {
                     request.extensions_mut().insert(session);
                 }
             }
@@ -391,7 +347,7 @@ impl Gateway {
 
     /// Appends the `Set-Cookie`s that clear the request's session cookie (all its parts).
     fn clear_session_cookie(&self, request: &http::HeaderMap, response: &mut Response<ProxyBody>) {
-        for clear in self.cookies.clear_session(request) {
+        for clear in self.sessions.clear_session_cookie(request) {
             response.headers_mut().append(header::SET_COOKIE, clear);
         }
     }
@@ -411,7 +367,7 @@ impl Gateway {
         &self,
         mut request: Request<Incoming>,
         connection: &Connection,
-        caller: Option<&session_auth::Caller>,
+        caller: Option<&Caller>,
         via: Option<&upstreams::Route>,
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
@@ -430,7 +386,7 @@ impl Gateway {
         });
         let identity = identity.as_ref();
         let upstream = via.map_or(&self.upstream, |route| &route.upstream);
-        let is_ours = |name: &str| self.cookies.is_ours(name);
+        let is_ours = |name: &str| self.sessions.is_ours(name);
         let context = ForwardContext {
             tunnels: &self.tunnels,
             tunnel_session: request.extensions_mut().remove::<proxy::TunnelSession>(),
@@ -460,7 +416,7 @@ impl Gateway {
                 refusal.render(Audience::Browser, request_id)
             }
         };
-        self.cookies.drop_upstream_set_cookies(response.headers_mut());
+        self.sessions.drop_upstream_set_cookies(response.headers_mut());
         for cookie in set_cookies {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }

@@ -11,25 +11,20 @@ use hyper::body::Incoming;
 
 use super::form::{query_value, read_form, single};
 use super::refusal::Refusal;
-use super::shared::Backend;
 use super::{Gateway, RequestId};
 use crate::body::{ProxyBody, full};
-use crate::oidc::token;
 use crate::pages::{self, Audience, escape_html};
 use crate::session::data::SessionData;
-use crate::session::seal::Purpose;
+use crate::sessions::StoreUnavailable;
 
 const CSRF_LABEL: &str = "sign-out";
 
 impl Gateway {
     pub(super) async fn sign_out(&self, request: Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
-        let session = match &self.backend {
-            Backend::Cookie => self.session_for_sign_out(request.headers()),
-            Backend::Store(shared) => match self.stored_session_for_sign_out(shared, request.headers()).await {
-                Ok(session) => session,
-                // A sign-out that cannot reach the store could not end the session everywhere.
-                Err(()) => return Refusal::StoreUnavailable.render(Audience::Browser, request_id),
-            },
+        let session = match self.sessions.held(request.headers()).await {
+            Ok(session) => session,
+            // A sign-out that cannot reach the store could not end the session everywhere.
+            Err(StoreUnavailable) => return Refusal::StoreUnavailable.render(Audience::Browser, request_id),
         };
         let headers = request.headers().clone();
         let fetch_site =
@@ -44,7 +39,7 @@ impl Gateway {
                 }
                 let form = read_form(request).await.unwrap_or_default();
                 let token_ok = match (&session, single(&form, "csrf")) {
-                    (Some(data), Some(token)) => self.keys.verify_mac(CSRF_LABEL, &data.id, token),
+                    (Some(data), Some(token)) => self.sessions.verify_mac(CSRF_LABEL, &data.id, token),
                     // Without a session there is nothing to protect.
                     (None, _) => true,
                     (Some(_), None) => false,
@@ -62,32 +57,19 @@ impl Gateway {
 
         let mut location = target;
         if let Some(data) = &session {
-            if let Backend::Store(shared) = &self.backend {
-                let event = crate::session::store::StoreEvent::Session { id: data.id.clone() };
-                if self.announce(shared, event).await.is_err() {
-                    return Refusal::StoreUnavailable.render(Audience::Browser, request_id);
-                }
+            if self.sessions.end(data, request_id).await.is_err() {
+                return Refusal::StoreUnavailable.render(Audience::Browser, request_id);
             }
-            self.ended.end_session(&data.id, data.expires_at, self.clock.now());
-            self.close_ended_tunnels().await;
-            self.cache.remove(&data.id).await;
-            self.revoke_tokens(data, request_id).await;
             if let Some(end_session) = self.provider_logout_url(data) {
                 location = end_session;
             }
             tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "signed_out", user = %data.sub);
         }
         let mut response = pages::redirect(&location);
-        for clear in self.cookies.clear_all(&headers) {
+        for clear in self.sessions.clear_all_cookies(&headers) {
             response.headers_mut().append(header::SET_COOKIE, clear);
         }
         response
-    }
-
-    fn session_for_sign_out(&self, headers: &HeaderMap) -> Option<SessionData> {
-        let cookie = self.cookies.read_session(headers)?;
-        let (json, _) = self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?;
-        serde_json::from_slice(&json).ok()
     }
 
     /// A POST's `Origin`, when sent, must be ours.
@@ -95,24 +77,6 @@ impl Gateway {
         match headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) {
             None => true,
             Some(origin) => url::Url::parse(origin).is_ok_and(|url| url.origin() == self.config.public_url.origin()),
-        }
-    }
-
-    /// RFC 7009: revoke the refresh token (which ends its grant) and the access
-    /// token. Failures are logged; the local sign-out happens regardless.
-    async fn revoke_tokens(&self, data: &SessionData, request_id: &RequestId) {
-        let Some(provider) = self.provider.current() else { return };
-        let Some(endpoint) = provider.metadata.revocation_endpoint.as_deref() else { return };
-        let tokens =
-            [(data.refresh_token.as_deref(), "refresh_token"), (Some(data.access_token.as_str()), "access_token")];
-        for (value, hint) in tokens {
-            let Some(value) = value else { continue };
-            let started = std::time::Instant::now();
-            let result = token::revoke(self.provider.client(), endpoint, &self.config.oidc, value, hint).await;
-            self.metrics.idp_call("revoke", started.elapsed().as_secs_f64());
-            if let Err(error) = result {
-                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
-            }
         }
     }
 
@@ -138,7 +102,7 @@ impl Gateway {
     }
 
     fn confirmation_page(&self, session: Option<&SessionData>, target: &str) -> Response<ProxyBody> {
-        let csrf = session.map(|data| self.keys.mac(CSRF_LABEL, &data.id)).unwrap_or_default();
+        let csrf = session.map(|data| self.sessions.mac(CSRF_LABEL, &data.id)).unwrap_or_default();
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title>\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

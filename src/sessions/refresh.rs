@@ -14,10 +14,10 @@ use std::time::Duration;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use super::Gateway;
-use super::login::seconds;
+use super::Sessions;
 use super::shared::Backend;
 use crate::clock::UnixSeconds;
+use crate::clock::seconds;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::token;
 use crate::secret::SecretString;
@@ -90,11 +90,11 @@ pub(super) fn flights(max_entries: u64) -> RefreshFlights {
     Cache::builder().max_capacity(max_entries).expire_after(OutcomeExpiry).build()
 }
 
-impl Gateway {
+impl Sessions {
     /// When an access token issued at `issued_at` (`0`: not known) and
     /// expiring at `expires_at` is due for refresh.
     pub(super) fn refresh_at(&self, issued_at: UnixSeconds, expires_at: UnixSeconds) -> UnixSeconds {
-        let mut margin = seconds(self.config.session.refresh_margin);
+        let mut margin = seconds(self.session.refresh_margin);
         if issued_at > 0 {
             margin = margin.min(expires_at.saturating_sub(issued_at).max(0) / LIFETIME_SHARE_OF_MARGIN);
         }
@@ -155,13 +155,8 @@ impl Gateway {
         let Some(provider) = self.provider.current() else { return self.refresh_unavailable() };
         let refresh_token = SecretString::new(refresh_token);
         let started = std::time::Instant::now();
-        let result = token::refresh(
-            self.provider.client(),
-            &provider.metadata.token_endpoint,
-            &self.config.oidc,
-            &refresh_token,
-        )
-        .await;
+        let result =
+            token::refresh(self.provider.client(), &provider.metadata.token_endpoint, &self.oidc, &refresh_token).await;
         self.metrics.idp_call("refresh", started.elapsed().as_secs_f64());
         let tokens = match result {
             Ok(tokens) => tokens,
@@ -181,13 +176,13 @@ impl Gateway {
         let mut refreshed = data.clone();
         if let Some(raw) = tokens.id_token.as_ref() {
             let expectations = Expectations {
-                issuer: &self.config.oidc.issuer,
-                client_id: &self.config.oidc.client_id,
-                trusted_audiences: &self.config.oidc.trusted_audiences,
+                issuer: &self.oidc.issuer,
+                client_id: &self.oidc.client_id,
+                trusted_audiences: &self.oidc.trusted_audiences,
                 nonce: None,
-                algorithms: &self.config.oidc.id_token_algorithms,
+                algorithms: &self.oidc.id_token_algorithms,
                 now,
-                skew_seconds: seconds(self.config.oidc.clock_skew),
+                skew_seconds: seconds(self.oidc.clock_skew),
             };
             match id_token::validate(raw.expose(), &provider.jwks, &expectations).await {
                 // OIDC Core §12.2: a refreshed ID token must be about the same user.
@@ -225,7 +220,7 @@ impl Gateway {
         if let Some(rotated) = tokens.refresh_token {
             refreshed.refresh_token = Some(rotated.expose().to_owned());
         }
-        let Some(active) = self.active_session(&refreshed) else { return RefreshOutcome::Ended };
+        let Some(active) = ActiveSession::from_session(&refreshed) else { return RefreshOutcome::Ended };
         let active = Arc::new(active);
         self.cache.insert(refreshed.id.clone(), Arc::clone(&active)).await;
         tracing::info!(target: "portcullis::auth", event = "refreshed", user = %data.sub);

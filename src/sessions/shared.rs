@@ -15,11 +15,11 @@ use std::time::Duration;
 use http::HeaderMap;
 use moka::future::Cache;
 
-use super::Gateway;
-use super::login::seconds;
+use super::Sessions;
+use super::authenticate::{AuthenticatedSession, Authentication, Caller};
 use super::refresh::{RefreshOutcome, flight_key};
-use super::session_auth::{AuthenticatedSession, Authentication, Caller};
 use crate::clock::UnixSeconds;
+use crate::clock::seconds;
 use crate::session::cache::ActiveSession;
 use crate::session::data::{SESSION_FORMAT, SessionData, SessionHandle};
 use crate::session::seal::Purpose;
@@ -88,7 +88,7 @@ fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
     Some(Arc::new(LocalSession { data, active, fetched_at: now }))
 }
 
-impl Gateway {
+impl Sessions {
     /// Authentication in store mode; `Authentication::StoreUnavailable` when Redis cannot be asked.
     pub(super) async fn authenticate_stored(&self, shared: &Shared, headers: &HeaderMap) -> Authentication {
         let Some(cookie) = self.cookies.read_session(headers) else {
@@ -136,7 +136,7 @@ impl Gateway {
             handle.last_seen_at = now;
             set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
         }
-        let id_token = if self.upstream_routes.sends_id_token() { session.data.id_token.clone() } else { None };
+        let id_token = if self.sends_id_token { session.data.id_token.clone() } else { None };
         let principal = session.data.principal();
         let Some(caller) =
             Caller::new(Arc::clone(&session.active), Arc::new(principal), &session.data.access_token, id_token)
@@ -180,7 +180,7 @@ impl Gateway {
     /// provider and stores the new tokens; the others wait for that generation.
     pub(super) async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
         let store = &shared.store;
-        let lease = self.config.oidc.http_timeout.saturating_add(Duration::from_secs(5));
+        let lease = self.oidc.http_timeout.saturating_add(Duration::from_secs(5));
         let deadline = tokio::time::Instant::now() + lease;
         let generation = flight_key(data);
         loop {
@@ -274,7 +274,7 @@ impl Gateway {
     fn seal_handle(&self, handle: &SessionHandle, held_parts: usize) -> Option<Vec<http::HeaderValue>> {
         let json = serde_json::to_vec(handle).ok()?;
         let sealed = self.keys.seal(Purpose::Handle, self.cookies.session_name(), &json).ok()?;
-        self.cookies.set_session(&sealed, self.config.session.lifetime, held_parts)
+        self.cookies.set_session(&sealed, self.session.lifetime, held_parts)
     }
 
     /// The full session behind the request's handle cookie (for sign-out).
@@ -314,7 +314,7 @@ impl Gateway {
         match event {
             StoreEvent::Session { id } => {
                 // The event does not say when the session would have expired: at the latest a lifetime from now.
-                self.ended.end_session(&id, now.saturating_add(seconds(self.config.session.lifetime)), now);
+                self.ended.end_session(&id, now.saturating_add(seconds(self.session.lifetime)), now);
                 shared.local.invalidate(&id).await;
                 self.cache.remove(&id).await;
             }
@@ -332,25 +332,26 @@ fn refreshed_elsewhere(current: SessionData) -> RefreshOutcome {
     }
 }
 
-/// Starts the store's background work for `gateway`: a first connection, a
-/// health check every second (for `/ready`), and the pub/sub follower. Both
-/// tasks end when the gateway is dropped.
-pub(crate) async fn start_background(gateway: &Arc<Gateway>) {
-    let Backend::Store(shared) = &gateway.backend else { return };
+/// Starts the store's background work for the `owner` of the sessions: a
+/// first connection, a health check every second (for `/ready`), and the
+/// pub/sub follower. Both tasks end when the owner is dropped. (The tasks hold
+/// the owner weakly, so that `Sessions` can stay a plain field of it.)
+pub(super) async fn start_background<T: Send + Sync + 'static>(owner: &Arc<T>, sessions: fn(&T) -> &Sessions) {
+    let Backend::Store(shared) = &sessions(owner).backend else { return };
     if let Err(error) = shared.store.check().await {
         tracing::warn!(%error, "session store not reachable yet; starting not-ready");
     }
-    let weak = Arc::downgrade(gateway);
-    tokio::spawn(health_loop(weak.clone()));
-    tokio::spawn(follow_events(weak));
+    let weak = Arc::downgrade(owner);
+    tokio::spawn(health_loop(weak.clone(), sessions));
+    tokio::spawn(follow_events(weak, sessions));
 }
 
-async fn health_loop(gateway: Weak<Gateway>) {
+async fn health_loop<T>(owner: Weak<T>, sessions: fn(&T) -> &Sessions) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let Some(gateway) = gateway.upgrade() else { return };
-        if let Backend::Store(shared) = &gateway.backend {
+        let Some(owner) = owner.upgrade() else { return };
+        if let Backend::Store(shared) = &sessions(&owner).backend {
             let was = shared.store.is_healthy();
             let now = shared.store.check().await.is_ok();
             if was != now {
@@ -360,27 +361,28 @@ async fn health_loop(gateway: Weak<Gateway>) {
     }
 }
 
-async fn follow_events(gateway: Weak<Gateway>) {
+async fn follow_events<T>(owner: Weak<T>, sessions: fn(&T) -> &Sessions) {
     use futures_util::StreamExt;
     loop {
         let subscribed = {
-            let Some(strong) = gateway.upgrade() else { return };
-            let Backend::Store(shared) = &strong.backend else { return };
+            let Some(strong) = owner.upgrade() else { return };
+            let Backend::Store(shared) = &sessions(&strong).backend else { return };
             shared.store.subscribe().await
         };
         match subscribed {
             Ok(events) => {
                 // Events may have been missed while unsubscribed: forget local copies.
-                if let Some(strong) = gateway.upgrade()
-                    && let Backend::Store(shared) = &strong.backend
+                if let Some(strong) = owner.upgrade()
+                    && let Backend::Store(shared) = &sessions(&strong).backend
                 {
                     shared.local.invalidate_all();
                 }
                 let mut events = std::pin::pin!(events);
                 while let Some(event) = events.next().await {
-                    let Some(strong) = gateway.upgrade() else { return };
-                    if let Backend::Store(shared) = &strong.backend {
-                        strong.apply_event(shared, event).await;
+                    let Some(strong) = owner.upgrade() else { return };
+                    let sessions = sessions(&strong);
+                    if let Backend::Store(shared) = &sessions.backend {
+                        sessions.apply_event(shared, event).await;
                     }
                 }
                 tracing::warn!("session store subscription lost; resubscribing");

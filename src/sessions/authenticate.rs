@@ -1,5 +1,5 @@
 //! Authenticating a request from its session cookie: the hot path. The
-//! cookie a connection sent last is not opened again (see `recent_session`);
+//! cookie a connection sent last is not opened again (see `recent`);
 //! otherwise one AEAD open and a borrowed JSON view of the session. Then the
 //! clock and sign-out checks and a cache lookup; no token parsing and no
 //! provider call unless the access token is about to expire. The full session
@@ -10,17 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue};
 
-use super::Gateway;
-use super::login::seconds;
-use super::recent_session::{OpenedSession, RecentSession};
+use super::Sessions;
+use super::recent::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
 use super::shared::Backend;
 use crate::authz::Principal;
 use crate::clock::UnixSeconds;
+use crate::clock::seconds;
 use crate::config::IdentitySelection;
 use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
-use crate::session::cookies::SessionCookie;
 use crate::session::data::{SESSION_FORMAT, SessionData};
 use crate::session::ended::NEVER_CHECKED;
 use crate::session::seal::Purpose;
@@ -43,7 +42,7 @@ struct Renewal {
 
 /// An authenticated user (the subject is `caller.principal.subject`).
 #[derive(Debug)]
-pub(super) struct AuthenticatedSession {
+pub(crate) struct AuthenticatedSession {
     pub caller: Caller,
     /// A re-sealed session cookie (new tokens, newest key, idle clock) to send back.
     pub set_cookies: Vec<HeaderValue>,
@@ -55,7 +54,7 @@ pub(super) struct AuthenticatedSession {
 /// A caller the gateway vouches for: the cached identity, and the tokens an
 /// upstream may receive, taken from the session (or the presented bearer
 /// token) for this request. The cache itself holds no token.
-pub(super) struct Caller {
+pub(crate) struct Caller {
     pub active: Arc<ActiveSession>,
     /// What authorization rules and `/oauth2/userinfo` see.
     pub principal: Arc<Principal>,
@@ -67,7 +66,7 @@ pub(super) struct Caller {
 
 impl Caller {
     /// A caller with `access_token`; `None` if the token cannot be a header value.
-    pub(super) fn new(
+    pub(crate) fn new(
         active: Arc<ActiveSession>,
         principal: Arc<Principal>,
         access_token: &str,
@@ -96,7 +95,7 @@ impl Caller {
     }
 
     /// The identity headers to send with `authorization` (or no token).
-    pub(super) fn identity_with(
+    pub(crate) fn identity_with(
         &self,
         selection: IdentitySelection,
         authorization: Option<HeaderValue>,
@@ -109,12 +108,12 @@ impl Caller {
     }
 
     /// The identity headers with the access token, as most upstreams and forward-auth get them.
-    pub(super) fn identity_with_access_token(&self) -> IdentityHeaders {
+    pub(crate) fn identity_with_access_token(&self) -> IdentityHeaders {
         self.active.identity.with_authorization(Some(self.access_authorization.clone()))
     }
 
     /// `Bearer <ID token>`, for upstreams configured with `token = "id"`.
-    pub(super) fn id_token_authorization(&self) -> Option<HeaderValue> {
+    pub(crate) fn id_token_authorization(&self) -> Option<HeaderValue> {
         self.id_token.as_deref().and_then(IdentityHeaders::bearer_value)
     }
 }
@@ -127,7 +126,7 @@ impl std::fmt::Debug for Caller {
 
 /// The result of authentication: one case per answer the gateway gives.
 #[derive(Debug)]
-pub(super) enum Authentication {
+pub(crate) enum Authentication {
     /// No session cookie.
     Anonymous,
     /// A valid session.
@@ -148,42 +147,48 @@ impl Authentication {
     }
 }
 
-impl Gateway {
+impl Sessions {
     /// Authenticates the request whose headers are `headers`, arriving on
     /// the connection whose last session cookie is `recent`.
-    pub(super) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
         if let Backend::Store(shared) = &self.backend {
             return Box::pin(self.authenticate_stored(shared, headers)).await;
         }
-        let Some(cookie) = self.cookies.read_session(headers) else {
-            return Authentication::Anonymous;
-        };
         // The plaintext, when this request opened the cookie: a refresh, a
         // re-seal or a cache miss parses the full session from it.
         let mut json = None;
         let mut sealed_with_old_key = false;
-        let reused = recent.get(&cookie);
-        self.metrics.session_cookie(reused.is_some());
-        let opened = match reused {
-            Some(opened) => opened,
-            None => {
-                let Ok((plaintext, old_key)) =
-                    self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
-                else {
-                    return Authentication::Invalid;
-                };
-                let Some(opened) = self.read_opened(&plaintext) else {
-                    return Authentication::Invalid;
-                };
-                let opened = Arc::new(opened);
-                // A cookie sealed with an older key is re-sealed now; the client's next one is new.
-                if !old_key {
-                    recent.remember(&cookie, Arc::clone(&opened));
+        // The cookie (its parts are about 150 bytes) is not kept across the
+        // awaits below, which would enlarge every request's future: the rare
+        // branches that need it again read it again.
+        let (opened, held_parts, cookies_only_session) = {
+            let Some(cookie) = self.cookies.read_session(headers) else {
+                return Authentication::Anonymous;
+            };
+            let reused = recent.get(&cookie);
+            self.metrics.session_cookie(reused.is_some());
+            let opened = match reused {
+                Some(opened) => opened,
+                None => {
+                    let Ok((plaintext, old_key)) =
+                        self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
+                    else {
+                        return Authentication::Invalid;
+                    };
+                    let Some(opened) = self.read_opened(&plaintext) else {
+                        return Authentication::Invalid;
+                    };
+                    let opened = Arc::new(opened);
+                    // A cookie sealed with an older key is re-sealed now; the client's next one is new.
+                    if !old_key {
+                        recent.remember(&cookie, Arc::clone(&opened));
+                    }
+                    json = Some(plaintext);
+                    sealed_with_old_key = old_key;
+                    opened
                 }
-                json = Some(plaintext);
-                sealed_with_old_key = old_key;
-                opened
-            }
+            };
+            (opened, cookie.part_count(), cookie.holds_only_session())
         };
         let now = self.clock.now();
         let ended = opened.expires_at <= now
@@ -205,16 +210,10 @@ impl Gateway {
             reseal = self.idle_touch_claimed(cached.as_deref(), now);
         }
         if reseal || refreshing {
-            let Some(data) = self.session_data(json, &cookie) else {
+            let Some(data) = self.session_data(json, headers) else {
                 return Authentication::Invalid;
             };
-            let renewal = Renewal {
-                reseal,
-                refresh_due,
-                held_parts: cookie.part_count(),
-                with_id_token: self.upstream_routes.sends_id_token(),
-                now,
-            };
+            let renewal = Renewal { reseal, refresh_due, held_parts, with_id_token: self.sends_id_token, now };
             // Rare (a refresh or a re-seal): on the heap, so the common path's future stays small.
             return Box::pin(self.authenticate_data(data, renewal)).await;
         }
@@ -231,7 +230,7 @@ impl Gateway {
             None => match self.cached(&opened.id, opened.access_expires_at).await {
                 Some(active) => Some(active),
                 // Only a miss parses the full session: the entry needs its groups.
-                None => match self.session_data(json, &cookie) {
+                None => match self.session_data(json, headers) {
                     Some(data) => Box::pin(self.build_and_cache(&data)).await,
                     None => None,
                 },
@@ -241,7 +240,7 @@ impl Gateway {
             Some(active) => Authentication::Session(AuthenticatedSession {
                 caller: Caller::of_opened(active, &opened),
                 set_cookies: Vec::new(),
-                cookies_only_session: cookie.holds_only_session(),
+                cookies_only_session,
             }),
             None => Authentication::Invalid,
         }
@@ -252,11 +251,11 @@ impl Gateway {
     /// gateway's format and issuer, or its access token cannot be sent.
     fn read_opened(&self, json: &[u8]) -> Option<OpenedSession> {
         let view = SessionView::parse(json).ok()?;
-        if view.v != SESSION_FORMAT || view.iss != self.config.oidc.issuer {
+        if view.v != SESSION_FORMAT || view.iss != self.oidc.issuer {
             return None;
         }
         // Checked (and copied) only when some upstream receives it.
-        let id_token = if self.upstream_routes.sends_id_token() { view.id_token().ok()? } else { None };
+        let id_token = if self.sends_id_token { view.id_token().ok()? } else { None };
         let id = view.id.clone().into_owned();
         let sid = view.sid().map(str::to_owned);
         let (created_at, last_seen_at, expires_at, access_expires_at) =
@@ -299,12 +298,16 @@ impl Gateway {
         ended
     }
 
-    /// The full session of `cookie`: parsed from `json` when this request
-    /// opened it, else opened again (a cookie this connection sent before).
-    fn session_data(&self, json: Option<Vec<u8>>, cookie: &SessionCookie<'_>) -> Option<SessionData> {
+    /// The full session of the request's cookie: parsed from `json` when this
+    /// request opened it, else read and opened again (a cookie this connection
+    /// sent before).
+    fn session_data(&self, json: Option<Vec<u8>>, headers: &HeaderMap) -> Option<SessionData> {
         let json = match json {
             Some(json) => json,
-            None => self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0,
+            None => {
+                let cookie = self.cookies.read_session(headers)?;
+                self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0
+            }
         };
         serde_json::from_slice(&json).ok()
     }
@@ -367,7 +370,7 @@ impl Gateway {
 
     /// Whether a session last used at `last_seen_at` has passed the idle timeout.
     pub(super) fn idle_expired(&self, last_seen_at: UnixSeconds, now: UnixSeconds) -> bool {
-        self.config.session.idle_timeout.is_some_and(|idle| last_seen_at.saturating_add(seconds(idle)) <= now)
+        self.session.idle_timeout.is_some_and(|idle| last_seen_at.saturating_add(seconds(idle)) <= now)
     }
 
     /// Whether the cookie's idle clock should be advanced on this response.
@@ -380,7 +383,7 @@ impl Gateway {
     /// shorter idle timeout, so an active user's cookie never comes near it
     /// even when a touch is lost.
     fn idle_touch_interval(&self) -> Option<i64> {
-        let idle = seconds(self.config.session.idle_timeout?);
+        let idle = seconds(self.session.idle_timeout?);
         Some(IDLE_TOUCH_SECONDS.min(idle / 4).max(1))
     }
 
@@ -407,7 +410,7 @@ impl Gateway {
     }
 
     async fn build_and_cache(&self, data: &SessionData) -> Option<Arc<ActiveSession>> {
-        let active = Arc::new(self.active_session(data)?);
+        let active = Arc::new(ActiveSession::from_session(data)?);
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)
     }

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::Gateway;
+use super::Sessions;
 use super::shared::Backend;
 use crate::proxy::TunnelSession;
 use crate::session::data::{SessionData, SessionHandle};
 
-impl Gateway {
+impl Sessions {
     /// The session of the request's session cookie (already authenticated),
     /// opened again: only upgrade requests ask, so other requests copy nothing.
-    pub(super) fn tunnel_session(&self, headers: &HeaderMap) -> Option<TunnelSession> {
+    pub(crate) fn tunnel_session(&self, headers: &HeaderMap) -> Option<TunnelSession> {
         let cookie = self.cookies.read_session(headers)?;
         let purpose = self.backend.cookie_purpose();
         let (json, _) = self.keys.open(purpose, self.cookies.session_name(), cookie.sealed()).ok()?;

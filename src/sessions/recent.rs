@@ -38,7 +38,7 @@ pub(super) struct OpenedSession {
     pub last_seen_at: UnixSeconds,
     pub expires_at: UnixSeconds,
     pub access_expires_at: UnixSeconds,
-    /// When the access token is due for refresh (see `Gateway::refresh_at`).
+    /// When the access token is due for refresh (see `Sessions::refresh_at`).
     pub refresh_at: UnixSeconds,
     pub has_refresh_token: bool,
     pub principal: Arc<Principal>,
@@ -85,13 +85,13 @@ impl Remembered {
 /// The session cookie a connection last authenticated with, opened; shared
 /// by the connection's requests.
 #[derive(Default)]
-pub(super) struct RecentSession {
+pub(crate) struct RecentSession {
     slot: Mutex<Option<Arc<Remembered>>>,
 }
 
 impl RecentSession {
     /// An empty slot, for a new connection.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
