@@ -159,11 +159,11 @@ impl Gateway {
     /// host, unless `[[upstreams]]` entries are chosen by host; then only
     /// theirs and the public URL's.
     pub(super) fn serves_host(&self, host: Option<&str>) -> bool {
-        if !self.upstream_routes.has_host_routes() {
+        if !self.upstreams.has_host_routes() {
             return true;
         }
         host.is_some_and(|host| {
-            self.upstream_routes.serves_host(host)
+            self.upstreams.serves_host(host)
                 || self
                     .config
                     .public_url

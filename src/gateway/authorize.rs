@@ -32,7 +32,7 @@ impl Gateway {
     /// with several possible meanings, refused (400) before anything else.
     pub(super) fn target<'p>(&self, method: &Method, host: Option<&str>, path: &'p str) -> Option<Target<'_, 'p>> {
         let path = normalise(path).ok()?;
-        let upstream = self.upstream_routes.select(host, &path.path);
+        let upstream = self.upstreams.select(host, &path.path);
         // An upstream's own rules come first, then the global ones, both
         // matching the path as that upstream routes it.
         let case_insensitive =

@@ -27,7 +27,7 @@ impl Gateway {
         if request.method() != Method::POST {
             return Refusal::MethodNotAllowed.render(Audience::Api, request_id);
         }
-        let Some(provider) = self.provider.current() else {
+        let Some(provider) = self.providers.current() else {
             return deferred(LogoutBlocker::ProviderUnavailable);
         };
         let Ok(form) = read_form(request).await else {

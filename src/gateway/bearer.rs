@@ -167,9 +167,11 @@ impl Gateway {
 
         // Pick keys and expectations by the claimed issuer; the signature then proves it.
         let (loaded, audience, algorithms) = if iss == self.config.oidc.issuer {
-            let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+            let Some(loaded) = self.providers.current() else { return BearerOutcome::Unavailable };
             (loaded, settings.audience.as_str(), self.config.oidc.id_token_algorithms.as_slice())
-        } else if let Some(extra) = self.extra_issuers.entries.iter().find(|extra| extra.config.issuer == iss) {
+        } else if let Some(extra) =
+            self.providers.extra_issuers().entries.iter().find(|extra| extra.config.issuer == iss)
+        {
             let Some(loaded) = extra.loaded().await else { return BearerOutcome::Unavailable };
             (loaded, extra.config.audience.as_str(), extra.config.algorithms.as_slice())
         } else {
@@ -207,7 +209,7 @@ impl Gateway {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = self.clock.now();
-        let issuers = &self.extra_issuers;
+        let issuers = self.providers.extra_issuers();
         if let Some(hit) = issuers.introspected.get(&key).await {
             if hit.active.access_expires_at > now {
                 return hit.caller(token).map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
@@ -221,13 +223,13 @@ impl Gateway {
             tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = "too_many_failures");
             return BearerOutcome::Throttled;
         }
-        let Some(loaded) = self.provider.current() else { return BearerOutcome::Unavailable };
+        let Some(loaded) = self.providers.current() else { return BearerOutcome::Unavailable };
         let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
             return BearerOutcome::Invalid("no_introspection_endpoint");
         };
         let started = Instant::now();
         let answer =
-            crate::oidc::introspection::introspect(self.provider.client(), endpoint, &self.config.oidc, token).await;
+            crate::oidc::introspection::introspect(self.providers.client(), endpoint, &self.config.oidc, token).await;
         self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
         let accepted = match answer {
             Ok(Some(claims)) => self.introspected_caller(&claims, now),

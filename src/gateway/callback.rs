@@ -134,7 +134,7 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Result<SignedIn, LoginError> {
         let flow = self.open_flow(request_headers, flow_name, state)?;
-        let provider = self.provider.current().ok_or(LoginError::ProviderUnavailable)?;
+        let provider = self.providers.current().ok_or(LoginError::ProviderUnavailable)?;
         self.check_issuer(params.iss.as_deref(), provider.metadata.authorization_response_iss_parameter_supported)?;
         let code = authorization_code(params)?;
         let verifier = PkceVerifier::from_stored(flow.code_verifier).map_err(|_| LoginError::InvalidVerifier)?;
@@ -204,12 +204,12 @@ impl Gateway {
         verifier: &PkceVerifier,
         client: IpAddr,
     ) -> Result<token::TokenResponse, LoginError> {
-        if self.failed_callbacks.exhausted(client).await {
+        if self.providers.callbacks_exhausted(client).await {
             return Err(LoginError::TooManyFailures);
         }
         let started = std::time::Instant::now();
         let exchanged = token::exchange_code(
-            self.provider.client(),
+            self.providers.client(),
             &provider.metadata.token_endpoint,
             &self.config.oidc,
             code,
@@ -221,7 +221,7 @@ impl Gateway {
             Ok(tokens) => Ok(tokens),
             Err(error @ TokenError::Unavailable(_)) => Err(LoginError::TokenEndpointUnavailable(error.to_string())),
             Err(error) => {
-                self.failed_callbacks.spend(client).await;
+                self.providers.callback_failed(client).await;
                 Err(LoginError::TokenEndpointRejected(error.to_string()))
             }
         }

@@ -191,7 +191,7 @@ impl Gateway {
         };
         // Host routes are chosen by the application's host, which only a trusted proxy states.
         let host = original.host.as_ref().map(RequestAuthority::host);
-        if host.is_none() && self.upstream_routes.has_host_routes() {
+        if host.is_none() && self.upstreams.has_host_routes() {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
             return refuse(Refusal::UnknownOriginal);
         }

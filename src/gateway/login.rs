@@ -49,7 +49,7 @@ impl Gateway {
         return_to: String,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let Some(provider) = self.provider.current() else {
+        let Some(provider) = self.providers.current() else {
             tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
             return Refusal::ProviderUnavailable(ProviderNeed::SignIn).render(Audience::Browser, request_id);
         };

@@ -13,6 +13,7 @@ mod endpoint;
 mod form;
 mod forward_auth;
 mod login;
+mod providers;
 mod refusal;
 mod request_id;
 mod sign_out;
@@ -22,7 +23,7 @@ mod userinfo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -31,10 +32,9 @@ use tracing::Instrument as _;
 use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::oidc::http_client::IdpHttpClient;
 use crate::oidc::provider::Provider;
 use crate::pages::{self, Audience};
-use crate::proxy::{self, ForwardContext, Upstream, UpstreamSettings};
+use crate::proxy::{self, ForwardContext};
 use crate::redirect::RedirectPolicy;
 use crate::sessions::{Caller, RecentSession, Sessions, SessionsError};
 use crate::telemetry::metrics::Metrics;
@@ -42,8 +42,10 @@ use crate::telemetry::metrics::Metrics;
 use self::decide::{Credential, Decision, Identified, RequestFacts};
 use self::endpoint::Endpoint;
 pub use self::endpoint::paths;
+use self::providers::Providers;
 use self::refusal::Refusal;
 pub use self::request_id::RequestId;
+use self::upstreams::Upstreams;
 
 /// What the server knows about the connection a request came on, and what
 /// its requests share.
@@ -89,70 +91,48 @@ pub enum GatewayError {
 pub struct Gateway {
     config: Config,
     clock: Clock,
-    provider: Arc<Provider>,
+    providers: Providers,
     sessions: Sessions,
-    upstream: Upstream,
-    extra_issuers: bearer::ExtraIssuers,
-    upstream_routes: upstreams::Routes,
+    upstreams: Upstreams,
     redirects: RedirectPolicy,
     request_ids: request_id::RequestIds,
+    /// Shutdown has begun: not ready from then on.
     draining: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
-    /// Upgraded connections (WebSockets) still open.
-    tunnels: proxy::Tunnels,
-    /// Refused code exchanges per client address (see `throttle`).
-    failed_callbacks: throttle::FailureBudget,
 }
 
 impl Gateway {
     /// Builds the gateway from a validated configuration. The provider is not
     /// contacted here; see [`Gateway::provider`].
     pub fn new(config: Config, clock: Clock) -> Result<Self, GatewayError> {
-        let client = IdpHttpClient::new(config.oidc.http_timeout, &config.oidc.tls)?;
-        let extra_issuers = bearer::ExtraIssuers::new(&config.bearer.issuers, &client);
-        let provider = Arc::new(Provider::new(config.oidc.issuer.clone(), client, Duration::from_secs(10)));
+        let providers = Providers::new(&config)?;
         let metrics = Arc::new(Metrics::new());
-        let upstream_settings = UpstreamSettings {
-            connect_timeout: config.proxy.connect_timeout,
-            response_timeout: config.proxy.response_timeout,
-            pool_idle_timeout: config.proxy.pool_idle_timeout,
-            pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
-            tls: config.proxy.tls.clone(),
-        };
-        // The count the server starts its workers with: each gets its own pools.
-        let workers = config.server.worker_threads;
-        let upstream_routes = upstreams::Routes::new(&config.upstreams, &upstream_settings, workers)?;
-        let upstream = Upstream::new(config.upstream.clone(), upstream_settings, workers)?;
+        let upstreams = Upstreams::new(&config)?;
         let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
-        let tunnels = proxy::Tunnels::new(config.proxy.tunnels.clone());
         let sessions = Sessions::new(
             &config,
             clock.clone(),
-            Arc::clone(&provider),
+            Arc::clone(providers.provider()),
             Arc::clone(&metrics),
-            tunnels.clone(),
-            upstream_routes.sends_id_token(),
+            upstreams.tunnels().clone(),
+            upstreams.sends_id_token(),
         )?;
         Ok(Self {
             config,
             clock,
-            provider,
+            providers,
             sessions,
-            upstream,
-            extra_issuers,
-            upstream_routes,
+            upstreams,
             redirects,
             request_ids: request_id::RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics,
-            tunnels,
-            failed_callbacks: throttle::FailureBudget::new(throttle::FAILED_CALLBACKS_PER_CLIENT),
         })
     }
 
     /// The identity provider handle (load it before or while serving).
     pub fn provider(&self) -> &Arc<Provider> {
-        &self.provider
+        self.providers.provider()
     }
 
     /// The configuration this gateway runs on.
@@ -164,7 +144,7 @@ impl Gateway {
     /// log users in (provider metadata and keys loaded).
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
-            && self.provider.current().is_some()
+            && self.providers.is_ready()
             && self.sessions.is_healthy()
     }
 
@@ -176,7 +156,7 @@ impl Gateway {
 
     /// The upgraded connections (WebSockets) this gateway is tunnelling.
     pub fn tunnels(&self) -> &proxy::Tunnels {
-        &self.tunnels
+        self.upstreams.tunnels()
     }
 
     /// The gateway's metrics.
@@ -385,10 +365,10 @@ impl Gateway {
             }
         });
         let identity = identity.as_ref();
-        let upstream = via.map_or(&self.upstream, |route| &route.upstream);
+        let upstream = self.upstreams.target(via);
         let is_ours = |name: &str| self.sessions.is_ours(name);
         let context = ForwardContext {
-            tunnels: &self.tunnels,
+            tunnels: self.upstreams.tunnels(),
             tunnel_session: request.extensions_mut().remove::<proxy::TunnelSession>(),
             connection_slot: connection.slot.as_ref(),
             forwarded_for: connection.forwarded_for.as_ref(),
@@ -437,7 +417,7 @@ impl Gateway {
     }
 
     fn not_ready_reason(&self) -> &'static str {
-        if self.provider.current().is_none() {
+        if !self.providers.is_ready() {
             "identity provider not loaded"
         } else if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             "shutting down"

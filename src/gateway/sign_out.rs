@@ -85,7 +85,7 @@ impl Gateway {
         if !self.config.oidc.end_session_on_sign_out {
             return None;
         }
-        let provider = self.provider.current()?;
+        let provider = self.providers.current()?;
         let mut url = url::Url::parse(provider.metadata.end_session_endpoint.as_deref()?).ok()?;
         let state = crate::random::token::<16>().ok()?;
         {

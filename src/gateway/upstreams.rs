@@ -1,13 +1,15 @@
-//! Several upstreams: `[[upstreams]]` entries chosen by the request's host
-//! (see `authority`) and normalised path prefix (first match), each with its
-//! own rules, extra headers and choice of token; requests no entry matches go
-//! to the top-level `upstream`. The entries are validated by `config::upstreams`.
+//! Where requests go: the `Upstreams` service owns the top-level `upstream`,
+//! the `[[upstreams]]` entries (chosen by the request's host, see `authority`,
+//! and normalised path prefix, first match; each with its own rules, extra
+//! headers and choice of token), their connection pools, and the open tunnels.
+//! Requests no entry matches go to the top-level `upstream`. The entries are
+//! validated by `config::upstreams`.
 
 use http::{HeaderName, HeaderValue};
 
 use crate::authz::rules::RuleSet;
-use crate::config::{IdentitySelection, TokenChoice, UpstreamConfig};
-use crate::proxy::{ProxyError, Upstream, UpstreamSettings};
+use crate::config::{Config, IdentitySelection, TokenChoice};
+use crate::proxy::{ProxyError, Tunnels, Upstream, UpstreamSettings};
 
 /// One extra upstream, ready to serve.
 #[derive(Debug)]
@@ -19,7 +21,7 @@ pub(super) struct Route {
     /// Whether this upstream routes paths ignoring ASCII case: its path prefix
     /// and every rule (its own and `[authz]`'s) match its requests that way.
     pub case_insensitive: bool,
-    pub upstream: Upstream,
+    upstream: Upstream,
     pub token: TokenChoice,
     /// Which identity headers this upstream receives.
     pub identity: IdentitySelection,
@@ -27,25 +29,34 @@ pub(super) struct Route {
     pub rules: RuleSet,
 }
 
-/// The extra upstreams in order.
-#[derive(Debug, Default)]
-pub(super) struct Routes {
+/// The upstreams: the default one, the extra ones in order, and the
+/// upgraded connections (WebSockets) still open to any of them.
+#[derive(Debug)]
+pub(super) struct Upstreams {
+    default: Upstream,
     routes: Vec<Route>,
+    tunnels: Tunnels,
 }
 
-impl Routes {
+impl Upstreams {
     /// Whether any upstream receives the session's ID token (so sessions must keep its header ready).
     pub(super) fn sends_id_token(&self) -> bool {
         self.routes.iter().any(|route| route.token == TokenChoice::Id)
     }
 
-    /// Builds the client of every validated `[[upstreams]]` entry; each of
-    /// the `worker_count` serving workers gets its own pools.
-    pub(super) fn new(
-        entries: &[UpstreamConfig],
-        settings: &UpstreamSettings,
-        worker_count: crate::workers::WorkerCount,
-    ) -> Result<Self, ProxyError> {
+    /// Builds the client of the default upstream and of every validated
+    /// `[[upstreams]]` entry; each of the serving workers gets its own pools.
+    pub(super) fn new(config: &Config) -> Result<Self, ProxyError> {
+        let settings = UpstreamSettings {
+            connect_timeout: config.proxy.connect_timeout,
+            response_timeout: config.proxy.response_timeout,
+            pool_idle_timeout: config.proxy.pool_idle_timeout,
+            pool_max_idle_per_host: config.proxy.pool_max_idle_per_host,
+            tls: config.proxy.tls.clone(),
+        };
+        // The count the server starts its workers with.
+        let worker_count = config.server.worker_threads;
+        let entries = &config.upstreams;
         let mut routes = Vec::with_capacity(entries.len());
         for entry in entries {
             routes.push(Route {
@@ -60,11 +71,22 @@ impl Routes {
                 rules: entry.rules.clone(),
             });
         }
-        Ok(Self { routes })
+        let default = Upstream::new(config.upstream.clone(), settings, worker_count)?;
+        Ok(Self { default, routes, tunnels: Tunnels::new(config.proxy.tunnels.clone()) })
+    }
+
+    /// The upstream a request goes to: `via`'s, or the default one.
+    pub(super) fn target<'a>(&'a self, via: Option<&'a Route>) -> &'a Upstream {
+        via.map_or(&self.default, |route| &route.upstream)
+    }
+
+    /// The upgraded connections (WebSockets) still open.
+    pub(super) fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// Whether any entry is chosen by host (then requests must name a host
-    /// the gateway serves: see [`Routes::serves_host`]).
+    /// the gateway serves: see [`Upstreams::serves_host`]).
     pub(super) fn has_host_routes(&self) -> bool {
         self.routes.iter().any(|route| route.host.is_some())
     }
