@@ -103,15 +103,21 @@ async fn ingress_nginx_states_the_original_request_in_x_original_headers() {
     }
 }
 
-#[tokio::test]
-async fn envoy_states_the_original_request_in_the_path() {
-    let world = TestWorld::builder()
+/// A gateway trusting the test's proxy to state the original request Envoy's
+/// way: in the path after `/oauth2/auth`.
+async fn envoy_world() -> TestWorld {
+    TestWorld::builder()
         .tweak(|raw| {
             trusted(raw);
             raw.forward_auth.original_request = Some("envoy".to_owned());
         })
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn envoy_states_the_original_request_in_the_path() {
+    let world = envoy_world().await;
     let alice = world.browser();
     alice.login().await;
     assert_eq!(alice.api_get("/oauth2/auth/admin/x").await.status, StatusCode::OK);
@@ -552,13 +558,7 @@ async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_ap
 
 #[tokio::test]
 async fn envoy_auth_requests_are_counted_as_forward_auth_not_proxy() {
-    let world = TestWorld::builder()
-        .tweak(|raw| {
-            trusted(raw);
-            raw.forward_auth.original_request = Some("envoy".to_owned());
-        })
-        .start()
-        .await;
+    let world = envoy_world().await;
     let alice = world.browser();
     alice.login().await;
     let before = world.scrape_metrics().await;
@@ -567,7 +567,7 @@ async fn envoy_auth_requests_are_counted_as_forward_auth_not_proxy() {
         assert_eq!(alice.api_get("/oauth2/auth/app").await.status, StatusCode::OK);
     }
     let after = world.scrape_metrics().await;
-    // Counted as `proxy` before issue 15: only the exact `/oauth2/auth` was `forward_auth`.
+    // Once counted as `proxy`: only the exact `/oauth2/auth` was `forward_auth`.
     assert_eq!(count(&after, "forward_auth", "2xx") - count(&before, "forward_auth", "2xx"), 3, "{after}");
     assert_eq!(count(&after, "proxy", "2xx"), proxied_before, "{after}");
 }

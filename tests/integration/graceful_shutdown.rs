@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
+use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpStream;
 
@@ -46,23 +48,8 @@ async fn an_in_flight_streaming_response_completes_and_new_connections_are_refus
         })
         .start()
         .await;
-    let browser = world.browser();
-    browser.login().await;
-    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!("http://{}/stream?bytes={TOTAL}", world.gateway_addr))
-        .header("cookie", cookie)
-        .header("accept", "application/octet-stream")
-        .body(Empty::new())
-        .unwrap();
-    let response = tokio::time::timeout(EXCHANGE_TIMEOUT, client.request(request)).await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    // Read one frame, then stop reading: backpressure keeps the rest in flight.
-    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, body.frame()).await.unwrap().unwrap().unwrap();
+    let (client, mut body, first) = signed_in_response(&world, Method::POST, &format!("/stream?bytes={TOTAL}")).await;
+    // One frame read, then no more: backpressure keeps the rest in flight.
     let mut received = first.into_data().map_or(0, |data| data.len());
     assert!(received < TOTAL);
 
@@ -93,22 +80,8 @@ async fn the_drain_timeout_bounds_how_long_a_stuck_response_can_hold_the_exit() 
         })
         .start()
         .await;
-    let browser = world.browser();
-    browser.login().await;
-    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
-
     // A whole, authenticated request whose response the upstream never finishes.
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = Request::builder()
-        .uri(format!("http://{}/stuck", world.gateway_addr))
-        .header("cookie", cookie)
-        .header("accept", "application/octet-stream")
-        .body(Empty::new())
-        .unwrap();
-    let response = tokio::time::timeout(EXCHANGE_TIMEOUT, client.request(request)).await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, body.frame()).await.unwrap().unwrap().unwrap();
+    let (_client, mut body, first) = signed_in_response(&world, Method::GET, "/stuck").await;
     assert!(first.is_data(), "the response is in flight");
 
     world.begin_shutdown();
@@ -118,6 +91,32 @@ async fn the_drain_timeout_bounds_how_long_a_stuck_response_can_hold_the_exit() 
     assert!(world.gateway_finished(EXCHANGE_TIMEOUT).await, "the gateway exits despite the stuck response");
     let released = eventually(EXCHANGE_TIMEOUT, || async { upstream.released() == 1 }).await;
     assert!(released, "the upstream connection is closed too");
+}
+
+/// Signs a user in and sends `method path` with their session; the client (keep
+/// it: dropping it closes the connection), the 200 response's body and its
+/// first frame.
+async fn signed_in_response(
+    world: &TestWorld,
+    method: Method,
+    path: &str,
+) -> (Client<HttpConnector, Empty<Bytes>>, Incoming, Frame<Bytes>) {
+    let browser = world.browser();
+    browser.login().await;
+    let cookie = format!("{}={}", world.session_cookie_name(), browser.session_value());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", world.gateway_addr))
+        .header("cookie", cookie)
+        .header("accept", "application/octet-stream")
+        .body(Empty::new())
+        .unwrap();
+    let response = tokio::time::timeout(EXCHANGE_TIMEOUT, client.request(request)).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(EXCHANGE_TIMEOUT, body.frame()).await.unwrap().unwrap().unwrap();
+    (client, body, first)
 }
 
 async fn open_websocket(world: &TestWorld) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
