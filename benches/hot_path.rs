@@ -47,6 +47,7 @@ fn session() -> SessionData {
     SessionData {
         v: SESSION_FORMAT,
         id: URL_SAFE_NO_PAD.encode([42u8; 32]),
+        provider: "default".to_owned(),
         iss: "https://login.example.com/realms/main".to_owned(),
         sub: "f3b1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d".to_owned(),
         email: Some("alice@example.com".to_owned()),
@@ -283,7 +284,7 @@ fn bench_authz(c: &mut Criterion) {
         ],
         ..RawAuthz::default()
     };
-    let policy = compile_policy(&raw).unwrap();
+    let policy = compile_policy(&raw, &[]).unwrap();
     let principal = Principal {
         subject: "248289761001".to_owned(),
         email: Some("alice@example.com".to_owned()),

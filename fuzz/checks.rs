@@ -106,7 +106,10 @@ pub fn parse_config(input: &[u8]) {
     if let Ok(config) = Config::from_raw(raw) {
         assert!(matches!(config.public_url.scheme(), "http" | "https"));
         assert!(!config.session.keys.is_empty());
-        assert!(config.oidc.scopes.iter().any(|scope| scope == "openid"));
+        assert!(!config.providers.is_empty() && config.providers.len() <= portcullis::config::MAX_PROVIDERS);
+        for provider in &config.providers {
+            assert!(provider.scopes.iter().any(|scope| scope == "openid"));
+        }
         assert!(!config.server.header_read_timeout.is_zero());
     }
 }

@@ -60,15 +60,20 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
     }
     let gateway = Arc::new(Gateway::new(config, clock)?);
     gateway.start_background().await;
-    let provider = Arc::clone(gateway.provider());
-    match provider.load().await {
-        Ok(()) => tracing::info!(issuer = %gateway.config().oidc.issuer, "identity provider loaded"),
-        Err(error) if error.is_fatal() => {
-            return Err(StartError::Provider { issuer: gateway.config().oidc.issuer.clone(), error });
-        }
-        Err(error) => {
-            tracing::warn!(issuer = %gateway.config().oidc.issuer, %error, "identity provider not reachable yet; starting not-ready and retrying");
-            tokio::spawn(provider.load_until_ready());
+    // Each provider is tried once, all at once; one that is down is retried in
+    // the background and never keeps the others from serving.
+    let providers = gateway.providers().iter().map(Arc::clone).zip(&gateway.config().providers);
+    let attempts = providers.map(|(provider, oidc)| async move { (provider.load().await, provider, oidc) });
+    for (loaded, provider, oidc) in futures_util::future::join_all(attempts).await {
+        match loaded {
+            Ok(()) => tracing::info!(provider = %oidc.id, issuer = %oidc.issuer, "identity provider loaded"),
+            Err(error) if error.is_fatal() => {
+                return Err(StartError::Provider { issuer: oidc.issuer.clone(), error });
+            }
+            Err(error) => {
+                tracing::warn!(provider = %oidc.id, issuer = %oidc.issuer, %error, "identity provider not reachable yet; retrying in the background");
+                tokio::spawn(provider.load_until_ready());
+            }
         }
     }
     Ok(gateway)

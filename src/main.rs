@@ -96,8 +96,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             }
             println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
             println!(
-                "configuration is valid: protecting {} at {} with provider {}",
-                config.upstream, config.public_url, config.oidc.issuer
+                "configuration is valid: protecting {} at {} with {}",
+                config.upstream,
+                config.public_url,
+                providers_summary(&config)
             );
             ExitCode::SUCCESS
         }
@@ -132,7 +134,7 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     };
     tracing::info!(
         listen = %config.listen, public_url = %config.public_url, upstream = %config.upstream,
-        issuer = %config.oidc.issuer, version = env!("CARGO_PKG_VERSION"),
+        providers = %providers_summary(&config), version = env!("CARGO_PKG_VERSION"),
         "portcullis starting"
     );
     let gateway = match portcullis::start(config, Clock::system()).await {
@@ -217,4 +219,16 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutdown signal received; draining");
+}
+
+/// `provider https://idp` for one provider, `providers staff (https://a), partners (https://b)` for several.
+fn providers_summary(config: &portcullis::config::Config) -> String {
+    match config.providers.as_slice() {
+        [one] => format!("provider {}", one.issuer),
+        several => {
+            let listed: Vec<String> =
+                several.iter().map(|provider| format!("{} ({})", provider.id, provider.issuer)).collect();
+            format!("providers {}", listed.join(", "))
+        }
+    }
 }

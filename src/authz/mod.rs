@@ -4,8 +4,10 @@
 
 pub mod claims;
 pub mod path;
+mod providers;
 pub mod rules;
 
+pub use self::providers::{MAX_PROVIDERS, ProviderSet};
 pub use self::rules::{Access, Policy, Route, RuleSet, Who};
 pub(crate) use self::rules::{PathMatch, Rule};
 

@@ -4,6 +4,8 @@
 
 use http::Method;
 
+use super::ProviderSet;
+
 use super::Principal;
 use super::claims::{domain_allowed, email_domain};
 
@@ -98,6 +100,8 @@ pub(crate) struct Rule {
     pub(crate) methods: Vec<Method>,
     pub(crate) path: PathMatch,
     pub(crate) access: Access,
+    /// Whose sessions and tokens the rule accepts.
+    pub(crate) providers: ProviderSet,
 }
 
 /// The outcome of routing a request through the rules.
@@ -106,6 +110,8 @@ pub struct Route<'p> {
     pub access: &'p Access,
     /// The deciding rule's name, `default` when none matched.
     pub rule: &'p str,
+    /// The providers the deciding rule accepts (all for the default).
+    pub providers: ProviderSet,
 }
 
 /// An ordered list of compiled rules; the first match decides.
@@ -128,7 +134,7 @@ impl RuleSet {
             .find(|rule| {
                 (rule.methods.is_empty() || rule.methods.contains(method)) && rule.path.matches(path, case_insensitive)
             })
-            .map(|rule| Route { access: &rule.access, rule: &rule.name })
+            .map(|rule| Route { access: &rule.access, rule: &rule.name, providers: rule.providers })
     }
 }
 
@@ -144,6 +150,8 @@ pub struct Policy {
     /// Whether the default upstream routes paths ignoring case (`authz.case_insensitive`).
     pub(crate) case_insensitive: bool,
     pub(crate) forward_client_authorization_on_public: bool,
+    /// The providers the default upstream accepts (`authz.providers`).
+    pub(crate) providers: ProviderSet,
 }
 
 impl Policy {
@@ -156,7 +164,11 @@ impl Policy {
     /// [`Policy::route`] for a request to an upstream whose routing ignores
     /// case (`case_insensitive`) or not, whatever `authz.case_insensitive` says.
     pub fn route_with_case(&self, method: &Method, path: &str, case_insensitive: bool) -> Route<'_> {
-        self.rules.route(method, path, case_insensitive).unwrap_or(Route { access: &self.default, rule: "default" })
+        self.rules.route(method, path, case_insensitive).unwrap_or(Route {
+            access: &self.default,
+            rule: "default",
+            providers: ProviderSet::ALL,
+        })
     }
 
     /// Whether the default upstream routes paths ignoring case (the default for `[[upstreams]]` too).
@@ -174,6 +186,11 @@ impl Policy {
                     && who.admits(principal, self.require_email_verified)
             }
         }
+    }
+
+    /// The providers the default upstream accepts (`authz.providers`; all when unset).
+    pub fn providers(&self) -> ProviderSet {
+        self.providers
     }
 
     /// The dotted claim path groups are read from.

@@ -4,13 +4,14 @@
 
 use http::Method;
 
+use super::providers::provider_set;
 use super::raw::{RawAuthz, RawRule};
-use super::{ConfigError, invalid};
+use super::{ConfigError, OidcConfig, invalid};
 use crate::authz::claims::email_domain;
-use crate::authz::{Access, PathMatch, Policy, Rule, RuleSet, Who};
+use crate::authz::{Access, PathMatch, Policy, ProviderSet, Rule, RuleSet, Who};
 
 /// Compiles `[authz]`; errors name the key (`authz.rules[1].path_prefix`).
-pub fn compile_policy(raw: &RawAuthz) -> Result<Policy, ConfigError> {
+pub fn compile_policy(raw: &RawAuthz, providers: &[OidcConfig]) -> Result<Policy, ConfigError> {
     let global = who(&raw.allowed_emails, &raw.allowed_email_domains, &raw.allowed_groups, |field| {
         format!("authz.allowed_{field}")
     })?;
@@ -29,20 +30,21 @@ pub fn compile_policy(raw: &RawAuthz) -> Result<Policy, ConfigError> {
         global,
         require_email_verified: raw.require_email_verified,
         default,
-        rules: rules(&raw.rules, "authz.rules")?,
+        rules: rules(&raw.rules, "authz.rules", providers)?,
         groups_claim: raw.groups_claim.clone(),
         api_path_prefixes: raw.api_path_prefixes.clone(),
         case_insensitive: raw.case_insensitive,
         forward_client_authorization_on_public: raw.forward_client_authorization_on_public,
+        providers: accepted(raw.providers.as_deref(), providers, "authz.providers")?,
     })
 }
 
 /// Compiles the rule list at `key`; errors name the rule's indexed key (`upstreams[0].rules[1].allow`).
-pub(super) fn rules(raw: &[RawRule], key: &str) -> Result<RuleSet, ConfigError> {
+pub(super) fn rules(raw: &[RawRule], key: &str, providers: &[OidcConfig]) -> Result<RuleSet, ConfigError> {
     let rules = raw
         .iter()
         .enumerate()
-        .map(|(index, rule)| compile_rule(index, rule, &format!("{key}[{index}]")))
+        .map(|(index, rule)| compile_rule(index, rule, &format!("{key}[{index}]"), providers))
         .collect::<Result<_, _>>()?;
     Ok(RuleSet::new(rules))
 }
@@ -80,7 +82,7 @@ fn who(
 }
 
 /// One rule; `key` is its indexed key, e.g. `authz.rules[1]`.
-fn compile_rule(index: usize, raw: &RawRule, key: &str) -> Result<Rule, ConfigError> {
+fn compile_rule(index: usize, raw: &RawRule, key: &str, providers: &[OidcConfig]) -> Result<Rule, ConfigError> {
     let field = |name: &str| format!("{key}.{name}");
     let path = match (&raw.path_prefix, &raw.path_pattern) {
         (Some(prefix), None) => {
@@ -127,5 +129,15 @@ fn compile_rule(index: usize, raw: &RawRule, key: &str) -> Result<Rule, ConfigEr
         _ => return Err(invalid(field("allow"), "must be \"public\", \"authenticated\" or \"deny\"")),
     };
     let name = raw.name.clone().unwrap_or_else(|| format!("rules[{index}]"));
-    Ok(Rule { name, methods, path, access })
+    let providers = accepted(raw.providers.as_deref(), providers, &field("providers"))?;
+    Ok(Rule { name, methods, path, access, providers })
+}
+
+/// The providers a `providers = [...]` list at `key` accepts; all when it is unset.
+pub(super) fn accepted(
+    ids: Option<&[String]>,
+    providers: &[OidcConfig],
+    key: &str,
+) -> Result<ProviderSet, ConfigError> {
+    ids.map_or(Ok(ProviderSet::ALL), |ids| provider_set(ids, providers, key))
 }

@@ -8,7 +8,6 @@ use super::{ConfigError, invalid};
 pub struct BearerConfig {
     pub enabled: bool,
     /// Required `aud` of tokens from `oidc.issuer`.
-    pub audience: String,
     pub require_access_token_type: bool,
     pub issuers: Vec<IssuerConfig>,
     pub introspection: bool,
@@ -23,20 +22,15 @@ pub struct IssuerConfig {
 }
 
 /// Validates `[bearer]` against the `[oidc]` client; errors name the key.
-pub(super) fn validate(
-    raw: &RawBearer,
-    client_id: &str,
-    confidential: bool,
-    default_algorithms: &[jsonwebtoken::Algorithm],
-) -> Result<BearerConfig, ConfigError> {
-    if raw.introspection && !confidential {
+pub(super) fn validate(raw: &RawBearer, providers: &[super::OidcConfig]) -> Result<BearerConfig, ConfigError> {
+    let confidential =
+        |provider: &super::OidcConfig| matches!(provider.credentials, super::ClientCredentials::Confidential { .. });
+    if raw.introspection && !providers.iter().any(confidential) {
         return Err(invalid("bearer.introspection", "needs a confidential client: set oidc.client_secret"));
     }
     use jsonwebtoken::Algorithm;
-    let audience = raw.audience.clone().unwrap_or_else(|| client_id.to_owned());
-    if audience.is_empty() {
-        return Err(invalid("bearer.audience", "must not be empty"));
-    }
+    let default_algorithms =
+        providers.first().map(|provider| provider.id_token_algorithms.as_slice()).unwrap_or_default();
     let mut issuers = Vec::with_capacity(raw.issuers.len());
     for (index, issuer) in raw.issuers.iter().enumerate() {
         let key = |field: &str| format!("bearer.issuers[{index}].{field}");
@@ -64,7 +58,6 @@ pub(super) fn validate(
     Ok(BearerConfig {
         introspection: raw.introspection,
         enabled: raw.enabled,
-        audience,
         require_access_token_type: raw.require_access_token_type,
         issuers,
     })

@@ -5,6 +5,7 @@
 mod authz;
 mod bearer;
 mod forward_auth;
+mod providers;
 pub mod raw;
 mod secret_key;
 mod traces;
@@ -20,10 +21,13 @@ use url::Url;
 pub use self::authz::compile_policy;
 pub use self::bearer::{BearerConfig, IssuerConfig};
 pub use self::forward_auth::{Cidr, ForwardAuthConfig, OriginalRequest};
+pub use self::providers::DEFAULT_PROVIDER_ID;
+use self::providers::ProviderKey;
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
 pub use self::traces::TracingConfig;
 pub use self::upstreams::{IdentitySelection, TokenChoice, UpstreamConfig};
+pub use crate::authz::{MAX_PROVIDERS, ProviderSet};
 use crate::secret::{SecretBytes, SecretString};
 use crate::tls_client::{ClientTls, load_certificates, load_private_key};
 
@@ -61,9 +65,13 @@ pub enum ClientCredentials {
     Confidential { secret: SecretString, method: ClientAuthMethod },
 }
 
-/// `[oidc]`, validated.
+/// One provider and client (`[oidc]` or one of `[[oidc.providers]]`), validated.
 #[derive(Clone, Debug)]
 pub struct OidcConfig {
+    /// `default` for a single `[oidc]`; names the provider everywhere else.
+    pub id: String,
+    /// What the sign-in chooser shows.
+    pub display_name: String,
     /// The issuer, exactly as the provider's metadata must state it.
     pub issuer: String,
     pub client_id: String,
@@ -74,6 +82,9 @@ pub struct OidcConfig {
     pub id_token_algorithms: Vec<jsonwebtoken::Algorithm>,
     /// Audiences ID tokens, logout tokens and bearer tokens may name besides their own.
     pub trusted_audiences: Vec<String>,
+    /// The audience bearer tokens from this provider must name (`bearer.audience`
+    /// for a single `[oidc]`, `bearer_audience` per provider; default: the client id).
+    pub bearer_audience: String,
     pub clock_skew: Duration,
     pub http_timeout: Duration,
     pub end_session_on_sign_out: bool,
@@ -215,7 +226,8 @@ pub struct Config {
     pub upstream: Url,
     /// Hosts (besides our own) that redirects after login/logout may target.
     pub allowed_redirect_hosts: Vec<String>,
-    pub oidc: OidcConfig,
+    /// The providers, in configuration order (`[oidc]` alone is provider `default`).
+    pub providers: Vec<OidcConfig>,
     pub session: SessionConfig,
     pub proxy: ProxyConfig,
     pub log: LogConfig,
@@ -271,16 +283,11 @@ impl Config {
             }
         }
 
-        let oidc = validate_oidc(raw.oidc, &public_url)?;
-        let authz = compile_policy(&raw.authz)?;
-        let bearer = bearer::validate(
-            &raw.bearer,
-            &oidc.client_id,
-            matches!(oidc.credentials, ClientCredentials::Confidential { .. }),
-            &oidc.id_token_algorithms,
-        )?;
+        let providers = providers::validate_providers(raw.oidc, &public_url, raw.bearer.audience.as_deref())?;
+        let authz = compile_policy(&raw.authz, &providers)?;
+        let bearer = bearer::validate(&raw.bearer, &providers)?;
         let forward_auth = forward_auth::validate(&raw.forward_auth)?;
-        let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive)?;
+        let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive, &providers)?;
         let session = validate_session(raw.session)?;
 
         let log = LogConfig {
@@ -364,7 +371,7 @@ impl Config {
             public_url,
             upstream,
             allowed_redirect_hosts: raw.allowed_redirect_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            oidc,
+            providers,
             session,
             proxy,
             log,
@@ -448,7 +455,7 @@ fn upgrade_protocols(names: &[String]) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
-fn non_zero(key: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+fn non_zero(key: impl Into<String>, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() { Err(invalid(key, "must be longer than zero")) } else { Ok(value) }
 }
 
@@ -483,38 +490,41 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, ConfigError> {
-    let issuer = raw.issuer.ok_or_else(|| invalid("oidc.issuer", "is required"))?;
-    let issuer_url = Url::parse(&issuer).map_err(|_| invalid("oidc.issuer", "must be an absolute URL"))?;
+fn validate_oidc(raw: raw::RawOidc, public_url: &Url, at: &ProviderKey) -> Result<OidcConfig, ConfigError> {
+    let issuer = raw.issuer.ok_or_else(|| invalid(at.key("issuer"), "is required"))?;
+    let issuer_url = Url::parse(&issuer).map_err(|_| invalid(at.key("issuer"), "must be an absolute URL"))?;
     let secure = issuer_url.scheme() == "https"
         || (issuer_url.scheme() == "http"
             && (is_loopback_host(&issuer_url) || raw.dangerous_allow_insecure_http_issuer));
     if !secure || issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-        return Err(invalid("oidc.issuer", "must be an https URL without query or fragment (http only on loopback)"));
+        return Err(invalid(
+            at.key("issuer"),
+            "must be an https URL without query or fragment (http only on loopback)",
+        ));
     }
 
     let client_id =
-        raw.client_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| invalid("oidc.client_id", "is required"))?;
+        raw.client_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| invalid(at.key("client_id"), "is required"))?;
 
     let method = match raw.client_auth_method.as_str() {
         "client_secret_basic" => ClientAuthMethod::SecretBasic,
         "client_secret_post" => ClientAuthMethod::SecretPost,
         _ => {
             return Err(invalid(
-                "oidc.client_auth_method",
+                at.key("client_auth_method"),
                 "must be \"client_secret_basic\" or \"client_secret_post\"",
             ));
         }
     };
     let secret = match (raw.client_secret, raw.client_secret_file) {
         (Some(_), Some(_)) => {
-            return Err(invalid("oidc.client_secret", "set either client_secret or client_secret_file, not both"));
+            return Err(invalid(at.key("client_secret"), "set either client_secret or client_secret_file, not both"));
         }
         (Some(secret), None) => Some(secret),
         (None, Some(path)) => Some(SecretString::new(
             std::fs::read_to_string(&path)
                 .map_err(|error| {
-                    invalid("oidc.client_secret_file", format!("cannot read {}: {error}", path.display()))
+                    invalid(at.key("client_secret_file"), format!("cannot read {}: {error}", path.display()))
                 })?
                 .trim()
                 .to_owned(),
@@ -524,27 +534,27 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
     let credentials = match secret {
         None => ClientCredentials::Public,
         Some(secret) if secret.expose().is_empty() => {
-            return Err(invalid("oidc.client_secret", "is empty; remove it for a public client"));
+            return Err(invalid(at.key("client_secret"), "is empty; remove it for a public client"));
         }
         Some(secret) => ClientCredentials::Confidential { secret, method },
     };
 
     if !raw.scopes.iter().any(|scope| scope == "openid") {
-        return Err(invalid("oidc.scopes", "must include \"openid\""));
+        return Err(invalid(at.key("scopes"), "must include \"openid\""));
     }
     if let Some(index) = raw.scopes.iter().position(|scope| scope.is_empty() || scope.contains([' ', '"', '\\'])) {
-        return Err(invalid(format!("oidc.scopes[{index}]"), "must be a single non-empty word"));
+        return Err(invalid(at.key(&format!("scopes[{index}]")), "must be a single non-empty word"));
     }
 
     let redirect_url = match raw.redirect_url {
         Some(text) => {
-            let url = Url::parse(&text).map_err(|_| invalid("oidc.redirect_url", "must be an absolute URL"))?;
+            let url = Url::parse(&text).map_err(|_| invalid(at.key("redirect_url"), "must be an absolute URL"))?;
             if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
-                return Err(invalid("oidc.redirect_url", "must be an http(s) URL without fragment"));
+                return Err(invalid(at.key("redirect_url"), "must be an http(s) URL without fragment"));
             }
             if url.path() != "/oauth2/callback" {
                 return Err(invalid(
-                    "oidc.redirect_url",
+                    at.key("redirect_url"),
                     "its path must be /oauth2/callback, where the gateway answers",
                 ));
             }
@@ -557,7 +567,7 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
 
     let mut id_token_algorithms = Vec::new();
     for (index, name) in raw.id_token_algorithms.iter().enumerate() {
-        let key = format!("oidc.id_token_algorithms[{index}]");
+        let key = at.key(&format!("id_token_algorithms[{index}]"));
         let algorithm: jsonwebtoken::Algorithm =
             name.parse().map_err(|_| invalid(&key, format!("unknown algorithm {name:?}")))?;
         if matches!(
@@ -569,31 +579,36 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         id_token_algorithms.push(algorithm);
     }
     if id_token_algorithms.is_empty() {
-        return Err(invalid("oidc.id_token_algorithms", "must list at least one algorithm"));
+        return Err(invalid(at.key("id_token_algorithms"), "must list at least one algorithm"));
     }
 
     if let Some(index) = raw.trusted_audiences.iter().position(|audience| audience.trim().is_empty()) {
-        return Err(invalid(format!("oidc.trusted_audiences[{index}]"), "must not be empty"));
+        return Err(invalid(at.key(&format!("trusted_audiences[{index}]")), "must not be empty"));
     }
 
     let post_logout_redirect_url = match raw.post_logout_redirect_url {
         Some(text) => Url::parse(&text)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none())
-            .ok_or_else(|| invalid("oidc.post_logout_redirect_url", "must be an absolute http(s) URL"))?,
+            .ok_or_else(|| invalid(at.key("post_logout_redirect_url"), "must be an absolute http(s) URL"))?,
         None => public_url.clone(),
     };
 
     let tls = ClientTls {
-        roots: raw.ca_file.as_deref().map(|path| load_roots("oidc.ca_file", path)).transpose()?,
+        roots: raw.ca_file.as_deref().map(|path| load_roots(&at.key("ca_file"), path)).transpose()?,
         identity: None,
         dangerous_skip_verify: raw.dangerous_skip_tls_verify,
     };
     if tls.dangerous_skip_verify && tls.roots.is_some() {
-        return Err(invalid("oidc.dangerous_skip_tls_verify", "cannot be combined with oidc.ca_file"));
+        return Err(invalid(
+            at.key("dangerous_skip_tls_verify"),
+            format!("cannot be combined with {}", at.key("ca_file")),
+        ));
     }
 
-    Ok(OidcConfig {
+    let mut provider = OidcConfig {
+        id: at.id.clone(),
+        display_name: at.display_name.clone(),
         tls,
         issuer,
         end_session_on_sign_out: raw.end_session_on_sign_out,
@@ -603,10 +618,13 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url) -> Result<OidcConfig, Conf
         scopes: raw.scopes,
         redirect_url,
         id_token_algorithms,
+        bearer_audience: String::new(),
         trusted_audiences: raw.trusted_audiences,
         clock_skew: raw.clock_skew,
-        http_timeout: non_zero("oidc.http_timeout", raw.http_timeout)?,
-    })
+        http_timeout: non_zero(at.key("http_timeout"), raw.http_timeout)?,
+    };
+    provider.bearer_audience.clone_from(&provider.client_id);
+    Ok(provider)
 }
 
 fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> {

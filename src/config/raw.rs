@@ -156,6 +156,40 @@ pub struct RawOidc {
     pub ca_file: Option<PathBuf>,
     /// Accept any provider certificate. Never in production; warned about at every start.
     pub dangerous_skip_tls_verify: bool,
+    /// Several providers (`[[oidc.providers]]`); the keys above are then their defaults.
+    pub providers: Vec<RawProvider>,
+}
+
+/// `[[oidc.providers]]`: one provider and client; an unset key takes the
+/// `[oidc]` value (its issuer and client credentials excepted: those are per provider).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Names the provider in routes, rules, cookies, metrics and `/oauth2/start?provider=`.
+    pub id: Option<String>,
+    /// What the sign-in chooser shows; default: the id.
+    pub display_name: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    pub client_auth_method: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub redirect_url: Option<String>,
+    pub id_token_algorithms: Option<Vec<String>>,
+    pub trusted_audiences: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub clock_skew: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub http_timeout: Option<Duration>,
+    pub end_session_on_sign_out: Option<bool>,
+    pub post_logout_redirect_url: Option<String>,
+    pub dangerous_allow_insecure_http_issuer: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub dangerous_skip_tls_verify: Option<bool>,
+    /// The audience bearer tokens from this provider must name; default: its client id.
+    pub bearer_audience: Option<String>,
 }
 
 /// `[session]`
@@ -276,6 +310,7 @@ impl Default for RawConfig {
                 dangerous_allow_insecure_http_issuer: false,
                 ca_file: None,
                 dangerous_skip_tls_verify: false,
+                providers: Vec::new(),
             },
             session: RawSession {
                 secret: None,
@@ -364,6 +399,18 @@ impl RawConfig {
             }
         };
         redact(&mut value, &["oidc", "client_secret"], self.oidc.client_secret.is_some());
+        if let Some(providers) = value.pointer_mut("/oidc/providers").and_then(serde_json::Value::as_array_mut) {
+            for (shown, provider) in providers.iter_mut().zip(&self.oidc.providers) {
+                if let Some(object) = shown.as_object_mut() {
+                    let secret = if provider.client_secret.is_some() {
+                        serde_json::json!("<redacted>")
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    object.insert("client_secret".to_owned(), secret);
+                }
+            }
+        }
         redact(&mut value, &["session", "secret"], self.session.secret.is_some());
         redact(&mut value, &["session", "secrets"], self.session.secrets.is_some());
         redact(&mut value, &["session", "store", "url"], self.session.store.url.is_some());
@@ -423,6 +470,8 @@ pub struct RawAuthz {
     /// Forward the client's own `Authorization` header on public routes
     /// (`allow = "public"`); off, it is removed like any gateway-owned header.
     pub forward_client_authorization_on_public: bool,
+    /// The providers whose sessions and tokens the default upstream accepts; unset: all.
+    pub providers: Option<Vec<String>>,
 }
 
 impl Default for RawAuthz {
@@ -438,6 +487,7 @@ impl Default for RawAuthz {
             rules: Vec::new(),
             case_insensitive: false,
             forward_client_authorization_on_public: false,
+            providers: None,
         }
     }
 }
@@ -460,6 +510,8 @@ pub struct RawRule {
     pub emails: Vec<String>,
     pub email_domains: Vec<String>,
     pub groups: Vec<String>,
+    /// The providers whose sessions and tokens the rule accepts; unset: all.
+    pub providers: Option<Vec<String>>,
 }
 
 /// `[bearer]`
@@ -544,4 +596,6 @@ pub struct RawUpstream {
     /// rules and the `[authz]` rules match its requests that way. Absent:
     /// `authz.case_insensitive`.
     pub case_insensitive: Option<bool>,
+    /// The providers whose sessions and tokens this upstream accepts; unset: all.
+    pub providers: Option<Vec<String>>,
 }

@@ -39,9 +39,9 @@ fn minimal_file_gives_safe_defaults() {
         jail.clear_env();
         let config = load_from(jail, &minimal("")).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:4180");
-        assert!(matches!(config.oidc.credentials, ClientCredentials::Public));
-        assert_eq!(config.oidc.scopes, ["openid", "profile", "email"]);
-        assert_eq!(config.oidc.redirect_url.as_str(), "https://app.example.com/oauth2/callback");
+        assert!(matches!(config.providers[0].credentials, ClientCredentials::Public));
+        assert_eq!(config.providers[0].scopes, ["openid", "profile", "email"]);
+        assert_eq!(config.providers[0].redirect_url.as_str(), "https://app.example.com/oauth2/callback");
         assert!(config.is_https());
         assert_eq!(config.session.cookie_name, "_portcullis");
         let cores = std::thread::available_parallelism().unwrap().get();
@@ -59,9 +59,9 @@ fn environment_overrides_the_file_with_double_underscore_nesting() {
         jail.set_env("PORTCULLIS_OIDC__CLIENT_AUTH_METHOD", "client_secret_post");
         jail.set_env("PORTCULLIS_LISTEN", "0.0.0.0:9000");
         let config = load_from(jail, &minimal("")).unwrap();
-        assert_eq!(config.oidc.client_id, "from-env");
+        assert_eq!(config.providers[0].client_id, "from-env");
         assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
-        match &config.oidc.credentials {
+        match &config.providers[0].credentials {
             ClientCredentials::Confidential { secret, method } => {
                 assert_eq!(secret.expose(), "s3cret-value");
                 assert_eq!(*method, ClientAuthMethod::SecretPost);
@@ -164,7 +164,7 @@ fn the_shipped_example_is_complete_but_refuses_its_sample_secret() {
         assert!(text.starts_with("session.secret"), "{text}");
         jail.set_env("PORTCULLIS_SESSION__SECRET", GOOD_SECRET);
         let config = load_from(jail, example).unwrap();
-        assert_eq!(config.oidc.scopes.first().map(String::as_str), Some("openid"));
+        assert_eq!(config.providers[0].scopes.first().map(String::as_str), Some("openid"));
         Ok(())
     });
 }
@@ -178,7 +178,7 @@ fn kubernetes_service_link_variables_are_not_configuration() {
         jail.set_env("PORTCULLIS_SERVICE_PORT_HTTP", "4180");
         jail.set_env("PORTCULLIS_PORT_4180_TCP_ADDR", "10.0.0.1");
         let config = load_from(jail, &minimal("")).unwrap();
-        assert_eq!(config.oidc.client_id, "portcullis");
+        assert_eq!(config.providers[0].client_id, "portcullis");
         jail.set_env("PORTCULLIS_LISTN", "0.0.0.0:1");
         assert_eq!(error_text(load_from(jail, &minimal(""))), "listn: unknown key", "real typos still fail");
         Ok(())
@@ -421,7 +421,7 @@ mod rules {
         let mut raw = RawAuthz::default();
         raw.rules.push(rule("/admin", "deny"));
         raw.rules.push(rule("/", "public"));
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         assert_eq!(policy.route(&Method::GET, "/admin").access, &Access::Deny);
         assert_eq!(policy.route(&Method::GET, "/admin/x").access, &Access::Deny);
         assert_eq!(policy.route(&Method::GET, "/administrator").access, &Access::Public);
@@ -435,7 +435,7 @@ mod rules {
             allow: Some("deny".to_owned()),
             ..RawRule::default()
         });
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         assert_eq!(policy.route(&Method::GET, "/api/v1/admin/x").rule, "rules[0]");
         assert_eq!(policy.route(&Method::GET, "/api/v1/admin").rule, "default");
         assert_eq!(policy.route(&Method::GET, "/x/api/v1/admin/x").rule, "default");
@@ -451,14 +451,14 @@ mod rules {
             allow: Some("deny".to_owned()),
             ..RawRule::default()
         });
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         assert!(!policy.case_insensitive());
         for path in ["/ADMIN", "/Admin/x", "/api/v1/keys"] {
             assert_eq!(policy.route(&Method::GET, path).rule, "default", "{path}");
             assert_ne!(policy.route_with_case(&Method::GET, path, true).rule, "default", "{path}");
         }
         raw.case_insensitive = true;
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         assert_eq!(policy.route(&Method::GET, "/aDmIn/x").rule, "rules[0]");
         assert_eq!(policy.route(&Method::GET, "/API/v1/KEYS").rule, "rules[1]");
         assert_eq!(policy.route(&Method::GET, "/administrator").rule, "default");
@@ -470,7 +470,7 @@ mod rules {
     fn methods_narrow_rules() {
         let mut raw = RawAuthz::default();
         raw.rules.push(RawRule { methods: vec!["post".to_owned()], ..rule("/x", "deny") });
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         assert_eq!(policy.route(&Method::POST, "/x").access, &Access::Deny);
         assert_eq!(policy.route(&Method::GET, "/x").rule, "default");
     }
@@ -483,7 +483,7 @@ mod rules {
             groups: vec!["admins".to_owned()],
             ..rule("/", "authenticated")
         });
-        let policy = compile_policy(&raw).unwrap();
+        let policy = compile_policy(&raw, &[]).unwrap();
         let access = policy.route(&Method::GET, "/").access;
         assert!(policy.admits(access, &principal("a@EXAMPLE.com", true, &[])));
         assert!(!policy.admits(access, &principal("a@example.com", false, &[])));
@@ -497,11 +497,11 @@ mod rules {
     fn config_errors_name_the_key() {
         let mut raw = RawAuthz::default();
         raw.rules.push(RawRule { emails: vec!["x@y".to_owned()], ..rule("/", "public") });
-        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.rules[0].allow:"));
+        assert!(compile_policy(&raw, &[]).unwrap_err().to_string().starts_with("authz.rules[0].allow:"));
         let raw = RawAuthz { default: "maybe".to_owned(), ..RawAuthz::default() };
-        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.default:"));
+        assert!(compile_policy(&raw, &[]).unwrap_err().to_string().starts_with("authz.default:"));
         let raw = RawAuthz { allowed_emails: vec!["a@b@c".to_owned()], ..RawAuthz::default() };
-        assert!(compile_policy(&raw).unwrap_err().to_string().starts_with("authz.allowed_emails[0]:"));
+        assert!(compile_policy(&raw, &[]).unwrap_err().to_string().starts_with("authz.allowed_emails[0]:"));
     }
 }
 
@@ -535,6 +535,121 @@ fn client_tls_files_are_checked_as_the_clients_will_use_them() {
         let mismatched = "[proxy]\nclient_cert_file = \"client.crt\"\nclient_key_file = \"other.key\"\n";
         let text = error_text(load_from(jail, &format!("{}\n{mismatched}", minimal(""))));
         assert!(text.starts_with("proxy.client_key_file: does not match"), "{text}");
+        Ok(())
+    });
+}
+
+/// Two providers, each with what `[oidc]` has; `extra` goes before `[oidc]`, `provider_extra` into the second.
+fn two_providers(extra: &str, oidc_extra: &str, provider_extra: &str) -> String {
+    format!(
+        r#"
+public_url = "https://app.example.com"
+upstream = "http://127.0.0.1:8080"
+{extra}
+[oidc]
+scopes = ["openid", "email"]
+{oidc_extra}
+[[oidc.providers]]
+id = "staff"
+display_name = "Staff"
+issuer = "https://staff.example.com"
+client_id = "gateway"
+client_secret = "s3cret"
+
+[[oidc.providers]]
+id = "partners"
+issuer = "https://partners.example.com"
+client_id = "gateway-partners"
+{provider_extra}
+[session]
+secret = "{GOOD_SECRET}"
+"#
+    )
+}
+
+#[test]
+fn several_providers_load_with_the_oidc_section_as_their_defaults() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let config = load_from(jail, &two_providers("", "", "scopes = [\"openid\"]")).unwrap();
+        let ids: Vec<&str> = config.providers.iter().map(|provider| provider.id.as_str()).collect();
+        assert_eq!(ids, ["staff", "partners"]);
+        assert_eq!(config.providers[0].display_name, "Staff");
+        assert_eq!(config.providers[1].display_name, "partners", "the id when no display name is set");
+        assert_eq!(config.providers[0].scopes, ["openid", "email"], "inherited from [oidc]");
+        assert_eq!(config.providers[1].scopes, ["openid"], "overridden per provider");
+        assert!(matches!(config.providers[0].credentials, ClientCredentials::Confidential { .. }));
+        assert!(matches!(config.providers[1].credentials, ClientCredentials::Public));
+        assert_eq!(config.providers[1].bearer_audience, "gateway-partners");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_single_oidc_section_is_the_default_provider() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let config = load_from(jail, &minimal("")).unwrap();
+        assert_eq!(config.providers.len(), 1);
+        assert_eq!(config.providers[0].id, DEFAULT_PROVIDER_ID);
+        assert_eq!(config.providers[0].bearer_audience, "portcullis");
+        Ok(())
+    });
+}
+
+#[test]
+fn provider_errors_name_the_provider() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let bad_issuer =
+            two_providers("", "", "").replace("https://partners.example.com", "http://partners.example.com");
+        let error = error_text(load_from(jail, &bad_issuer));
+        assert!(error.starts_with("oidc.providers[partners].issuer:"), "{error}");
+
+        let error = error_text(load_from(jail, &two_providers("", "", "scopes = [\"email\"]")));
+        assert!(error.starts_with("oidc.providers[partners].scopes:"), "{error}");
+
+        let twice = two_providers("", "", "").replace("id = \"partners\"", "id = \"staff\"");
+        assert!(error_text(load_from(jail, &twice)).starts_with("oidc.providers[1].id:"));
+
+        let bad_id = two_providers("", "", "").replace("id = \"partners\"", "id = \"Partners\"");
+        assert!(error_text(load_from(jail, &bad_id)).starts_with("oidc.providers[1].id:"));
+
+        let both = two_providers("", "issuer = \"https://idp.example.com\"", "");
+        assert!(error_text(load_from(jail, &both)).starts_with("oidc.issuer:"));
+
+        let audience = two_providers("[bearer]\naudience = \"api\"", "", "");
+        assert!(error_text(load_from(jail, &audience)).starts_with("bearer.audience:"));
+        Ok(())
+    });
+}
+
+#[test]
+fn routes_and_rules_name_known_providers() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let routes = r#"
+[authz]
+providers = ["staff"]
+[[authz.rules]]
+path_prefix = "/admin"
+providers = ["staff"]
+[[upstreams]]
+url = "http://127.0.0.1:9000"
+host = "wiki.example.com"
+providers = ["partners", "staff"]
+"#;
+        let config = load_from(jail, &two_providers(routes, "", "")).unwrap();
+        assert_eq!(config.authz.providers(), crate::authz::ProviderSet::only(0));
+        assert_eq!(config.upstreams[0].providers.single(2), None);
+        assert!(config.upstreams[0].providers.contains(0) && config.upstreams[0].providers.contains(1));
+
+        let unknown = routes.replace("providers = [\"partners\", \"staff\"]", "providers = [\"contractors\"]");
+        let error = error_text(load_from(jail, &two_providers(&unknown, "", "")));
+        assert!(error.starts_with("upstreams[0].providers[0]:") && error.contains("contractors"), "{error}");
+
+        let empty = routes.replace("[authz]\nproviders = [\"staff\"]", "[authz]\nproviders = []");
+        assert!(error_text(load_from(jail, &two_providers(&empty, "", ""))).starts_with("authz.providers:"));
         Ok(())
     });
 }

@@ -28,6 +28,8 @@ pub struct UpstreamConfig {
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     /// Checked before the `[authz]` rules.
     pub rules: RuleSet,
+    /// Whose sessions and tokens this upstream accepts.
+    pub providers: crate::authz::ProviderSet,
 }
 
 /// Which token an upstream receives.
@@ -70,11 +72,20 @@ impl IdentitySelection {
 
 /// Validates every `[[upstreams]]` entry; errors name the indexed key
 /// (`upstreams[2].token`). `case_insensitive` is `authz.case_insensitive`, the entries' default.
-pub(super) fn validate(raw: &[RawUpstream], case_insensitive: bool) -> Result<Vec<UpstreamConfig>, ConfigError> {
-    raw.iter().enumerate().map(|(index, entry)| validate_entry(index, entry, case_insensitive)).collect()
+pub(super) fn validate(
+    raw: &[RawUpstream],
+    case_insensitive: bool,
+    providers: &[super::OidcConfig],
+) -> Result<Vec<UpstreamConfig>, ConfigError> {
+    raw.iter().enumerate().map(|(index, entry)| validate_entry(index, entry, case_insensitive, providers)).collect()
 }
 
-fn validate_entry(index: usize, entry: &RawUpstream, case_insensitive: bool) -> Result<UpstreamConfig, ConfigError> {
+fn validate_entry(
+    index: usize,
+    entry: &RawUpstream,
+    case_insensitive: bool,
+    providers: &[super::OidcConfig],
+) -> Result<UpstreamConfig, ConfigError> {
     let key = |field: &str| format!("upstreams[{index}].{field}");
     let url = upstream_url(&key("url"), &entry.url)?;
     if entry.host.is_none() && entry.path_prefix.is_none() {
@@ -126,7 +137,8 @@ fn validate_entry(index: usize, entry: &RawUpstream, case_insensitive: bool) -> 
         token,
         identity,
         set_headers,
-        rules: super::authz::rules(&entry.rules, &key("rules"))?,
+        rules: super::authz::rules(&entry.rules, &key("rules"), providers)?,
+        providers: super::authz::accepted(entry.providers.as_deref(), providers, &key("providers"))?,
     })
 }
 

@@ -8,7 +8,7 @@ use http::Method;
 use super::refusal::Refusal;
 use super::{Gateway, RequestId};
 use crate::authz::path::{NormalPath, normalise};
-use crate::authz::{Access, Principal, Route};
+use crate::authz::{Access, Principal, ProviderSet, Route};
 
 /// Where a request is going, as the rules see it.
 #[derive(Debug)]
@@ -23,6 +23,13 @@ impl Target<'_, '_> {
     /// Public rules skip authentication, but only for paths already in normal form.
     pub(super) fn is_public(&self) -> bool {
         matches!(self.route.access, Access::Public) && self.path.canonical
+    }
+
+    /// The providers whose sessions and tokens this request may use: those
+    /// both its upstream (or `authz.providers`) and its rule accept.
+    pub(super) fn accepted(&self, policy: &crate::authz::Policy) -> ProviderSet {
+        let upstream = self.upstream.map_or(policy.providers(), |upstream| upstream.providers);
+        upstream.intersection(self.route.providers)
     }
 }
 

@@ -9,6 +9,7 @@ use super::form::{read_form, single};
 use super::login::seconds;
 use super::refusal::{LogoutBlocker, Refusal};
 use super::{Gateway, RequestId};
+use crate::authz::ProviderSet;
 use crate::body::ProxyBody;
 use crate::oidc::id_token::JwtRules;
 use crate::oidc::logout_token;
@@ -27,9 +28,6 @@ impl Gateway {
         if request.method() != Method::POST {
             return Refusal::MethodNotAllowed.render(Audience::Api, request_id);
         }
-        let Some(provider) = self.providers.current() else {
-            return deferred(LogoutBlocker::ProviderUnavailable);
-        };
         let Ok(form) = read_form(request).await else {
             return refused();
         };
@@ -37,23 +35,50 @@ impl Gateway {
             return refused();
         };
         let now = self.clock.now();
-        let rules = JwtRules {
-            algorithms: &self.config.oidc.id_token_algorithms,
-            issuer: &self.config.oidc.issuer,
-            audience: &self.config.oidc.client_id,
-            trusted_audiences: &self.config.oidc.trusted_audiences,
-            now,
-            skew_seconds: seconds(self.config.oidc.clock_skew),
-        };
-        let validated = logout_token::validate(token, &provider.jwks, &rules).await;
+        // The token's issuer selects the provider (its signature is checked
+        // with that provider's keys below); several clients may share one issuer.
+        let issuer = crate::authz::claims::unverified_payload(token)
+            .and_then(|claims| claims.get("iss").and_then(|iss| iss.as_str()).map(str::to_owned));
+        let Some(issuer) = issuer else { return refused() };
+        let mut validated = None;
+        let mut provider_unavailable = false;
+        for (_, candidate) in self.providers.with_issuer(ProviderSet::ALL, &issuer) {
+            let Some(provider) = candidate.current() else {
+                provider_unavailable = true;
+                continue;
+            };
+            let oidc = &candidate.config;
+            let rules = JwtRules {
+                algorithms: &oidc.id_token_algorithms,
+                issuer: &oidc.issuer,
+                audience: &oidc.client_id,
+                trusted_audiences: &oidc.trusted_audiences,
+                now,
+                skew_seconds: seconds(oidc.clock_skew),
+            };
+            match logout_token::validate(token, &provider.jwks, &rules).await {
+                Ok(logout) => {
+                    validated = Some(Ok(logout));
+                    break;
+                }
+                Err(error) => validated = Some(Err(error)),
+            }
+        }
         let logout = match validated {
-            Ok(logout) => logout,
-            Err(error) => {
+            Some(Ok(logout)) => logout,
+            None if provider_unavailable => return deferred(LogoutBlocker::ProviderUnavailable),
+            None => {
+                tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", error = "unknown issuer");
+                return refused();
+            }
+            Some(Err(error)) => {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "backchannel_logout_refused", %error);
                 return refused();
             }
         };
-        let claim = match self.sessions.claim_logout_token(&logout.jti, logout.acceptable_until, now).await {
+        // Token ids are unique per issuer only.
+        let jti = crate::session::ended::issued_by(&issuer, &logout.jti);
+        let claim = match self.sessions.claim_logout_token(&jti, logout.acceptable_until, now).await {
             Ok(claim) => claim,
             Err(StoreUnavailable) => return deferred(LogoutBlocker::StoreUnavailable),
         };
@@ -70,8 +95,8 @@ impl Gateway {
         }
         // §2.6: with both, the sid names the session; sub alone ends all of the user's.
         let event = match (&logout.sid, &logout.sub) {
-            (Some(sid), _) => Some(StoreEvent::ProviderSession { sid: sid.clone(), at: now }),
-            (None, Some(sub)) => Some(StoreEvent::Subject { sub: sub.clone(), at: now }),
+            (Some(sid), _) => Some(StoreEvent::ProviderSession { iss: issuer.clone(), sid: sid.clone(), at: now }),
+            (None, Some(sub)) => Some(StoreEvent::Subject { iss: issuer.clone(), sub: sub.clone(), at: now }),
             (None, None) => None,
         };
         if let Some(event) = event

@@ -14,13 +14,13 @@ use serde_json::Value;
 use super::login::seconds;
 use super::throttle::{FailureBudget, INACTIVE_TOKENS_PER_CLIENT};
 use super::{Connection, Gateway};
-use crate::authz::Principal;
 use crate::authz::claims::{strings_at, unverified_payload};
+use crate::authz::{Principal, ProviderSet};
 use crate::config::IssuerConfig;
 use crate::oidc::access_token::{self, AccessTokenError};
 use crate::oidc::http_client::IdpHttpClient;
 use crate::oidc::id_token::JwtRules;
-use crate::oidc::provider::Provider;
+use crate::oidc::provider::{LoadedProvider, Provider};
 use crate::proxy::IdentityHeaders;
 use crate::session::cache::ActiveSession;
 use crate::sessions::Caller;
@@ -140,7 +140,14 @@ fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
 
 impl Gateway {
     /// Judges the request's bearer token, if bearer tokens are enabled and one was sent.
-    pub(super) async fn authenticate_bearer(&self, headers: &HeaderMap, connection: &Connection) -> BearerOutcome {
+    /// Tokens are accepted only from the `accepted` providers (and, on routes
+    /// that accept every provider, from the extra `[[bearer.issuers]]`).
+    pub(super) async fn authenticate_bearer(
+        &self,
+        headers: &HeaderMap,
+        connection: &Connection,
+        accepted: ProviderSet,
+    ) -> BearerOutcome {
         let settings = &self.config.bearer;
         if !settings.enabled {
             return BearerOutcome::Absent;
@@ -152,7 +159,7 @@ impl Gateway {
         };
         if token.split('.').count() != 3 {
             return if settings.introspection {
-                self.introspect_bearer(token, connection.client_addr.ip()).await
+                self.introspect_bearer(token, connection.client_addr.ip(), accepted).await
             } else {
                 BearerOutcome::Invalid("not_a_jwt")
             };
@@ -166,37 +173,63 @@ impl Gateway {
         };
 
         // Pick keys and expectations by the claimed issuer; the signature then proves it.
-        let (loaded, audience, algorithms) = if iss == self.config.oidc.issuer {
-            let Some(loaded) = self.providers.current() else { return BearerOutcome::Unavailable };
-            (loaded, settings.audience.as_str(), self.config.oidc.id_token_algorithms.as_slice())
-        } else if let Some(extra) =
-            self.providers.extra_issuers().entries.iter().find(|extra| extra.config.issuer == iss)
-        {
-            let Some(loaded) = extra.loaded().await else { return BearerOutcome::Unavailable };
-            (loaded, extra.config.audience.as_str(), extra.config.algorithms.as_slice())
-        } else {
+        if self.providers.with_issuer(ProviderSet::ALL, &iss).next().is_some() {
+            let mut outcome = BearerOutcome::Invalid("provider_not_accepted");
+            // Several clients may share the issuer: the token is for one of them (its audience).
+            for (_, provider) in self.providers.with_issuer(accepted, &iss) {
+                let Some(loaded) = provider.current() else {
+                    outcome = BearerOutcome::Unavailable;
+                    continue;
+                };
+                let oidc = &provider.config;
+                let rules = JwtRules {
+                    algorithms: &oidc.id_token_algorithms,
+                    issuer: &iss,
+                    audience: &oidc.bearer_audience,
+                    trusted_audiences: &oidc.trusted_audiences,
+                    now: self.clock.now(),
+                    skew_seconds: seconds(oidc.clock_skew),
+                };
+                outcome = self.verified_bearer(token, &loaded, &rules).await;
+                if matches!(outcome, BearerOutcome::Valid(_)) {
+                    break;
+                }
+            }
+            return outcome;
+        }
+        let Some(extra) = self.providers.extra_issuers().entries.iter().find(|extra| extra.config.issuer == iss) else {
             return BearerOutcome::Invalid("unknown_issuer");
         };
+        // The extra issuers are no provider a route can name: only routes that accept every provider take them.
+        if accepted != ProviderSet::ALL {
+            return BearerOutcome::Invalid("provider_not_accepted");
+        }
+        let Some(loaded) = extra.loaded().await else { return BearerOutcome::Unavailable };
+        let Some(first) = self.providers.get(0) else { return BearerOutcome::Invalid("unknown_issuer") };
         let rules = JwtRules {
-            algorithms,
+            algorithms: &extra.config.algorithms,
             issuer: &iss,
-            audience,
-            trusted_audiences: &self.config.oidc.trusted_audiences,
+            audience: &extra.config.audience,
+            trusted_audiences: &first.config.trusted_audiences,
             now: self.clock.now(),
-            skew_seconds: seconds(self.config.oidc.clock_skew),
+            skew_seconds: seconds(first.config.clock_skew),
         };
-        let (claims, exp) =
-            match access_token::validate(token, &loaded.jwks, &rules, settings.require_access_token_type).await {
-                Ok(verified) => verified,
-                Err(error) => {
-                    if let AccessTokenError::Jwt(error) = &error {
-                        tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
-                    }
-                    return BearerOutcome::Invalid(error.reason());
-                }
-            };
+        self.verified_bearer(token, &loaded, &rules).await
+    }
 
-        match self.caller_from_claims(&claims, exp).and_then(|known| known.caller(token)) {
+    /// The caller of a JWT access token verified with `loaded`'s keys under `rules`.
+    async fn verified_bearer(&self, token: &str, loaded: &LoadedProvider, rules: &JwtRules<'_>) -> BearerOutcome {
+        let require_type = self.config.bearer.require_access_token_type;
+        let (claims, exp) = match access_token::validate(token, &loaded.jwks, rules, require_type).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                if let AccessTokenError::Jwt(error) = &error {
+                    tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = %error);
+                }
+                return BearerOutcome::Invalid(error.reason());
+            }
+        };
+        match self.caller_from_claims(&claims, exp, None).and_then(|known| known.caller(token)) {
             Some(caller) => BearerOutcome::Valid(caller),
             None => BearerOutcome::Invalid("unusable_claims"),
         }
@@ -205,12 +238,15 @@ impl Gateway {
     /// Checks an opaque token at the provider's introspection endpoint. Both
     /// answers are cached; refusals count against `client`'s budget, and once
     /// it is spent the provider is not asked for that client until its window ends.
-    async fn introspect_bearer(&self, token: &str, client: IpAddr) -> BearerOutcome {
+    async fn introspect_bearer(&self, token: &str, client: IpAddr, accepted: ProviderSet) -> BearerOutcome {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = self.clock.now();
         let issuers = self.providers.extra_issuers();
         if let Some(hit) = issuers.introspected.get(&key).await {
+            if hit.provider.is_some_and(|provider| !accepted.contains(provider)) {
+                return BearerOutcome::Invalid("provider_not_accepted");
+            }
             if hit.active.access_expires_at > now {
                 return hit.caller(token).map_or(BearerOutcome::Invalid("unusable_claims"), BearerOutcome::Valid);
             }
@@ -223,24 +259,33 @@ impl Gateway {
             tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = "too_many_failures");
             return BearerOutcome::Throttled;
         }
-        let Some(loaded) = self.providers.current() else { return BearerOutcome::Unavailable };
-        let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
-            return BearerOutcome::Invalid("no_introspection_endpoint");
-        };
-        let started = Instant::now();
-        let answer =
-            crate::oidc::introspection::introspect(self.providers.client(), endpoint, &self.config.oidc, token).await;
-        self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
-        let accepted = match answer {
-            Ok(Some(claims)) => self.introspected_caller(&claims, now),
-            Ok(None) => Err("inactive"),
-            Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
-            Err(error) => {
-                tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
-                Err("introspection_failed")
+        // An opaque token names no issuer: the accepted providers that can
+        // introspect are asked in turn, until one knows it.
+        let mut verdict = Err("no_introspection_endpoint");
+        for (index, provider) in self.providers.accepted(accepted) {
+            let oidc = &provider.config;
+            if !matches!(oidc.credentials, crate::config::ClientCredentials::Confidential { .. }) {
+                continue;
             }
-        };
-        let known = match accepted {
+            let Some(loaded) = provider.current() else { return BearerOutcome::Unavailable };
+            let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else { continue };
+            let started = Instant::now();
+            let answer = crate::oidc::introspection::introspect(provider.client(), endpoint, oidc, token).await;
+            self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+            verdict = match answer {
+                Ok(Some(claims)) => self.introspected_caller(&claims, now, index, oidc),
+                Ok(None) => Err("inactive"),
+                Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
+                Err(error) => {
+                    tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
+                    Err("introspection_failed")
+                }
+            };
+            if verdict.is_ok() {
+                break;
+            }
+        }
+        let known = match verdict {
             Ok(known) => known,
             Err(reason) => {
                 issuers.refusals.spend(client).await;
@@ -257,15 +302,21 @@ impl Gateway {
 
     /// The caller an active introspection answer describes, if the token is
     /// ours to accept; `Err` says why not.
-    fn introspected_caller(&self, claims: &Value, now: i64) -> Result<TokenCaller, &'static str> {
+    fn introspected_caller(
+        &self,
+        claims: &Value,
+        now: i64,
+        provider: usize,
+        oidc: &crate::config::OidcConfig,
+    ) -> Result<TokenCaller, &'static str> {
         // exp is optional in RFC 7662, but required here to bound the cache.
         let exp = claims.get("exp").and_then(Value::as_i64).filter(|exp| *exp > now).ok_or("no_or_past_exp")?;
-        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(self.config.oidc.issuer.as_str())) {
+        if claims.get("iss").is_some_and(|iss| iss.as_str() != Some(oidc.issuer.as_str())) {
             return Err("wrong_issuer");
         }
         // RFC 7662 §2.2 makes aud and client_id optional; a token that names
         // neither as us may have been issued to any other client.
-        let audience = self.config.bearer.audience.as_str();
+        let audience = oidc.bearer_audience.as_str();
         let ours = match claims.get("aud") {
             Some(Value::String(one)) => one == audience,
             Some(Value::Array(many)) => many.iter().any(|aud| aud.as_str() == Some(audience)),
@@ -273,7 +324,7 @@ impl Gateway {
             None => claims
                 .get("client_id")
                 .and_then(Value::as_str)
-                .is_some_and(|client_id| client_id == audience || client_id == self.config.oidc.client_id),
+                .is_some_and(|client_id| client_id == audience || client_id == oidc.client_id),
         };
         if !ours {
             return Err("wrong_audience");
@@ -282,11 +333,11 @@ impl Gateway {
         {
             return Err("not_an_access_token");
         }
-        self.caller_from_claims(claims, exp).ok_or("unusable_claims")
+        self.caller_from_claims(claims, exp, Some(provider)).ok_or("unusable_claims")
     }
 
     /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
-    fn caller_from_claims(&self, claims: &Value, expires_at: i64) -> Option<TokenCaller> {
+    fn caller_from_claims(&self, claims: &Value, expires_at: i64, provider: Option<usize>) -> Option<TokenCaller> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let subject = text("sub").filter(|sub| !sub.is_empty())?;
         let principal = Principal {
@@ -306,7 +357,8 @@ impl Gateway {
             None,
         )
         .ok()?;
-        Some(TokenCaller { active: Arc::new(ActiveSession::new(identity, expires_at)), principal: Arc::new(principal) })
+        let active = Arc::new(ActiveSession::new(identity, expires_at));
+        Some(TokenCaller { active, principal: Arc::new(principal), provider })
     }
 }
 
@@ -315,6 +367,8 @@ impl Gateway {
 struct TokenCaller {
     active: Arc<ActiveSession>,
     principal: Arc<Principal>,
+    /// The provider that vouched for an introspected token (checked against each route's).
+    provider: Option<usize>,
 }
 
 impl TokenCaller {

@@ -9,9 +9,11 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::seconds;
+use super::providers::IdentityProvider;
 use super::refusal::{LoginError, Refusal};
 use super::{Connection, Gateway, LoggedUser, Outcome, RequestId};
 use crate::body::ProxyBody;
+use crate::config::OidcConfig;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::pkce::PkceVerifier;
 use crate::oidc::provider::LoadedProvider;
@@ -134,14 +136,19 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Result<SignedIn, LoginError> {
         let flow = self.open_flow(request_headers, flow_name, state)?;
-        let provider = self.providers.current().ok_or(LoginError::ProviderUnavailable)?;
-        self.check_issuer(params.iss.as_deref(), provider.metadata.authorization_response_iss_parameter_supported)?;
+        // The provider is the one the login was started at, as sealed in the
+        // flow: never taken from the query (RFC 9700 §4.4 mix-up defence).
+        let (_, identity_provider) = self.providers.by_id(&flow.provider).ok_or(LoginError::StateMismatch)?;
+        let oidc = &identity_provider.config;
+        let provider = identity_provider.current().ok_or(LoginError::ProviderUnavailable)?;
+        let iss_promised = provider.metadata.authorization_response_iss_parameter_supported;
+        check_issuer(params.iss.as_deref(), &oidc.issuer, iss_promised)?;
         let code = authorization_code(params)?;
         let verifier = PkceVerifier::from_stored(flow.code_verifier).map_err(|_| LoginError::InvalidVerifier)?;
-        let tokens = self.exchange_code(&provider, code, &verifier, client).await?;
+        let tokens = self.exchange_code(identity_provider, &provider, code, &verifier, client).await?;
         let raw_id_token = tokens.id_token.as_ref().ok_or(LoginError::IdTokenMissing)?;
         let now = self.clock.now();
-        let claims = self.validate_id_token(raw_id_token.expose(), &provider, &flow.nonce, now).await?;
+        let claims = self.validate_id_token(oidc, raw_id_token.expose(), &provider, &flow.nonce, now).await?;
 
         // The session.
         let session_id = crate::random::token::<16>().map_err(|_| LoginError::Internal)?;
@@ -150,6 +157,7 @@ impl Gateway {
         let data = SessionData {
             v: SESSION_FORMAT,
             id: session_id,
+            provider: flow.provider,
             iss: claims.iss,
             sub: claims.sub,
             email: claims.email,
@@ -186,19 +194,11 @@ impl Gateway {
         Ok(flow)
     }
 
-    /// RFC 9207: the response must come from our issuer (mix-up defence).
-    fn check_issuer(&self, iss: Option<&str>, iss_promised: bool) -> Result<(), LoginError> {
-        match iss {
-            Some(iss) if iss != self.config.oidc.issuer => Err(LoginError::IssuerMismatch),
-            None if iss_promised => Err(LoginError::IssuerMissing),
-            _ => Ok(()),
-        }
-    }
-
     /// The code exchange, with the same redirect_uri and verifier. Anyone can
     /// get a flow cookie and state, so refused codes are budgeted per client.
     async fn exchange_code(
         &self,
+        identity_provider: &IdentityProvider,
         provider: &LoadedProvider,
         code: &str,
         verifier: &PkceVerifier,
@@ -209,9 +209,9 @@ impl Gateway {
         }
         let started = std::time::Instant::now();
         let exchanged = token::exchange_code(
-            self.providers.client(),
+            identity_provider.client(),
             &provider.metadata.token_endpoint,
-            &self.config.oidc,
+            &identity_provider.config,
             code,
             verifier,
         )
@@ -230,19 +230,20 @@ impl Gateway {
     /// The ID token's signature and claims, for this login's nonce.
     async fn validate_id_token(
         &self,
+        oidc: &OidcConfig,
         raw: &str,
         provider: &LoadedProvider,
         nonce: &str,
         now: crate::clock::UnixSeconds,
     ) -> Result<id_token::IdTokenClaims, LoginError> {
         let expectations = Expectations {
-            issuer: &self.config.oidc.issuer,
-            client_id: &self.config.oidc.client_id,
-            trusted_audiences: &self.config.oidc.trusted_audiences,
+            issuer: &oidc.issuer,
+            client_id: &oidc.client_id,
+            trusted_audiences: &oidc.trusted_audiences,
             nonce: Some(nonce),
-            algorithms: &self.config.oidc.id_token_algorithms,
+            algorithms: &oidc.id_token_algorithms,
             now,
-            skew_seconds: seconds(self.config.oidc.clock_skew),
+            skew_seconds: seconds(oidc.clock_skew),
         };
         id_token::validate(raw, &provider.jwks, &expectations)
             .await
@@ -258,5 +259,14 @@ impl Gateway {
                 LoginError::SessionTooLarge
             }
         }
+    }
+}
+
+/// RFC 9207: the response must come from the flow's provider (mix-up defence).
+fn check_issuer(iss: Option<&str>, expected: &str, iss_promised: bool) -> Result<(), LoginError> {
+    match iss {
+        Some(iss) if iss != expected => Err(LoginError::IssuerMismatch),
+        None if iss_promised => Err(LoginError::IssuerMissing),
+        _ => Ok(()),
     }
 }

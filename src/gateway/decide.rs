@@ -12,6 +12,7 @@ use super::authorize::{self, Target};
 use super::bearer::BearerOutcome;
 use super::refusal::{ProviderNeed, Refusal};
 use super::{Connection, Gateway, RequestId};
+use crate::authz::ProviderSet;
 use crate::sessions::{Authentication, Caller};
 
 /// What the decision looks at.
@@ -56,6 +57,8 @@ pub(super) enum Credential {
     /// The session cookie; `cookies_only`: the request's `Cookie` headers held nothing else.
     Session {
         cookies_only: bool,
+        /// The index of the session's provider.
+        provider: u8,
     },
     Bearer,
 }
@@ -75,7 +78,8 @@ impl Gateway {
         if route.is_public() {
             return Decision::Public { route };
         }
-        let caller = match self.identify(facts.headers, connection, request_id).await {
+        let accepted = route.accepted(&self.config.authz);
+        let caller = match self.identify(facts.headers, connection, request_id, accepted).await {
             Ok(caller) => caller,
             Err(refusal) => return Decision::Refused(refusal),
         };
@@ -86,23 +90,28 @@ impl Gateway {
     }
 
     /// The caller behind a request's session cookie or, without a valid
-    /// session, its bearer token. One rule when both are sent: a valid
-    /// session decides (the client's `Authorization` is replaced upstream).
+    /// session, its bearer token, at one of the `accepted` providers. One
+    /// rule when both are sent: a valid session decides (the client's
+    /// `Authorization` is replaced upstream).
     pub(super) async fn identify(
         &self,
         headers: &HeaderMap,
         connection: &Connection,
         request_id: &RequestId,
+        accepted: ProviderSet,
     ) -> Result<Identified, Refusal> {
         // Matched by value, never borrowed: a borrowed result would be kept
         // beside the authentication's future in this one, on every request.
-        let without_session = match self.sessions.authenticate(headers, &connection.recent).await {
+        let without_session = match self.sessions.authenticate(headers, &connection.recent, accepted).await {
             Authentication::Session(session) => {
                 self.metrics.auth_decision("authenticated", "session");
                 return Ok(Identified {
                     caller: session.caller,
                     set_cookies: session.set_cookies,
-                    credential: Credential::Session { cookies_only: session.cookies_only_session },
+                    credential: Credential::Session {
+                        cookies_only: session.cookies_only_session,
+                        provider: session.provider,
+                    },
                 });
             }
             // A 401 would send the browser to a sign-in that cannot succeed either.
@@ -116,15 +125,15 @@ impl Gateway {
             }
             Authentication::Invalid => {
                 self.metrics.auth_decision("unauthenticated", "invalid_session");
-                Refusal::SessionInvalid
+                Refusal::SessionInvalid(accepted)
             }
             Authentication::Anonymous => {
                 self.metrics.auth_decision("unauthenticated", "no_session");
-                Refusal::LoginRequired
+                Refusal::LoginRequired(accepted)
             }
         };
         // Rare (API clients): on the heap, so the session path's future stays small.
-        match Box::pin(self.authenticate_bearer(headers, connection)).await {
+        match Box::pin(self.authenticate_bearer(headers, connection, accepted)).await {
             BearerOutcome::Valid(caller) => {
                 self.metrics.auth_decision("authenticated", "bearer");
                 Ok(Identified { caller, set_cookies: Vec::new(), credential: Credential::Bearer })

@@ -204,7 +204,7 @@ impl Gateway {
                 (Some(caller.identity_with_access_token()), set_cookies)
             }
             Decision::Refused(refusal)
-                if refusal.needs_login()
+                if refusal.needs_login().is_some()
                     && self.config.forward_auth.redirect_browsers
                     && super::audience::classify(&original.method, request.headers()) == Audience::Browser =>
             {

@@ -6,8 +6,10 @@ use http::{Request, Response, header};
 use hyper::body::Incoming;
 
 use super::form::query_value;
+use super::providers::IdentityProvider;
 use super::refusal::{ProviderNeed, Refusal};
 use super::{Gateway, RequestId};
+use crate::authz::ProviderSet;
 use crate::body::ProxyBody;
 use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
 use crate::oidc::pkce::PkceVerifier;
@@ -25,14 +27,18 @@ impl Gateway {
     pub(super) async fn login_redirect(
         &self,
         request: &Request<Incoming>,
+        accepted: ProviderSet,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let return_to = self.redirects.sanitise(target);
-        self.begin_login(request, return_to, request_id).await
+        let Some((_, provider)) = self.providers.accepted(accepted).next() else {
+            return Refusal::RuleDenied.render(Audience::Browser, request_id);
+        };
+        self.begin_login(request, provider, return_to, request_id).await
     }
 
-    /// `/oauth2/start?rd=/path`: an explicit login.
+    /// `/oauth2/start?provider=ID&rd=/path`: an explicit login.
     pub(super) async fn start_login_explicit(
         &self,
         request: &Request<Incoming>,
@@ -40,16 +46,26 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let requested = query_value(request.uri().query(), "rd").unwrap_or_else(|| "/".to_owned());
         let return_to = self.redirects.sanitise(&requested);
-        self.begin_login(request, return_to, request_id).await
+        let chosen = match query_value(request.uri().query(), "provider") {
+            None => self.providers.get(0),
+            Some(id) => self.providers.by_id(&id).map(|(_, provider)| provider),
+        };
+        let Some(provider) = chosen else {
+            return Refusal::UnknownProvider.render(Audience::Browser, request_id);
+        };
+        self.begin_login(request, provider, return_to, request_id).await
     }
 
+    /// Starts a login at the provider at index `provider`.
     async fn begin_login(
         &self,
         request: &Request<Incoming>,
+        identity_provider: &IdentityProvider,
         return_to: String,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let Some(provider) = self.providers.current() else {
+        let oidc = &identity_provider.config;
+        let Some(provider) = identity_provider.current() else {
             tracing::warn!(request_id = %request_id, "login refused: identity provider not loaded");
             return Refusal::ProviderUnavailable(ProviderNeed::SignIn).render(Audience::Browser, request_id);
         };
@@ -61,6 +77,7 @@ impl Gateway {
         };
         let flow = LoginFlow {
             v: FLOW_FORMAT,
+            provider: oidc.id.clone(),
             state: state.clone(),
             nonce: nonce.clone(),
             code_verifier: verifier.expose().to_owned(),
@@ -70,7 +87,7 @@ impl Gateway {
         let challenge = verifier.challenge();
         let Ok(location) = authorization_url(
             &provider.metadata.authorization_endpoint,
-            &self.config.oidc,
+            oidc,
             &AuthorizationRequest { state: &state, nonce: &nonce, challenge: &challenge },
         ) else {
             return self.internal_error(request_id);

@@ -29,6 +29,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
+use crate::authz::ProviderSet;
 use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -112,7 +113,7 @@ impl Gateway {
         let sessions = Sessions::new(
             &config,
             clock.clone(),
-            Arc::clone(providers.provider()),
+            providers.handles(),
             Arc::clone(&metrics),
             upstreams.tunnels().clone(),
             upstreams.sends_id_token(),
@@ -130,9 +131,9 @@ impl Gateway {
         })
     }
 
-    /// The identity provider handle (load it before or while serving).
-    pub fn provider(&self) -> &Arc<Provider> {
-        self.providers.provider()
+    /// The identity providers' handles, in configuration order (load them before or while serving).
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        self.providers.handles()
     }
 
     /// The configuration this gateway runs on.
@@ -283,14 +284,14 @@ impl Gateway {
         let Some(Identified { caller, set_cookies, credential }) = caller else {
             return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
         };
-        if let Credential::Session { cookies_only } = credential {
+        if let Credential::Session { cookies_only, provider } = credential {
             // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
             // tunnels) as upgradable; testing that first spares most requests a header lookup.
             if request.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
                 && request.headers().contains_key(header::UPGRADE)
             {
                 // A tunnel is closed when its session ends: noted before the cookie is removed.
-                if let Some(session) = self.sessions.tunnel_session(request.headers()) {
+                if let Some(session) = self.sessions.tunnel_session(request.headers(), usize::from(provider)) {
                     request.extensions_mut().insert(session);
                 }
             }
@@ -314,20 +315,25 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let audience = if refusal.is_about_a_token() { Audience::Api } else { self.audience(request) };
-        let mut response = if refusal.needs_login() && audience == Audience::Browser {
-            self.login_redirect(request, request_id).await
-        } else {
-            refusal.render(audience, request_id)
+        let mut response = match refusal.needs_login() {
+            Some(accepted) if audience == Audience::Browser => self.login_redirect(request, accepted, request_id).await,
+            _ => refusal.render(audience, request_id),
         };
-        if refusal == Refusal::SessionInvalid {
-            self.clear_session_cookie(request.headers(), &mut response);
+        if let Refusal::SessionInvalid(accepted) = refusal {
+            self.clear_session_cookie(request.headers(), accepted, &mut response);
         }
         response
     }
 
-    /// Appends the `Set-Cookie`s that clear the request's session cookie (all its parts).
-    fn clear_session_cookie(&self, request: &http::HeaderMap, response: &mut Response<ProxyBody>) {
-        for clear in self.sessions.clear_session_cookie(request) {
+    /// Appends the `Set-Cookie`s that clear the request's session cookies
+    /// (all their parts) of the `accepted` providers.
+    fn clear_session_cookie(
+        &self,
+        request: &http::HeaderMap,
+        accepted: ProviderSet,
+        response: &mut Response<ProxyBody>,
+    ) {
+        for clear in self.sessions.clear_session_cookie(request, accepted) {
             response.headers_mut().append(header::SET_COOKIE, clear);
         }
     }
@@ -418,7 +424,7 @@ impl Gateway {
 
     fn not_ready_reason(&self) -> &'static str {
         if !self.providers.is_ready() {
-            "identity provider not loaded"
+            "no identity provider loaded"
         } else if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             "shutting down"
         } else {

@@ -16,6 +16,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use super::RequestId;
 use super::bearer::INVALID_TOKEN_CHALLENGE;
 use super::throttle;
+use crate::authz::ProviderSet;
 use crate::body::ProxyBody;
 use crate::pages::{self, Audience, ErrorPage};
 
@@ -68,10 +69,13 @@ pub(super) enum Refusal {
     ProviderUnavailable(ProviderNeed),
     /// The shared session store cannot be reached; the session cookie is left alone.
     StoreUnavailable,
-    /// No session or token (an API client's 401; browsers are sent to sign in instead).
-    LoginRequired,
+    /// No session or token at any of these providers (an API client's 401;
+    /// browsers are sent to sign in at one of them instead).
+    LoginRequired(ProviderSet),
     /// As [`Self::LoginRequired`], for a session cookie that is no good: the answer also clears it.
-    SessionInvalid,
+    SessionInvalid(ProviderSet),
+    /// `?provider=` names no configured provider.
+    UnknownProvider,
     /// Signed in, but the matched rule does not admit the caller.
     RuleDenied,
     /// The upstream could not be reached or answered badly (its status: 502, 400 or 500).
@@ -249,10 +253,12 @@ impl Refusal {
     pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
-            Self::SeveralHosts | Self::BadAuthority | Self::AmbiguousPath => StatusCode::BAD_REQUEST,
+            Self::SeveralHosts | Self::BadAuthority | Self::AmbiguousPath | Self::UnknownProvider => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::UnknownOriginal | Self::RuleDenied | Self::CrossSiteSignOut => StatusCode::FORBIDDEN,
-            Self::InvalidToken | Self::LoginRequired | Self::SessionInvalid => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken | Self::LoginRequired(_) | Self::SessionInvalid(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             Self::ProviderUnavailable(_) | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable(status) => *status,
@@ -273,12 +279,13 @@ impl Refusal {
             Self::BadAuthority => "bad_host",
             Self::Misdirected => "misdirected_request",
             Self::AmbiguousPath => "ambiguous_path",
+            Self::UnknownProvider => "unknown_provider",
             Self::UnknownOriginal | Self::RuleDenied => "forbidden",
             Self::InvalidToken => "invalid_token",
             Self::TooManyFailures => "too_many_failures",
             Self::ProviderUnavailable(_) => "idp_unavailable",
             Self::StoreUnavailable => "session_store_unavailable",
-            Self::LoginRequired | Self::SessionInvalid => "unauthenticated",
+            Self::LoginRequired(_) | Self::SessionInvalid(_) => "unauthenticated",
             Self::UpstreamUnavailable(_) | Self::UpstreamTimeout => "upstream_unavailable",
             Self::CrossSiteSignOut => "cross_site",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -301,6 +308,7 @@ impl Refusal {
                 "The request path contains dot segments or encoded slashes and cannot be authorized."
             }
             Self::UnknownOriginal => "The original request could not be determined.",
+            Self::UnknownProvider => "There is no such sign-in provider here.",
             Self::InvalidToken => "The bearer token is not valid here.",
             Self::TooManyFailures => THROTTLED,
             Self::ProviderUnavailable(ProviderNeed::SessionRenewal) => {
@@ -311,7 +319,7 @@ impl Refusal {
                 "The token's issuer cannot be reached to check it. Try again shortly."
             }
             Self::StoreUnavailable => STORE_UNAVAILABLE,
-            Self::LoginRequired | Self::SessionInvalid => {
+            Self::LoginRequired(_) | Self::SessionInvalid(_) => {
                 "Authentication is required: sign in through a browser, or send a valid session."
             }
             Self::RuleDenied => {
@@ -348,7 +356,7 @@ impl Refusal {
     /// `WWW-Authenticate` (RFC 6750 §3): what credentials would do.
     pub(super) fn challenge(&self) -> Option<&'static str> {
         match self {
-            Self::LoginRequired | Self::SessionInvalid => Some(LOGIN_CHALLENGE),
+            Self::LoginRequired(_) | Self::SessionInvalid(_) => Some(LOGIN_CHALLENGE),
             Self::InvalidToken => Some(INVALID_TOKEN_CHALLENGE),
             _ => None,
         }
@@ -360,8 +368,8 @@ impl Refusal {
         match self {
             Self::ProviderUnavailable(_) => "idp_unavailable",
             Self::StoreUnavailable => "store_unavailable",
-            Self::LoginRequired => "no_session",
-            Self::SessionInvalid => "invalid_session",
+            Self::LoginRequired(_) => "no_session",
+            Self::SessionInvalid(_) => "invalid_session",
             Self::RuleDenied => "rule",
             Self::Login(error) => error.metric_reason(),
             other => other.code(),
@@ -374,9 +382,12 @@ impl Refusal {
         matches!(self, Self::InvalidToken | Self::TooManyFailures | Self::ProviderUnavailable(ProviderNeed::TokenCheck))
     }
 
-    /// Whether a browser navigation refused with this is sent to sign in instead.
-    pub(super) fn needs_login(&self) -> bool {
-        matches!(self, Self::LoginRequired | Self::SessionInvalid)
+    /// The providers a browser navigation refused with this is sent to sign in at, instead.
+    pub(super) fn needs_login(&self) -> Option<ProviderSet> {
+        match self {
+            Self::LoginRequired(accepted) | Self::SessionInvalid(accepted) => Some(*accepted),
+            _ => None,
+        }
     }
 
     /// The response: a page for a browser, JSON for an API client.
@@ -448,8 +459,8 @@ mod tests {
             (Refusal::ProviderUnavailable(ProviderNeed::SignIn), 503, "idp_unavailable", Some(30), None),
             (Refusal::ProviderUnavailable(ProviderNeed::TokenCheck), 503, "idp_unavailable", Some(30), None),
             (Refusal::StoreUnavailable, 503, "session_store_unavailable", Some(5), None),
-            (Refusal::LoginRequired, 401, "unauthenticated", None, login),
-            (Refusal::SessionInvalid, 401, "unauthenticated", None, login),
+            (Refusal::LoginRequired(ProviderSet::ALL), 401, "unauthenticated", None, login),
+            (Refusal::SessionInvalid(ProviderSet::ALL), 401, "unauthenticated", None, login),
             (Refusal::RuleDenied, 403, "forbidden", None, None),
             (Refusal::UpstreamUnavailable(StatusCode::BAD_GATEWAY), 502, "upstream_unavailable", None, None),
             (Refusal::UpstreamTimeout, 504, "upstream_unavailable", None, None),

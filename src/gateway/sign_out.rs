@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::form::{query_value, read_form, single};
 use super::refusal::Refusal;
 use super::{Gateway, RequestId};
+use crate::authz::ProviderSet;
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience, escape_html};
 use crate::session::data::SessionData;
@@ -21,8 +22,17 @@ const CSRF_LABEL: &str = "sign-out";
 
 impl Gateway {
     pub(super) async fn sign_out(&self, request: Request<Incoming>, request_id: &RequestId) -> Response<ProxyBody> {
-        let session = match self.sessions.held(request.headers()).await {
-            Ok(session) => session,
+        // `?provider=ID` signs out of that provider's session only; without it, of every session this browser holds.
+        let only = query_value(request.uri().query(), "provider");
+        let providers = match only.as_deref() {
+            None => ProviderSet::ALL,
+            Some(id) => match self.providers.by_id(id) {
+                Some((index, _)) => ProviderSet::only(index),
+                None => return Refusal::UnknownProvider.render(Audience::Browser, request_id),
+            },
+        };
+        let held = match self.sessions.held(request.headers(), providers).await {
+            Ok(held) => held,
             // A sign-out that cannot reach the store could not end the session everywhere.
             Err(StoreUnavailable) => return Refusal::StoreUnavailable.render(Audience::Browser, request_id),
         };
@@ -38,7 +48,7 @@ impl Gateway {
                     return Refusal::CrossSiteSignOut.render(Audience::Browser, request_id);
                 }
                 let form = read_form(request).await.unwrap_or_default();
-                let token_ok = match (&session, single(&form, "csrf")) {
+                let token_ok = match (held.first(), single(&form, "csrf")) {
                     (Some(data), Some(token)) => self.sessions.verify_mac(CSRF_LABEL, &data.id, token),
                     // Without a session there is nothing to protect.
                     (None, _) => true,
@@ -52,21 +62,33 @@ impl Gateway {
         };
         let target = self.redirects.sanitise(requested.as_deref().unwrap_or("/"));
         if !confirmed {
-            return self.confirmation_page(session.as_ref(), &target);
+            return self.confirmation_page(held.first(), only.as_deref(), &target);
         }
 
         let mut location = target;
-        if let Some(data) = &session {
+        let mut provider_logout = None;
+        for data in &held {
             if self.sessions.end(data, request_id).await.is_err() {
                 return Refusal::StoreUnavailable.render(Audience::Browser, request_id);
             }
-            if let Some(end_session) = self.provider_logout_url(data) {
-                location = end_session;
+            // One redirect only: the first session whose provider ends its own session too.
+            if provider_logout.is_none() {
+                provider_logout = self.provider_logout_url(data);
             }
-            tracing::info!(target: "portcullis::auth", request_id = %request_id, event = "signed_out", user = %data.sub);
+            tracing::info!(
+                target: "portcullis::auth", request_id = %request_id, event = "signed_out",
+                user = %data.sub, provider = %data.provider
+            );
+        }
+        if let Some(end_session) = provider_logout {
+            location = end_session;
         }
         let mut response = pages::redirect(&location);
-        for clear in self.sessions.clear_all_cookies(&headers) {
+        let clears = match only {
+            None => self.sessions.clear_all_cookies(&headers),
+            Some(_) => self.sessions.clear_session_cookie(&headers, providers),
+        };
+        for clear in clears {
             response.headers_mut().append(header::SET_COOKIE, clear);
         }
         response
@@ -82,10 +104,12 @@ impl Gateway {
 
     /// OIDC RP-Initiated Logout 1.0 §2, when configured and offered.
     fn provider_logout_url(&self, data: &SessionData) -> Option<String> {
-        if !self.config.oidc.end_session_on_sign_out {
+        let (_, identity_provider) = self.providers.by_id(&data.provider)?;
+        let oidc = &identity_provider.config;
+        if !oidc.end_session_on_sign_out {
             return None;
         }
-        let provider = self.providers.current()?;
+        let provider = identity_provider.current()?;
         let mut url = url::Url::parse(provider.metadata.end_session_endpoint.as_deref()?).ok()?;
         let state = crate::random::token::<16>().ok()?;
         {
@@ -94,23 +118,34 @@ impl Gateway {
                 query.append_pair("id_token_hint", id_token);
             }
             query
-                .append_pair("client_id", &self.config.oidc.client_id)
-                .append_pair("post_logout_redirect_uri", self.config.oidc.post_logout_redirect_url.as_str())
+                .append_pair("client_id", &oidc.client_id)
+                .append_pair("post_logout_redirect_uri", oidc.post_logout_redirect_url.as_str())
                 .append_pair("state", &state);
         }
         Some(url.to_string())
     }
 
-    fn confirmation_page(&self, session: Option<&SessionData>, target: &str) -> Response<ProxyBody> {
+    fn confirmation_page(
+        &self,
+        session: Option<&SessionData>,
+        only: Option<&str>,
+        target: &str,
+    ) -> Response<ProxyBody> {
         let csrf = session.map(|data| self.sessions.mac(CSRF_LABEL, &data.id)).unwrap_or_default();
+        // The form posts back to the same scope (one provider, or all).
+        let action = match only {
+            Some(id) => format!("/oauth2/sign_out?provider={id}"),
+            None => "/oauth2/sign_out".to_owned(),
+        };
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title>\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <style>body{{font-family:system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}}\
 button{{font-size:1rem;padding:.5rem 1.2rem}}</style></head><body><h1>Sign out?</h1>\
-<form method=\"post\" action=\"/oauth2/sign_out\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <input type=\"hidden\" name=\"rd\" value=\"{target}\"><button type=\"submit\">Sign out</button></form></body></html>",
             csrf = escape_html(&csrf),
+            action = escape_html(&action),
             target = escape_html(target),
         );
         let mut response = Response::new(full(body));

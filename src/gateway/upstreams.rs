@@ -27,6 +27,8 @@ pub(super) struct Route {
     pub identity: IdentitySelection,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub rules: RuleSet,
+    /// Whose sessions and tokens this upstream accepts.
+    pub providers: crate::authz::ProviderSet,
 }
 
 /// The upstreams: the default one, the extra ones in order, and the
@@ -69,6 +71,7 @@ impl Upstreams {
                 identity: entry.identity,
                 set_headers: entry.set_headers.clone(),
                 rules: entry.rules.clone(),
+                providers: entry.providers,
             });
         }
         let default = Upstream::new(config.upstream.clone(), settings, worker_count)?;

@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 
 use super::refusal::Refusal;
 use super::{Connection, Gateway, RequestId};
+use crate::authz::ProviderSet;
 use crate::body::{ProxyBody, full};
 use crate::pages::{self, Audience};
 
@@ -20,12 +21,13 @@ impl Gateway {
         connection: &Connection,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let session = match self.identify(request.headers(), connection, request_id).await {
+        // No route: a session at any provider will do.
+        let session = match self.identify(request.headers(), connection, request_id, ProviderSet::ALL).await {
             Ok(caller) => caller,
             Err(refusal) => {
                 let mut response = refusal.render(Audience::Api, request_id);
-                if refusal == Refusal::SessionInvalid {
-                    self.clear_session_cookie(request.headers(), &mut response);
+                if let Refusal::SessionInvalid(accepted) = refusal {
+                    self.clear_session_cookie(request.headers(), accepted, &mut response);
                 }
                 return response;
             }

@@ -32,6 +32,8 @@ use crate::config::TunnelSettings;
 #[derive(Clone, Debug)]
 pub struct TunnelSession {
     pub id: String,
+    /// The session's provider, which scopes `subject` and `sid`.
+    pub issuer: String,
     pub subject: String,
     /// The provider's session id, if it sent one.
     pub sid: Option<String>,

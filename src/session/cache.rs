@@ -150,6 +150,7 @@ mod tests {
         SessionData {
             v: SESSION_FORMAT,
             id: id.to_owned(),
+            provider: "default".to_owned(),
             iss: "https://idp.example.test".into(),
             sub: format!("user-{id}"),
             email: Some("user@example.test".into()),

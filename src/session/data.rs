@@ -16,6 +16,9 @@ pub struct SessionData {
     pub v: u8,
     /// Random session id: the token-cache key and the unit of revocation.
     pub id: String,
+    /// The id of the provider the session was created at (`default` when absent).
+    #[serde(default = "default_provider", skip_serializing_if = "is_default_provider")]
+    pub provider: String,
     pub iss: String,
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +54,14 @@ pub struct SessionData {
     /// Kept for `id_token_hint` at provider logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+fn default_provider() -> String {
+    crate::config::DEFAULT_PROVIDER_ID.to_owned()
+}
+
+fn is_default_provider(id: &str) -> bool {
+    id == crate::config::DEFAULT_PROVIDER_ID
 }
 
 fn is_unknown(at: &UnixSeconds) -> bool {

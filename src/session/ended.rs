@@ -142,26 +142,46 @@ impl EndedSessions {
         });
     }
 
-    /// Ends every session of `subject` created up to `at` (back-channel logout by `sub`).
-    pub fn end_subject(&self, subject: &str, at: UnixSeconds, now: UnixSeconds) {
+    /// Ends every session of `issuer`'s `subject` created up to `at` (back-channel logout by `sub`).
+    pub fn end_subject(&self, issuer: &str, subject: &str, at: UnixSeconds, now: UnixSeconds) {
         let until = at.saturating_add(self.max_session_lifetime);
-        self.record(now, |records| end_up_to(&mut records.subjects, subject, at, until));
+        let key = issued_by(issuer, subject);
+        self.record(now, |records| end_up_to(&mut records.subjects, &key, at, until));
     }
 
-    /// Ends every session of provider session `sid` created up to `at`.
-    pub fn end_provider_session(&self, sid: &str, at: UnixSeconds, now: UnixSeconds) {
+    /// Ends every session of `issuer`'s provider session `sid` created up to `at`.
+    pub fn end_provider_session(&self, issuer: &str, sid: &str, at: UnixSeconds, now: UnixSeconds) {
         let until = at.saturating_add(self.max_session_lifetime);
-        self.record(now, |records| end_up_to(&mut records.provider_sessions, sid, at, until));
+        let key = issued_by(issuer, sid);
+        self.record(now, |records| end_up_to(&mut records.provider_sessions, &key, at, until));
     }
 
-    /// Whether a session has ended.
-    pub fn has_ended(&self, session_id: &str, subject: &str, sid: Option<&str>, created_at: UnixSeconds) -> bool {
+    /// Whether a session (of `issuer`'s `subject`) has ended.
+    pub fn has_ended(
+        &self,
+        session_id: &str,
+        issuer: &str,
+        subject: &str,
+        sid: Option<&str>,
+        created_at: UnixSeconds,
+    ) -> bool {
         let records = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        // The scoped keys are built only when there are records to look them up in.
+        let ended_up_to = |map: &ExpiringMap<UnixSeconds>, value: &str| {
+            !map.is_empty() && map.get(&issued_by(issuer, value)).is_some_and(|(at, _)| created_at <= *at)
+        };
         records.all_ended_up_to.is_some_and(|at| created_at <= at)
             || records.sessions.contains_key(session_id)
-            || records.subjects.get(subject).is_some_and(|(at, _)| created_at <= *at)
-            || sid.and_then(|sid| records.provider_sessions.get(sid)).is_some_and(|(at, _)| created_at <= *at)
+            || ended_up_to(&records.subjects, subject)
+            || sid.is_some_and(|sid| ended_up_to(&records.provider_sessions, sid))
     }
+}
+
+/// Subjects and provider session ids are unique per issuer only (OIDC Core
+/// §2), so records are keyed by both: one provider's logout never ends
+/// another's sessions. An issuer never holds a NUL.
+pub fn issued_by(issuer: &str, value: &str) -> String {
+    format!("{issuer}\0{value}")
 }
 
 #[cfg(test)]
@@ -175,23 +195,34 @@ mod tests {
     }
 
     #[test]
+    fn a_logout_at_one_issuer_never_ends_another_issuers_sessions() {
+        let ended = ended(100);
+        ended.end_subject("https://staff.example", "alice", 20, 20);
+        ended.end_provider_session("https://staff.example", "p1", 20, 20);
+        assert!(ended.has_ended("s1", "https://staff.example", "alice", None, 10));
+        assert!(!ended.has_ended("s2", "https://partners.example", "alice", None, 10));
+        assert!(ended.has_ended("s3", "https://staff.example", "bob", Some("p1"), 10));
+        assert!(!ended.has_ended("s4", "https://partners.example", "bob", Some("p1"), 10));
+    }
+
+    #[test]
     fn every_kind_of_record_changes_the_generation_once_it_is_visible() {
         let ended = ended(100);
         let mut seen = vec![ended.generation()];
-        assert!(!ended.has_ended("s1", "alice", Some("p1"), 10));
+        assert!(!ended.has_ended("s1", "iss", "alice", Some("p1"), 10));
 
         ended.end_session("s1", 3610, 11);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s1", "alice", None, 10));
+        assert!(ended.has_ended("s1", "iss", "alice", None, 10));
 
-        ended.end_subject("bob", 20, 20);
+        ended.end_subject("iss", "bob", 20, 20);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s2", "bob", None, 20));
-        assert!(!ended.has_ended("s2b", "bob", None, 21), "a later login of bob is not ended");
+        assert!(ended.has_ended("s2", "iss", "bob", None, 20));
+        assert!(!ended.has_ended("s2b", "iss", "bob", None, 21), "a later login of bob is not ended");
 
-        ended.end_provider_session("p1", 30, 30);
+        ended.end_provider_session("iss", "p1", 30, 30);
         seen.push(ended.generation());
-        assert!(ended.has_ended("s3", "carol", Some("p1"), 30));
+        assert!(ended.has_ended("s3", "iss", "carol", Some("p1"), 30));
 
         let mut distinct = seen.clone();
         distinct.dedup();
@@ -218,15 +249,15 @@ mod tests {
         for index in 0..3 {
             ended.end_session(&format!("attacker-{index}"), 500, 11);
         }
-        assert!(ended.has_ended("victim", "alice", None, 5), "the bound is not exceeded: nothing is dropped");
+        assert!(ended.has_ended("victim", "iss", "alice", None, 5), "the bound is not exceeded: nothing is dropped");
         assert_eq!(ended.records.read().unwrap().len(), 4);
 
         // Expired records make room; live ones stay.
         ended.end_session("next", 2000, 500);
         assert_eq!(ended.records.read().unwrap().len(), 2);
-        assert!(ended.has_ended("victim", "alice", None, 5));
-        assert!(ended.has_ended("next", "alice", None, 400));
-        assert!(!ended.has_ended("attacker-0", "mallory", None, 6), "its session had expired by itself");
+        assert!(ended.has_ended("victim", "iss", "alice", None, 5));
+        assert!(ended.has_ended("next", "iss", "alice", None, 400));
+        assert!(!ended.has_ended("attacker-0", "iss", "mallory", None, 6), "its session had expired by itself");
         assert_eq!(ended.overflows.get(), 0);
     }
 
@@ -234,31 +265,31 @@ mod tests {
     fn reaching_the_bound_ends_every_session_created_until_then() {
         let ended = ended(2);
         ended.end_session("a", 1000, 10);
-        ended.end_subject("bob", 11, 11);
+        ended.end_subject("iss", "bob", 11, 11);
         let before = ended.generation();
         ended.end_session("c", 1000, 12);
         assert_eq!(ended.overflows.get(), 1, "counted");
         assert_ne!(ended.generation(), before, "connections ask again");
         for (id, created_at) in [("a", 1), ("c", 2), ("still-signed-in", 12)] {
-            assert!(ended.has_ended(id, "someone", None, created_at), "{id} created at {created_at}");
+            assert!(ended.has_ended(id, "iss", "someone", None, created_at), "{id} created at {created_at}");
         }
-        assert!(!ended.has_ended("new", "bob", None, 13), "sessions created afterwards are not ended");
+        assert!(!ended.has_ended("new", "iss", "bob", None, 13), "sessions created afterwards are not ended");
         assert_eq!(ended.records.read().unwrap().len(), 0, "the records it covers are dropped");
         // And the table works again.
         ended.end_session("d", 2000, 14);
-        assert!(ended.has_ended("d", "carol", None, 13));
+        assert!(ended.has_ended("d", "iss", "carol", None, 13));
     }
 
     #[test]
     fn a_repeated_record_keeps_the_later_time() {
         let ended = ended(10);
-        ended.end_subject("alice", 100, 100);
-        ended.end_subject("alice", 50, 101);
-        assert!(ended.has_ended("s", "alice", None, 100));
+        ended.end_subject("iss", "alice", 100, 100);
+        ended.end_subject("iss", "alice", 50, 101);
+        assert!(ended.has_ended("s", "iss", "alice", None, 100));
         ended.end_session("s1", 900, 1);
         ended.end_session("s1", 800, 2);
         assert_eq!(ended.records.read().unwrap().len(), 2);
         ended.end_session("other", 5000, 850);
-        assert!(ended.has_ended("s1", "x", None, 0), "kept until the later expiry");
+        assert!(ended.has_ended("s1", "iss", "x", None, 0), "kept until the later expiry");
     }
 }

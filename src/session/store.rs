@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixSeconds;
 use crate::config::StoreConfig;
 use crate::session::data::SessionData;
+use crate::session::ended::issued_by;
 use crate::session::seal::{KeyRing, Purpose};
 
 /// The store could not be used: unreachable, timed out, or an answer it
@@ -41,10 +42,10 @@ impl From<redis::RedisError> for StoreError {
 pub enum StoreEvent {
     /// One session ended (sign-out, or its refresh token was refused).
     Session { id: String },
-    /// Every session of `sub` created up to `at` ended.
-    Subject { sub: String, at: UnixSeconds },
-    /// Every session of provider session `sid` created up to `at` ended.
-    ProviderSession { sid: String, at: UnixSeconds },
+    /// Every session of `iss`'s `sub` created up to `at` ended.
+    Subject { iss: String, sub: String, at: UnixSeconds },
+    /// Every session of `iss`'s provider session `sid` created up to `at` ended.
+    ProviderSession { iss: String, sid: String, at: UnixSeconds },
 }
 
 /// What the store holds about one session, read in one round trip.
@@ -113,12 +114,12 @@ impl SessionStore {
         format!("{}lease:{id}", self.prefix)
     }
 
-    fn subject_key(&self, sub: &str) -> String {
-        format!("{}ended:sub:{sub}", self.prefix)
+    fn subject_key(&self, iss: &str, sub: &str) -> String {
+        format!("{}ended:sub:{}", self.prefix, issued_by(iss, sub))
     }
 
-    fn provider_session_key(&self, sid: &str) -> String {
-        format!("{}ended:sid:{sid}", self.prefix)
+    fn provider_session_key(&self, iss: &str, sid: &str) -> String {
+        format!("{}ended:sid:{}", self.prefix, issued_by(iss, sid))
     }
 
     /// The pub/sub channel of [`StoreEvent`]s.
@@ -210,12 +211,13 @@ impl SessionStore {
         &self,
         keys: &KeyRing,
         id: &str,
+        iss: &str,
         sub: &str,
         sid: Option<&str>,
     ) -> Result<StoredLookup, StoreError> {
         let key = self.session_key(id);
-        let subject_key = self.subject_key(sub);
-        let sid_key = sid.map_or_else(|| self.provider_session_key(""), |sid| self.provider_session_key(sid));
+        let subject_key = self.subject_key(iss, sub);
+        let sid_key = self.provider_session_key(iss, sid.unwrap_or_default());
         let names = [key.clone(), subject_key, sid_key];
         let (record, subject_ended_at, sid_ended_at): (Option<String>, Option<i64>, Option<i64>) = self
             .run(|mut connection| async move { redis::cmd("MGET").arg(&names).query_async(&mut connection).await })
@@ -237,8 +239,8 @@ impl SessionStore {
     pub async fn record_logout(&self, event: &StoreEvent) -> Result<(), StoreError> {
         let (key, at) = match event {
             StoreEvent::Session { id } => return self.delete(id).await,
-            StoreEvent::Subject { sub, at } => (self.subject_key(sub), *at),
-            StoreEvent::ProviderSession { sid, at } => (self.provider_session_key(sid), *at),
+            StoreEvent::Subject { iss, sub, at } => (self.subject_key(iss, sub), *at),
+            StoreEvent::ProviderSession { iss, sid, at } => (self.provider_session_key(iss, sid), *at),
         };
         let ttl = self.lifetime.as_secs().max(1);
         self.run(|mut connection| async move { connection.set_ex::<_, _, ()>(key, at, ttl).await }).await
@@ -354,9 +356,9 @@ mod tests {
 
     #[test]
     fn events_have_a_stable_wire_format() {
-        let event = StoreEvent::ProviderSession { sid: "s1".to_owned(), at: 7 };
+        let event = StoreEvent::ProviderSession { iss: "https://idp".to_owned(), sid: "s1".to_owned(), at: 7 };
         let json = serde_json::to_string(&event).unwrap();
-        assert_eq!(json, r#"{"kind":"provider_session","sid":"s1","at":7}"#);
+        assert_eq!(json, r#"{"kind":"provider_session","iss":"https://idp","sid":"s1","at":7}"#);
         assert_eq!(serde_json::from_str::<StoreEvent>(&json).unwrap(), event);
     }
 }

@@ -33,6 +33,9 @@ pub struct SessionView<'a> {
     /// Random session id: the token-cache key and the unit of revocation.
     #[serde(borrow)]
     pub id: Cow<'a, str>,
+    /// The provider's id; absent: `default`.
+    #[serde(default, borrow)]
+    pub provider: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
     pub iss: Cow<'a, str>,
     /// Owned: it becomes the principal's subject.
@@ -223,6 +226,7 @@ mod tests {
         SessionData {
             v: SESSION_FORMAT,
             id: "session-id-1".to_owned(),
+            provider: "default".to_owned(),
             iss: "https://idp.example/realms/a".to_owned(),
             sub: "alice".to_owned(),
             email: Some("alice@example.com".to_owned()),

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue};
 
-use super::Sessions;
 use super::recent::{OpenedSession, RecentSession};
 use super::refresh::RefreshOutcome;
 use super::shared::Backend;
+use super::{ProviderSessions, Sessions};
 use crate::authz::Principal;
+use crate::authz::ProviderSet;
 use crate::clock::UnixSeconds;
 use crate::clock::seconds;
 use crate::config::IdentitySelection;
@@ -38,6 +39,7 @@ struct Renewal {
     held_parts: usize,
     with_id_token: bool,
     now: UnixSeconds,
+    provider: usize,
 }
 
 /// An authenticated user (the subject is `caller.principal.subject`).
@@ -49,6 +51,9 @@ pub(crate) struct AuthenticatedSession {
     /// The request's `Cookie` headers held the session and nothing else
     /// (set on the common path only; `false` means "not known").
     pub cookies_only_session: bool,
+    /// The index of the session's provider (one byte: at most 64 providers,
+    /// and this rides in every request's future).
+    pub provider: u8,
 }
 
 /// A caller the gateway vouches for: the cached identity, and the tokens an
@@ -142,17 +147,48 @@ pub(crate) enum Authentication {
 }
 
 impl Authentication {
-    fn authenticated(caller: Caller, set_cookies: Vec<HeaderValue>) -> Self {
-        Self::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false })
+    fn authenticated(caller: Caller, set_cookies: Vec<HeaderValue>, provider: usize) -> Self {
+        let provider = provider_byte(provider);
+        Self::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false, provider })
+    }
+
+    /// How much this answer is worth when several providers' cookies are
+    /// tried: a session wins, then answers that keep the cookie (the user
+    /// is not sent to log in while a provider or the store is away).
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Anonymous => 0,
+            Self::Invalid => 1,
+            Self::ProviderUnavailable => 2,
+            Self::StoreUnavailable => 3,
+            Self::Session(_) => 4,
+        }
     }
 }
 
 impl Sessions {
     /// Authenticates the request whose headers are `headers`, arriving on
-    /// the connection whose last session cookie is `recent`.
-    pub(crate) async fn authenticate(&self, headers: &HeaderMap, recent: &RecentSession) -> Authentication {
+    /// the connection whose last session cookie is `recent`, by the session
+    /// cookie of one of the `accepted` providers.
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        recent: &RecentSession,
+        accepted: ProviderSet,
+    ) -> Authentication {
+        let Some(provider) = accepted.single(self.providers.len()) else {
+            // Several providers: on the heap, so the one-provider path's future stays small.
+            return Box::pin(self.authenticate_any(headers, recent, accepted)).await;
+        };
+        let Some(jar) = self.providers.get(provider) else { return Authentication::Anonymous };
         if let Backend::Store(shared) = &self.backend {
-            return Box::pin(self.authenticate_stored(shared, headers)).await;
+            return match Box::pin(self.authenticate_stored(shared, jar, headers)).await {
+                Authentication::Session(mut session) => {
+                    session.provider = provider_byte(provider);
+                    Authentication::Session(session)
+                }
+                other => other,
+            };
         }
         // The plaintext, when this request opened the cookie: a refresh, a
         // re-seal or a cache miss parses the full session from it.
@@ -162,20 +198,22 @@ impl Sessions {
         // awaits below, which would enlarge every request's future: the rare
         // branches that need it again read it again.
         let (opened, held_parts, cookies_only_session) = {
-            let Some(cookie) = self.cookies.read_session(headers) else {
+            let Some(cookie) = jar.cookies.read_session(headers) else {
                 return Authentication::Anonymous;
             };
-            let reused = recent.get(&cookie);
+            // Opened under this provider's cookie name, or not reused: the
+            // seal binds a cookie to its name, and so must the connection's memory.
+            let reused = recent.get(&cookie).filter(|opened| opened.provider == provider);
             self.metrics.session_cookie(reused.is_some());
             let opened = match reused {
                 Some(opened) => opened,
                 None => {
                     let Ok((plaintext, old_key)) =
-                        self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed())
+                        self.keys.open(Purpose::Session, jar.cookies.session_name(), cookie.sealed())
                     else {
                         return Authentication::Invalid;
                     };
-                    let Some(opened) = self.read_opened(&plaintext) else {
+                    let Some(opened) = self.read_opened(&plaintext, provider) else {
                         return Authentication::Invalid;
                     };
                     let opened = Arc::new(opened);
@@ -193,7 +231,7 @@ impl Sessions {
         let now = self.clock.now();
         let ended = opened.expires_at <= now
             || self.idle_expired(opened.last_seen_at, now)
-            || (!self.still_not_ended(&opened) && self.has_ended(&opened));
+            || (!self.still_not_ended(&opened) && self.has_ended(&opened, &jar.oidc.issuer));
         if ended {
             recent.forget();
             return Authentication::Invalid;
@@ -210,10 +248,11 @@ impl Sessions {
             reseal = self.idle_touch_claimed(cached.as_deref(), now);
         }
         if reseal || refreshing {
-            let Some(data) = self.session_data(json, headers) else {
+            let Some(data) = self.session_data(json, jar, headers) else {
                 return Authentication::Invalid;
             };
-            let renewal = Renewal { reseal, refresh_due, held_parts, with_id_token: self.sends_id_token, now };
+            let renewal =
+                Renewal { reseal, refresh_due, held_parts, with_id_token: self.sends_id_token, now, provider };
             // Rare (a refresh or a re-seal): on the heap, so the common path's future stays small.
             return Box::pin(self.authenticate_data(data, renewal)).await;
         }
@@ -230,7 +269,7 @@ impl Sessions {
             None => match self.cached(&opened.id, opened.access_expires_at).await {
                 Some(active) => Some(active),
                 // Only a miss parses the full session: the entry needs its groups.
-                None => match self.session_data(json, headers) {
+                None => match self.session_data(json, jar, headers) {
                     Some(data) => Box::pin(self.build_and_cache(&data)).await,
                     None => None,
                 },
@@ -241,17 +280,41 @@ impl Sessions {
                 caller: Caller::of_opened(active, &opened),
                 set_cookies: Vec::new(),
                 cookies_only_session,
+                provider: provider_byte(provider),
             }),
             None => Authentication::Invalid,
         }
     }
 
+    /// The first session among the `accepted` providers' cookies, in
+    /// configuration order; without one, the best other answer.
+    async fn authenticate_any(
+        &self,
+        headers: &HeaderMap,
+        recent: &RecentSession,
+        accepted: ProviderSet,
+    ) -> Authentication {
+        let mut best = Authentication::Anonymous;
+        for provider in accepted.indices(self.providers.len()) {
+            let answer = self.authenticate(headers, recent, ProviderSet::only(provider)).await;
+            if matches!(answer, Authentication::Session(_)) {
+                return answer;
+            }
+            if answer.rank() > best.rank() {
+                best = answer;
+            }
+        }
+        best
+    }
+
     /// What the hot path needs from an opened session cookie's `json`, read
     /// through the borrowed view; `None` if it is not a session of this
     /// gateway's format and issuer, or its access token cannot be sent.
-    fn read_opened(&self, json: &[u8]) -> Option<OpenedSession> {
+    fn read_opened(&self, json: &[u8], provider: usize) -> Option<OpenedSession> {
         let view = SessionView::parse(json).ok()?;
-        if view.v != SESSION_FORMAT || view.iss != self.oidc.issuer {
+        let oidc = &self.providers.get(provider)?.oidc;
+        let provider_id = view.provider.as_ref().map_or(crate::config::DEFAULT_PROVIDER_ID, |id| &id.0);
+        if view.v != SESSION_FORMAT || view.iss != oidc.issuer || provider_id != oidc.id {
             return None;
         }
         // Checked (and copied) only when some upstream receives it.
@@ -264,6 +327,7 @@ impl Sessions {
         let has_refresh_token = view.has_refresh_token();
         let (principal, access_token) = view.into_principal();
         Some(OpenedSession {
+            provider,
             id,
             sid,
             created_at,
@@ -287,11 +351,11 @@ impl Sessions {
 
     /// Whether `opened` was signed out or logged out by the provider; when
     /// not, remembers the generation of the records it was found not ended in.
-    fn has_ended(&self, opened: &OpenedSession) -> bool {
+    fn has_ended(&self, opened: &OpenedSession, issuer: &str) -> bool {
         // Read before asking: a record added meanwhile changes it, and the next request asks again.
         let generation = self.ended.generation();
-        let ended =
-            self.ended.has_ended(&opened.id, &opened.principal.subject, opened.sid.as_deref(), opened.created_at);
+        let (subject, sid) = (&opened.principal.subject, opened.sid.as_deref());
+        let ended = self.ended.has_ended(&opened.id, issuer, subject, sid, opened.created_at);
         if !ended {
             opened.not_ended_at.store(generation, Ordering::Relaxed);
         }
@@ -301,21 +365,21 @@ impl Sessions {
     /// The full session of the request's cookie: parsed from `json` when this
     /// request opened it, else read and opened again (a cookie this connection
     /// sent before).
-    fn session_data(&self, json: Option<Vec<u8>>, headers: &HeaderMap) -> Option<SessionData> {
+    fn session_data(&self, json: Option<Vec<u8>>, jar: &ProviderSessions, headers: &HeaderMap) -> Option<SessionData> {
         let json = match json {
             Some(json) => json,
             None => {
-                let cookie = self.cookies.read_session(headers)?;
-                self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?.0
+                let cookie = jar.cookies.read_session(headers)?;
+                self.keys.open(Purpose::Session, jar.cookies.session_name(), cookie.sealed()).ok()?.0
             }
         };
-        serde_json::from_slice(&json).ok()
+        serde_json::from_slice::<SessionData>(&json).ok().filter(|data| data.provider == jar.oidc.id)
     }
 
     /// The rest of [`Self::authenticate`] for a session that passed the checks
     /// and must be refreshed or re-sealed.
     async fn authenticate_data(&self, mut data: SessionData, renewal: Renewal) -> Authentication {
-        let Renewal { mut reseal, refresh_due, held_parts, with_id_token, now } = renewal;
+        let Renewal { mut reseal, refresh_due, held_parts, with_id_token, now, provider } = renewal;
         let active = match self.renewed(&data, refresh_due, now).await {
             Err(refused) => return refused,
             Ok(Some((refreshed, active))) => {
@@ -335,7 +399,7 @@ impl Sessions {
             set_cookies = self.seal_session(&data, held_parts).unwrap_or_default();
         }
         match Caller::of_session(active, data, with_id_token) {
-            Some(caller) => Authentication::authenticated(caller, set_cookies),
+            Some(caller) => Authentication::authenticated(caller, set_cookies, provider),
             None => Authentication::Invalid,
         }
     }
@@ -414,4 +478,9 @@ impl Sessions {
         self.cache.insert(data.id.clone(), Arc::clone(&active)).await;
         Some(active)
     }
+}
+
+/// A provider index as one byte (there are at most `MAX_PROVIDERS`, 64).
+fn provider_byte(index: usize) -> u8 {
+    u8::try_from(index).unwrap_or(u8::MAX)
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 
+use crate::authz::ProviderSet;
 use crate::clock::{Clock, UnixSeconds};
 use crate::config::{Config, OidcConfig, SessionConfig};
 use crate::oidc::provider::Provider;
@@ -57,20 +58,30 @@ pub(crate) enum CreateError {
     TooLarge,
 }
 
-/// The sessions of one gateway and what they need: the provider (refresh,
+/// One provider's sessions: their cookie (so a browser holds one session per
+/// provider, side by side), the provider (refresh, revocation) and its client settings.
+#[derive(Debug)]
+pub(crate) struct ProviderSessions {
+    cookies: CookieJarSpec,
+    provider: Arc<Provider>,
+    oidc: OidcConfig,
+}
+
+/// The sessions of one gateway and what they need: the providers (refresh,
 /// revocation), the settings, the metric handles and the tunnels a session's
 /// end closes.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     clock: Clock,
-    provider: Arc<Provider>,
-    oidc: OidcConfig,
+    /// By provider index (`Config::providers`).
+    providers: Vec<ProviderSessions>,
     session: SessionConfig,
     /// The ID-token claim the groups are read from (`authz.groups_claim`).
     groups_claim: String,
     /// Whether some upstream receives the ID token (so sessions keep it ready).
     sends_id_token: bool,
     keys: KeyRing,
+    /// The cookie names of the gateway as a whole: the flow cookies, and what is ours.
     cookies: CookieJarSpec,
     cache: SessionCache,
     ended: EndedSessions,
@@ -88,7 +99,7 @@ impl Sessions {
     pub(crate) fn new(
         config: &Config,
         clock: Clock,
-        provider: Arc<Provider>,
+        providers: &[Arc<Provider>],
         metrics: Arc<Metrics>,
         tunnels: Tunnels,
         sends_id_token: bool,
@@ -114,8 +125,19 @@ impl Sessions {
                 metrics.used_logout_tokens_overflows(),
             ),
             clock,
-            provider,
-            oidc: config.oidc.clone(),
+            providers: config
+                .providers
+                .iter()
+                .zip(providers)
+                .map(|(oidc, provider)| ProviderSessions {
+                    cookies: CookieJarSpec::new(
+                        &session_cookie_name(&session.cookie_name, &oidc.id),
+                        config.is_https(),
+                    ),
+                    provider: Arc::clone(provider),
+                    oidc: oidc.clone(),
+                })
+                .collect(),
             session: session.clone(),
             groups_claim: config.authz.groups_claim().to_owned(),
             sends_id_token,
@@ -156,9 +178,21 @@ impl Sessions {
         self.cookies.drop_upstream_set_cookies(headers);
     }
 
-    /// The `Set-Cookie`s that clear the session cookie the request holds (all its parts).
-    pub(crate) fn clear_session_cookie(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.cookies.clear_session(request)
+    /// The `Set-Cookie`s that clear the session cookies (all their parts) of
+    /// the `accepted` providers the request holds.
+    pub(crate) fn clear_session_cookie(&self, request: &HeaderMap, accepted: ProviderSet) -> Vec<HeaderValue> {
+        let jars = self.accepted(accepted);
+        jars.flat_map(|jar| jar.cookies.clear_session(request)).collect()
+    }
+
+    /// The `accepted` providers' sessions.
+    fn accepted(&self, accepted: ProviderSet) -> impl Iterator<Item = &ProviderSessions> {
+        self.providers.iter().enumerate().filter(move |(index, _)| accepted.contains(*index)).map(|(_, jar)| jar)
+    }
+
+    /// The sessions of the provider `data` was created at; `None` for an unknown id.
+    fn sessions_of(&self, provider_id: &str) -> Option<&ProviderSessions> {
+        self.providers.iter().find(|sessions| sessions.oidc.id == provider_id)
     }
 
     /// The `Set-Cookie`s that clear every gateway cookie the request holds.
@@ -224,7 +258,8 @@ impl Sessions {
         data: &SessionData,
         request_headers: &HeaderMap,
     ) -> Result<Vec<HeaderValue>, CreateError> {
-        let held_parts = self.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
+        let jar = self.sessions_of(&data.provider).ok_or(CreateError::TooLarge)?;
+        let held_parts = jar.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
         let sealed = match &self.backend {
             Backend::Cookie => self.seal_session(data, held_parts),
             Backend::Store(shared) => {
@@ -241,26 +276,36 @@ impl Sessions {
     /// The `Set-Cookie` headers for a session (split into parts when large),
     /// or `None` if it cannot be sealed or is larger than the part limit.
     fn seal_session(&self, data: &SessionData, held_parts: usize) -> Option<Vec<HeaderValue>> {
+        let jar = self.sessions_of(&data.provider)?;
         let json = serde_json::to_vec(data).ok()?;
-        let sealed = self.keys.seal(Purpose::Session, self.cookies.session_name(), &json).ok()?;
-        self.cookies.set_session(&sealed, self.session.lifetime, held_parts)
+        let sealed = self.keys.seal(Purpose::Session, jar.cookies.session_name(), &json).ok()?;
+        jar.cookies.set_session(&sealed, self.session.lifetime, held_parts)
     }
 
-    /// The session the request's cookie holds, for signing it out (`None`
-    /// without one, or if it does not open).
-    pub(crate) async fn held(&self, headers: &HeaderMap) -> Result<Option<SessionData>, StoreUnavailable> {
-        match &self.backend {
-            Backend::Cookie => Ok(self.sealed_session(headers)),
-            Backend::Store(shared) => {
-                self.stored_session_for_sign_out(shared, headers).await.map_err(|()| StoreUnavailable)
-            }
+    /// The sessions the request's cookies hold at the `accepted` providers,
+    /// for signing them out (cookies that do not open are left out).
+    pub(crate) async fn held(
+        &self,
+        headers: &HeaderMap,
+        accepted: ProviderSet,
+    ) -> Result<Vec<SessionData>, StoreUnavailable> {
+        let mut held = Vec::new();
+        for jar in self.accepted(accepted) {
+            let data = match &self.backend {
+                Backend::Cookie => self.sealed_session(jar, headers),
+                Backend::Store(shared) => {
+                    self.stored_session_for_sign_out(shared, jar, headers).await.map_err(|()| StoreUnavailable)?
+                }
+            };
+            held.extend(data);
         }
+        Ok(held)
     }
 
-    fn sealed_session(&self, headers: &HeaderMap) -> Option<SessionData> {
-        let cookie = self.cookies.read_session(headers)?;
-        let (json, _) = self.keys.open(Purpose::Session, self.cookies.session_name(), cookie.sealed()).ok()?;
-        serde_json::from_slice(&json).ok()
+    fn sealed_session(&self, jar: &ProviderSessions, headers: &HeaderMap) -> Option<SessionData> {
+        let cookie = jar.cookies.read_session(headers)?;
+        let (json, _) = self.keys.open(Purpose::Session, jar.cookies.session_name(), cookie.sealed()).ok()?;
+        serde_json::from_slice::<SessionData>(&json).ok().filter(|data| data.provider == jar.oidc.id)
     }
 
     /// Ends `data`'s session everywhere (the store's replicas included), closes
@@ -281,14 +326,15 @@ impl Sessions {
     /// RFC 7009: revoke the refresh token (which ends its grant) and the access
     /// token. Failures are logged; the local sign-out happens regardless.
     async fn revoke_tokens(&self, data: &SessionData, request_id: &impl Display) {
-        let Some(provider) = self.provider.current() else { return };
+        let Some(jar) = self.sessions_of(&data.provider) else { return };
+        let Some(provider) = jar.provider.current() else { return };
         let Some(endpoint) = provider.metadata.revocation_endpoint.as_deref() else { return };
         let tokens =
             [(data.refresh_token.as_deref(), "refresh_token"), (Some(data.access_token.as_str()), "access_token")];
         for (value, hint) in tokens {
             let Some(value) = value else { continue };
             let started = std::time::Instant::now();
-            let result = token::revoke(self.provider.client(), endpoint, &self.oidc, value, hint).await;
+            let result = token::revoke(jar.provider.client(), endpoint, &jar.oidc, value, hint).await;
             self.metrics.idp_call("revoke", started.elapsed().as_secs_f64());
             if let Err(error) = result {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
@@ -321,10 +367,12 @@ impl Sessions {
             (Backend::Store(shared), event) => {
                 self.announce(shared, event).await.map_err(|()| StoreUnavailable)?;
             }
-            (Backend::Cookie, StoreEvent::ProviderSession { sid, at }) => {
-                self.ended.end_provider_session(&sid, at, self.clock.now());
+            (Backend::Cookie, StoreEvent::ProviderSession { iss, sid, at }) => {
+                self.ended.end_provider_session(&iss, &sid, at, self.clock.now());
             }
-            (Backend::Cookie, StoreEvent::Subject { sub, at }) => self.ended.end_subject(&sub, at, self.clock.now()),
+            (Backend::Cookie, StoreEvent::Subject { iss, sub, at }) => {
+                self.ended.end_subject(&iss, &sub, at, self.clock.now());
+            }
             (Backend::Cookie, StoreEvent::Session { .. }) => {}
         }
         self.close_ended_tunnels().await;
@@ -334,8 +382,19 @@ impl Sessions {
     /// Closes the tunnels whose session the ended-session records now say is over.
     async fn close_ended_tunnels(&self) {
         let has_ended = |tunnel: &TunnelSession| {
-            self.ended.has_ended(&tunnel.id, &tunnel.subject, tunnel.sid.as_deref(), tunnel.created_at)
+            self.ended.has_ended(&tunnel.id, &tunnel.issuer, &tunnel.subject, tunnel.sid.as_deref(), tunnel.created_at)
         };
         self.tunnels.close_ended(has_ended).await;
+    }
+}
+
+/// The session cookie's name for a provider: the configured name for
+/// `default` (so a single `[oidc]` keeps its cookies), `{name}_{id}` for the
+/// others. Ids start with a letter, so they never read as a part number.
+fn session_cookie_name(configured: &str, provider_id: &str) -> String {
+    if provider_id == crate::config::DEFAULT_PROVIDER_ID {
+        configured.to_owned()
+    } else {
+        format!("{configured}_{provider_id}")
     }
 }

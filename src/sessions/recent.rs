@@ -30,6 +30,8 @@ use crate::session::cookies::SessionCookie;
 /// checks and the forwarded request need, none of it derived from anything
 /// but the cookie's authenticated contents.
 pub(super) struct OpenedSession {
+    /// The index of the provider whose cookie it was opened from.
+    pub provider: usize,
     /// The session id: the token-cache key and the unit of revocation.
     pub id: String,
     /// The provider's session id, for back-channel logout.
@@ -134,6 +136,7 @@ mod tests {
 
     fn opened(id: &str) -> Arc<OpenedSession> {
         Arc::new(OpenedSession {
+            provider: 0,
             id: id.to_owned(),
             sid: None,
             created_at: 0,

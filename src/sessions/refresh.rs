@@ -152,11 +152,14 @@ impl Sessions {
 
     pub(super) async fn refresh_once(&self, data: &SessionData) -> RefreshOutcome {
         let Some(refresh_token) = data.refresh_token.as_deref() else { return RefreshOutcome::Ended };
-        let Some(provider) = self.provider.current() else { return self.refresh_unavailable() };
+        // A session of a provider no longer configured cannot be refreshed: it ends.
+        let Some(jar) = self.sessions_of(&data.provider) else { return RefreshOutcome::Ended };
+        let Some(provider) = jar.provider.current() else { return self.refresh_unavailable() };
+        let oidc = &jar.oidc;
         let refresh_token = SecretString::new(refresh_token);
         let started = std::time::Instant::now();
         let result =
-            token::refresh(self.provider.client(), &provider.metadata.token_endpoint, &self.oidc, &refresh_token).await;
+            token::refresh(jar.provider.client(), &provider.metadata.token_endpoint, oidc, &refresh_token).await;
         self.metrics.idp_call("refresh", started.elapsed().as_secs_f64());
         let tokens = match result {
             Ok(tokens) => tokens,
@@ -176,13 +179,13 @@ impl Sessions {
         let mut refreshed = data.clone();
         if let Some(raw) = tokens.id_token.as_ref() {
             let expectations = Expectations {
-                issuer: &self.oidc.issuer,
-                client_id: &self.oidc.client_id,
-                trusted_audiences: &self.oidc.trusted_audiences,
+                issuer: &oidc.issuer,
+                client_id: &oidc.client_id,
+                trusted_audiences: &oidc.trusted_audiences,
                 nonce: None,
-                algorithms: &self.oidc.id_token_algorithms,
+                algorithms: &oidc.id_token_algorithms,
                 now,
-                skew_seconds: seconds(self.oidc.clock_skew),
+                skew_seconds: seconds(oidc.clock_skew),
             };
             match id_token::validate(raw.expose(), &provider.jwks, &expectations).await {
                 // OIDC Core §12.2: a refreshed ID token must be about the same user.

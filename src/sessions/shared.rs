@@ -15,9 +15,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use moka::future::Cache;
 
-use super::Sessions;
 use super::authenticate::{AuthenticatedSession, Authentication, Caller};
 use super::refresh::{RefreshOutcome, flight_key};
+use super::{ProviderSessions, Sessions};
 use crate::clock::UnixSeconds;
 use crate::clock::seconds;
 use crate::session::cache::ActiveSession;
@@ -90,12 +90,17 @@ fn local(data: SessionData, now: UnixSeconds) -> Option<Arc<LocalSession>> {
 
 impl Sessions {
     /// Authentication in store mode; `Authentication::StoreUnavailable` when Redis cannot be asked.
-    pub(super) async fn authenticate_stored(&self, shared: &Shared, headers: &HeaderMap) -> Authentication {
-        let Some(cookie) = self.cookies.read_session(headers) else {
+    pub(super) async fn authenticate_stored(
+        &self,
+        shared: &Shared,
+        jar: &ProviderSessions,
+        headers: &HeaderMap,
+    ) -> Authentication {
+        let Some(cookie) = jar.cookies.read_session(headers) else {
             return Authentication::Anonymous;
         };
         let Ok((json, sealed_with_old_key)) =
-            self.keys.open(Purpose::Handle, self.cookies.session_name(), cookie.sealed())
+            self.keys.open(Purpose::Handle, jar.cookies.session_name(), cookie.sealed())
         else {
             return Authentication::Invalid;
         };
@@ -110,10 +115,11 @@ impl Sessions {
         if !shared.store.is_healthy() {
             return Authentication::StoreUnavailable;
         }
-        if self.ended.has_ended(&handle.id, &handle.sub, handle.sid.as_deref(), handle.created_at) {
+        let issuer = jar.oidc.issuer.as_str();
+        if self.ended.has_ended(&handle.id, issuer, &handle.sub, handle.sid.as_deref(), handle.created_at) {
             return Authentication::Invalid;
         }
-        let mut session = match self.stored_session(shared, &handle, now).await {
+        let mut session = match self.stored_session(shared, jar, &handle, now).await {
             Ok(Some(session)) => session,
             Ok(None) => return Authentication::Invalid,
             Err(()) => return Authentication::StoreUnavailable,
@@ -134,7 +140,7 @@ impl Sessions {
         let mut set_cookies = Vec::new();
         if sealed_with_old_key || self.idle_touch_due(handle.last_seen_at, now) {
             handle.last_seen_at = now;
-            set_cookies = self.seal_handle(&handle, cookie.part_count()).unwrap_or_default();
+            set_cookies = self.seal_handle(jar, &handle, cookie.part_count()).unwrap_or_default();
         }
         let id_token = if self.sends_id_token { session.data.id_token.clone() } else { None };
         let principal = session.data.principal();
@@ -143,7 +149,8 @@ impl Sessions {
         else {
             return Authentication::Invalid;
         };
-        Authentication::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false })
+        // The caller sets the provider's index.
+        Authentication::Session(AuthenticatedSession { caller, set_cookies, cookies_only_session: false, provider: 0 })
     }
 
     /// The session behind a handle: the local copy while fresh, else the store's
@@ -151,11 +158,13 @@ impl Sessions {
     async fn stored_session(
         &self,
         shared: &Shared,
+        jar: &ProviderSessions,
         handle: &SessionHandle,
         now: UnixSeconds,
     ) -> Result<Option<Arc<LocalSession>>, ()> {
         if let Some(cached) = shared.local.get(&handle.id).await
             && cached.fetched_at.saturating_add(shared.local_ttl) > now
+            && cached.data.provider == jar.oidc.id
         {
             self.metrics.cache_lookup(true);
             return Ok(Some(cached));
@@ -163,12 +172,14 @@ impl Sessions {
         self.metrics.cache_lookup(false);
         let lookup = shared
             .store
-            .lookup(&self.keys, &handle.id, &handle.sub, handle.sid.as_deref())
+            .lookup(&self.keys, &handle.id, &jar.oidc.issuer, &handle.sub, handle.sid.as_deref())
             .await
             .map_err(|error| tracing::warn!(%error, "session store lookup failed"))?;
         let logged_out = lookup.subject_ended_at.is_some_and(|at| handle.created_at <= at)
             || lookup.provider_session_ended_at.is_some_and(|at| handle.created_at <= at);
-        let Some(data) = lookup.data.filter(|data| !logged_out && data.sub == handle.sub) else {
+        let Some(data) =
+            lookup.data.filter(|data| !logged_out && data.sub == handle.sub && data.provider == jar.oidc.id)
+        else {
             return Ok(None);
         };
         let Some(fresh) = local(data, now) else { return Ok(None) };
@@ -180,7 +191,8 @@ impl Sessions {
     /// provider and stores the new tokens; the others wait for that generation.
     pub(super) async fn refresh_leased(&self, shared: &Shared, data: &SessionData) -> RefreshOutcome {
         let store = &shared.store;
-        let lease = self.oidc.http_timeout.saturating_add(Duration::from_secs(5));
+        let timeout = self.sessions_of(&data.provider).map_or(Duration::from_secs(10), |jar| jar.oidc.http_timeout);
+        let lease = timeout.saturating_add(Duration::from_secs(5));
         let deadline = tokio::time::Instant::now() + lease;
         let generation = flight_key(data);
         loop {
@@ -188,7 +200,7 @@ impl Sessions {
                 Ok(owner) => owner,
                 Err(_) => return RefreshOutcome::StoreUnavailable,
             };
-            let current = match store.lookup(&self.keys, &data.id, &data.sub, data.sid.as_deref()).await {
+            let current = match store.lookup(&self.keys, &data.id, &data.iss, &data.sub, data.sid.as_deref()).await {
                 Ok(lookup) => lookup.data,
                 Err(_) => return RefreshOutcome::StoreUnavailable,
             };
@@ -268,13 +280,19 @@ impl Sessions {
         if let Some(fresh) = local(data.clone(), self.clock.now()) {
             shared.local.insert(data.id.clone(), fresh).await;
         }
-        Ok(self.seal_handle(&SessionHandle::of(data), held_parts))
+        let Some(jar) = self.sessions_of(&data.provider) else { return Ok(None) };
+        Ok(self.seal_handle(jar, &SessionHandle::of(data), held_parts))
     }
 
-    fn seal_handle(&self, handle: &SessionHandle, held_parts: usize) -> Option<Vec<http::HeaderValue>> {
+    fn seal_handle(
+        &self,
+        jar: &ProviderSessions,
+        handle: &SessionHandle,
+        held_parts: usize,
+    ) -> Option<Vec<http::HeaderValue>> {
         let json = serde_json::to_vec(handle).ok()?;
-        let sealed = self.keys.seal(Purpose::Handle, self.cookies.session_name(), &json).ok()?;
-        self.cookies.set_session(&sealed, self.session.lifetime, held_parts)
+        let sealed = self.keys.seal(Purpose::Handle, jar.cookies.session_name(), &json).ok()?;
+        jar.cookies.set_session(&sealed, self.session.lifetime, held_parts)
     }
 
     /// The full session behind the request's handle cookie (for sign-out).
@@ -282,19 +300,20 @@ impl Sessions {
     pub(super) async fn stored_session_for_sign_out(
         &self,
         shared: &Shared,
+        jar: &ProviderSessions,
         headers: &HeaderMap,
     ) -> Result<Option<SessionData>, ()> {
-        let Some(cookie) = self.cookies.read_session(headers) else { return Ok(None) };
-        let Ok((json, _)) = self.keys.open(Purpose::Handle, self.cookies.session_name(), cookie.sealed()) else {
+        let Some(cookie) = jar.cookies.read_session(headers) else { return Ok(None) };
+        let Ok((json, _)) = self.keys.open(Purpose::Handle, jar.cookies.session_name(), cookie.sealed()) else {
             return Ok(None);
         };
         let Ok(handle) = serde_json::from_slice::<SessionHandle>(&json) else { return Ok(None) };
         let lookup = shared
             .store
-            .lookup(&self.keys, &handle.id, &handle.sub, handle.sid.as_deref())
+            .lookup(&self.keys, &handle.id, &jar.oidc.issuer, &handle.sub, handle.sid.as_deref())
             .await
             .map_err(|error| tracing::warn!(%error, "session store lookup failed"))?;
-        Ok(lookup.data.filter(|data| data.sub == handle.sub))
+        Ok(lookup.data.filter(|data| data.sub == handle.sub && data.provider == jar.oidc.id))
     }
 
     /// Records an ended session or logout in the store and tells every replica.
@@ -318,8 +337,8 @@ impl Sessions {
                 shared.local.invalidate(&id).await;
                 self.cache.remove(&id).await;
             }
-            StoreEvent::Subject { sub, at } => self.ended.end_subject(&sub, at, now),
-            StoreEvent::ProviderSession { sid, at } => self.ended.end_provider_session(&sid, at, now),
+            StoreEvent::Subject { iss, sub, at } => self.ended.end_subject(&iss, &sub, at, now),
+            StoreEvent::ProviderSession { iss, sid, at } => self.ended.end_provider_session(&iss, &sid, at, now),
         }
         self.close_ended_tunnels().await;
     }

@@ -13,10 +13,11 @@ use crate::session::data::{SessionData, SessionHandle};
 impl Sessions {
     /// The session of the request's session cookie (already authenticated),
     /// opened again: only upgrade requests ask, so other requests copy nothing.
-    pub(crate) fn tunnel_session(&self, headers: &HeaderMap) -> Option<TunnelSession> {
-        let cookie = self.cookies.read_session(headers)?;
+    pub(crate) fn tunnel_session(&self, headers: &HeaderMap, provider: usize) -> Option<TunnelSession> {
+        let jar = self.providers.get(provider)?;
+        let cookie = jar.cookies.read_session(headers)?;
         let purpose = self.backend.cookie_purpose();
-        let (json, _) = self.keys.open(purpose, self.cookies.session_name(), cookie.sealed()).ok()?;
+        let (json, _) = self.keys.open(purpose, jar.cookies.session_name(), cookie.sealed()).ok()?;
         let (id, subject, sid, created_at, expires_at) = match &self.backend {
             Backend::Store(_) => {
                 let handle: SessionHandle = serde_json::from_slice(&json).ok()?;
@@ -28,6 +29,7 @@ impl Sessions {
             }
         };
         let left = u64::try_from(expires_at.saturating_sub(self.clock.now())).unwrap_or(0);
-        Some(TunnelSession { id, subject, sid, created_at, expires_in: Duration::from_secs(left) })
+        let issuer = jar.oidc.issuer.clone();
+        Some(TunnelSession { id, issuer, subject, sid, created_at, expires_in: Duration::from_secs(left) })
     }
 }

@@ -237,5 +237,5 @@ async fn client_tls_configuration_errors_name_the_key() {
     raw.proxy.client_key_file = Some(key);
     raw.oidc.ca_file = Some(pki.ca_file());
     let config = Config::from_raw(raw).unwrap();
-    assert!(config.proxy.tls.identity.is_some() && config.oidc.tls.roots.is_some());
+    assert!(config.proxy.tls.identity.is_some() && config.providers[0].tls.roots.is_some());
 }
