@@ -363,6 +363,13 @@ async fn tossed_and_renamed_cookies_only_start_a_new_login() {
         let reply = browser.get(APP_B, "/x").await;
         assert!(reply.expect_redirect().starts_with(&issuer_authorize), "a re-named cookie is no session");
     }
+    // A second value under the session's name, set by b for itself: ambiguous, so b logs in again; a is unaffected.
+    let tossed_on_b = ("__Secure-_portcullis".to_owned(), APP_B.to_owned());
+    signed_in.jar().insert(tossed_on_b.clone(), Kept { value: "tossed-by-b".to_owned(), host_only: true });
+    let reply = signed_in.get(APP_B, "/x").await;
+    assert!(reply.expect_redirect().starts_with(&issuer_authorize), "two values for one name are no session");
+    assert_eq!(echoed_user(&signed_in.get(APP_A, "/x").await), subject(&world, &signed_in));
+    signed_in.jar().remove(&tossed_on_b);
     // The genuine one still works, and a host-only leftover next to it is stripped, not forwarded.
     signed_in.jar().insert(
         ("__Host-_portcullis".to_owned(), APP_B.to_owned()),
