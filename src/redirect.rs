@@ -3,6 +3,8 @@
 //! Only a same-origin path, or an absolute URL to an allow-listed host, is ever
 //! used; everything else falls back to `/`. Protocol-relative (`//x`, `/\x`),
 //! encoded variants, schemes, userinfo and control characters are refused.
+//! The allowed hosts are `allowed_redirect_hosts` and the hosts of
+//! `[[upstreams]]` entries (the gateway serves them itself).
 
 use percent_encoding::percent_decode_str;
 use url::Url;
@@ -24,9 +26,50 @@ impl RedirectPolicy {
         Self { origin: public_url, allowed_hosts }
     }
 
+    /// The policy of `config`: its public URL, `allowed_redirect_hosts` and the
+    /// hosts its `[[upstreams]]` entries are chosen by.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let mut allowed_hosts = config.allowed_redirect_hosts.clone();
+        for host in config.upstreams.iter().filter_map(|upstream| upstream.host.as_deref()) {
+            let host = host.to_ascii_lowercase();
+            if !allowed_hosts.contains(&host) {
+                allowed_hosts.push(host);
+            }
+        }
+        Self::new(config.public_url.clone(), allowed_hosts)
+    }
+
     /// The safe target for `requested`, or [`FALLBACK`].
     pub fn sanitise(&self, requested: &str) -> String {
         self.check(requested).unwrap_or_else(|| FALLBACK.to_owned())
+    }
+
+    /// The safe target for `requested` by a request to `request_origin`, as an
+    /// absolute URL, or [`FALLBACK`]. For single sign-on across subdomains,
+    /// where every login ends at one callback origin: a path is resolved on
+    /// the request's own origin, which must be ours or an allowed host's;
+    /// an absolute target is judged as [`Self::sanitise`] judges it.
+    pub fn sanitise_on(&self, requested: &str, request_origin: &Url) -> String {
+        let absolute = match self.check(requested) {
+            Some(path) if path.starts_with('/') => {
+                // `check` resolved the path on our origin: it stays on whichever origin it is joined to.
+                self.may_target(request_origin).then(|| request_origin.join(&path).ok()).flatten()
+            }
+            Some(absolute) => Url::parse(&absolute).ok(),
+            None => None,
+        };
+        // The joined URL is judged again as a whole, so no path can lead elsewhere.
+        absolute.and_then(|url| self.check(url.as_str())).unwrap_or_else(|| FALLBACK.to_owned())
+    }
+
+    /// Whether an absolute `url` (without userinfo) may be redirected to: our
+    /// origin, or an allowed host over https (or over our own scheme).
+    fn may_target(&self, url: &Url) -> bool {
+        if url.origin() == self.origin.origin() {
+            return true;
+        }
+        let scheme_ok = url.scheme() == "https" || url.scheme() == self.origin.scheme();
+        scheme_ok && url.host_str().is_some_and(|host| self.allowed_hosts.contains(&host.to_ascii_lowercase()))
     }
 
     fn check(&self, requested: &str) -> Option<String> {
@@ -70,12 +113,7 @@ impl RedirectPolicy {
         if !absolute.username().is_empty() || absolute.password().is_some() || is_protocol_relative(absolute.path()) {
             return None;
         }
-        if absolute.origin() == self.origin.origin() {
-            return Some(absolute.to_string());
-        }
-        let host = absolute.host_str()?.to_ascii_lowercase();
-        let scheme_ok = absolute.scheme() == "https" || absolute.scheme() == self.origin.scheme();
-        (scheme_ok && self.allowed_hosts.contains(&host)).then(|| absolute.to_string())
+        self.may_target(&absolute).then(|| absolute.to_string())
     }
 }
 
@@ -139,6 +177,30 @@ mod tests {
         assert_eq!(policy.sanitise("/a/../../b"), "/b");
         for target in ["/.//evil.example", "/..//evil.example", "/a/..//evil.example/x", "/%2e//evil.example"] {
             assert_eq!(policy.sanitise(target), FALLBACK, "{target:?} collapsed into a protocol-relative path");
+        }
+    }
+
+    #[test]
+    fn on_a_request_origin_paths_become_absolute_there_only_when_it_is_allowed() {
+        let policy = policy();
+        let origin = |text: &str| Url::parse(text).unwrap();
+        let docs = origin("https://docs.example.com:8443");
+        assert_eq!(policy.sanitise_on("/guide?x=1", &docs), "https://docs.example.com:8443/guide?x=1");
+        assert_eq!(policy.sanitise_on("/", &origin("https://app.example.com")), "https://app.example.com/");
+        assert_eq!(policy.sanitise_on("/a/../b", &docs), "https://docs.example.com:8443/b");
+        // Absolute targets are judged as sanitise judges them, whatever the request's origin.
+        assert_eq!(policy.sanitise_on("https://app.example.com/x", &docs), "https://app.example.com/x");
+        for (target, request_origin) in [
+            ("/x", "https://evil.example"),
+            ("/x", "https://evil.docs.example.com"),
+            ("/x", "https://app.example.com.evil.example"),
+            ("//evil.example/x", "https://docs.example.com"),
+            ("/.//evil.example", "https://docs.example.com"),
+            ("/%2F%2Fevil.example", "https://docs.example.com"),
+            ("https://evil.example/", "https://docs.example.com"),
+            ("/x", "http://docs.example.com"),
+        ] {
+            assert_eq!(policy.sanitise_on(target, &origin(request_origin)), FALLBACK, "{target} on {request_origin}");
         }
     }
 

@@ -100,6 +100,9 @@ pub struct SessionConfig {
     pub keys: Vec<SecretBytes>,
     /// The configured cookie name, without any `__Host-` prefix.
     pub cookie_name: String,
+    /// `session.cookie_domain`: every cookie is shared with this domain's
+    /// subdomains (`__Secure-`, `Domain`); `None`: host-only `__Host-` cookies.
+    pub cookie_domain: Option<String>,
     pub lifetime: Duration,
     /// `None`: no idle timeout.
     pub idle_timeout: Option<Duration>,
@@ -288,7 +291,10 @@ impl Config {
         let bearer = bearer::validate(&raw.bearer, &providers)?;
         let forward_auth = forward_auth::validate(&raw.forward_auth)?;
         let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive, &providers)?;
-        let session = validate_session(raw.session)?;
+        let session = validate_session(raw.session, &public_url)?;
+        for provider in &providers {
+            check_callback_in_cookie_domain(&session, provider)?;
+        }
 
         let log = LogConfig {
             format: match raw.log.format.as_str() {
@@ -627,7 +633,7 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url, at: &ProviderKey) -> Resul
     Ok(provider)
 }
 
-fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> {
+fn validate_session(raw: raw::RawSession, public_url: &Url) -> Result<SessionConfig, ConfigError> {
     let keys = match (raw.secret, raw.secrets, raw.secret_file) {
         (Some(secret), None, None) => {
             vec![parse_session_secret(secret.expose()).map_err(|problem| invalid("session.secret", problem))?]
@@ -694,11 +700,13 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
     if raw.cache_max_bytes < 1024 * 1024 {
         return Err(invalid("session.cache_max_bytes", "must be at least 1048576 (1 MiB)"));
     }
+    let cookie_domain = raw.cookie_domain.map(|domain| validate_cookie_domain(domain, public_url)).transpose()?;
     let store = validate_store(raw.store)?;
     Ok(SessionConfig {
         store,
         keys,
         cookie_name: raw.cookie_name,
+        cookie_domain,
         lifetime: raw.lifetime,
         idle_timeout: (!raw.idle_timeout.is_zero()).then_some(raw.idle_timeout),
         refresh_margin: raw.refresh_margin,
@@ -707,6 +715,70 @@ fn validate_session(raw: raw::RawSession) -> Result<SessionConfig, ConfigError> 
         ended_max_entries: raw.ended_max_entries,
         cache_max_bytes: raw.cache_max_bytes,
     })
+}
+
+/// `session.cookie_domain`: a lowercase DNS name of at least two labels (no
+/// scheme, port, leading dot or IP address), over https only, covering the
+/// public URL's host.
+fn validate_cookie_domain(domain: String, public_url: &Url) -> Result<String, ConfigError> {
+    const KEY: &str = "session.cookie_domain";
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    // An all-digit last label is an IPv4 address (or a typo of one), never a registrable domain.
+    let looks_like_ip = labels.last().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()));
+    if domain.len() > 253 || labels.len() < 2 || !labels.iter().all(|label| label_ok(label)) || looks_like_ip {
+        return Err(invalid(
+            KEY,
+            "must be a lowercase domain name of at least two labels, like example.com \
+             (no scheme, port, leading dot or IP address)",
+        ));
+    }
+    if public_url.scheme() != "https" {
+        return Err(invalid(
+            KEY,
+            "works only over https: public_url must be https (shared cookies need Secure and the __Secure- prefix)",
+        ));
+    }
+    if !covers(&domain, public_url) {
+        let host = public_url.host_str().unwrap_or_default();
+        return Err(invalid(
+            KEY,
+            format!("public_url's host {host} is outside {domain}: it must be {domain} or a subdomain of it"),
+        ));
+    }
+    Ok(domain)
+}
+
+/// Whether `url` is https on `domain` or one of its subdomains: where cookies with `Domain=domain` are sent.
+fn covers(domain: &str, url: &Url) -> bool {
+    let Some(url::Host::Domain(host)) = url.host() else { return false };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    url.scheme() == "https"
+        && (host == domain || host.strip_suffix(domain).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')))
+}
+
+/// With `session.cookie_domain`, the callback must be inside it too: the flow
+/// cookie set where the login starts is only sent there.
+fn check_callback_in_cookie_domain(session: &SessionConfig, provider: &OidcConfig) -> Result<(), ConfigError> {
+    let key = if provider.id == DEFAULT_PROVIDER_ID {
+        "oidc.redirect_url".to_owned()
+    } else {
+        format!("oidc.providers[{}].redirect_url", provider.id)
+    };
+    match &session.cookie_domain {
+        Some(domain) if !covers(domain, &provider.redirect_url) => Err(invalid(
+            key,
+            format!(
+                "must be https on session.cookie_domain ({domain}) or a subdomain of it: the login's cookie is sent only there"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreConfig>, ConfigError> {

@@ -203,6 +203,9 @@ pub struct RawSession {
     pub secrets: Option<Vec<SecretString>>,
     pub secret_file: Option<PathBuf>,
     pub cookie_name: String,
+    /// Share the session with every subdomain of this domain (single sign-on;
+    /// https only, `__Secure-` cookies with `Domain`). Unset: host-only `__Host-` cookies.
+    pub cookie_domain: Option<String>,
     /// Absolute session lifetime, from login.
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
@@ -317,6 +320,7 @@ impl Default for RawConfig {
                 secrets: None,
                 secret_file: None,
                 cookie_name: "_portcullis".to_owned(),
+                cookie_domain: None,
                 lifetime: Duration::from_secs(12 * 3600),
                 idle_timeout: Duration::from_secs(2 * 3600),
                 refresh_margin: Duration::from_secs(60),

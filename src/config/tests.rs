@@ -653,3 +653,48 @@ providers = ["partners", "staff"]
         Ok(())
     });
 }
+
+#[test]
+fn a_cookie_domain_is_a_lowercase_parent_of_the_https_public_url_and_callback() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let with_domain =
+            |domain: &str| minimal("").replace("[session]", &format!("[session]\ncookie_domain = {domain:?}"));
+        assert!(load_from(jail, &minimal("")).unwrap().session.cookie_domain.is_none(), "opt-in");
+        for accepted in ["example.com", "app.example.com"] {
+            let config = load_from(jail, &with_domain(accepted)).unwrap();
+            assert_eq!(config.session.cookie_domain.as_deref(), Some(accepted));
+        }
+        for refused in [
+            "com",
+            ".example.com",
+            "example.com.",
+            "Example.com",
+            "https://example.com",
+            "example.com:443",
+            "example.com/x",
+            "10.0.0.1",
+            "[::1]",
+            "-example.com",
+            "exa mple.com",
+            "",
+            "other.example.com",
+            "ample.com",
+            "pp.example.com",
+        ] {
+            let text = error_text(load_from(jail, &with_domain(refused)));
+            assert!(text.contains("session.cookie_domain"), "{refused:?}: {text}");
+        }
+        let plain_http = with_domain("example.com").replace("https://app.example.com", "http://app.example.com");
+        let text = error_text(load_from(jail, &plain_http));
+        assert!(text.contains("session.cookie_domain") && text.contains("only over https"), "{text}");
+        let foreign_callback = with_domain("example.com")
+            .replace("[oidc]", "[oidc]\nredirect_url = \"https://auth.example.org/oauth2/callback\"");
+        let text = error_text(load_from(jail, &foreign_callback));
+        assert!(text.contains("oidc.redirect_url") && text.contains("session.cookie_domain"), "{text}");
+        let shared_callback = with_domain("example.com")
+            .replace("[oidc]", "[oidc]\nredirect_url = \"https://auth.example.com/oauth2/callback\"");
+        assert!(load_from(jail, &shared_callback).is_ok());
+        Ok(())
+    });
+}

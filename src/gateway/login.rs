@@ -4,7 +4,9 @@
 
 use http::{Request, Response, header};
 use hyper::body::Incoming;
+use url::Url;
 
+use super::authority;
 use super::form::query_value;
 use super::providers::IdentityProvider;
 use super::refusal::{ProviderNeed, Refusal};
@@ -31,7 +33,7 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let return_to = self.redirects.sanitise(target);
+        let return_to = self.return_to(request, target);
         let Some((_, provider)) = self.providers.accepted(accepted).next() else {
             return Refusal::RuleDenied.render(Audience::Browser, request_id);
         };
@@ -45,7 +47,7 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let requested = query_value(request.uri().query(), "rd").unwrap_or_else(|| "/".to_owned());
-        let return_to = self.redirects.sanitise(&requested);
+        let return_to = self.return_to(request, &requested);
         let chosen = match query_value(request.uri().query(), "provider") {
             None => self.providers.get(0),
             Some(id) => self.providers.by_id(&id).map(|(_, provider)| provider),
@@ -54,6 +56,22 @@ impl Gateway {
             return Refusal::UnknownProvider.render(Audience::Browser, request_id);
         };
         self.begin_login(request, provider, return_to, request_id).await
+    }
+
+    /// Where the browser goes after the login: `requested`, if the redirect
+    /// policy allows it. With `session.cookie_domain` every subdomain's login
+    /// ends at one callback origin, so the way back is an absolute URL on the
+    /// request's own host (one the policy allows; else `/` on the callback origin).
+    fn return_to(&self, request: &Request<Incoming>, requested: &str) -> String {
+        if self.config.session.cookie_domain.is_none() {
+            return self.redirects.sanitise(requested);
+        }
+        // Shared cookies are https only (validated), so the browser is on https whatever the socket.
+        let request_origin = authority::of_request(request.uri(), request.headers())
+            .ok()
+            .flatten()
+            .and_then(|authority| Url::parse(&format!("https://{}", authority.header_value().to_str().ok()?)).ok());
+        self.redirects.sanitise_on(requested, request_origin.as_ref().unwrap_or(&self.config.public_url))
     }
 
     /// Starts a login at the provider at index `provider`.

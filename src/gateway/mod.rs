@@ -109,7 +109,7 @@ impl Gateway {
         let providers = Providers::new(&config)?;
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::new(&config)?;
-        let redirects = RedirectPolicy::new(config.public_url.clone(), config.allowed_redirect_hosts.clone());
+        let redirects = RedirectPolicy::for_config(&config);
         let sessions = Sessions::new(
             &config,
             clock.clone(),

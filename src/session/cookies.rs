@@ -3,6 +3,13 @@
 //! Over https every cookie gets `Secure` and the `__Host-` prefix (host-only,
 //! `Path=/`, cannot be set by a sibling subdomain); always `HttpOnly` and
 //! `SameSite=Lax`, so the login redirect back from the provider carries them.
+//!
+//! With `session.cookie_domain` (single sign-on across subdomains) they carry
+//! `Domain` and the `__Secure-` prefix instead, since a `__Host-` cookie cannot
+//! have a `Domain`. Either way the name under the other prefix is still ours:
+//! never forwarded upstream nor settable by it, and cleared with the rest (a
+//! cookie left from before the operator switched modes, or one tossed by a
+//! sibling subdomain).
 
 use std::time::Duration;
 
@@ -15,14 +22,47 @@ pub struct CookieJarSpec {
     session_name: String,
     flow_prefix: String,
     secure: bool,
+    /// The `Domain` of every cookie not named `__Host-`; `None`: host-only cookies.
+    domain: Option<String>,
+    /// The session cookie's name under the other prefix (see the module doc).
+    other_session_name: Option<String>,
 }
+
+const HOST_PREFIX: &str = "__Host-";
+const SECURE_PREFIX: &str = "__Secure-";
 
 impl CookieJarSpec {
     /// `base_name` as configured (`session.cookie_name`); `secure` when the
-    /// public URL is https.
+    /// public URL is https. Host-only cookies.
     pub fn new(base_name: &str, secure: bool) -> Self {
-        let prefix = if secure { "__Host-" } else { "" };
-        Self { session_name: format!("{prefix}{base_name}"), flow_prefix: format!("{prefix}{base_name}_flow_"), secure }
+        let prefix = if secure { HOST_PREFIX } else { "" };
+        Self {
+            session_name: format!("{prefix}{base_name}"),
+            flow_prefix: format!("{prefix}{base_name}_flow_"),
+            secure,
+            domain: None,
+            other_session_name: secure.then(|| format!("{SECURE_PREFIX}{base_name}")),
+        }
+    }
+
+    /// Cookies shared with every subdomain of `domain` (`session.cookie_domain`,
+    /// validated: https only): `__Secure-` names, `Domain={domain}`.
+    pub fn shared(base_name: &str, domain: &str) -> Self {
+        Self {
+            session_name: format!("{SECURE_PREFIX}{base_name}"),
+            flow_prefix: format!("{SECURE_PREFIX}{base_name}_flow_"),
+            secure: true,
+            domain: Some(domain.to_owned()),
+            other_session_name: Some(format!("{HOST_PREFIX}{base_name}")),
+        }
+    }
+
+    /// The cookies `[session]` configures: shared with `cookie_domain` when set, else host-only.
+    pub fn configured(base_name: &str, secure: bool, cookie_domain: Option<&str>) -> Self {
+        match cookie_domain {
+            Some(domain) => Self::shared(base_name, domain),
+            None => Self::new(base_name, secure),
+        }
     }
 
     /// The session cookie's name.
@@ -39,7 +79,8 @@ impl CookieJarSpec {
     /// Whether a cookie belongs to the gateway (never forwarded upstream):
     /// the session cookie, its numbered parts and the flow cookies.
     pub fn is_ours(&self, name: &str) -> bool {
-        name.strip_prefix(self.session_name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+        is_named_after(name, &self.session_name)
+            || self.other_session_name.as_deref().is_some_and(|other| is_named_after(name, other))
     }
 
     /// The name of part `index` of a split session cookie (part 0 is the session cookie itself).
@@ -149,14 +190,21 @@ impl CookieJarSpec {
         std::str::from_utf8(name).is_ok_and(|name| self.is_ours(name.trim()))
     }
 
-    /// `Set-Cookie` headers deleting the session cookie and any parts the request carries (flows stay).
+    /// `Set-Cookie` headers deleting the session cookie and any parts the
+    /// request carries, under either prefix (flows stay).
     pub fn clear_session(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
         let mut names: Vec<String> = vec![self.session_name.clone()];
+        let is_part_of = |name: &str, session: &str| {
+            name.strip_prefix(session).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('_')
+                        .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+            })
+        };
         for name in cookie_names(headers) {
-            let is_part = name
-                .strip_prefix(self.session_name.as_str())
-                .and_then(|rest| rest.strip_prefix('_'))
-                .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()));
+            let is_part = is_part_of(name, &self.session_name)
+                || self.other_session_name.as_deref().is_some_and(|other| is_part_of(name, other));
             if is_part && !names.iter().any(|known| known == name) {
                 names.push(name.to_owned());
             }
@@ -182,7 +230,8 @@ impl CookieJarSpec {
         HeaderValue::try_from(cookie.to_string()).ok()
     }
 
-    /// `Set-Cookie` that deletes a cookie, with the attributes it was set with.
+    /// `Set-Cookie` that deletes a cookie, with the attributes it was set with
+    /// (the same `Domain`: a browser keeps a cookie a deletion does not match).
     pub fn clear(&self, name: &str) -> Option<HeaderValue> {
         let cookie = self
             .base(name, "")
@@ -193,12 +242,22 @@ impl CookieJarSpec {
     }
 
     fn base<'a>(&self, name: &str, value: &str) -> cookie::CookieBuilder<'a> {
-        Cookie::build((name.to_owned(), value.to_owned()))
+        let builder = Cookie::build((name.to_owned(), value.to_owned()))
             .path("/")
             .http_only(true)
             .secure(self.secure)
-            .same_site(SameSite::Lax)
+            .same_site(SameSite::Lax);
+        match &self.domain {
+            // A `__Host-` cookie (one left from host-only mode, being cleared) never has a Domain.
+            Some(domain) if !name.starts_with(HOST_PREFIX) => builder.domain(domain.clone()),
+            _ => builder,
+        }
     }
+}
+
+/// Whether `name` is `session_name` or starts with `{session_name}_` (its parts and flows).
+fn is_named_after(name: &str, session_name: &str) -> bool {
+    name.strip_prefix(session_name).is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
 }
 
 /// Session cookies larger than this are split (browsers keep at least 4096
@@ -409,6 +468,64 @@ mod tests {
             spec.set_session(&"y".repeat(SESSION_PART_BYTES * MAX_SESSION_PARTS + 1), Duration::from_secs(1), 0)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn shared_cookies_are_secure_prefixed_and_carry_the_domain_even_when_cleared() {
+        let spec = CookieJarSpec::configured("_p", true, Some("example.com"));
+        assert_eq!(spec.session_name(), "__Secure-_p");
+        assert_eq!(spec.flow_name("abc"), "__Secure-_p_flow_abc");
+        let set = spec.set(&spec.flow_name("abc"), "v", Duration::from_secs(60)).unwrap();
+        let cleared = spec.clear(spec.session_name()).unwrap();
+        for text in [set.to_str().unwrap(), cleared.to_str().unwrap()] {
+            for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Domain=example.com"] {
+                assert!(text.contains(attribute), "{text} lacks {attribute}");
+            }
+        }
+        // A `__Host-` cookie left from host-only mode is cleared as it was set: without a Domain.
+        let leftover = spec.clear("__Host-_p").unwrap();
+        assert!(!leftover.to_str().unwrap().contains("Domain"), "{leftover:?}");
+        let host_only = CookieJarSpec::configured("_p", true, None);
+        assert_eq!(host_only.session_name(), "__Host-_p");
+        assert!(!host_only.set("__Host-_p", "v", Duration::from_secs(1)).unwrap().to_str().unwrap().contains("Domain"));
+    }
+
+    #[test]
+    fn either_prefix_is_ours_over_https_whichever_mode() {
+        for spec in [CookieJarSpec::new("_p", true), CookieJarSpec::shared("_p", "example.com")] {
+            for name in
+                ["__Host-_p", "__Host-_p_1", "__Host-_p_flow_x", "__Secure-_p", "__Secure-_p_2", "__Secure-_p_flow_y"]
+            {
+                assert!(spec.is_ours(name), "{name}");
+            }
+            for name in ["_p", "__Secure-_px", "__Host-_px", "__secure-_p", "__Secure-", "app"] {
+                assert!(!spec.is_ours(name), "{name}");
+            }
+            let mut headers = HeaderMap::new();
+            headers.append(header::SET_COOKIE, HeaderValue::from_static("__Secure-_p=planted; Domain=example.com"));
+            headers.append(header::SET_COOKIE, HeaderValue::from_static("__Host-_p_flow_x=planted"));
+            headers.append(header::SET_COOKIE, HeaderValue::from_static("app=1"));
+            spec.drop_upstream_set_cookies(&mut headers);
+            let left: Vec<&str> = headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+            assert_eq!(left, ["app=1"]);
+        }
+        assert!(!CookieJarSpec::new("_p", false).is_ours("__Secure-_p"), "plain http has no prefixes");
+    }
+
+    #[test]
+    fn clearing_covers_the_session_under_both_prefixes_and_only_the_active_one_is_read() {
+        let spec = CookieJarSpec::shared("_p", "example.com");
+        let mut headers = HeaderMap::new();
+        headers
+            .insert(header::COOKIE, HeaderValue::from_static("__Host-_p=old; __Host-_p_1=old1; __Secure-_p_flow_s=f"));
+        assert!(spec.read_session(&headers).is_none(), "a host-only leftover is not the shared session");
+        let cleared: Vec<String> =
+            spec.clear_session(&headers).iter().map(|value| value.to_str().unwrap().to_owned()).collect();
+        let names: Vec<&str> = cleared.iter().map(|text| text.split('=').next().unwrap()).collect();
+        assert_eq!(names, ["__Secure-_p", "__Host-_p", "__Host-_p_1"]);
+        assert!(cleared[0].contains("Domain=example.com") && !cleared[1].contains("Domain"));
+        let all = spec.clear_all(&headers);
+        assert_eq!(all.len(), 4, "the flow cookie too: {all:?}");
     }
 
     #[test]

@@ -115,7 +115,11 @@ impl Sessions {
         };
         Ok(Self {
             keys: KeyRing::new(&session.keys)?,
-            cookies: CookieJarSpec::new(&session.cookie_name, config.is_https()),
+            cookies: CookieJarSpec::configured(
+                &session.cookie_name,
+                config.is_https(),
+                session.cookie_domain.as_deref(),
+            ),
             cache: SessionCache::new(session.cache_max_entries, session.cache_max_bytes),
             ended: EndedSessions::new(session.lifetime, session.ended_max_entries, metrics.ended_sessions_overflows()),
             refreshes: refresh::flights(session.cache_max_entries),
@@ -130,9 +134,10 @@ impl Sessions {
                 .iter()
                 .zip(providers)
                 .map(|(oidc, provider)| ProviderSessions {
-                    cookies: CookieJarSpec::new(
+                    cookies: CookieJarSpec::configured(
                         &session_cookie_name(&session.cookie_name, &oidc.id),
                         config.is_https(),
+                        session.cookie_domain.as_deref(),
                     ),
                     provider: Arc::clone(provider),
                     oidc: oidc.clone(),

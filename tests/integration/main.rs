@@ -42,6 +42,7 @@ mod sessions;
 mod shared_store;
 mod sign_out;
 mod spoofing;
+mod subdomain_sso;
 mod third_party_provider;
 mod tls_listener;
 mod tls_upstream;

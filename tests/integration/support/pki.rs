@@ -47,17 +47,22 @@ impl Pki {
 
     /// A server certificate for `localhost` and 127.0.0.1.
     pub fn server(&self) -> Leaf {
-        self.leaf(ExtendedKeyUsagePurpose::ServerAuth)
+        self.leaf(ExtendedKeyUsagePurpose::ServerAuth, &["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate for the host `names`.
+    pub fn server_for(&self, names: &[&str]) -> Leaf {
+        self.leaf(ExtendedKeyUsagePurpose::ServerAuth, names)
     }
 
     /// A client certificate (for mTLS).
     pub fn client(&self) -> Leaf {
-        self.leaf(ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf(ExtendedKeyUsagePurpose::ClientAuth, &["localhost", "127.0.0.1"])
     }
 
-    fn leaf(&self, purpose: ExtendedKeyUsagePurpose) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("leaf params");
+    fn leaf(&self, purpose: ExtendedKeyUsagePurpose, names: &[&str]) -> Leaf {
+        let names = names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).expect("leaf params");
         params.extended_key_usages = vec![purpose];
         params.distinguished_name.push(DnType::CommonName, "portcullis test");
         let key = KeyPair::generate().expect("a leaf key");

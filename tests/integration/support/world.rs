@@ -38,6 +38,7 @@ pub struct WorldBuilder {
     provider_setup: Vec<ProviderSetup>,
     tweak: Option<Tweak>,
     public_url: Option<String>,
+    public_host: Option<String>,
 }
 
 /// A fresh random session secret, base64.
@@ -85,6 +86,13 @@ impl WorldBuilder {
         self
     }
 
+    /// Users reach the gateway as `host` on its own port (a name resolved to
+    /// loopback, such as `auth.portcullis.localhost`).
+    pub fn public_host(mut self, host: &str) -> Self {
+        self.public_host = Some(host.to_owned());
+        self
+    }
+
     /// Starts everything; fails the test if the gateway does not start.
     pub async fn start(self) -> TestWorld {
         self.try_start().await.unwrap_or_else(|error| panic!("the gateway did not start: {error}"))
@@ -97,7 +105,11 @@ impl WorldBuilder {
         let gateway_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the gateway");
         let gateway_addr = gateway_listener.local_addr().expect("gateway address");
         let scheme = if self.https { "https" } else { "http" };
-        let public_url = self.public_url.unwrap_or_else(|| format!("{scheme}://{gateway_addr}"));
+        let public_url = match (self.public_url, self.public_host) {
+            (Some(origin), _) => origin,
+            (None, Some(host)) => format!("{scheme}://{host}:{}", gateway_addr.port()),
+            (None, None) => format!("{scheme}://{gateway_addr}"),
+        };
 
         let mut provider_config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
         let gateway_clock = clock.clone();
@@ -180,6 +192,7 @@ impl TestWorld {
             provider_setup: Vec::new(),
             tweak: None,
             public_url: None,
+            public_host: None,
         }
     }
 
