@@ -94,12 +94,24 @@ impl Gateway {
         response
     }
 
-    /// A POST's `Origin`, when sent, must be ours.
+    /// A POST's `Origin`, when sent, must be one the gateway serves: its
+    /// public origin, or an application host it routes (`[[upstreams]] host`,
+    /// whose pages show this confirmation too) on the same port, over https or
+    /// the public URL's scheme.
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        match headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) {
-            None => true,
-            Some(origin) => url::Url::parse(origin).is_ok_and(|url| url.origin() == self.config.public_url.origin()),
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else { return true };
+        let Ok(origin) = url::Url::parse(origin) else { return false };
+        let public = &self.config.public_url;
+        if origin.origin() == public.origin() {
+            return true;
         }
+        let scheme_ok = origin.scheme() == "https" || origin.scheme() == public.scheme();
+        let port_ok = origin.port_or_known_default() == public.port_or_known_default();
+        let served = origin.host_str().is_some_and(|host| {
+            let host = host.to_ascii_lowercase();
+            self.config.upstreams.iter().any(|upstream| upstream.host.as_deref() == Some(host.as_str()))
+        });
+        scheme_ok && port_ok && served
     }
 
     /// OIDC RP-Initiated Logout 1.0 §2, when configured and offered.

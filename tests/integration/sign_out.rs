@@ -178,3 +178,41 @@ async fn reaching_the_bound_of_the_records_ends_every_session_and_says_so() {
     again.login_at("/home", "alice", "alice").await;
     assert_eq!(again.api_get("/home").await.status, StatusCode::OK);
 }
+
+/// The confirmation page served on an application host the gateway routes
+/// (`[[upstreams]] host`) posts from that host's origin: that is not a cross-site request.
+#[tokio::test]
+async fn the_confirmation_posted_from_an_application_host_the_gateway_serves_signs_out() {
+    let world = TestWorld::builder()
+        .tweak(|raw| {
+            raw.upstreams = vec![portcullis::config::raw::RawUpstream {
+                name: Some("wiki".to_owned()),
+                url: raw.upstream.clone().unwrap_or_default(),
+                host: Some("wiki.localhost".to_owned()),
+                ..Default::default()
+            }];
+        })
+        .start()
+        .await;
+    let browser = world.browser();
+    browser.login_at("/home", "alice", "alice").await;
+    let page = browser.send(Method::GET, "/oauth2/sign_out", &CROSS_SITE_NAVIGATION, Bytes::new()).await;
+    let csrf = hidden_field(&page.body, "csrf");
+    let port = world.gateway_addr.port();
+
+    // Another port of that host is another origin, and so is a host the gateway does not serve.
+    for foreign in [format!("http://wiki.localhost:{}", port.wrapping_add(1)), format!("http://other.localhost:{port}")]
+    {
+        let headers = [("content-type", "application/x-www-form-urlencoded"), ("origin", foreign.as_str())];
+        let body = Bytes::from(format!("csrf={csrf}"));
+        let refused = browser.send(Method::POST, "/oauth2/sign_out", &headers, body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{foreign}");
+    }
+    assert_eq!(browser.api_get("/home").await.status, StatusCode::OK, "still signed in");
+
+    let origin = format!("http://wiki.localhost:{port}");
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("origin", origin.as_str())];
+    let confirmed = browser.send(Method::POST, "/oauth2/sign_out", &headers, Bytes::from(format!("csrf={csrf}"))).await;
+    assert_eq!(confirmed.expect_redirect(), "/");
+    assert_eq!(browser.api_get("/home").await.status, StatusCode::UNAUTHORIZED);
+}
