@@ -103,6 +103,8 @@ pub struct SessionConfig {
     /// `session.cookie_domain`: every cookie is shared with this domain's
     /// subdomains (`__Secure-`, `Domain`); `None`: host-only `__Host-` cookies.
     pub cookie_domain: Option<String>,
+    /// `session.remember_provider_choice`: the chooser's last choice is kept in a cookie.
+    pub remember_provider_choice: bool,
     pub lifetime: Duration,
     /// `None`: no idle timeout.
     pub idle_timeout: Option<Duration>,
@@ -707,6 +709,7 @@ fn validate_session(raw: raw::RawSession, public_url: &Url) -> Result<SessionCon
         keys,
         cookie_name: raw.cookie_name,
         cookie_domain,
+        remember_provider_choice: raw.remember_provider_choice,
         lifetime: raw.lifetime,
         idle_timeout: (!raw.idle_timeout.is_zero()).then_some(raw.idle_timeout),
         refresh_margin: raw.refresh_margin,

@@ -75,7 +75,7 @@ pub(super) fn validate_providers(
         if !is_valid_provider_id(&id) {
             return Err(invalid(
                 format!("oidc.providers[{index}].id"),
-                "must be 1-32 lowercase letters, digits or '-', starting with a letter, and not \"flow\"",
+                "must be 1-32 lowercase letters, digits or '-', starting with a letter, and not \"flow\" or \"choice\"",
             ));
         }
         if providers.iter().any(|known| known.id == id) {
@@ -140,8 +140,12 @@ fn is_valid_provider_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && id != "flow"
+        && !RESERVED_PROVIDER_IDS.contains(&id)
 }
+
+/// Ids whose session cookie name (`{cookie_name}_{id}`) another gateway cookie
+/// uses: the flow cookies and the chooser's remembered choice.
+const RESERVED_PROVIDER_IDS: [&str; 2] = ["flow", "choice"];
 
 /// The set `ids` names, among `providers`; `key` names the list in errors.
 pub(super) fn provider_set(ids: &[String], providers: &[OidcConfig], key: &str) -> Result<ProviderSet, ConfigError> {
@@ -168,7 +172,7 @@ mod tests {
         for good in ["staff", "a", "partners-2", "x1"] {
             assert!(is_valid_provider_id(good), "{good}");
         }
-        for bad in ["", "Staff", "1x", "-x", "flow", "a_b", "a b", "a.b", &"a".repeat(33)] {
+        for bad in ["", "Staff", "1x", "-x", "flow", "choice", "a_b", "a b", "a.b", &"a".repeat(33)] {
             assert!(!is_valid_provider_id(bad), "{bad}");
         }
     }

@@ -206,6 +206,9 @@ pub struct RawSession {
     /// Share the session with every subdomain of this domain (single sign-on;
     /// https only, `__Secure-` cookies with `Domain`). Unset: host-only `__Host-` cookies.
     pub cookie_domain: Option<String>,
+    /// With several providers: the sign-in chooser remembers the last choice
+    /// in a small non-secret cookie (`{cookie_name}_choice`) and lists it first.
+    pub remember_provider_choice: bool,
     /// Absolute session lifetime, from login.
     #[serde(with = "humantime_serde")]
     pub lifetime: Duration,
@@ -321,6 +324,7 @@ impl Default for RawConfig {
                 secret_file: None,
                 cookie_name: "_portcullis".to_owned(),
                 cookie_domain: None,
+                remember_provider_choice: false,
                 lifetime: Duration::from_secs(12 * 3600),
                 idle_timeout: Duration::from_secs(2 * 3600),
                 refresh_margin: Duration::from_secs(60),

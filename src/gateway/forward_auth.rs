@@ -170,7 +170,15 @@ impl Gateway {
         request_id: &RequestId,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        let refuse = |refusal: Refusal| refusal.render_for_auth_request(request_id);
+        let refuse = |refusal: Refusal| {
+            let mut response = refusal.render_for_auth_request(request_id);
+            if let Some(challenge) = refusal.needs_login().and_then(|accepted| self.login_challenge(accepted))
+                && response.status() == http::StatusCode::UNAUTHORIZED
+            {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            response
+        };
         let trusted = self.config.forward_auth.trusts(connection.client_addr.ip());
         let original = if trusted {
             match original_from_headers(request, self.config.forward_auth.original_request) {
@@ -209,7 +217,17 @@ impl Gateway {
                     && super::audience::classify(&original.method, request.headers()) == Audience::Browser =>
             {
                 let return_to = self.redirects.sanitise(&original.target);
-                let query = form_urlencoded::Serializer::new(String::new()).append_pair("rd", &return_to).finish();
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                // With several providers configured, a page that accepts only one goes straight to it
+                // (a single provider keeps the plain `?rd=`); several: `/oauth2/start` shows the chooser.
+                if self.config.providers.len() > 1
+                    && let Some(accepted) = refusal.needs_login()
+                    && let Some((_, provider)) = self.providers.accepted(accepted).next()
+                    && accepted.single(self.config.providers.len()).is_some()
+                {
+                    query.append_pair("provider", &provider.config.id);
+                }
+                let query = query.append_pair("rd", &return_to).finish();
                 return pages::redirect(&format!("{}?{query}", paths::START));
             }
             Decision::Refused(refusal) => return refuse(refusal),

@@ -25,7 +25,8 @@ const MAX_PARALLEL_FLOWS: usize = 4;
 
 impl Gateway {
     /// The answer to a browser navigation that needs a login: the start of
-    /// one, returning to the page it asked for.
+    /// one at the one provider the page accepts, or the chooser among
+    /// several; either way returning to the page it asked for.
     pub(super) async fn login_redirect(
         &self,
         request: &Request<Incoming>,
@@ -34,13 +35,32 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let return_to = self.return_to(request, target);
-        let Some((_, provider)) = self.providers.accepted(accepted).next() else {
-            return Refusal::RuleDenied.render(Audience::Browser, request_id);
-        };
-        self.begin_login(request, provider, return_to, request_id).await
+        self.login_or_choose(request, accepted, return_to, request_id).await
     }
 
-    /// `/oauth2/start?provider=ID&rd=/path`: an explicit login.
+    /// Starts a login at the one provider of `accepted`, or shows the chooser among several.
+    async fn login_or_choose(
+        &self,
+        request: &Request<Incoming>,
+        accepted: ProviderSet,
+        return_to: String,
+        request_id: &RequestId,
+    ) -> Response<ProxyBody> {
+        let mut providers = self.providers.accepted(accepted);
+        let Some((_, first)) = providers.next() else {
+            return Refusal::RuleDenied.render(Audience::Browser, request_id);
+        };
+        if providers.next().is_none() {
+            return self.begin_login(request, first, return_to, request_id).await;
+        }
+        self.chooser(request.headers(), accepted, &return_to)
+    }
+
+    /// `/oauth2/start?provider=ID&rd=/path`: an explicit login. Without
+    /// `provider=`: the one configured provider, else the one or the chooser
+    /// among those the `rd` page accepts (all, when it cannot be routed). A
+    /// provider the `rd` page does not accept may still be chosen: its session
+    /// simply does not count there, and the page asks for another login.
     pub(super) async fn start_login_explicit(
         &self,
         request: &Request<Incoming>,
@@ -48,14 +68,45 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         let requested = query_value(request.uri().query(), "rd").unwrap_or_else(|| "/".to_owned());
         let return_to = self.return_to(request, &requested);
-        let chosen = match query_value(request.uri().query(), "provider") {
-            None => self.providers.get(0),
-            Some(id) => self.providers.by_id(&id).map(|(_, provider)| provider),
+        let Some(id) = query_value(request.uri().query(), "provider") else {
+            if self.config.providers.len() == 1 {
+                return match self.providers.get(0) {
+                    Some(provider) => self.begin_login(request, provider, return_to, request_id).await,
+                    None => self.internal_error(request_id),
+                };
+            }
+            let accepted = self.accepted_at(request, &return_to);
+            return self.login_or_choose(request, accepted, return_to, request_id).await;
         };
-        let Some(provider) = chosen else {
+        let Some((_, provider)) = self.providers.by_id(&id) else {
             return Refusal::UnknownProvider.render(Audience::Browser, request_id);
         };
-        self.begin_login(request, provider, return_to, request_id).await
+        let mut response = self.begin_login(request, provider, return_to, request_id).await;
+        if response.status() == http::StatusCode::FOUND
+            && let Some(remember) = self.remember_choice(&provider.config.id)
+        {
+            response.headers_mut().append(header::SET_COOKIE, remember);
+        }
+        response
+    }
+
+    /// The providers the page at `return_to` (a path on the request's host,
+    /// or an absolute URL) accepts; all when it cannot be routed, or accepts none.
+    fn accepted_at(&self, request: &Request<Incoming>, return_to: &str) -> ProviderSet {
+        let request_host = authority::of_request(request.uri(), request.headers()).ok().flatten();
+        let absolute;
+        let (host, path) = if return_to.starts_with('/') {
+            let path = return_to.split(['?', '#']).next().unwrap_or("/");
+            (request_host.as_ref().map(authority::RequestAuthority::host), path)
+        } else {
+            let Ok(url) = Url::parse(return_to) else { return ProviderSet::ALL };
+            absolute = url;
+            (absolute.host_str(), absolute.path())
+        };
+        let accepted = self
+            .target(&http::Method::GET, host, path)
+            .map_or(ProviderSet::ALL, |target| target.accepted(&self.config.authz));
+        if self.providers.accepted(accepted).next().is_none() { ProviderSet::ALL } else { accepted }
     }
 
     /// Where the browser goes after the login: `requested`, if the redirect

@@ -8,6 +8,7 @@ mod authorize;
 mod backchannel;
 mod bearer;
 mod callback;
+mod chooser;
 mod decide;
 mod endpoint;
 mod form;
@@ -319,6 +320,11 @@ impl Gateway {
             Some(accepted) if audience == Audience::Browser => self.login_redirect(request, accepted, request_id).await,
             _ => refusal.render(audience, request_id),
         };
+        if let Some(challenge) = refusal.needs_login().and_then(|accepted| self.login_challenge(accepted))
+            && response.status() == StatusCode::UNAUTHORIZED
+        {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let Refusal::SessionInvalid(accepted) = refusal {
             self.clear_session_cookie(request.headers(), accepted, &mut response);
         }

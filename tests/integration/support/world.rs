@@ -39,6 +39,8 @@ pub struct WorldBuilder {
     tweak: Option<Tweak>,
     public_url: Option<String>,
     public_host: Option<String>,
+    /// `[[oidc.providers]]` as (id, display name); empty: a single `[oidc]`.
+    provider_list: Vec<(String, String)>,
 }
 
 /// A fresh random session secret, base64.
@@ -93,6 +95,15 @@ impl WorldBuilder {
         self
     }
 
+    /// Configures `[[oidc.providers]]` instead of `[oidc]`: the world's
+    /// provider gets the first (id, display name), and each further entry a
+    /// development provider of its own (its own issuer, with one user,
+    /// carol/carol), kept in [`TestWorld::other_providers`].
+    pub fn providers(mut self, list: &[(&str, &str)]) -> Self {
+        self.provider_list = list.iter().map(|(id, name)| ((*id).to_owned(), (*name).to_owned())).collect();
+        self
+    }
+
     /// Starts everything; fails the test if the gateway does not start.
     pub async fn start(self) -> TestWorld {
         self.try_start().await.unwrap_or_else(|error| panic!("the gateway did not start: {error}"))
@@ -121,6 +132,23 @@ impl WorldBuilder {
         for setup in self.provider_setup {
             setup(provider.faults());
         }
+        let mut other_providers = Vec::new();
+        for _ in self.provider_list.iter().skip(1) {
+            let mut config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
+            let other_clock = clock.clone();
+            config.clock = TimeSource::from_fn(move || other_clock.now());
+            config.post_logout_redirect_uris = vec![format!("{public_url}/")];
+            config.users.truncate(1);
+            if let Some(user) = config.users.first_mut() {
+                "carol".clone_into(&mut user.username);
+                "carol".clone_into(&mut user.password);
+                "carol@example.test".clone_into(&mut user.email);
+                "Carol Example".clone_into(&mut user.name);
+                user.groups = vec!["partners".to_owned()];
+            }
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind another provider");
+            other_providers.push(DevProvider::start(listener, config).await.expect("start another provider"));
+        }
 
         let (upstream_url, echo) = match self.upstream {
             Some(url) => (url, None),
@@ -140,6 +168,8 @@ impl WorldBuilder {
 
         let mut world = TestWorld {
             provider,
+            other_providers,
+            provider_list: self.provider_list,
             clock,
             gateway_addr,
             public_url,
@@ -162,6 +192,9 @@ impl WorldBuilder {
 /// Provider, upstream and gateway, running.
 pub struct TestWorld {
     pub provider: DevProvider,
+    /// With [`WorldBuilder::providers`]: the providers after the first, in order.
+    pub other_providers: Vec<DevProvider>,
+    provider_list: Vec<(String, String)>,
     /// The clock shared by provider and gateway; `advance` it instead of sleeping.
     pub clock: Clock,
     pub gateway_addr: SocketAddr,
@@ -193,6 +226,7 @@ impl TestWorld {
             tweak: None,
             public_url: None,
             public_host: None,
+            provider_list: Vec::new(),
         }
     }
 
@@ -215,6 +249,9 @@ impl TestWorld {
             raw.oidc.client_auth_method = method.clone();
         }
         raw.oidc.http_timeout = Duration::from_secs(5);
+        if !self.provider_list.is_empty() {
+            self.configure_providers(&mut raw);
+        }
         if self.older_secrets.is_empty() {
             raw.session.secret = Some(SecretString::new(self.session_secret.clone()));
         } else {
@@ -227,6 +264,31 @@ impl TestWorld {
             tweak(&mut raw);
         }
         raw
+    }
+
+    /// Moves the world's provider into `[[oidc.providers]]` and adds the others.
+    fn configure_providers(&self, raw: &mut RawConfig) {
+        let issuers = std::iter::once(&self.provider).chain(&self.other_providers).map(DevProvider::issuer);
+        let secret = raw.oidc.client_secret.take();
+        raw.oidc.issuer = None;
+        raw.oidc.client_id = None;
+        raw.oidc.providers = self
+            .provider_list
+            .iter()
+            .zip(issuers)
+            .enumerate()
+            .map(|(index, ((id, display_name), issuer))| {
+                let mut provider = serde_json::json!({
+                    "id": id, "display_name": display_name, "issuer": issuer, "client_id": CLIENT_ID,
+                });
+                if index == 0
+                    && let Some(secret) = &secret
+                {
+                    provider["client_secret"] = secret.expose().into();
+                }
+                serde_json::from_value(provider).expect("a valid provider")
+            })
+            .collect();
     }
 
     /// The gateway's configuration for another replica listening on `listen`
