@@ -454,6 +454,40 @@ async fn bearer_tokens_are_accepted_only_from_the_routes_providers_with_each_pro
     refused(client.api_get_with_bearer(PARTNERS_APP, &extra_token).await);
 }
 
+#[tokio::test]
+async fn an_opaque_token_refused_on_another_providers_route_still_works_on_its_own() {
+    let world = MultiWorld::builder()
+        .confidential("s3cret-for-introspection")
+        .tweak(|raw| {
+            raw.bearer.enabled = true;
+            raw.bearer.introspection = true;
+        })
+        .start()
+        .await;
+    let client = world.browser();
+    let partners_token = world.partners.mint_opaque_access_token("carol", Duration::from_secs(300)).unwrap();
+    // On staff's route only staff may vouch for it, and staff does not know it.
+    let refused = client.api_get_with_bearer(STAFF_APP, &partners_token).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(world.partners.introspections(), 0, "partners is not asked on staff's route");
+    // That refusal says nothing about partners: on its own route the token is good.
+    let accepted = client.api_get_with_bearer(PARTNERS_APP, &partners_token).await;
+    assert_eq!(seen_header(&accepted, "x-forwarded-email"), "carol@example.test");
+    assert_eq!(world.partners.introspections(), 1);
+    // And a refusal by every accepted provider is still remembered (no second introspection).
+    let unknown = "opaque-token-nobody-issued";
+    assert_eq!(client.api_get_with_bearer(PARTNERS_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(client.api_get_with_bearer(PARTNERS_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(world.partners.introspections(), 2, "the second refusal came from the cache");
+    // Refused at staff too: on the route for both, nobody needs asking again.
+    let staff_before = world.staff().introspections();
+    assert_eq!(client.api_get_with_bearer(STAFF_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(world.staff().introspections(), staff_before + 1);
+    assert_eq!(client.api_get_with_bearer("/api/all", unknown).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(world.staff().introspections(), staff_before + 1);
+    assert_eq!(world.partners.introspections(), 2);
+}
+
 // 9. Refresh per provider.
 
 #[tokio::test]

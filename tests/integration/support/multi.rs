@@ -95,6 +95,7 @@ pub struct MultiBuilder {
     partners_setup: Vec<ProviderSetup>,
     staff_down: bool,
     partners_access_ttl: Option<Duration>,
+    client_secret: Option<String>,
 }
 
 impl MultiBuilder {
@@ -128,6 +129,13 @@ impl MultiBuilder {
         self
     }
 
+    /// Both development providers register the gateway as a confidential
+    /// client with `secret` (`client_secret_basic`): introspection needs one.
+    pub fn confidential(mut self, secret: &str) -> Self {
+        self.client_secret = Some(secret.to_owned());
+        self
+    }
+
     /// Partners issues access tokens living this long.
     pub fn partners_access_ttl(mut self, ttl: Duration) -> Self {
         self.partners_access_ttl = Some(ttl);
@@ -144,8 +152,9 @@ impl MultiBuilder {
         let staff_users = vec![dev_user("alice", &["admins", "staff"]), dev_user("bob", &["staff"])];
         // Partners' alice has the same `sub` as staff's (the devidp derives it from the username).
         let partners_users = vec![dev_user("carol", &["partners"]), dev_user("alice", &["partners"])];
-        let staff = start_dev_provider(&clock, &public_url, staff_users, None).await;
-        let partners = start_dev_provider(&clock, &public_url, partners_users, self.partners_access_ttl).await;
+        let secret = self.client_secret.clone();
+        let staff = start_dev_provider(&clock, &public_url, staff_users, None, secret.clone()).await;
+        let partners = start_dev_provider(&clock, &public_url, partners_users, self.partners_access_ttl, secret).await;
         for setup in self.staff_setup {
             setup(staff.faults());
         }
@@ -179,6 +188,11 @@ impl MultiBuilder {
         raw.oidc.http_timeout = Duration::from_secs(5);
         raw.oidc.providers.push(raw_provider("staff", &staff_issuer, CLIENT_ID));
         raw.oidc.providers.push(raw_provider("partners", partners.issuer(), CLIENT_ID));
+        if let Some(secret) = &self.client_secret {
+            for provider in &mut raw.oidc.providers {
+                provider.client_secret = Some(SecretString::new(secret.clone()));
+            }
+        }
         if let Some(mock) = &self.mock {
             raw.oidc.providers.push(raw_provider("mock", mock, MOCK_CLIENT_ID));
         }
@@ -232,12 +246,14 @@ async fn start_dev_provider(
     public_url: &str,
     users: Vec<DevUser>,
     access_ttl: Option<Duration>,
+    client_secret: Option<String>,
 ) -> DevProvider {
     let mut config = DevProviderConfig::demo(CLIENT_ID, format!("{public_url}/oauth2/callback"));
     let provider_clock = clock.clone();
     config.clock = TimeSource::from_fn(move || provider_clock.now());
     config.post_logout_redirect_uris = vec![format!("{public_url}/")];
     config.users = users;
+    config.client_secret = client_secret;
     if let Some(ttl) = access_ttl {
         config.access_token_ttl = ttl;
     }
@@ -273,6 +289,7 @@ impl MultiWorld {
             partners_setup: Vec::new(),
             staff_down: false,
             partners_access_ttl: None,
+            client_secret: None,
         }
     }
 
