@@ -226,8 +226,21 @@ async fn a_route_for_partners_sends_a_staff_only_user_to_log_in_and_keeps_the_st
     for reply in [&api, &navigation] {
         assert!(reply.set_cookie(&session_cookie("staff")).is_none(), "the staff cookie is not touched");
     }
-    assert_eq!(browser.cookie(&session_cookie("staff")), Some(staff_value));
+    assert_eq!(browser.cookie(&session_cookie("staff")), Some(staff_value.clone()));
     assert_eq!(browser.api_get(&format!("{STAFF_APP}/data")).await.status, StatusCode::OK);
+
+    // A partners cookie that does not open is cleared there; the staff cookie still is not.
+    browser.set_cookie(&session_cookie("partners"), "bm90LWEtc2Vzc2lvbg");
+    let invalid = browser.navigate(&format!("{PARTNERS_APP}/page")).await;
+    assert_eq!(invalid.status, StatusCode::FOUND, "{}", invalid.body);
+    assert!(invalid.set_cookie(&session_cookie("partners")).is_some_and(|cookie| cookie.is_deletion()));
+    assert!(invalid.set_cookie(&session_cookie("staff")).is_none(), "the staff cookie is not touched");
+    assert_eq!(browser.cookie(&session_cookie("staff")), Some(staff_value));
+    // The upstream never sees the gateway's cookies, the application's own it does.
+    browser.set_cookie("app", "1");
+    let seen = browser.api_get(&format!("{STAFF_APP}/data")).await;
+    let cookies = seen_header(&seen, "cookie");
+    assert!(cookies.contains("app=1") && !cookies.contains("_portcullis"), "{cookies}");
 }
 
 // 5. A session is bound to its provider's cookie name, on a connection too.
@@ -263,9 +276,27 @@ async fn sign_out(browser: &Browser, query: &str) -> Reply {
     reply
 }
 
+/// A world whose sessions live in `redis` (store mode).
+async fn store_world(redis: &RedisServer) -> MultiWorld {
+    let url = redis.url();
+    MultiWorld::builder()
+        .tweak(move |raw| raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone())))
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn signing_out_of_staff_leaves_the_partners_session_and_plain_sign_out_ends_both() {
-    let world = MultiWorld::builder().start().await;
+    sign_out_isolation(MultiWorld::builder().start().await).await;
+}
+
+#[tokio::test]
+async fn signing_out_of_staff_leaves_the_partners_session_in_store_mode() {
+    let redis = RedisServer::start().await;
+    sign_out_isolation(store_world(&redis).await).await;
+}
+
+async fn sign_out_isolation(world: MultiWorld) {
     let browser = world.browser();
     login_at(&browser, "staff", "alice", "/").await;
     login_at(&browser, "partners", "carol", "/").await;
@@ -327,6 +358,18 @@ async fn backchannel_isolation(world: MultiWorld) {
         world.sub_and_sid("partners", &at_partners.cookie(&session_cookie("partners")).unwrap());
     assert_eq!(staff_sub, partners_sub, "the premise: one sub at two issuers");
 
+    // A logout token signed by partners that claims staff's issuer is checked with staff's keys: refused.
+    let now = world.clock.now();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("logout+jwt".to_owned());
+    let claims = serde_json::json!({
+        "iss": world.staff().issuer(), "sub": staff_sub, "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+        "jti": "forged-by-partners", "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    let forged = world.partners.sign_with_current_key(header, &claims).unwrap();
+    assert_eq!(post_logout(&world.browser(), &forged).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(at_staff.api_get(STAFF_APP).await.status, StatusCode::OK, "a forged logout ends nothing");
+
     // By sid: staff names the partners session's sid; it is not staff's to end.
     let partners_sid = partners_sid.expect("a sid in the partners ID token");
     let token = world.staff().backchannel_logout_token("alice", Some(&partners_sid)).unwrap();
@@ -379,12 +422,7 @@ async fn a_back_channel_logout_ends_only_its_own_providers_sessions() {
 #[tokio::test]
 async fn a_back_channel_logout_ends_only_its_own_providers_sessions_in_store_mode() {
     let redis = RedisServer::start().await;
-    let url = redis.url();
-    let world = MultiWorld::builder()
-        .tweak(move |raw| raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone())))
-        .start()
-        .await;
-    backchannel_isolation(world).await;
+    backchannel_isolation(store_world(&redis).await).await;
 }
 
 // 8. Bearer tokens per provider.
@@ -492,22 +530,39 @@ async fn an_opaque_token_refused_on_another_providers_route_still_works_on_its_o
 
 #[tokio::test]
 async fn a_partners_session_is_refreshed_at_partners_not_at_staff() {
-    let world = MultiWorld::builder().partners_access_ttl(Duration::from_secs(120)).start().await;
+    refresh_per_provider(MultiWorld::builder().partners_access_ttl(Duration::from_secs(120)).start().await).await;
+}
+
+#[tokio::test]
+async fn a_partners_session_is_refreshed_at_partners_not_at_staff_in_store_mode() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let world = MultiWorld::builder()
+        .partners_access_ttl(Duration::from_secs(120))
+        .tweak(move |raw| raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone())))
+        .start()
+        .await;
+    refresh_per_provider(world).await;
+}
+
+async fn refresh_per_provider(world: MultiWorld) {
     let browser = world.browser();
     login_at(&browser, "staff", "alice", "/").await;
     login_at(&browser, "partners", "carol", "/").await;
-    let before = world.open_session("partners", &browser.cookie(&session_cookie("partners")).unwrap());
+    let before = seen_header(&browser.api_get(PARTNERS_APP).await, "authorization");
+    let staff_before = seen_header(&browser.api_get(STAFF_APP).await, "authorization");
     // Partners' token is now within the refresh margin (60 s); staff's (300 s) is not.
     world.clock.advance(90);
     let seen = browser.api_get(PARTNERS_APP).await;
     assert_eq!(seen_header(&seen, "x-forwarded-email"), "carol@example.test");
     assert_eq!(world.partners.token_requests("refresh_token"), 1, "refreshed at partners");
     assert_eq!(world.staff().token_requests("refresh_token"), 0, "never at staff");
-    let after = world.open_session("partners", &browser.cookie(&session_cookie("partners")).unwrap());
-    assert_ne!(after.access_token, before.access_token);
-    assert_eq!(seen_header(&seen, "authorization"), format!("Bearer {}", after.access_token));
-    assert_eq!(browser.api_get(STAFF_APP).await.status, StatusCode::OK);
+    assert_ne!(seen_header(&seen, "authorization"), before, "a new partners access token goes upstream");
+    let staff_seen = browser.api_get(STAFF_APP).await;
+    assert_eq!(seen_header(&staff_seen, "authorization"), staff_before, "staff's token is untouched");
+    assert_eq!(seen_header(&browser.api_get(PARTNERS_APP).await, "authorization"), seen_header(&seen, "authorization"));
     assert_eq!(world.staff().token_requests("refresh_token"), 0);
+    assert_eq!(world.partners.token_requests("refresh_token"), 1);
 }
 
 // 10. One provider down.
