@@ -302,6 +302,12 @@ async fn sign_out_isolation(world: MultiWorld) {
     login_at(&browser, "partners", "carol", "/").await;
     let old_staff = browser.cookie(&session_cookie("staff")).unwrap();
 
+    // A provider nobody configured is no scope to sign out of: nothing ends.
+    let unknown = browser.navigate("/oauth2/sign_out?provider=nobody").await;
+    assert!(unknown.status.is_client_error(), "{}", unknown.status);
+    assert!(unknown.set_cookies().is_empty());
+    assert_eq!(browser.api_get(STAFF_APP).await.status, StatusCode::OK);
+
     let reply = sign_out(&browser, "?provider=staff").await;
     assert!(reply.set_cookie(&session_cookie("staff")).is_some_and(|cookie| cookie.is_deletion()));
     assert!(reply.set_cookie(&session_cookie("partners")).is_none(), "partners' cookie is kept");
