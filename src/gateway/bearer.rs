@@ -62,8 +62,9 @@ pub(super) struct ExtraIssuers {
     entries: Vec<ExtraIssuer>,
     /// By SHA-256 of the token (the token itself is never kept as a key).
     introspected: moka::future::Cache<[u8; 32], Arc<TokenCaller>>,
-    /// Tokens introspection refused, by SHA-256, with the reason.
-    refused: moka::future::Cache<[u8; 32], &'static str>,
+    /// Tokens introspection refused, by SHA-256, with the reason and the
+    /// providers that were asked (a refusal speaks only for them).
+    refused: moka::future::Cache<[u8; 32], (&'static str, ProviderSet)>,
     /// Refused introspections per client address.
     refusals: FailureBudget,
 }
@@ -252,7 +253,14 @@ impl Gateway {
             }
             issuers.introspected.invalidate(&key).await;
         }
-        if let Some(reason) = issuers.refused.get(&key).await {
+        // The configured providers among `accepted` (ALL names unconfigured ones too), to compare with those asked.
+        let count = self.config.providers.len();
+        let accepted =
+            accepted.indices(count).fold(ProviderSet::NONE, |set, index| set.union(ProviderSet::only(index)));
+        let refused_by = issuers.refused.get(&key).await;
+        if let Some((reason, asked)) = refused_by
+            && accepted.intersection(asked) == accepted
+        {
             return BearerOutcome::Invalid(reason);
         }
         if issuers.refusals.exhausted(client).await {
@@ -289,7 +297,9 @@ impl Gateway {
             Ok(known) => known,
             Err(reason) => {
                 issuers.refusals.spend(client).await;
-                issuers.refused.insert(key, reason).await;
+                // Every provider asked so far said no; one not asked yet may still know the token.
+                let asked = refused_by.map_or(accepted, |(_, earlier)| earlier.union(accepted));
+                issuers.refused.insert(key, (reason, asked)).await;
                 return BearerOutcome::Invalid(reason);
             }
         };

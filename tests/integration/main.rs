@@ -34,6 +34,7 @@ mod host_authority;
 mod introspection;
 mod limits_http2;
 mod log_hygiene;
+mod multi_provider;
 mod open_redirects;
 mod otlp_traces;
 mod provider_chooser;

@@ -264,7 +264,7 @@ pub fn with_param(url: &str, name: &str, value: &str) -> String {
 }
 
 /// The `(name, value)` of every `<input type="hidden">` in a page.
-fn hidden_fields(page: &str) -> Vec<(String, String)> {
+pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
     const MARKER: &str = "<input type=\"hidden\" name=\"";
     let mut fields = Vec::new();
     let mut rest = page;

@@ -19,10 +19,15 @@ pub struct OneConnection {
 
 impl OneConnection {
     pub async fn open(world: &TestWorld) -> Self {
-        let stream = TcpStream::connect(world.gateway_addr).await.expect("connect to the gateway");
+        Self::open_at(world.gateway_addr).await
+    }
+
+    /// A connection to the gateway listening at `addr`.
+    pub async fn open_at(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect to the gateway");
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.expect("an HTTP/1.1 handshake");
         tokio::spawn(connection);
-        Self { sender, host: world.gateway_addr.to_string() }
+        Self { sender, host: addr.to_string() }
     }
 
     /// An API GET carrying exactly `cookie` (a `name=value` pair).

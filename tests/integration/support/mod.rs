@@ -8,6 +8,7 @@ pub mod front_proxies;
 pub mod guarded;
 pub mod http;
 pub mod logs;
+pub mod multi;
 pub mod nginx;
 pub mod pki;
 pub mod redis;
