@@ -12,6 +12,7 @@ use http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::login::seconds;
+use super::providers::IdentityProvider;
 use super::throttle::{FailureBudget, INACTIVE_TOKENS_PER_CLIENT};
 use super::{Connection, Gateway};
 use crate::authz::claims::{strings_at, unverified_payload};
@@ -267,37 +268,45 @@ impl Gateway {
             tracing::info!(target: "portcullis::auth", event = "bearer_refused", reason = "too_many_failures");
             return BearerOutcome::Throttled;
         }
-        // An opaque token names no issuer: the accepted providers that can
-        // introspect are asked in turn, until one knows it.
-        let mut verdict = Err("no_introspection_endpoint");
-        for (index, provider) in self.providers.accepted(accepted) {
-            let oidc = &provider.config;
-            if !matches!(oidc.credentials, crate::config::ClientCredentials::Confidential { .. }) {
-                continue;
+        // An opaque token names no issuer, so only a route that one provider
+        // can vouch for by introspection takes it: asking several in turn
+        // would show one provider's token to another.
+        let confidential = |provider: &&IdentityProvider| {
+            matches!(provider.config.credentials, crate::config::ClientCredentials::Confidential { .. })
+        };
+        let can_introspect = |(_, provider): &(usize, &IdentityProvider)| {
+            confidential(provider)
+                && provider.current().is_none_or(|loaded| loaded.metadata.introspection_endpoint.is_some())
+        };
+        let mut candidates = self.providers.accepted(accepted).filter(can_introspect);
+        let (index, provider) = match (candidates.next(), candidates.next()) {
+            (Some(only), None) => only,
+            (None, _) => return BearerOutcome::Invalid("no_introspection_endpoint"),
+            (Some(_), Some(_)) => return BearerOutcome::Invalid("ambiguous_opaque_token"),
+        };
+        let oidc = &provider.config;
+        let Some(loaded) = provider.current() else { return BearerOutcome::Unavailable };
+        let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else {
+            return BearerOutcome::Invalid("no_introspection_endpoint");
+        };
+        let started = Instant::now();
+        let answer = crate::oidc::introspection::introspect(provider.client(), endpoint, oidc, token).await;
+        self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+        let verdict = match answer {
+            Ok(Some(claims)) => self.introspected_caller(&claims, now, index, oidc),
+            Ok(None) => Err("inactive"),
+            Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
+            Err(error) => {
+                tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
+                Err("introspection_failed")
             }
-            let Some(loaded) = provider.current() else { return BearerOutcome::Unavailable };
-            let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else { continue };
-            let started = Instant::now();
-            let answer = crate::oidc::introspection::introspect(provider.client(), endpoint, oidc, token).await;
-            self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
-            verdict = match answer {
-                Ok(Some(claims)) => self.introspected_caller(&claims, now, index, oidc),
-                Ok(None) => Err("inactive"),
-                Err(crate::oidc::token::TokenError::Unavailable(_)) => return BearerOutcome::Unavailable,
-                Err(error) => {
-                    tracing::warn!(target: "portcullis::auth", event = "introspection_failed", %error);
-                    Err("introspection_failed")
-                }
-            };
-            if verdict.is_ok() {
-                break;
-            }
-        }
+        };
         let known = match verdict {
             Ok(known) => known,
             Err(reason) => {
                 issuers.refusals.spend(client).await;
-                // Every provider asked so far said no; one not asked yet may still know the token.
+                // No provider of this route can vouch for it (the one that could said no);
+                // a route with other providers may still find one that can.
                 let asked = refused_by.map_or(accepted, |(_, earlier)| earlier.union(accepted));
                 issuers.refused.insert(key, (reason, asked)).await;
                 return BearerOutcome::Invalid(reason);

@@ -548,7 +548,7 @@ async fn an_opaque_token_refused_on_another_providers_route_still_works_on_its_o
     assert_eq!(client.api_get_with_bearer(PARTNERS_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(client.api_get_with_bearer(PARTNERS_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(world.partners.introspections(), 2, "the second refusal came from the cache");
-    // Refused at staff too: on the route for both, nobody needs asking again.
+    // Refused at staff too; the route for both asks nobody (see the test below).
     let staff_before = world.staff().introspections();
     assert_eq!(client.api_get_with_bearer(STAFF_APP, unknown).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(world.staff().introspections(), staff_before + 1);
@@ -626,4 +626,30 @@ async fn the_gateway_is_not_ready_while_no_provider_is_loaded() {
     assert!(ready, "one provider back is enough");
     let browser = world.browser();
     login_at(&browser, "partners", "carol", "/").await;
+}
+
+/// An opaque token names no issuer: on a route that several introspecting
+/// providers may vouch for, asking them in turn would hand one provider's
+/// token to another. It is refused instead, and nobody is asked.
+#[tokio::test]
+async fn an_opaque_token_is_never_shown_to_a_provider_that_did_not_issue_it() {
+    let world = MultiWorld::builder()
+        .confidential("s3cret-for-introspection")
+        .tweak(|raw| {
+            raw.bearer.enabled = true;
+            raw.bearer.introspection = true;
+        })
+        .start()
+        .await;
+    let client = world.browser();
+    let partners_token = world.partners.mint_opaque_access_token("carol", Duration::from_secs(300)).unwrap();
+    let refused = client.api_get_with_bearer("/api/all", &partners_token).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(world.staff().introspections(), 0, "staff never saw partners' token");
+    assert_eq!(world.partners.introspections(), 0, "an ambiguous route asks nobody");
+    // Where exactly one provider can vouch for it, it is asked.
+    let accepted = client.api_get_with_bearer(PARTNERS_APP, &partners_token).await;
+    assert_eq!(seen_header(&accepted, "x-forwarded-email"), "carol@example.test");
+    assert_eq!(world.partners.introspections(), 1);
+    assert_eq!(world.staff().introspections(), 0);
 }
