@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use portcullis::config::raw::RawIssuer;
 use portcullis_devkit::devidp::{DevProvider, DevProviderConfig};
 use tokio::net::TcpListener;
@@ -363,18 +362,6 @@ async fn sign_out_isolation(world: MultiWorld) {
 
 // 7. Back-channel logout isolation.
 
-async fn post_logout(browser: &Browser, token: &str) -> Reply {
-    let body = form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", token).finish();
-    browser
-        .send(
-            Method::POST,
-            "/oauth2/backchannel_logout",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            Bytes::from(body),
-        )
-        .await
-}
-
 async fn backchannel_isolation(world: MultiWorld) {
     // The same user name, so the same `sub`, at both providers.
     let at_staff = world.browser();
@@ -398,26 +385,26 @@ async fn backchannel_isolation(world: MultiWorld) {
         "jti": "forged-by-partners", "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
     });
     let forged = world.partners.sign_with_current_key(header, &claims).unwrap();
-    assert_eq!(post_logout(&world.browser(), &forged).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(world.browser().post_logout_token(&forged).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(at_staff.api_get(STAFF_APP).await.status, StatusCode::OK, "a forged logout ends nothing");
 
     // By sid: staff names the partners session's sid; it is not staff's to end.
     let partners_sid = partners_sid.expect("a sid in the partners ID token");
     let token = world.staff().backchannel_logout_token("alice", Some(&partners_sid)).unwrap();
-    assert_eq!(post_logout(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(world.browser().post_logout_token(&token).await.status, StatusCode::OK);
     assert_eq!(at_partners.api_get(PARTNERS_APP).await.status, StatusCode::OK, "a sid is per issuer");
 
     // By sid of staff's own session: that one ends.
     let staff_sid = staff_sid.expect("a sid in the staff ID token");
     let token = world.staff().backchannel_logout_token("alice", Some(&staff_sid)).unwrap();
-    assert_eq!(post_logout(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(world.browser().post_logout_token(&token).await.status, StatusCode::OK);
     assert_eq!(at_staff.api_get(STAFF_APP).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(both.api_get(STAFF_APP).await.status, StatusCode::OK, "another staff session of alice lives on");
     assert_eq!(at_partners.api_get(PARTNERS_APP).await.status, StatusCode::OK);
 
     // By sub at staff: every staff session of alice ends; partners' alice stays.
     let token = world.staff().backchannel_logout_token("alice", None).unwrap();
-    assert_eq!(post_logout(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(world.browser().post_logout_token(&token).await.status, StatusCode::OK);
     assert_eq!(both.api_get(STAFF_APP).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(seen_header(&both.api_get(PARTNERS_APP).await, "x-forwarded-email"), "alice@example.test");
     assert_eq!(at_partners.api_get(PARTNERS_APP).await.status, StatusCode::OK);
@@ -427,13 +414,13 @@ async fn backchannel_isolation(world: MultiWorld) {
     // An issuer the gateway does not know is refused and ends nothing.
     let stranger = stranger_provider().await;
     let token = stranger.backchannel_logout_token("alice", None).unwrap();
-    let refused = post_logout(&world.browser(), &token).await;
+    let refused = world.browser().post_logout_token(&token).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
     assert_eq!(at_partners.api_get(PARTNERS_APP).await.status, StatusCode::OK);
 
     // Partners' own logout ends partners' sessions.
     let token = world.partners.backchannel_logout_token("alice", None).unwrap();
-    assert_eq!(post_logout(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(world.browser().post_logout_token(&token).await.status, StatusCode::OK);
     assert_eq!(at_partners.api_get(PARTNERS_APP).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(both.api_get("/all").await.status, StatusCode::UNAUTHORIZED);
 }

@@ -522,18 +522,6 @@ async fn a_shrinking_session_clears_its_stale_parts() {
     world.open_session(&sealed);
 }
 
-async fn post_logout_token(browser: &Browser, token: &str) -> Reply {
-    let body = format!("logout_token={token}");
-    browser
-        .send(
-            Method::POST,
-            "/oauth2/backchannel_logout",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            Bytes::from(body),
-        )
-        .await
-}
-
 #[tokio::test]
 async fn back_channel_logout_ends_the_users_sessions_at_once() {
     let world = TestWorld::start().await;
@@ -546,7 +534,7 @@ async fn back_channel_logout_ends_the_users_sessions_at_once() {
 
     let provider_side = world.browser();
     let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
-    let reply = post_logout_token(&provider_side, &token).await;
+    let reply = provider_side.post_logout_token(&token).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
 
@@ -560,7 +548,7 @@ async fn back_channel_logout_ends_the_users_sessions_at_once() {
     again.login_at("/", "alice", "alice").await;
     upstream_bearer(&again.api_get("/x").await);
     // The same token cannot be replayed.
-    assert_eq!(post_logout_token(&provider_side, &token).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(provider_side.post_logout_token(&token).await.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
@@ -572,7 +560,7 @@ async fn back_channel_logout_by_sid_ends_only_that_provider_session() {
     second.login_at("/", "alice", "alice").await;
     let sid = world.open_session(&first.session_value()).sid.expect("the ID token carries a sid");
     let token = world.provider.backchannel_logout_token("alice", Some(&sid)).expect("a logout token");
-    assert_eq!(post_logout_token(&world.browser(), &token).await.status, StatusCode::OK);
+    assert_eq!(world.browser().post_logout_token(&token).await.status, StatusCode::OK);
     assert_eq!(first.api_get("/x").await.status, StatusCode::UNAUTHORIZED);
     upstream_bearer(&second.api_get("/x").await);
 }
@@ -594,7 +582,7 @@ async fn forged_or_malformed_logout_tokens_are_refused() {
     // An ID token is signed by the same provider but is not a logout token.
     let id_token = world.open_session(&alice.session_value()).id_token.expect("an ID token");
     for token in [flipped_signature.as_str(), id_token.as_str(), "not.a.jwt", ""] {
-        let reply = post_logout_token(&attacker, token).await;
+        let reply = attacker.post_logout_token(token).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{token:.20} was accepted");
     }
     let wrong_method = attacker.api_get("/oauth2/backchannel_logout").await;
@@ -611,7 +599,7 @@ async fn a_logout_token_without_jti_is_refused() {
     alice.login_at("/", "alice", "alice").await;
     world.provider.faults().logout_token_without_jti.set(true);
     let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
-    let reply = post_logout_token(&world.browser(), &token).await;
+    let reply = world.browser().post_logout_token(&token).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     upstream_bearer(&alice.api_get("/x").await);
 }
@@ -630,12 +618,12 @@ async fn used_logout_tokens_are_never_forgotten_for_room_and_a_full_memory_refus
     let mut used = Vec::new();
     for _ in 0..BOUND {
         let token = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
-        let reply = post_logout_token(&provider_side, &token).await;
+        let reply = provider_side.post_logout_token(&token).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         used.push(token);
     }
     for token in &used {
-        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "replayed");
+        assert_eq!(provider_side.post_logout_token(token).await.status, StatusCode::BAD_REQUEST, "replayed");
     }
 
     // At the bound: refused (the provider retries), nothing forgotten to make room.
@@ -643,7 +631,7 @@ async fn used_logout_tokens_are_never_forgotten_for_room_and_a_full_memory_refus
     world.clock.advance(1);
     alice.login_at("/", "alice", "alice").await;
     let refused = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
-    let reply = post_logout_token(&provider_side, &refused).await;
+    let reply = provider_side.post_logout_token(&refused).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
     assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(reply.json()["error"], "temporarily_unavailable");
@@ -651,17 +639,17 @@ async fn used_logout_tokens_are_never_forgotten_for_room_and_a_full_memory_refus
     assert!(crate::support::logs::captured().contains("used_logout_tokens_full"), "an error is logged");
     upstream_bearer(&alice.api_get("/x").await);
     for token in &used {
-        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "replayed");
+        assert_eq!(provider_side.post_logout_token(token).await.status, StatusCode::BAD_REQUEST, "replayed");
     }
 
     // Once the used tokens could no longer be accepted (exp 120 s + 60 s skew), their room is free.
     world.clock.advance(180);
     let retried = world.provider.backchannel_logout_token("alice", None).expect("a logout token");
-    assert_eq!(post_logout_token(&provider_side, &retried).await.status, StatusCode::OK);
+    assert_eq!(provider_side.post_logout_token(&retried).await.status, StatusCode::OK);
     assert_eq!(alice.api_get("/x").await.status, StatusCode::UNAUTHORIZED, "the retried logout took effect");
-    assert_eq!(post_logout_token(&provider_side, &retried).await.status, StatusCode::BAD_REQUEST, "replayed");
+    assert_eq!(provider_side.post_logout_token(&retried).await.status, StatusCode::BAD_REQUEST, "replayed");
     for token in &used {
-        assert_eq!(post_logout_token(&provider_side, token).await.status, StatusCode::BAD_REQUEST, "too old");
+        assert_eq!(provider_side.post_logout_token(token).await.status, StatusCode::BAD_REQUEST, "too old");
     }
 }
 

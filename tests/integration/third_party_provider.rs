@@ -4,56 +4,10 @@
 //! package's public hooks). Proves the gateway interoperates beyond the
 //! in-repo provider: RS256 keys, its discovery document, its token responses.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
 use http::StatusCode;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
+use crate::support::multi::{MOCK_CLIENT_ID, MockProvider};
 use crate::support::{TestWorld, query_params, with_param};
-
-const MOCK_CLIENT_ID: &str = "portcullis-e2e";
-
-/// A running `oauth2-mock-server`; killed on drop (and it exits by itself
-/// when its stdin closes, should this process die first).
-struct MockProvider {
-    issuer: String,
-    _child: Child,
-}
-
-async fn start_mock_provider() -> MockProvider {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/e2e/mock-idp.mjs");
-    let modules = root.join("tests/e2e/node_modules/oauth2-mock-server");
-    assert!(
-        modules.is_dir(),
-        "oauth2-mock-server is not installed in tests/e2e/node_modules: run `tests/run-all.sh --deps-only` (or the full tests/run-all.sh)"
-    );
-    let mut child = Command::new("node")
-        .arg(&script)
-        .args(["--client-id", MOCK_CLIENT_ID])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start node {}: {error} (is node installed?)", script.display()));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read the mock's stdout") {
-            if let Some(issuer) = line.strip_prefix("MOCK_IDP_ISSUER=") {
-                return issuer.trim().to_owned();
-            }
-        }
-        panic!("the mock provider exited before printing its issuer");
-    })
-    .await
-    .expect("the mock provider printed its issuer within 30 s");
-    MockProvider { issuer, _child: child }
-}
 
 async fn world_for(mock: &MockProvider) -> TestWorld {
     let issuer = mock.issuer.clone();
@@ -68,7 +22,7 @@ async fn world_for(mock: &MockProvider) -> TestWorld {
 
 #[tokio::test]
 async fn login_through_oauth2_mock_server_reaches_the_upstream_with_its_token() {
-    let mock = start_mock_provider().await;
+    let mock = MockProvider::start().await;
     let world = world_for(&mock).await;
     let browser = world.browser();
 
@@ -97,7 +51,7 @@ async fn login_through_oauth2_mock_server_reaches_the_upstream_with_its_token() 
 
 #[tokio::test]
 async fn a_callback_with_a_foreign_state_is_refused_before_the_mock_is_asked() {
-    let mock = start_mock_provider().await;
+    let mock = MockProvider::start().await;
     let world = world_for(&mock).await;
     let browser = world.browser();
     let authorize = browser.navigate("/").await.expect_redirect();

@@ -63,6 +63,13 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// POSTs a back-channel logout token as the provider would (form-encoded).
+    pub async fn post_logout_token(&self, token: &str) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", token).finish();
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        self.send(http::Method::POST, "/oauth2/backchannel_logout", &form, bytes::Bytes::from(body)).await
+    }
+
     /// A browser with an empty jar.
     pub fn new(gateway: String, public_origin: String, issuer: String, session_cookie: String) -> Self {
         // No pooling: every request is its own connection, so a restarted gateway
