@@ -162,7 +162,7 @@ pub struct RawOidc {
 
 /// `[[oidc.providers]]`: one provider and client; an unset key takes the
 /// `[oidc]` value (its issuer and client credentials excepted: those are per provider).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     /// Names the provider in routes, rules, cookies, metrics and `/oauth2/start?provider=`.

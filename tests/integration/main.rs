@@ -36,6 +36,7 @@ mod limits_http2;
 mod log_hygiene;
 mod open_redirects;
 mod otlp_traces;
+mod provider_operations;
 mod provider_outage;
 mod session_lifecycle;
 mod sessions;
