@@ -336,6 +336,13 @@ impl Gateway {
         self.caller_from_claims(claims, exp, Some(provider)).ok_or("unusable_claims")
     }
 
+    /// The claim holding groups in tokens of the provider at `provider` (an
+    /// extra issuer's: `authz.groups_claim`).
+    fn groups_claim(&self, provider: Option<usize>) -> &str {
+        let own = provider.and_then(|index| self.providers.get(index)?.config.groups_claim.as_deref());
+        own.unwrap_or_else(|| self.config.authz.groups_claim())
+    }
+
     /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
     fn caller_from_claims(&self, claims: &Value, expires_at: i64, provider: Option<usize>) -> Option<TokenCaller> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -346,7 +353,7 @@ impl Gateway {
             email_verified: claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false),
             name: text("name"),
             preferred_username: text("preferred_username"),
-            groups: strings_at(claims, self.config.authz.groups_claim()),
+            groups: strings_at(claims, self.groups_claim(provider)),
         };
         // The caller's own token goes upstream unchanged, with identity headers from its claims.
         let identity = IdentityHeaders::new(

@@ -1,7 +1,8 @@
 //! Operating a gateway with several providers: `/ready` and the per-provider
 //! readiness metric while one provider is down and after it comes up, a
 //! start refused naming the misconfigured provider, `check-config` listing
-//! every provider without printing any client secret.
+//! every provider without printing any client secret, and each provider's
+//! own groups claim.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::support::{CLIENT_ID, Reply, eventually, random_session_secret, raw_exchange};
+use crate::support::browser::PendingLogin;
+use crate::support::{Browser, CLIENT_ID, Reply, eventually, query_params, random_session_secret, raw_exchange};
 
 /// A gateway with the providers `staff` and `partners`, serving on loopback.
 struct TwoProviders {
     gateway: Arc<Gateway>,
     addr: SocketAddr,
+    public_url: String,
     serving: JoinHandle<Result<(), portcullis::ServeError>>,
 }
 
@@ -81,12 +84,12 @@ fn two_provider_config(
 }
 
 impl TwoProviders {
-    async fn start(listener: TcpListener, config: Config) -> Result<Self, portcullis::StartError> {
+    async fn start(listener: TcpListener, public_url: String, config: Config) -> Result<Self, portcullis::StartError> {
         crate::support::logs::install();
         let addr = listener.local_addr().expect("gateway address");
         let gateway = portcullis::start(config, Clock::system()).await?;
         let serving = tokio::spawn(portcullis::run(Arc::clone(&gateway), listener, std::future::pending()));
-        Ok(Self { gateway, addr, serving })
+        Ok(Self { gateway, addr, public_url, serving })
     }
 
     async fn ready(&self) -> Reply {
@@ -140,7 +143,7 @@ async fn one_provider_down_leaves_the_gateway_ready_and_the_metric_says_which_un
     let (stop_refusing, refusing) = refuse_connections(partners_listener);
     let config =
         two_provider_config(&listener, &public_url, "http://127.0.0.1:9", [staff.issuer(), &partners_issuer], |_| {});
-    let gateway = TwoProviders::start(listener, config).await.expect("the gateway starts");
+    let gateway = TwoProviders::start(listener, public_url.clone(), config).await.expect("the gateway starts");
 
     let ready = gateway.ready().await;
     assert_eq!(ready.status, StatusCode::OK, "one provider loaded is enough: {}", ready.body);
@@ -191,7 +194,7 @@ async fn no_provider_loaded_is_not_ready_with_the_reason() {
         refusers.push(refuse_connections(provider_listener));
     }
     let config = two_provider_config(&listener, &public_url, "http://127.0.0.1:9", [&issuers[0], &issuers[1]], |_| {});
-    let gateway = TwoProviders::start(listener, config).await.expect("the gateway starts");
+    let gateway = TwoProviders::start(listener, public_url, config).await.expect("the gateway starts");
     let ready = gateway.ready().await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
     assert!(ready.body.contains("no identity provider loaded"), "{}", ready.body);
@@ -209,7 +212,7 @@ async fn a_misconfigured_provider_stops_the_start_naming_it() {
     let mismatched = format!("{}/", partners.issuer());
     let config =
         two_provider_config(&listener, &public_url, "http://127.0.0.1:9", [staff.issuer(), &mismatched], |_| {});
-    let Err(error) = TwoProviders::start(listener, config).await else {
+    let Err(error) = TwoProviders::start(listener, public_url, config).await else {
         panic!("a provider whose issuer does not match must stop the start")
     };
     let portcullis::StartError::Provider { provider, error: cause, .. } = &error else { panic!("{error}") };
@@ -274,4 +277,81 @@ fn check_config_lists_every_provider_and_redacts_every_client_secret() {
     for leaked in [staff_secret, partners_secret] {
         assert!(!stdout.contains(leaked) && !stderr.contains(leaked), "a client secret was printed");
     }
+}
+
+#[tokio::test]
+async fn each_provider_reads_groups_from_its_own_claim() {
+    let (listener, public_url) = gateway_listener().await;
+    let staff = dev_provider(&public_url, None).await;
+    let partners = dev_provider(&public_url, None).await;
+    // The partners provider puts roles in `roles`; its `groups` claim is left as minted.
+    partners.faults().id_token_claims.set(Some(serde_json::json!({ "roles": ["contractors"] })));
+    let echo_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the echo upstream");
+    let upstream = format!("http://{}", echo_listener.local_addr().expect("echo address"));
+    let echo = tokio::spawn(portcullis_devkit::echo::serve_echo(echo_listener, std::future::pending()));
+    let config = two_provider_config(&listener, &public_url, &upstream, [staff.issuer(), partners.issuer()], |raw| {
+        if let Some(partners) =
+            raw.oidc.providers.iter_mut().find(|provider| provider.id.as_deref() == Some("partners"))
+        {
+            partners.groups_claim = Some("roles".to_owned());
+        }
+    });
+    assert_eq!(config.providers[0].groups_claim, None, "staff keeps authz.groups_claim");
+    let gateway = TwoProviders::start(listener, public_url, config).await.expect("the gateway starts");
+
+    for (id, issuer, expected_groups) in
+        [("staff", staff.issuer(), "admins,staff"), ("partners", partners.issuer(), "contractors")]
+    {
+        let browser = Browser::new(
+            format!("http://{}", gateway.addr),
+            gateway.public_url.clone(),
+            issuer.to_owned(),
+            format!("_portcullis_{id}"),
+        );
+        let landed = log_in_at(&browser, id, issuer).await;
+        assert_eq!(landed, "/landing");
+        let reply = browser.api_get("/whoami").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.json()["headers"]["x-forwarded-groups"][0], expected_groups, "{id}: {}", reply.body);
+    }
+    echo.abort();
+}
+
+/// Logs alice in at the provider `id` through `/oauth2/start`; where the
+/// gateway sends the browser at the end. (The flow cookies are shared by all
+/// providers, so their names do not follow the provider's session cookie.)
+async fn log_in_at(browser: &Browser, id: &str, issuer: &str) -> String {
+    let started = browser.navigate(&format!("/oauth2/start?provider={id}&rd=/landing")).await;
+    let authorize_url = started.expect_redirect();
+    assert!(authorize_url.starts_with(&format!("{issuer}/authorize?")), "{id}: {authorize_url}");
+    let params = query_params(&authorize_url);
+    let flow_cookie_name = format!("_portcullis_flow_{}", params["state"]);
+    let flow = started.set_cookie(&flow_cookie_name).expect("a flow cookie named after the state");
+    let pending = PendingLogin { authorize_url, params, flow_cookie_name, flow_cookie_value: flow.value };
+    let callback = browser.sign_in_at_provider(&pending, "alice", "alice").await;
+    let finished = browser.finish_login(&callback).await;
+    let session = finished.set_cookie(browser.session_cookie_name()).expect("the callback sets the session cookie");
+    assert!(!session.is_deletion());
+    finished.expect_redirect()
+}
+
+#[test]
+fn a_bad_groups_claim_is_refused_naming_its_provider() {
+    let mut raw = RawConfig {
+        public_url: Some("https://app.example.com".to_owned()),
+        upstream: Some("http://127.0.0.1:8080".to_owned()),
+        ..RawConfig::default()
+    };
+    raw.session.secret = Some(SecretString::new(random_session_secret()));
+    raw.oidc.providers = ["staff", "partners"]
+        .map(|id| RawProvider {
+            id: Some(id.to_owned()),
+            issuer: Some(format!("https://{id}.example.com")),
+            client_id: Some("gw".to_owned()),
+            groups_claim: (id == "partners").then(|| "realm_access..roles".to_owned()),
+            ..RawProvider::default()
+        })
+        .into();
+    let Err(error) = Config::from_raw(raw) else { panic!("an empty segment in groups_claim must be refused") };
+    assert!(error.to_string().contains("oidc.providers[partners].groups_claim"), "{error}");
 }
