@@ -271,7 +271,7 @@ impl Gateway {
             let Some(endpoint) = loaded.metadata.introspection_endpoint.as_deref() else { continue };
             let started = Instant::now();
             let answer = crate::oidc::introspection::introspect(provider.client(), endpoint, oidc, token).await;
-            self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+            self.metrics.idp_call("introspection", &oidc.id, started.elapsed().as_secs_f64());
             verdict = match answer {
                 Ok(Some(claims)) => self.introspected_caller(&claims, now, index, oidc),
                 Ok(None) => Err("inactive"),

@@ -217,7 +217,7 @@ impl Gateway {
             verifier,
         )
         .await;
-        self.metrics.idp_call("token_exchange", started.elapsed().as_secs_f64());
+        self.metrics.idp_call("token_exchange", &identity_provider.config.id, started.elapsed().as_secs_f64());
         match exchanged {
             Ok(tokens) => Ok(tokens),
             Err(error @ TokenError::Unavailable(_)) => Err(LoginError::TokenEndpointUnavailable(error.to_string())),

@@ -349,7 +349,7 @@ impl Sessions {
             let Some(value) = value else { continue };
             let started = std::time::Instant::now();
             let result = token::revoke(jar.provider.client(), endpoint, &jar.oidc, value, hint).await;
-            self.metrics.idp_call("revoke", started.elapsed().as_secs_f64());
+            self.metrics.idp_call("revoke", &jar.oidc.id, started.elapsed().as_secs_f64());
             if let Err(error) = result {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
             }

@@ -14,7 +14,9 @@ use prometheus_client::registry::Registry;
 
 type Labels2 = [(&'static str, &'static str); 2];
 type Labels1 = [(&'static str, &'static str); 1];
-type LatencyFamily = Family<Labels1, Histogram, fn() -> Histogram>;
+type LatencyFamily = Family<IdpCallLabels, Histogram, fn() -> Histogram>;
+/// A provider call: its operation and the provider's id (owned: configured, from a small validated alphabet).
+type IdpCallLabels = [(&'static str, String); 2];
 /// A provider's id: configured, so owned, but from a small validated alphabet.
 type ProviderLabel = [(&'static str, String); 1];
 
@@ -171,9 +173,11 @@ impl Metrics {
         self.refreshes.get_or_create(&[("result", result)]).inc();
     }
 
-    /// The latency of one provider call.
-    pub fn idp_call(&self, operation: &'static str, seconds: f64) {
-        self.idp_latency.get_or_create(&[("operation", operation)]).observe(seconds);
+    /// The latency of one call to the provider `provider` (its id). Not on the
+    /// hot path: each is a round trip to the provider.
+    pub fn idp_call(&self, operation: &'static str, provider: &str, seconds: f64) {
+        let labels = [("operation", operation.to_owned()), ("provider", provider.to_owned())];
+        self.idp_latency.get_or_create(&labels).observe(seconds);
     }
 
     /// The time until the upstream's response headers.
@@ -300,8 +304,13 @@ mod tests {
         assert!(metrics.render(0, 0).contains("portcullis_open_connections 0"));
         metrics.provider_ready("staff", true);
         metrics.provider_ready("partners", false);
+        metrics.idp_call("refresh", "partners", 0.25);
         let text = metrics.render(0, 0);
         assert!(text.contains("portcullis_provider_ready{provider=\"staff\"} 1"), "{text}");
+        assert!(
+            text.contains("portcullis_idp_request_seconds_count{operation=\"refresh\",provider=\"partners\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("portcullis_provider_ready{provider=\"partners\"} 0"), "{text}");
         metrics.provider_ready("partners", true);
         assert!(metrics.render(0, 0).contains("portcullis_provider_ready{provider=\"partners\"} 1"));

@@ -314,6 +314,12 @@ async fn each_provider_reads_groups_from_its_own_claim() {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         assert_eq!(reply.json()["headers"]["x-forwarded-groups"][0], expected_groups, "{id}: {}", reply.body);
     }
+    // Each provider's code exchange is timed under its own label.
+    let metrics = gateway.scrape_metrics().await;
+    for id in ["staff", "partners"] {
+        let line = format!("portcullis_idp_request_seconds_count{{operation=\"token_exchange\",provider=\"{id}\"}} 1");
+        assert!(metrics.lines().any(|exported| exported == line), "missing {line}");
+    }
     echo.abort();
 }
 
