@@ -41,14 +41,14 @@ use crate::gateway::{Gateway, GatewayError};
 pub enum StartError {
     #[error(transparent)]
     Gateway(#[from] GatewayError),
-    #[error("identity provider {issuer}: {error}")]
-    Provider { issuer: String, error: oidc::provider::ProviderError },
+    #[error("identity provider {provider} ({issuer}): {error}")]
+    Provider { provider: String, issuer: String, error: oidc::provider::ProviderError },
 }
 
-/// Builds the gateway and tries the provider once. A provider that cannot be
-/// used as configured (issuer mismatch, no S256) is an error; one that is
-/// merely unreachable is retried in the background while the gateway serves
-/// and reports not-ready.
+/// Builds the gateway and tries every provider once, all at once. A provider
+/// that cannot be used as configured (issuer mismatch, no S256) is an error
+/// naming it; one that is merely unreachable is retried in the background
+/// while the gateway serves with the others (not ready while none is loaded).
 pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
     if !config.is_https() && !config::is_loopback_host(&config.public_url) {
         // Legal behind a TLS-terminating proxy only if public_url says https; an
@@ -60,23 +60,50 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
     }
     let gateway = Arc::new(Gateway::new(config, clock)?);
     gateway.start_background().await;
-    // Each provider is tried once, all at once; one that is down is retried in
-    // the background and never keeps the others from serving.
     let providers = gateway.providers().iter().map(Arc::clone).zip(&gateway.config().providers);
     let attempts = providers.map(|(provider, oidc)| async move { (provider.load().await, provider, oidc) });
-    for (loaded, provider, oidc) in futures_util::future::join_all(attempts).await {
+    let attempts = futures_util::future::join_all(attempts).await;
+    // Every fatal error is known before any retry is spawned: a failed start leaves nothing running.
+    let mut unreachable = Vec::new();
+    for (loaded, provider, oidc) in attempts {
         match loaded {
             Ok(()) => tracing::info!(provider = %oidc.id, issuer = %oidc.issuer, "identity provider loaded"),
             Err(error) if error.is_fatal() => {
-                return Err(StartError::Provider { issuer: oidc.issuer.clone(), error });
+                return Err(StartError::Provider { provider: oidc.id.clone(), issuer: oidc.issuer.clone(), error });
+            }
+            Err(error) => unreachable.push((provider, oidc, error)),
+        }
+    }
+    let serving = gateway.config().providers.len() - unreachable.len();
+    for (provider, oidc, error) in unreachable {
+        // Logged once now and once when it comes up, not at every retry.
+        tracing::warn!(
+            provider = %oidc.id, issuer = %oidc.issuer, %error, providers_loaded = serving,
+            "identity provider down; retrying in the background (logins at the other providers work meanwhile)"
+        );
+        tokio::spawn(load_in_background(provider, oidc.id.clone(), oidc.issuer.clone()));
+    }
+    Ok(gateway)
+}
+
+/// Retries an unreachable provider with backoff (1 s doubling to 60 s) until it
+/// loads; logs its coming up once (its failures only at debug level: the
+/// transition to down was logged by `start`).
+async fn load_in_background(provider: Arc<oidc::provider::Provider>, id: String, issuer: String) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        match provider.load().await {
+            Ok(()) => {
+                tracing::info!(provider = %id, %issuer, "identity provider up: loaded after an outage");
+                return;
             }
             Err(error) => {
-                tracing::warn!(provider = %oidc.id, issuer = %oidc.issuer, %error, "identity provider not reachable yet; retrying in the background");
-                tokio::spawn(provider.load_until_ready());
+                tracing::debug!(provider = %id, %issuer, %error, retry_in = ?delay, "identity provider still down");
+                delay = (delay * 2).min(std::time::Duration::from_secs(60));
             }
         }
     }
-    Ok(gateway)
 }
 
 /// Serving failed before it began (TLS files unusable, listener trouble).

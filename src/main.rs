@@ -179,9 +179,21 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
 async fn run_demo(listen: SocketAddr) -> ExitCode {
     portcullis::telemetry::init(portcullis::config::LogFormat::Text, "info");
     let on_ready = |addresses: &demo::DemoAddresses| {
+        let providers: Vec<String> = addresses
+            .providers
+            .iter()
+            .map(|provider| {
+                let users: Vec<String> = provider.users.iter().map(|user| format!("{user}/{user}")).collect();
+                format!("{} at {} (users {})", provider.display_name, provider.issuer, users.join(" and "))
+            })
+            .collect();
         println!(
-            "portcullis demo: open {} in a browser (users alice/alice and bob/bob; provider {}, echo upstream {})",
-            addresses.gateway, addresses.provider, addresses.upstream
+            "portcullis demo: open {} in a browser and sign in with one of two providers: {}; {}{} is for Staff only; echo upstream {}",
+            addresses.gateway,
+            providers.join(", "),
+            addresses.gateway.trim_end_matches('/'),
+            demo::STAFF_ONLY_PATH,
+            addresses.upstream
         );
     };
     match demo::run(listen, on_ready, shutdown_signal()).await {

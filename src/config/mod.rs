@@ -91,6 +91,8 @@ pub struct OidcConfig {
     pub post_logout_redirect_url: Url,
     /// TLS towards the provider.
     pub tls: crate::tls_client::ClientTls,
+    /// The ID-token claim (dotted path) holding this provider's groups; `None`: `authz.groups_claim`.
+    pub groups_claim: Option<String>,
 }
 
 /// `[session]`, validated.
@@ -614,7 +616,13 @@ fn validate_oidc(raw: raw::RawOidc, public_url: &Url, at: &ProviderKey) -> Resul
         ));
     }
 
+    if let Some(claim) = &raw.groups_claim
+        && (claim.is_empty() || claim.split('.').any(str::is_empty))
+    {
+        return Err(invalid(at.key("groups_claim"), "must be a claim name or dotted path like realm_access.roles"));
+    }
     let mut provider = OidcConfig {
+        groups_claim: raw.groups_claim,
         id: at.id.clone(),
         display_name: at.display_name.clone(),
         tls,

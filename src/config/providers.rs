@@ -130,6 +130,7 @@ fn with_defaults(provider: RawProvider, defaults: &RawOidc) -> RawOidc {
             .unwrap_or(defaults.dangerous_allow_insecure_http_issuer),
         ca_file: provider.ca_file.or_else(|| defaults.ca_file.clone()),
         dangerous_skip_tls_verify: provider.dangerous_skip_tls_verify.unwrap_or(defaults.dangerous_skip_tls_verify),
+        groups_claim: provider.groups_claim.or_else(|| defaults.groups_claim.clone()),
         providers: Vec::new(),
     }
 }

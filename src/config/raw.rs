@@ -156,13 +156,15 @@ pub struct RawOidc {
     pub ca_file: Option<PathBuf>,
     /// Accept any provider certificate. Never in production; warned about at every start.
     pub dangerous_skip_tls_verify: bool,
+    /// Dotted path of the ID-token claim holding this provider's groups or roles; default: `authz.groups_claim`.
+    pub groups_claim: Option<String>,
     /// Several providers (`[[oidc.providers]]`); the keys above are then their defaults.
     pub providers: Vec<RawProvider>,
 }
 
 /// `[[oidc.providers]]`: one provider and client; an unset key takes the
 /// `[oidc]` value (its issuer and client credentials excepted: those are per provider).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     /// Names the provider in routes, rules, cookies, metrics and `/oauth2/start?provider=`.
@@ -190,6 +192,8 @@ pub struct RawProvider {
     pub dangerous_skip_tls_verify: Option<bool>,
     /// The audience bearer tokens from this provider must name; default: its client id.
     pub bearer_audience: Option<String>,
+    /// Where this provider puts groups or roles (e.g. `roles`); default: `[oidc]`'s, then `authz.groups_claim`.
+    pub groups_claim: Option<String>,
 }
 
 /// `[session]`
@@ -316,6 +320,7 @@ impl Default for RawConfig {
                 dangerous_allow_insecure_http_issuer: false,
                 ca_file: None,
                 dangerous_skip_tls_verify: false,
+                groups_claim: None,
                 providers: Vec::new(),
             },
             session: RawSession {

@@ -291,7 +291,7 @@ impl Gateway {
         };
         let started = Instant::now();
         let answer = crate::oidc::introspection::introspect(provider.client(), endpoint, oidc, token).await;
-        self.metrics.idp_call("introspection", started.elapsed().as_secs_f64());
+        self.metrics.idp_call("introspection", &oidc.id, started.elapsed().as_secs_f64());
         let verdict = match answer {
             Ok(Some(claims)) => self.introspected_caller(&claims, now, index, oidc),
             Ok(None) => Err("inactive"),
@@ -355,6 +355,13 @@ impl Gateway {
         self.caller_from_claims(claims, exp, Some(provider)).ok_or("unusable_claims")
     }
 
+    /// The claim holding groups in tokens of the provider at `provider` (an
+    /// extra issuer's: `authz.groups_claim`).
+    fn groups_claim(&self, provider: Option<usize>) -> &str {
+        let own = provider.and_then(|index| self.providers.get(index)?.config.groups_claim.as_deref());
+        own.unwrap_or_else(|| self.config.authz.groups_claim())
+    }
+
     /// The caller a verified token's claims describe (identity only: the token goes upstream separately).
     fn caller_from_claims(&self, claims: &Value, expires_at: i64, provider: Option<usize>) -> Option<TokenCaller> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -365,7 +372,7 @@ impl Gateway {
             email_verified: claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false),
             name: text("name"),
             preferred_username: text("preferred_username"),
-            groups: strings_at(claims, self.config.authz.groups_claim()),
+            groups: strings_at(claims, self.groups_claim(provider)),
         };
         // The caller's own token goes upstream unchanged, with identity headers from its claims.
         let identity = IdentityHeaders::new(

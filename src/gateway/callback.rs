@@ -138,7 +138,8 @@ impl Gateway {
         let flow = self.open_flow(request_headers, flow_name, state)?;
         // The provider is the one the login was started at, as sealed in the
         // flow: never taken from the query (RFC 9700 §4.4 mix-up defence).
-        let (_, identity_provider) = self.providers.by_id(&flow.provider).ok_or(LoginError::StateMismatch)?;
+        let (provider_index, identity_provider) =
+            self.providers.by_id(&flow.provider).ok_or(LoginError::StateMismatch)?;
         let oidc = &identity_provider.config;
         let provider = identity_provider.current().ok_or(LoginError::ProviderUnavailable)?;
         let iss_promised = provider.metadata.authorization_response_iss_parameter_supported;
@@ -164,7 +165,7 @@ impl Gateway {
             email_verified: claims.email_verified,
             name: claims.name,
             preferred_username: claims.preferred_username,
-            roles: self.sessions.groups_in(raw_id_token.expose()),
+            roles: self.sessions.groups_in(provider_index, raw_id_token.expose()),
             sid: claims.sid,
             created_at: now,
             last_seen_at: now,
@@ -216,7 +217,7 @@ impl Gateway {
             verifier,
         )
         .await;
-        self.metrics.idp_call("token_exchange", started.elapsed().as_secs_f64());
+        self.metrics.idp_call("token_exchange", &identity_provider.config.id, started.elapsed().as_secs_f64());
         match exchanged {
             Ok(tokens) => Ok(tokens),
             Err(error @ TokenError::Unavailable(_)) => Err(LoginError::TokenEndpointUnavailable(error.to_string())),

@@ -142,8 +142,11 @@ impl Gateway {
         &self.config
     }
 
-    /// Whether the gateway should get traffic: not shutting down, and able to
-    /// log users in (provider metadata and keys loaded).
+    /// Whether the gateway should get traffic: not shutting down, the session
+    /// store (if any) healthy, and able to log users in at one provider at
+    /// least (its metadata and keys loaded). One provider down never makes the
+    /// gateway unready while another is loaded: `portcullis_provider_ready`
+    /// says which are.
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && self.providers.is_ready()
@@ -169,6 +172,9 @@ impl Gateway {
     /// The Prometheus text exposition of the metrics.
     pub fn render_metrics(&self) -> String {
         let (sessions, bytes) = self.sessions.cache_figures();
+        for (_, provider) in self.providers.accepted(ProviderSet::ALL) {
+            self.metrics.provider_ready(&provider.config.id, provider.current().is_some());
+        }
         self.metrics.render(sessions, bytes)
     }
 
@@ -430,7 +436,11 @@ impl Gateway {
 
     fn not_ready_reason(&self) -> &'static str {
         if !self.providers.is_ready() {
-            "no identity provider loaded"
+            if self.providers.handles().len() == 1 {
+                "identity provider not loaded"
+            } else {
+                "no identity provider loaded: none of the configured providers has answered yet"
+            }
         } else if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             "shutting down"
         } else {

@@ -65,6 +65,18 @@ pub(crate) struct ProviderSessions {
     cookies: CookieJarSpec,
     provider: Arc<Provider>,
     oidc: OidcConfig,
+    /// The ID-token claim its groups are read from (its own, or `authz.groups_claim`).
+    groups_claim: String,
+}
+
+impl ProviderSessions {
+    /// The groups (or roles) in a verified ID token of this provider: what
+    /// rules see and the groups header carries.
+    fn groups_in(&self, verified_id_token: &str) -> Vec<String> {
+        crate::authz::claims::unverified_payload(verified_id_token)
+            .map(|payload| crate::authz::claims::strings_at(&payload, &self.groups_claim))
+            .unwrap_or_default()
+    }
 }
 
 /// The sessions of one gateway and what they need: the providers (refresh,
@@ -76,8 +88,6 @@ pub(crate) struct Sessions {
     /// By provider index (`Config::providers`).
     providers: Vec<ProviderSessions>,
     session: SessionConfig,
-    /// The ID-token claim the groups are read from (`authz.groups_claim`).
-    groups_claim: String,
     /// Whether some upstream receives the ID token (so sessions keep it ready).
     sends_id_token: bool,
     keys: KeyRing,
@@ -141,10 +151,10 @@ impl Sessions {
                     ),
                     provider: Arc::clone(provider),
                     oidc: oidc.clone(),
+                    groups_claim: oidc.groups_claim.clone().unwrap_or_else(|| config.authz.groups_claim().to_owned()),
                 })
                 .collect(),
             session: session.clone(),
-            groups_claim: config.authz.groups_claim().to_owned(),
             sends_id_token,
             metrics,
             tunnels,
@@ -247,12 +257,11 @@ impl Sessions {
         self.keys.verify_mac(label, message, tag)
     }
 
-    /// The groups (or roles) in a verified ID token, from the claim
-    /// `authz.groups_claim` names: what rules see and the groups header carries.
-    pub(crate) fn groups_in(&self, verified_id_token: &str) -> Vec<String> {
-        crate::authz::claims::unverified_payload(verified_id_token)
-            .map(|payload| crate::authz::claims::strings_at(&payload, &self.groups_claim))
-            .unwrap_or_default()
+    /// The groups (or roles) in a verified ID token of the provider at
+    /// `provider` (index), from the claim that provider's `groups_claim` (or
+    /// `authz.groups_claim`) names.
+    pub(crate) fn groups_in(&self, provider: usize, verified_id_token: &str) -> Vec<String> {
+        self.providers.get(provider).map(|sessions| sessions.groups_in(verified_id_token)).unwrap_or_default()
     }
 
     /// Seals (cookie mode) or stores (store mode) a new session and caches
@@ -340,7 +349,7 @@ impl Sessions {
             let Some(value) = value else { continue };
             let started = std::time::Instant::now();
             let result = token::revoke(jar.provider.client(), endpoint, &jar.oidc, value, hint).await;
-            self.metrics.idp_call("revoke", started.elapsed().as_secs_f64());
+            self.metrics.idp_call("revoke", &jar.oidc.id, started.elapsed().as_secs_f64());
             if let Err(error) = result {
                 tracing::warn!(target: "portcullis::auth", request_id = %request_id, event = "revocation_failed", token_type = hint, %error);
             }

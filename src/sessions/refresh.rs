@@ -160,7 +160,7 @@ impl Sessions {
         let started = std::time::Instant::now();
         let result =
             token::refresh(jar.provider.client(), &provider.metadata.token_endpoint, oidc, &refresh_token).await;
-        self.metrics.idp_call("refresh", started.elapsed().as_secs_f64());
+        self.metrics.idp_call("refresh", &oidc.id, started.elapsed().as_secs_f64());
         let tokens = match result {
             Ok(tokens) => tokens,
             Err(error) if error.is_invalid_grant() => {
@@ -194,7 +194,7 @@ impl Sessions {
                     refreshed.email_verified = claims.email_verified.or(refreshed.email_verified);
                     refreshed.name = claims.name.or(refreshed.name);
                     refreshed.preferred_username = claims.preferred_username.or(refreshed.preferred_username);
-                    refreshed.roles = self.groups_in(raw.expose());
+                    refreshed.roles = jar.groups_in(raw.expose());
                     refreshed.id_token = Some(raw.expose().to_owned());
                 }
                 Ok(_) => {

@@ -14,7 +14,11 @@ use prometheus_client::registry::Registry;
 
 type Labels2 = [(&'static str, &'static str); 2];
 type Labels1 = [(&'static str, &'static str); 1];
-type LatencyFamily = Family<Labels1, Histogram, fn() -> Histogram>;
+type LatencyFamily = Family<IdpCallLabels, Histogram, fn() -> Histogram>;
+/// A provider call: its operation and the provider's id (owned: configured, from a small validated alphabet).
+type IdpCallLabels = [(&'static str, String); 2];
+/// A provider's id: configured, so owned, but from a small validated alphabet.
+type ProviderLabel = [(&'static str, String); 1];
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
@@ -32,6 +36,7 @@ pub struct Metrics {
     idp_latency: LatencyFamily,
     upstream_latency: Histogram,
     open_connections: Gauge,
+    provider_ready: Family<ProviderLabel, Gauge>,
     cached_sessions: Gauge<u64, AtomicU64>,
     session_cache_bytes: Gauge<u64, AtomicU64>,
     cache_lookups: StaticCounters<1>,
@@ -73,6 +78,12 @@ impl Metrics {
         );
         let open_connections = Gauge::default();
         registry.register("open_connections", "Client connections open now", open_connections.clone());
+        let provider_ready = Family::<ProviderLabel, Gauge>::default();
+        registry.register(
+            "provider_ready",
+            "Whether each identity provider's metadata and keys are loaded (1) or not yet (0), by provider id",
+            provider_ready.clone(),
+        );
         let cached_sessions = Gauge::<u64, AtomicU64>::default();
         registry.register("cached_sessions", "Sessions in the in-memory token cache", cached_sessions.clone());
         let session_cache_bytes = Gauge::<u64, AtomicU64>::default();
@@ -117,6 +128,7 @@ impl Metrics {
             idp_latency,
             upstream_latency,
             open_connections,
+            provider_ready,
             cached_sessions,
             session_cache_bytes,
             cache_lookups,
@@ -161,9 +173,11 @@ impl Metrics {
         self.refreshes.get_or_create(&[("result", result)]).inc();
     }
 
-    /// The latency of one provider call.
-    pub fn idp_call(&self, operation: &'static str, seconds: f64) {
-        self.idp_latency.get_or_create(&[("operation", operation)]).observe(seconds);
+    /// The latency of one call to the provider `provider` (its id). Not on the
+    /// hot path: each is a round trip to the provider.
+    pub fn idp_call(&self, operation: &'static str, provider: &str, seconds: f64) {
+        let labels = [("operation", operation.to_owned()), ("provider", provider.to_owned())];
+        self.idp_latency.get_or_create(&labels).observe(seconds);
     }
 
     /// The time until the upstream's response headers.
@@ -191,6 +205,12 @@ impl Metrics {
     pub fn connection_opened(&self) -> ConnectionGuard {
         self.open_connections.inc();
         ConnectionGuard(self.open_connections.clone())
+    }
+
+    /// Records whether the provider `id` is loaded; the gateway sets it for
+    /// every provider before each rendering, so it is never stale.
+    pub fn provider_ready(&self, id: &str, ready: bool) {
+        self.provider_ready.get_or_create(&[("provider", id.to_owned())]).set(i64::from(ready));
     }
 
     /// The text exposition, with the session-cache gauges set to `cache_entries` and `cache_bytes`.
@@ -282,6 +302,18 @@ mod tests {
         assert!(text.contains("portcullis_session_cache_bytes 1500"));
         drop(guard);
         assert!(metrics.render(0, 0).contains("portcullis_open_connections 0"));
+        metrics.provider_ready("staff", true);
+        metrics.provider_ready("partners", false);
+        metrics.idp_call("refresh", "partners", 0.25);
+        let text = metrics.render(0, 0);
+        assert!(text.contains("portcullis_provider_ready{provider=\"staff\"} 1"), "{text}");
+        assert!(
+            text.contains("portcullis_idp_request_seconds_count{operation=\"refresh\",provider=\"partners\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_provider_ready{provider=\"partners\"} 0"), "{text}");
+        metrics.provider_ready("partners", true);
+        assert!(metrics.render(0, 0).contains("portcullis_provider_ready{provider=\"partners\"} 1"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-// Browser test of the whole login flow: a real headless Chromium against `portcullis demo` (gateway + loopback
-// development OpenID provider + echo upstream, all on 127.0.0.1).
+// Browser test of the whole login flow: a real headless Chromium against `portcullis demo` (gateway + two loopback
+// development OpenID providers, "Staff" and "Partners" + echo upstream, all on 127.0.0.1).
 //
 //   node --test tests/browser/*.test.mjs
 //
@@ -25,7 +25,9 @@ const EXIT_TIMEOUT_MS = 10_000;
 const STEP_TIMEOUT_MS = 15_000;
 const TEST_TIMEOUT_MS = 90_000;
 const READY_LINE = /open (http:\/\/127\.0\.0\.1:\d+\/)/;
-const SESSION_COOKIE_NAMES = ['_portcullis', '__Host-_portcullis'];
+// One session cookie per provider: `_portcullis_staff`, `_portcullis_partners` (`__Host-` over https); the flow
+// cookies (`_portcullis_flow_...`) are not sessions.
+const SESSION_COOKIE = /^(__Host-)?_portcullis(_(staff|partners))?$/;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /** Keeps the last `limit` characters of a child's output, for failure messages. */
@@ -169,8 +171,20 @@ async function expectLoginForm(page) {
   await page.locator('button[type=submit]').waitFor({ state: 'visible' });
 }
 
-async function signIn(page, username, password) {
+/**
+ * Waits for the provider's login form; where the gateway shows its provider chooser first (a route accepting several
+ * providers), picks `provider` there.
+ */
+async function reachLoginForm(page, provider = 'Staff') {
+  const form = page.locator('input[name=username]');
+  const choice = page.getByRole('button', { name: provider }).or(page.getByRole('link', { name: provider }));
+  await form.or(choice).first().waitFor({ state: 'visible' });
+  if (!(await form.isVisible())) await choice.first().click();
   await expectLoginForm(page);
+}
+
+async function signIn(page, username, password, provider = 'Staff') {
+  await reachLoginForm(page, provider);
   await page.fill('input[name=username]', username);
   await page.fill('input[name=password]', password);
   // The caller then waits (bounded) for what the submission must lead to; waitForLoadState here would race.
@@ -199,7 +213,7 @@ async function expectEchoPage(page, expectedPathAndQuery) {
 }
 
 async function sessionCookies(context) {
-  return (await context.cookies()).filter((cookie) => SESSION_COOKIE_NAMES.includes(cookie.name));
+  return (await context.cookies()).filter((cookie) => SESSION_COOKIE.test(cookie.name));
 }
 
 describe('portcullis demo in a real browser', { timeout: 4 * TEST_TIMEOUT_MS }, () => {
@@ -275,8 +289,33 @@ describe('portcullis demo in a real browser', { timeout: 4 * TEST_TIMEOUT_MS }, 
       assert.ok(afterSignOut.every((cookie) => cookie.value !== before.value), 'sign-out drops the session cookie');
 
       await page.goto(new URL('after/sign-out', baseUrl).href);
-      await expectLoginForm(page);
+      await reachLoginForm(page);
       assert.equal(await page.locator('#path').count(), 0, 'the upstream is not reached without a session');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('carol signs in at Partners, and /admin (Staff only) asks for a Staff login', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const { baseUrl, context, page } = await freshPage();
+    try {
+      await page.goto(new URL('oauth2/start?provider=partners&rd=/partners/page', baseUrl).href);
+      await reachLoginForm(page, 'Partners');
+      const partnersOrigin = new URL(page.url()).origin;
+      await signIn(page, 'carol', 'carol', 'Partners');
+      await expectEchoPage(page, '/partners/page');
+      const email = (await echoedHeaders(page)).get('x-forwarded-email') ?? [];
+      assert.equal(email.length, 1, 'exactly one x-forwarded-email header');
+      assert.match(email[0], /carol@partners/);
+      assert.deepEqual((await sessionCookies(context)).map((cookie) => cookie.name), ['_portcullis_partners']);
+
+      // The Partners session does not open /admin: it goes straight to the Staff provider's login form.
+      await page.goto(new URL('admin', baseUrl).href);
+      await expectLoginForm(page);
+      const loginOrigin = new URL(page.url()).origin;
+      assert.notEqual(loginOrigin, partnersOrigin, 'the login for /admin is at the Staff provider, not Partners');
+      assert.notEqual(loginOrigin, new URL(baseUrl).origin, 'the login form is the provider\'s');
+      assert.equal(await page.locator('#path').count(), 0, 'the upstream is not reached with a Partners session');
     } finally {
       await context.close();
     }

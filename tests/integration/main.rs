@@ -38,6 +38,7 @@ mod multi_provider;
 mod open_redirects;
 mod otlp_traces;
 mod provider_chooser;
+mod provider_operations;
 mod provider_outage;
 mod session_lifecycle;
 mod sessions;
