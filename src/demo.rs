@@ -1,7 +1,8 @@
 //! `portcullis demo`: the whole login on one machine, with nothing to set up.
 //! Two loopback development OpenID providers ("Staff" and "Partners", each
 //! with its own users), an echo upstream and one gateway accepting both, with
-//! `/admin` for staff only. It refuses to listen anywhere but loopback.
+//! `/admin` for staff only and `/partners` for partners only (two applications
+//! one browser can be signed in to at once). It refuses to listen anywhere but loopback.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub(crate) enum DemoError {
 
 /// The path only staff may open, to show a route accepting one provider.
 pub(crate) const STAFF_ONLY_PATH: &str = "/admin";
+/// The path only partners may open.
+pub(crate) const PARTNERS_ONLY_PATH: &str = "/partners";
 
 /// One of the demo's providers: its id, chooser label and users (password = name).
 struct DemoProvider {
@@ -141,14 +144,17 @@ pub(crate) async fn run(
             ..RawProvider::default()
         })
         .collect();
-    // Both providers are accepted everywhere (the chooser), but only staff at /admin.
-    raw.authz.rules = vec![RawRule {
-        name: Some("staff-only".to_owned()),
-        path_prefix: Some(STAFF_ONLY_PATH.to_owned()),
+    // Both providers are accepted everywhere (the chooser), but only staff at
+    // /admin and only partners at /partners.
+    let only = |name: &str, path: &str, provider: &str| RawRule {
+        name: Some(name.to_owned()),
+        path_prefix: Some(path.to_owned()),
         allow: Some("authenticated".to_owned()),
-        providers: Some(vec!["staff".to_owned()]),
+        providers: Some(vec![provider.to_owned()]),
         ..RawRule::default()
-    }];
+    };
+    raw.authz.rules =
+        vec![only("staff-only", STAFF_ONLY_PATH, "staff"), only("partners-only", PARTNERS_ONLY_PATH, "partners")];
     // A fresh key each run: demo sessions end with the process.
     let key = portcullis::random::bytes::<32>().map_err(|_| DemoError::Random)?;
     raw.session.secret = Some(portcullis::secret::SecretString::new(STANDARD.encode(key)));
@@ -229,6 +235,9 @@ mod tests {
         let admin = navigate(&gateway, STAFF_ONLY_PATH).await;
         let location = admin.lines().find_map(|line| line.strip_prefix("location: ")).unwrap_or_default();
         assert!(location.starts_with(&format!("{staff_issuer}/authorize?")), "{admin}");
+        let partners_app = navigate(&gateway, PARTNERS_ONLY_PATH).await;
+        let location = partners_app.lines().find_map(|line| line.strip_prefix("location: ")).unwrap_or_default();
+        assert!(location.starts_with(&format!("{partners_issuer}/authorize?")), "{partners_app}");
 
         let _ = stop.send(());
         let finished = demo.await.unwrap_or_else(|error| panic!("{error}"));

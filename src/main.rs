@@ -188,12 +188,13 @@ async fn run_demo(listen: SocketAddr) -> ExitCode {
             })
             .collect();
         println!(
-            "portcullis demo: open {} in a browser and sign in with one of two providers: {}; {}{} is for Staff only; echo upstream {}",
+            "portcullis demo: open {} in a browser and sign in with one of two providers: {}; {origin}{} is for Staff only, {origin}{} for Partners only; echo upstream {}",
             addresses.gateway,
             providers.join(", "),
-            addresses.gateway.trim_end_matches('/'),
             demo::STAFF_ONLY_PATH,
-            addresses.upstream
+            demo::PARTNERS_ONLY_PATH,
+            addresses.upstream,
+            origin = addresses.gateway.trim_end_matches('/'),
         );
     };
     match demo::run(listen, on_ready, shutdown_signal()).await {

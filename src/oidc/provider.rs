@@ -66,23 +66,4 @@ impl Provider {
         }
         Ok(())
     }
-
-    /// Retries [`Provider::load`] with exponential backoff (1 s doubling to
-    /// 60 s) until it succeeds. Meant to be spawned after a failed first try.
-    pub async fn load_until_ready(self: Arc<Self>) {
-        let mut delay = Duration::from_secs(1);
-        loop {
-            tokio::time::sleep(delay).await;
-            match self.load().await {
-                Ok(()) => {
-                    tracing::info!(issuer = %self.issuer, "identity provider loaded; ready");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(issuer = %self.issuer, %error, retry_in = ?delay, "identity provider not available");
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                }
-            }
-        }
-    }
 }

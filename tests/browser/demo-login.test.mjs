@@ -321,6 +321,63 @@ describe('portcullis demo in a real browser', { timeout: 4 * TEST_TIMEOUT_MS }, 
     }
   });
 
+  test('one browser holds a Staff and a Partners session side by side, in two applications', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const { baseUrl, context, page, foreignRequests } = await freshPage();
+    try {
+      // The start page accepts both providers: the chooser, a page of plain links (no script needed).
+      await page.goto(new URL('start/page', baseUrl).href);
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor({ state: 'visible' });
+      const choices = page.locator('nav ul li a');
+      assert.deepEqual(
+        (await choices.allTextContents()).map((text) => text.trim()),
+        ['Staff', 'Partners'],
+        'one link per accepted provider, in configuration order',
+      );
+      for (const href of await choices.evaluateAll((links) => links.map((link) => link.getAttribute('href')))) {
+        assert.match(href, /^\/oauth2\/start\?provider=(staff|partners)&rd=%2Fstart%2Fpage$/);
+      }
+      assert.equal(await page.locator('script').count(), 0, 'the chooser needs no JavaScript');
+      mkdirSync(resultsDir, { recursive: true });
+      await page.screenshot({ path: path.join(resultsDir, 'provider-chooser.png'), fullPage: true });
+
+      // Keyboard only: Tab to the Partners link and press Enter.
+      let focused = '';
+      for (let presses = 0; presses < 10 && focused !== 'Partners'; presses += 1) {
+        await page.keyboard.press('Tab');
+        focused = (await page.evaluate(() => document.activeElement?.textContent ?? '')).trim();
+      }
+      assert.equal(focused, 'Partners', 'the Partners link is reachable with Tab');
+      await page.keyboard.press('Enter');
+      await expectLoginForm(page);
+      await signIn(page, 'carol', 'carol', 'Partners');
+      await expectEchoPage(page, '/start/page');
+
+      // The Staff-only application sends the same browser to the Staff provider; alice signs in there.
+      await page.goto(new URL('admin/reports', baseUrl).href);
+      await signIn(page, 'alice', 'alice', 'Staff');
+      await expectEchoPage(page, '/admin/reports');
+      const emailAt = async () => ((await echoedHeaders(page)).get('x-forwarded-email') ?? []).join(',');
+      assert.match(await emailAt(), /alice@/, 'the Staff application sees alice');
+
+      // Both sessions work side by side, each in its own application, with no new sign-in.
+      await page.goto(new URL('partners/board', baseUrl).href);
+      await expectEchoPage(page, '/partners/board');
+      assert.match(await emailAt(), /carol@partners/, 'the Partners application sees carol');
+      await page.goto(new URL('admin/reports?again=1', baseUrl).href);
+      await expectEchoPage(page, '/admin/reports?again=1');
+      assert.match(await emailAt(), /alice@/, 'and the Staff application still sees alice');
+      assert.deepEqual(
+        (await sessionCookies(context)).map((cookie) => cookie.name).sort(),
+        ['_portcullis_partners', '_portcullis_staff'],
+        'one session cookie per provider',
+      );
+      await page.screenshot({ path: path.join(resultsDir, 'two-sessions-admin.png'), fullPage: true });
+      assert.deepEqual(foreignRequests, [], 'the browser talked only to loopback addresses');
+    } finally {
+      await context.close();
+    }
+  });
+
   test('the demo exits with status 0 on SIGTERM', { timeout: TEST_TIMEOUT_MS }, async () => {
     await env();
     const status = await stopDemo(demo);
