@@ -698,3 +698,32 @@ fn a_cookie_domain_is_a_lowercase_parent_of_the_https_public_url_and_callback() 
         Ok(())
     });
 }
+
+#[test]
+fn the_several_providers_example_loads_once_its_secret_files_exist() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let example = include_str!("../../config/providers.example.toml");
+        for (path, content) in [
+            ("/run/secrets/portcullis-session-keys", GOOD_SECRET),
+            ("/run/secrets/entra-client-secret", "entra-secret"),
+            ("/run/secrets/google-client-secret", "google-secret"),
+        ] {
+            let local = path.trim_start_matches("/run/secrets/");
+            jail.create_file(local, content)?;
+        }
+        let text = example.replace("/run/secrets/", "");
+        let config = load_from(jail, &text).unwrap();
+        let ids: Vec<&str> = config.providers.iter().map(|provider| provider.id.as_str()).collect();
+        assert_eq!(ids, ["staff", "partners"]);
+        assert!(
+            config
+                .providers
+                .iter()
+                .all(|provider| matches!(provider.credentials, ClientCredentials::Confidential { .. }))
+        );
+        assert_eq!(config.session.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(config.upstreams.len(), 2);
+        Ok(())
+    });
+}

@@ -26,6 +26,9 @@ impl Gateway {
             Ok(caller) => caller,
             Err(refusal) => {
                 let mut response = refusal.render(Audience::Api, request_id);
+                if let Some(challenge) = refusal.needs_login().and_then(|accepted| self.login_challenge(accepted)) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                }
                 if let Refusal::SessionInvalid(accepted) = refusal {
                     self.clear_session_cookie(request.headers(), accepted, &mut response);
                 }

@@ -238,6 +238,11 @@ async fn api_clients_learn_the_accepted_issuers() {
         assert_eq!(asked.status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(asked.header("www-authenticate"), Some(expected), "forward-auth {path}");
     }
+    // `/oauth2/userinfo` has no route: any provider's session would do, and it says so.
+    let userinfo = browser.api_get("/oauth2/userinfo").await;
+    assert_eq!(userinfo.status, StatusCode::UNAUTHORIZED);
+    let every = format!("Bearer realm=\"portcullis\", issuers=\"{staff} {partners} {ops}\"");
+    assert_eq!(userinfo.header("www-authenticate"), Some(every));
 }
 
 #[tokio::test]
