@@ -67,7 +67,10 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
     let mut unreachable = Vec::new();
     for (loaded, provider, oidc) in attempts {
         match loaded {
-            Ok(()) => tracing::info!(provider = %oidc.id, issuer = %oidc.issuer, "identity provider loaded"),
+            Ok(()) => {
+                tracing::info!(provider = %oidc.id, issuer = %oidc.issuer, "identity provider loaded");
+                warn_without_iss(gateway.config(), &provider, &oidc.id);
+            }
             Err(error) if error.is_fatal() => {
                 return Err(StartError::Provider { provider: oidc.id.clone(), issuer: oidc.issuer.clone(), error });
             }
@@ -81,7 +84,8 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
             provider = %oidc.id, issuer = %oidc.issuer, %error, providers_loaded = serving,
             "identity provider down; retrying in the background (logins at the other providers work meanwhile)"
         );
-        tokio::spawn(load_in_background(provider, oidc.id.clone(), oidc.issuer.clone()));
+        let several_issuers = has_several_issuers(gateway.config());
+        tokio::spawn(load_in_background(provider, oidc.id.clone(), oidc.issuer.clone(), several_issuers));
     }
     Ok(gateway)
 }
@@ -89,13 +93,21 @@ pub async fn start(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartEr
 /// Retries an unreachable provider with backoff (1 s doubling to 60 s) until it
 /// loads; logs its coming up once (its failures only at debug level: the
 /// transition to down was logged by `start`).
-async fn load_in_background(provider: Arc<oidc::provider::Provider>, id: String, issuer: String) {
+async fn load_in_background(
+    provider: Arc<oidc::provider::Provider>,
+    id: String,
+    issuer: String,
+    several_issuers: bool,
+) {
     let mut delay = std::time::Duration::from_secs(1);
     loop {
         tokio::time::sleep(delay).await;
         match provider.load().await {
             Ok(()) => {
                 tracing::info!(provider = %id, %issuer, "identity provider up: loaded after an outage");
+                if several_issuers {
+                    warn_without_iss_at(&provider, &id);
+                }
                 return;
             }
             Err(error) => {
@@ -103,6 +115,33 @@ async fn load_in_background(provider: Arc<oidc::provider::Provider>, id: String,
                 delay = (delay * 2).min(std::time::Duration::from_secs(60));
             }
         }
+    }
+}
+
+/// Whether the configured providers are more than one authorization server.
+fn has_several_issuers(config: &Config) -> bool {
+    let mut issuers = config.providers.iter().map(|provider| provider.issuer.as_str());
+    let first = issuers.next();
+    issuers.any(|issuer| Some(issuer) != first)
+}
+
+/// With several authorization servers, the callback's mix-up defence before
+/// the code exchange is RFC 9207's `iss` (RFC 9700 §4.4.2): a provider that
+/// does not announce it is named once, at load.
+fn warn_without_iss(config: &Config, provider: &oidc::provider::Provider, id: &str) {
+    if has_several_issuers(config) {
+        warn_without_iss_at(provider, id);
+    }
+}
+
+fn warn_without_iss_at(provider: &oidc::provider::Provider, id: &str) {
+    let announced =
+        provider.current().is_some_and(|loaded| loaded.metadata.authorization_response_iss_parameter_supported);
+    if !announced {
+        tracing::warn!(
+            provider = %id,
+            "identity provider does not announce the RFC 9207 iss parameter: with several providers, a response without iss cannot be checked against the login's provider before the code is redeemed (mix-up, RFC 9700 §4.4); see docs/providers.md"
+        );
     }
 }
 

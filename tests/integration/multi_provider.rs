@@ -135,6 +135,14 @@ async fn a_partners_code_injected_into_a_staff_flow_makes_no_session() {
 async fn one_callback_path_serves_all_three_providers_and_the_flow_records_its_provider() {
     let mock = MockProvider::start().await;
     let world = MultiWorld::builder().with_mock(&mock.issuer).start().await;
+    // The npm mock does not announce RFC 9207's iss; the gateway says so once, naming it (the dev providers do).
+    let warnings: Vec<String> = crate::support::logs::captured()
+        .lines()
+        .filter(|line| line.contains("does not announce the RFC 9207 iss parameter"))
+        .map(str::to_owned)
+        .collect();
+    assert!(warnings.iter().any(|line| line.contains("provider=mock")), "{warnings:?}");
+    assert!(!warnings.iter().any(|line| line.contains("provider=staff") || line.contains("provider=partners")));
     let browser = world.browser();
     let callback_path = format!("{}/oauth2/callback", world.public_url);
 
