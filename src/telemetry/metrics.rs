@@ -2,8 +2,8 @@
 //! took. Labels are small fixed sets (route class, status class, reason
 //! codes), never users, paths or anything secret.
 
-use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +19,51 @@ type LatencyFamily = Family<IdpCallLabels, Histogram, fn() -> Histogram>;
 type IdpCallLabels = [(&'static str, String); 2];
 /// A provider's id: configured, so owned, but from a small validated alphabet.
 type ProviderLabel = [(&'static str, String); 1];
+
+/// What a peer did that rustls warned about: a small fixed set of labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsWarning {
+    /// An IP address or malformed name sent as SNI.
+    IllegalSni,
+    /// A warning alert from the peer.
+    AlertReceived,
+    /// A warning alert sent to the peer.
+    AlertSent,
+    /// A message where the protocol expects another.
+    UnexpectedMessage,
+    Other,
+}
+
+impl TlsWarning {
+    const ALL: [Self; 5] =
+        [Self::IllegalSni, Self::AlertReceived, Self::AlertSent, Self::UnexpectedMessage, Self::Other];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::IllegalSni => "illegal_sni",
+            Self::AlertReceived => "alert_received",
+            Self::AlertSent => "alert_sent",
+            Self::UnexpectedMessage => "unexpected_message",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// rustls' warnings, counted for the whole process: rustls logs through the
+/// process's one `log` logger (see `telemetry::log_bridge`), which knows no
+/// gateway; every [`Metrics`] exports this one family.
+static TLS_WARNINGS: LazyLock<Family<Labels1, Counter>> = LazyLock::new(|| {
+    let family = Family::default();
+    for kind in TlsWarning::ALL {
+        drop(family.get_or_create(&[("kind", kind.label())]));
+    }
+    family
+});
+
+/// One warning rustls logged about a peer.
+pub fn tls_warning(kind: TlsWarning) {
+    TLS_WARNINGS.get_or_create(&[("kind", kind.label())]).inc();
+}
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
@@ -99,6 +144,12 @@ impl Metrics {
             "session_cookies",
             "Session cookies authenticated: opened, or reused as the connection last opened it",
             session_cookies.family.clone(),
+        );
+        registry.register(
+            "tls_warnings",
+            "Warnings rustls raised about TLS peers of this process (clients, upstreams, providers), by kind; \
+             logged at debug level only, as any client can cause one per connection",
+            TLS_WARNINGS.clone(),
         );
         let panics = Counter::default();
         registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
@@ -312,6 +363,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("portcullis_provider_ready{provider=\"partners\"} 0"), "{text}");
+        for kind in ["illegal_sni", "alert_received", "alert_sent", "unexpected_message", "other"] {
+            let prefix = format!("portcullis_tls_warnings_total{{kind=\"{kind}\"}} ");
+            assert!(text.lines().any(|line| line.starts_with(&prefix)), "every kind from the start: {text}");
+        }
         metrics.provider_ready("partners", true);
         assert!(metrics.render(0, 0).contains("portcullis_provider_ready{provider=\"partners\"} 1"));
     }

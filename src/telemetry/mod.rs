@@ -8,7 +8,6 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
 
 use crate::config::{LogFormat, TracingConfig};
@@ -17,13 +16,19 @@ pub use self::json_format::JsonLine;
 pub use self::log_writer::{StderrLines, hold_lines_on_this_thread, write_held_lines};
 pub use self::otel::{SPAN_TARGET, TracerGuard};
 
-/// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
+/// Installs the global subscriber, and the `log` bridge that re-levels rustls'
+/// warnings about peers (see [`log_bridge`]). `RUST_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
     let builder = fmt().with_env_filter(log_filter(level)).with_writer(StderrLines::new());
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLine).try_init(),
+    let installed = match format {
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.with_ansi(false).finish()),
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            builder.fmt_fields(JsonFields::new()).event_format(JsonLine).finish(),
+        ),
     };
+    if installed.is_ok() {
+        log_bridge::install();
+    }
 }
 
 /// Installs the global subscriber as [`init`] does and, when `tracing` is
@@ -52,7 +57,9 @@ pub fn init_with_tracing(
         }
     };
     let traces = otel_layer.with_filter(Targets::new().with_target(SPAN_TARGET, Level::TRACE));
-    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(logs).with(traces)).is_ok() {
+        log_bridge::install();
+    }
     Ok(Some(guard))
 }
 
@@ -66,6 +73,7 @@ fn log_filter(level: &str) -> EnvFilter {
 }
 
 mod json_format;
+mod log_bridge;
 mod log_writer;
 pub mod metrics;
 pub mod otel;

@@ -47,6 +47,7 @@ mod sign_out;
 mod spoofing;
 mod subdomain_sso;
 mod third_party_provider;
+mod tls_handshake_warnings;
 mod tls_listener;
 mod tls_upstream;
 mod token_rules;
