@@ -228,7 +228,7 @@ impl Gateway {
                     query.append_pair("provider", &provider.config.id);
                 }
                 let query = query.append_pair("rd", &return_to).finish();
-                return pages::redirect(&format!("{}?{query}", paths::START));
+                return pages::redirect(&self.sign_in_url(original.host.as_ref(), &query));
             }
             Decision::Refused(refusal) => return refuse(refusal),
         };
@@ -244,6 +244,18 @@ impl Gateway {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
+    }
+
+    /// The sign-in URL: absolute on the application's host when the trusted
+    /// proxy states it (with the public URL's scheme), because Traefik resolves
+    /// a relative `Location` against the auth service's own address and would
+    /// send browsers to an internal name; a path when the host is unknown.
+    fn sign_in_url(&self, host: Option<&RequestAuthority>, query: &str) -> String {
+        let scheme = self.config.public_url.scheme();
+        match host.and_then(|host| host.header_value().to_str().ok()) {
+            Some(authority) => format!("{scheme}://{authority}{}?{query}", paths::START),
+            None => format!("{}?{query}", paths::START),
+        }
     }
 
     /// Answers `X-Auth-Request-Cookie`: the request's cookies without the

@@ -186,6 +186,11 @@ async fn browsers_can_be_redirected_to_sign_in() {
         )
         .await;
     assert_eq!(reply.location(), "/oauth2/start?rd=%2Fapp%2Fpage%3Fx%3D1");
+    // With the application's host stated, the URL is absolute on it (Traefik would resolve a path
+    // against the gateway's address), in the public URL's scheme.
+    let on_host = [("x-forwarded-uri", "/app"), ("x-forwarded-host", "app.example.test:8443"), ("accept", "text/html")];
+    let reply = browser.send(Method::GET, "/oauth2/auth", &on_host, Bytes::new()).await;
+    assert_eq!(reply.location(), "http://app.example.test:8443/oauth2/start?rd=%2Fapp");
     assert_eq!(ask(&browser, &[("x-forwarded-uri", "/app")]).await.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -546,14 +551,97 @@ async fn traefik_recipe_keeps_forged_identity_and_the_gateway_cookie_from_the_ap
         })
         .start()
         .await;
-    // Plain HTTP on loopback: the example's routers without TLS, on 127.0.0.1.
-    let dynamic = example("traefik.yml")
-        .replace("      tls: {}\n", "")
-        .replace("app.example.com", "127.0.0.1")
-        .replace("http://portcullis:4180", &format!("http://{}", world.gateway_addr))
-        .replace("http://app:8080", &world.upstream_url);
-    let traefik = FrontProxy::traefik(port, &dynamic).await;
+    let traefik = FrontProxy::traefik(port, &traefik_example(&world)).await;
     forgeries_stay_out(&world, &traefik.origin, X_AUTH_REQUEST, false, &|| traefik.log()).await;
+}
+
+/// deploy/examples/traefik.yml pointed at this test's gateway and upstream:
+/// plain HTTP on loopback (the routers without TLS, on 127.0.0.1). Each
+/// substitution must apply, so the test runs the example, not a drifted copy.
+fn traefik_example(world: &TestWorld) -> String {
+    let mut dynamic = example("traefik.yml");
+    for (from, to) in [
+        ("      tls: {}\n", String::new()),
+        ("app.example.com", "127.0.0.1".to_owned()),
+        ("http://portcullis:4180", format!("http://{}", world.gateway_addr)),
+        ("http://app:8080", world.upstream_url.clone()),
+    ] {
+        assert!(dynamic.contains(from), "deploy/examples/traefik.yml no longer contains {from:?}");
+        dynamic = dynamic.replace(from, &to);
+    }
+    dynamic
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_end_to_end_sign_in_and_sign_out() {
+    let port = free_port();
+    let world = TestWorld::builder()
+        .public_url(format!("http://127.0.0.1:{port}"))
+        .tweak(|raw| {
+            trusted(raw);
+            raw.forward_auth.redirect_browsers = true;
+        })
+        .start()
+        .await;
+    let traefik = FrontProxy::traefik(port, &traefik_example(&world)).await;
+    let cookie_name = world.session_cookie_name();
+    let browser = || {
+        Browser::new(
+            traefik.origin.clone(),
+            traefik.origin.clone(),
+            world.provider.issuer().to_owned(),
+            cookie_name.clone(),
+        )
+    };
+    let alice = browser();
+
+    // No session: Traefik relays the gateway's 302 to sign in, the original URL kept; a program gets the 401.
+    let reply = alice.navigate("/app/page?x=1").await;
+    assert_eq!(reply.status, StatusCode::FOUND, "{}\n{}", reply.body, traefik.log());
+    let sign_in = reply.location();
+    // Absolute: Traefik resolves a relative Location against the gateway's own address, not the browser's.
+    assert_eq!(sign_in, format!("{}/oauth2/start?rd=%2Fapp%2Fpage%3Fx%3D1", traefik.origin));
+    assert_eq!(alice.api_get("/app/page").await.status, StatusCode::UNAUTHORIZED);
+
+    // The dance: start → provider → callback (the gateway's steps through Traefik) → back to the page.
+    let back = alice.login_at(&sign_in, "alice", "alice").await;
+    assert_eq!(back, "/app/page?x=1");
+    let session = world.open_session(&alice.session_value());
+    let page = alice.navigate(&back).await;
+    assert_eq!(page.status, StatusCode::OK, "{}\n{}", page.body, traefik.log());
+    assert!(page.body.contains("<code id=\"path\">/app/page?x=1</code>"), "{}", page.body);
+    for (name, value) in [
+        ("x-auth-request-user", session.sub.as_str()),
+        ("x-auth-request-email", "alice@example.test"),
+        ("x-auth-request-groups", "admins,staff"),
+        ("x-auth-request-preferred-username", "alice"),
+    ] {
+        assert!(page.body.contains(&format!("<tr><th>{name}</th><td>{value}</td></tr>")), "{name}: {}", page.body);
+    }
+    // Exactly those headers (copied by authResponseHeaders), and not the session cookie.
+    let reply = alice.api_get("/app/page").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let headers = &reply.json()["headers"];
+    assert_eq!(headers["x-auth-request-user"], serde_json::json!([session.sub]), "{}", reply.body);
+    assert_eq!(headers["x-auth-request-groups"], serde_json::json!(["admins,staff"]), "{}", reply.body);
+    assert!(headers["cookie"].is_null(), "{}", reply.body);
+    assert!(headers["x-auth-request-access-token"].is_null(), "{}", reply.body);
+
+    // Sign-out through Traefik: the cookie is deleted and the session ends on the gateway.
+    let copied = alice.session_value();
+    let reply = alice.navigate("/oauth2/sign_out").await;
+    assert_eq!(reply.expect_redirect(), "/", "{}", traefik.log());
+    assert!(reply.set_cookie(&cookie_name).is_some_and(|cookie| cookie.is_deletion()), "{:?}", reply.headers);
+    assert!(alice.cookie(&cookie_name).is_none());
+    // The next navigation is sent to sign in again, and so is a copy of the old cookie.
+    let sign_in_again = format!("{}/oauth2/start?rd=%2Fapp%2Fpage", traefik.origin);
+    assert_eq!(alice.navigate("/app/page").await.location(), sign_in_again);
+    let thief = browser();
+    thief.set_cookie(&cookie_name, &copied);
+    let reply = thief.navigate("/app/page").await;
+    assert_eq!(reply.status, StatusCode::FOUND, "a copied cookie outlived sign-out: {}", reply.body);
+    assert_eq!(reply.location(), sign_in_again);
+    assert_eq!(thief.api_get("/app/page").await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
