@@ -45,6 +45,7 @@ mod sessions;
 mod shared_store;
 mod sign_out;
 mod spoofing;
+mod store_commands;
 mod subdomain_sso;
 mod third_party_provider;
 mod tls_handshake_warnings;

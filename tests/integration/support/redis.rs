@@ -5,6 +5,7 @@
 //! server starts. Another process could take the port in between (a tiny
 //! race); a start that fails is retried once on a new port.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +37,27 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Calls per command since the server started, from `INFO commandstats`
+    /// (`"mget" -> 3`; subcommands as `"client|setinfo"`). The `INFO` that
+    /// reads them is counted too, under `"info"`.
+    pub async fn command_calls(&self) -> BTreeMap<String, u64> {
+        let text = info(self.port, "commandstats").await;
+        let mut calls = BTreeMap::new();
+        for line in text.lines() {
+            let Some((name, fields)) = line.trim_end().strip_prefix("cmdstat_").and_then(|rest| rest.split_once(':'))
+            else {
+                continue;
+            };
+            let count = fields
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))
+                .and_then(|count| count.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("unreadable commandstats line: {line}"));
+            calls.insert(name.to_owned(), count);
+        }
+        calls
     }
 
     /// Kills the server (SIGKILL): its data is gone, as after a crash.
@@ -106,4 +128,30 @@ async fn ping(port: u16) -> bool {
         Some(&reply == b"+PONG\r\n")
     };
     tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten().unwrap_or(false)
+}
+
+/// The text of `INFO section`, read over RESP (a bulk string reply).
+async fn info(port: u16, section: &str) -> String {
+    let exchange = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to redis-server");
+        stream.write_all(format!("INFO {section}\r\n").as_bytes()).await.expect("send INFO");
+        let mut reply = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buffer).await.expect("read the INFO reply");
+            assert!(read > 0, "redis-server closed the connection mid-reply");
+            reply.extend_from_slice(buffer.get(..read).unwrap_or_default());
+            let Some(header_end) = reply.windows(2).position(|pair| pair == b"\r\n") else { continue };
+            let header = std::str::from_utf8(reply.get(..header_end).unwrap_or_default()).expect("a text header");
+            let length: usize = header
+                .strip_prefix('$')
+                .and_then(|length| length.parse().ok())
+                .unwrap_or_else(|| panic!("not a bulk reply: {header}"));
+            let body_start = header_end + 2;
+            if let Some(body) = reply.get(body_start..body_start + length) {
+                return String::from_utf8_lossy(body).into_owned();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange).await.expect("redis-server answers INFO")
 }
