@@ -105,7 +105,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway from a validated configuration. The provider is not
-    /// contacted here; see [`Gateway::provider`].
+    /// contacted here; see [`Gateway::providers`].
     pub fn new(config: Config, clock: Clock) -> Result<Self, GatewayError> {
         let providers = Providers::new(&config)?;
         let metrics = Arc::new(Metrics::new());

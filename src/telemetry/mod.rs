@@ -17,7 +17,7 @@ pub use self::log_writer::{StderrLines, hold_lines_on_this_thread, write_held_li
 pub use self::otel::{SPAN_TARGET, TracerGuard};
 
 /// Installs the global subscriber, and the `log` bridge that re-levels rustls'
-/// warnings about peers (see [`log_bridge`]). `RUST_LOG` overrides `level` when set.
+/// warnings about peers (see `telemetry/log_bridge.rs`). `RUST_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
     let builder = fmt().with_env_filter(log_filter(level)).with_writer(StderrLines::new());
     let installed = match format {
