@@ -49,7 +49,9 @@ e2e_dir="$repo_root/tests/e2e"
 step_number=0
 step() {
     step_number=$((step_number + 1))
-    printf '\n==== [%d] %s ====\n' "$step_number" "$*"
+    # Elapsed time and free disk per step: where a slow or full CI run spent them.
+    printf '\n==== [%d] %s (at %ds; %s free) ====\n' "$step_number" "$*" "$SECONDS" \
+        "$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ')"
 }
 
 failed_step=""
@@ -171,6 +173,10 @@ fi
 # The Rust integration tests spawn the mock OpenID provider through this path.
 export TEST_MOCK_IDP="$e2e_dir/mock-idp.mjs"
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+# Incremental caches only pay off across edits; in CI they would double the disk the build takes.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
 export TEST_PORTCULLIS_BIN="$target_dir/debug/portcullis"
 
 failed_step="cargo fmt"
