@@ -17,9 +17,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use self::tickets::TicketKeys;
 
-/// Sessions rustls remembers in this process (a few hundred bytes each): with
-/// [`TicketKeys`], only those of TLS 1.2 clients that do not take tickets;
-/// without, every resumable session, as rustls does by default.
+/// Sessions rustls remembers in this process, a few hundred bytes each (its
+/// default bound): with [`TicketKeys`], TLS 1.2 sessions by session id, for
+/// clients that do not take tickets; without, every resumable session.
 pub const STATEFUL_SESSIONS: usize = 256;
 
 /// A certificate or key could not be used.
