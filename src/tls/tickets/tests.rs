@@ -127,3 +127,23 @@ fn rotation_is_held_within_its_bounds_and_no_ring_is_refused() {
     assert!(TicketKeys::new(&[], HOUR, Clock::system()).is_err());
     assert_eq!(format!("{long:?}"), "TicketKeys { keys: 1, rotation: 86400 }", "Debug shows no key material");
 }
+
+#[test]
+fn the_kept_period_keys_are_the_derived_ones_and_stay_few() {
+    let keys = keys(&[secret(1), secret(2)]);
+    for period in (0..10).chain([3, 9, 2, 11, 10]) {
+        let kept = keys.period_key(0, period).unwrap();
+        let derived = TicketKeys::derive(keys.roots.first().unwrap(), period).unwrap();
+        let mut sealed = STATE.to_vec();
+        kept.seal_in_place_append_tag(Nonce::assume_unique_for_key([1; 12]), Aad::from([0u8; 3]), &mut sealed).unwrap();
+        let opened = derived.open_in_place(Nonce::assume_unique_for_key([1; 12]), Aad::from([0u8; 3]), &mut sealed);
+        assert_eq!(opened.unwrap(), STATE, "period {period}");
+        assert!(keys.recent.read().unwrap().len() <= CACHED_PERIODS);
+    }
+    let periods: Vec<i64> = keys.recent.read().unwrap().iter().map(|(period, _)| *period).collect();
+    assert!(periods.contains(&10) && periods.contains(&11), "the newest are kept: {periods:?}");
+    // An older ring key's period keys are not kept.
+    assert!(keys.period_key(1, 11).is_some());
+    assert!(keys.period_key(2, 11).is_none(), "no such ring key");
+    assert!(keys.recent.read().unwrap().len() <= CACHED_PERIODS);
+}
