@@ -168,7 +168,14 @@ pub async fn run(
         return server::serve(listener, None, gateway, shutdown).await.map_err(ServeError::Workers);
     };
     let certificate = Arc::new(tls::ReloadingCertificate::load(tls_config.files.clone())?);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&certificate))?);
+    let tickets = match tls_config.ticket_rotation {
+        Some(rotation) => Some(Arc::new(
+            tls::TicketKeys::new(&gateway.config().session.keys, rotation, gateway.clock().clone())
+                .map_err(tls::TlsError::from)?,
+        )),
+        None => None,
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::clone(&certificate), tickets)?);
     let watcher = tokio::spawn(Arc::clone(&certificate).watch(tls_config.reload_interval));
     let (stop_redirect, redirect_stopped) = tokio::sync::oneshot::channel::<()>();
     let redirect = match tls_config.redirect_http_listen {

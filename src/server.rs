@@ -128,7 +128,14 @@ pub async fn serve(
             match tls {
                 None => context.serve(stream).await,
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => context.serve(stream).await,
+                    Ok(Ok(stream)) => {
+                        let session = stream.get_ref().1;
+                        context.gateway.metrics().tls_handshake(
+                            session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+                            session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                        );
+                        context.serve(stream).await
+                    }
                     Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 },

@@ -1,16 +1,26 @@
 //! TLS for the listener (rustls with aws-lc-rs): TLS 1.2 and 1.3, ALPN `h2`
-//! and `http/1.1`, and certificates that are re-read when their files change,
-//! so a renewed certificate is served without a restart or dropped connection.
+//! and `http/1.1`, certificates that are re-read when their files change,
+//! so a renewed certificate is served without a restart or dropped connection,
+//! and session resumption across replicas ([`tickets`]).
+
+pub mod tickets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use self::tickets::TicketKeys;
+
+/// Sessions rustls remembers in this process, a few hundred bytes each (its
+/// default bound): with [`TicketKeys`], TLS 1.2 sessions by session id, for
+/// clients that do not take tickets; without, every resumable session.
+pub const STATEFUL_SESSIONS: usize = 256;
 
 /// A certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +31,8 @@ pub enum TlsError {
     Mismatch,
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    TicketKeys(#[from] tickets::TicketKeyError),
 }
 
 /// The certificate and key files of the listener.
@@ -96,14 +108,23 @@ impl ResolvesServerCert for ReloadingCertificate {
     }
 }
 
-/// The listener's rustls configuration.
-pub fn server_config(certificate: Arc<ReloadingCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
+/// The listener's rustls configuration: session tickets sealed with `tickets`
+/// (TLS 1.3 and 1.2; any replica with the same keys resumes them), or, without,
+/// resumption from this process's memory only.
+pub fn server_config(
+    certificate: Arc<ReloadingCertificate>,
+    tickets: Option<Arc<TicketKeys>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(STATEFUL_SESSIONS);
+    if let Some(tickets) = tickets {
+        config.ticketer = tickets;
+    }
     Ok(Arc::new(config))
 }
 

@@ -18,6 +18,7 @@ APT_REQUIREMENTS=(
     "redis-server:redis-server"
     "nginx:nginx"
     "caddy:caddy"
+    "openssl:openssl"
 )
 
 # PyPI packages the suite needs, "command:package" like APT_REQUIREMENTS (installed with pip when the command is

@@ -189,6 +189,9 @@ pub struct TlsConfig {
     pub files: crate::tls::CertificateFiles,
     pub reload_interval: Duration,
     pub redirect_http_listen: Option<SocketAddr>,
+    /// `tls.ticket_rotation` when `tls.session_tickets` is on; `None`: no
+    /// tickets, resumption from each process's memory only.
+    pub ticket_rotation: Option<Duration>,
 }
 
 impl TlsConfig {
@@ -203,6 +206,7 @@ impl TlsConfig {
             }
             TlsError::Mismatch => invalid("tls.key_file", "does not match the certificate in tls.cert_file"),
             TlsError::Rustls(error) => invalid("tls", error.to_string()),
+            TlsError::TicketKeys(error) => invalid("tls.session_tickets", error.to_string()),
         })
     }
 }
@@ -322,8 +326,13 @@ impl Config {
             },
         };
 
+        let ticket_rotation = raw.tls.ticket_rotation;
+        if !(crate::tls::tickets::MIN_ROTATION..=crate::tls::tickets::MAX_ROTATION).contains(&ticket_rotation) {
+            return Err(invalid("tls.ticket_rotation", "must be between 10m and 24h"));
+        }
         let tls = match (raw.tls.cert_file, raw.tls.key_file) {
             (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                ticket_rotation: raw.tls.session_tickets.then_some(ticket_rotation),
                 files: crate::tls::CertificateFiles { cert_file, key_file },
                 reload_interval: non_zero("tls.reload_interval", raw.tls.reload_interval)?,
                 redirect_http_listen: raw.tls.redirect_http_listen.map(|text| text.parse()).transpose().map_err(

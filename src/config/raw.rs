@@ -90,6 +90,11 @@ pub struct RawTls {
     pub reload_interval: Duration,
     /// A plain-HTTP listener that only redirects to https.
     pub redirect_http_listen: Option<String>,
+    /// Stateless session tickets whose keys derive from the session keys, so replicas resume each other's sessions.
+    pub session_tickets: bool,
+    /// How often the ticket key changes (wall-clock periods shared by every replica).
+    #[serde(with = "humantime_serde")]
+    pub ticket_rotation: Duration,
 }
 
 /// `[server]`
@@ -364,6 +369,8 @@ impl Default for RawConfig {
                 key_file: None,
                 reload_interval: Duration::from_secs(30),
                 redirect_http_listen: None,
+                session_tickets: true,
+                ticket_rotation: Duration::from_secs(6 * 60 * 60),
             },
             metrics: RawMetrics { enabled: true, listen: "127.0.0.1:9464".to_owned() },
             authz: RawAuthz::default(),

@@ -116,6 +116,9 @@ fn errors_name_the_key() {
             (format!("{}\n[proxy]\nupgrade_protocols = [\"h2c\"]\n", minimal("")), "proxy.upgrade_protocols"),
             (format!("{}\n[proxy]\nupgrade_protocols = [\"a b\"]\n", minimal("")), "proxy.upgrade_protocols"),
             (format!("{}\n[proxy]\nupgrade_idle_timeout = \"0s\"\n", minimal("")), "proxy.upgrade_idle_timeout"),
+            (format!("{}\n[tls]\nticket_rotation = \"9m\"\n", minimal("")), "tls.ticket_rotation"),
+            (format!("{}\n[tls]\nticket_rotation = \"25h\"\n", minimal("")), "tls.ticket_rotation"),
+            (format!("{}\n[tls]\nsession_ticket = false\n", minimal("")), "tls.session_ticket"),
         ];
         for (toml, key) in cases {
             let text = error_text(load_from(jail, &toml));
@@ -514,6 +517,22 @@ fn configured_hosts_are_compared_lower_case_without_dot() {
     assert_eq!(upstreams::configured_host("[::1]:443"), None);
     assert_eq!(upstreams::configured_host("."), None);
     assert_eq!(upstreams::configured_host(""), None);
+}
+
+#[test]
+fn tls_session_tickets_are_on_by_default_and_can_be_turned_off() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let files = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n";
+        let config = load_from(jail, &format!("{}\n{files}", minimal(""))).unwrap();
+        assert_eq!(config.tls.unwrap().ticket_rotation, Some(Duration::from_secs(6 * 3600)), "on, rotating every 6h");
+        let config = load_from(jail, &format!("{}\n{files}ticket_rotation = \"1h\"\n", minimal(""))).unwrap();
+        assert_eq!(config.tls.unwrap().ticket_rotation, Some(Duration::from_secs(3600)));
+        jail.set_env("PORTCULLIS_TLS__SESSION_TICKETS", "false");
+        let config = load_from(jail, &format!("{}\n{files}", minimal(""))).unwrap();
+        assert_eq!(config.tls.unwrap().ticket_rotation, None, "off: resumption from each process's memory only");
+        Ok(())
+    });
 }
 
 #[test]

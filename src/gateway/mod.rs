@@ -142,6 +142,11 @@ impl Gateway {
         &self.config
     }
 
+    /// The clock its expiry decisions read (and the TLS ticket keys rotate by).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Whether the gateway should get traffic: not shutting down, the session
     /// store (if any) healthy, and able to log users in at one provider at
     /// least (its metadata and keys loaded). One provider down never makes the

@@ -86,6 +86,7 @@ pub struct Metrics {
     session_cache_bytes: Gauge<u64, AtomicU64>,
     cache_lookups: StaticCounters<1>,
     session_cookies: StaticCounters<1>,
+    tls_handshakes: StaticCounters<2>,
     panics: Counter,
     ended_sessions_overflows: Counter,
     used_logout_tokens_overflows: Counter,
@@ -151,6 +152,18 @@ impl Metrics {
              logged at debug level only, as any client can cause one per connection",
             TLS_WARNINGS.clone(),
         );
+        let tls_handshakes = StaticCounters::new(["version", "resumed"]);
+        for version in ["1.2", "1.3"] {
+            for resumed in ["true", "false"] {
+                drop(tls_handshakes.counter([version, resumed]));
+            }
+        }
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes of client connections, by protocol version and whether a session was resumed \
+             (from a ticket any replica with the same session keys sealed, or this process's memory)",
+            tls_handshakes.family.clone(),
+        );
         let panics = Counter::default();
         registry.register("handler_panics", "Requests whose handler panicked (answered 500)", panics.clone());
         let ended_sessions_overflows = Counter::default();
@@ -184,6 +197,7 @@ impl Metrics {
             session_cache_bytes,
             cache_lookups,
             session_cookies,
+            tls_handshakes,
         }
     }
 
@@ -245,6 +259,11 @@ impl Metrics {
     /// the one its connection last opened.
     pub fn session_cookie(&self, reused: bool) {
         self.session_cookies.inc([if reused { "reused" } else { "opened" }]);
+    }
+
+    /// A client's TLS handshake completed (once per connection, never per request).
+    pub fn tls_handshake(&self, tls13: bool, resumed: bool) {
+        self.tls_handshakes.inc([if tls13 { "1.3" } else { "1.2" }, if resumed { "true" } else { "false" }]);
     }
 
     /// A request handler panicked.
@@ -367,6 +386,10 @@ mod tests {
             let prefix = format!("portcullis_tls_warnings_total{{kind=\"{kind}\"}} ");
             assert!(text.lines().any(|line| line.starts_with(&prefix)), "every kind from the start: {text}");
         }
+        metrics.tls_handshake(true, true);
+        let text = metrics.render(0, 0);
+        assert!(text.contains("portcullis_tls_handshakes_total{version=\"1.3\",resumed=\"true\"} 1"), "{text}");
+        assert!(text.contains("portcullis_tls_handshakes_total{version=\"1.2\",resumed=\"false\"} 0"), "{text}");
         metrics.provider_ready("partners", true);
         assert!(metrics.render(0, 0).contains("portcullis_provider_ready{provider=\"partners\"} 1"));
     }

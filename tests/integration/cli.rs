@@ -84,9 +84,10 @@ fn check_config_refuses_a_non_http_upstream_and_a_weak_secret_naming_the_key() {
 }
 
 /// check-config validates without building a gateway: a bad `[[upstreams]]`
-/// setting and an unusable listener key are both found, naming the key.
+/// setting, an unusable listener key and a TLS ticket rotation out of range
+/// are all found, naming the key.
 #[test]
-fn check_config_names_a_bad_upstream_setting_and_an_unusable_tls_key() {
+fn check_config_names_a_bad_upstream_setting_an_unusable_tls_key_and_a_bad_ticket_rotation() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let check = |extra: &str| {
         let output = portcullis()
@@ -111,4 +112,9 @@ fn check_config_names_a_bad_upstream_setting_and_an_unusable_tls_key() {
     let stderr = check(&tls);
     assert!(stderr.contains("tls.key_file:"), "{stderr}");
     assert!(!stderr.contains("tls.cert_file:"), "the certificate is fine: {stderr}");
+
+    // Usable files again, and a ticket rotation out of its range.
+    pki.write(&pki.server(), "listener");
+    let stderr = check(&format!("{tls}ticket_rotation = \"1m\"\n"));
+    assert!(stderr.contains("tls.ticket_rotation: must be between 10m and 24h"), "{stderr}");
 }

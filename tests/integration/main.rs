@@ -50,6 +50,7 @@ mod subdomain_sso;
 mod third_party_provider;
 mod tls_handshake_warnings;
 mod tls_listener;
+mod tls_resumption;
 mod tls_upstream;
 mod token_rules;
 mod tunnel_limits;

@@ -2,7 +2,9 @@
 //! configuration and public URL (as behind a load balancer), its own socket.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use portcullis::config::RawConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -16,22 +18,29 @@ pub struct Replica {
     public_url: String,
     issuer: String,
     cookie_name: String,
+    gateway: Arc<portcullis::gateway::Gateway>,
     task: JoinHandle<Result<(), portcullis::ServeError>>,
 }
 
 impl Replica {
     /// Starts another gateway with the world's configuration.
     pub async fn start(world: &TestWorld) -> Replica {
+        Self::start_with(world, |_| {}).await
+    }
+
+    /// Starts another gateway with the world's configuration, changed by `tweak`.
+    pub async fn start_with(world: &TestWorld, tweak: impl FnOnce(&mut RawConfig)) -> Replica {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the replica");
         let addr = listener.local_addr().expect("replica address");
-        let config = world.replica_config(addr);
+        let config = world.replica_config_with(addr, tweak);
         let gateway = portcullis::start(config, world.clock.clone()).await.expect("the replica starts");
-        let task = tokio::spawn(portcullis::run(gateway, listener, std::future::pending()));
+        let task = tokio::spawn(portcullis::run(Arc::clone(&gateway), listener, std::future::pending()));
         Replica {
             addr,
             public_url: world.public_url.clone(),
             issuer: world.provider.issuer().to_owned(),
             cookie_name: world.session_cookie_name(),
+            gateway,
             task,
         }
     }
@@ -44,6 +53,11 @@ impl Replica {
             self.issuer.clone(),
             self.cookie_name.clone(),
         )
+    }
+
+    /// This replica's Prometheus metrics, as `/metrics` serves them.
+    pub fn metrics(&self) -> String {
+        self.gateway.render_metrics()
     }
 
     /// `GET /ready` on this replica.

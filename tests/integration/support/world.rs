@@ -292,10 +292,11 @@ impl TestWorld {
     }
 
     /// The gateway's configuration for another replica listening on `listen`
-    /// (same secret, provider, upstream and public URL).
-    pub fn replica_config(&self, listen: SocketAddr) -> Config {
+    /// (same secret, provider, upstream and public URL), then changed by `tweak`.
+    pub fn replica_config_with(&self, listen: SocketAddr, tweak: impl FnOnce(&mut RawConfig)) -> Config {
         let mut raw = self.raw_config();
         raw.listen = listen.to_string();
+        tweak(&mut raw);
         Config::from_raw(raw).expect("a valid replica configuration")
     }
 
