@@ -115,7 +115,14 @@ async function main(argv) {
         problems.push(`${describe(file, obj)}: no apiVersion/kind`);
         continue;
       }
-      for (const mesh of meshChecks(obj)) {
+      let meshesOfObject;
+      try {
+        meshesOfObject = meshChecks(obj);
+      } catch (error) {
+        problems.push(`${describe(file, obj)}: mesh configuration is not YAML: ${error.message}`);
+        continue;
+      }
+      for (const mesh of meshesOfObject) {
         const { alias } = typeOf("./istio-mesh.js", mesh.type);
         meshes += 1;
         typed.push({ alias, value: mesh.value, where: `${describe(file, obj)}${mesh.what ? ` ${mesh.what}` : ""}` });
@@ -125,7 +132,10 @@ async function main(argv) {
         core.push(obj);
         continue;
       }
-      const pkg = modelPackage(group);
+      // Names only as Kubernetes spells them, so that they can only select a
+      // model module of the package, never another path.
+      const wellFormed = /^v[0-9]+((alpha|beta)[0-9]+)?$/.test(version) && /^[A-Z][A-Za-z0-9]*$/.test(obj.kind);
+      const pkg = wellFormed ? modelPackage(group) : null;
       const specifier = pkg && `${pkg}/${group}/${version}/${obj.kind}`;
       let model;
       try {
