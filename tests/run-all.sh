@@ -8,7 +8,7 @@
 #   tests/run-all.sh --deps-only  only install the system, PyPI and npm prerequisites, then stop
 #
 # Works on a fresh Debian machine run as root with only rust/cargo/node/npm present: the missing prerequisites
-# (Debian packages, PyPI packages, the npm packages of tests/e2e, cargo-deny) are installed on the way.
+# (Debian packages, PyPI packages, the npm packages of tests/e2e and deploy/tools, cargo-deny) are installed on the way.
 set -euo pipefail
 
 # Debian packages the suite needs, one "command:package" pair per entry; a package is installed only when its command
@@ -101,14 +101,16 @@ install_pip_requirements() {
     python3 -m pip install --quiet "${missing[@]}"
 }
 
+# install_npm_requirements DIR: npm ci in DIR when its node_modules is missing or older than the lock file (npm ci
+# touches node_modules/.package-lock.json).
 install_npm_requirements() {
-    # npm ci when node_modules is missing or older than the lock file (npm ci touches node_modules/.package-lock.json).
-    local stamp="$e2e_dir/node_modules/.package-lock.json"
-    if [ -f "$stamp" ] && [ ! "$e2e_dir/package-lock.json" -nt "$stamp" ]; then
-        echo "tests/e2e/node_modules is up to date"
+    local dir="$1"
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [ -f "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ]; then
+        echo "${dir#"$repo_root"/}/node_modules is up to date"
         return 0
     fi
-    (cd "$e2e_dir" && npm ci --no-audit --no-fund)
+    (cd "$dir" && npm ci --no-audit --no-fund)
 }
 
 # install_cargo_tool SUBCOMMAND CRATE: builds the cargo subcommand from crates.io when it is missing.
@@ -162,8 +164,9 @@ step "PyPI packages (${PIP_REQUIREMENTS[*]})"
 install_pip_requirements
 
 failed_step="installing npm packages"
-step "npm packages of tests/e2e"
-install_npm_requirements
+step "npm packages of tests/e2e and deploy/tools"
+install_npm_requirements "$e2e_dir"
+install_npm_requirements "$repo_root/deploy/tools"
 
 if [ "$mode" = deps ]; then
     echo "prerequisites installed (--deps-only)"
@@ -232,7 +235,7 @@ if [ "$mode" = full ]; then
     node --test tests/browser/*.test.mjs
 
     failed_step="deployment manifests"
-    step "deploy/validate.sh (Kubernetes schemas, hardening policy, check-config, Dockerfile lint)"
+    step "deploy/validate.sh (Kubernetes and Gateway API schemas, hardening policy, check-config, Dockerfile lint)"
     TEST_PORTCULLIS_BIN="$TEST_PORTCULLIS_BIN" deploy/validate.sh
 
     failed_step="installing cargo-fuzz"
