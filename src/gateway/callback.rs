@@ -259,6 +259,10 @@ impl Gateway {
                 tracing::error!(request_id = %request_id, "the session does not fit in a cookie");
                 LoginError::SessionTooLarge
             }
+            CreateError::UnknownProvider => {
+                tracing::error!(request_id = %request_id, "the new session names no configured provider");
+                LoginError::Internal
+            }
         }
     }
 }

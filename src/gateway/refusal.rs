@@ -143,7 +143,7 @@ pub(super) enum LoginError {
     StoreUnavailable,
     /// The session does not fit in the cookie's parts.
     SessionTooLarge,
-    /// Randomness failed.
+    /// Randomness failed, or a new session names no configured provider (a bug).
     Internal,
 }
 

@@ -56,6 +56,9 @@ pub(crate) enum CreateError {
     StoreUnavailable,
     /// Sealed, it is larger than the cookie parts allow.
     TooLarge,
+    /// The session names a provider this gateway does not have (a bug: the
+    /// callback only creates sessions for the flow's configured provider).
+    UnknownProvider,
 }
 
 /// One provider's sessions: their cookie (so a browser holds one session per
@@ -272,7 +275,7 @@ impl Sessions {
         data: &SessionData,
         request_headers: &HeaderMap,
     ) -> Result<Vec<HeaderValue>, CreateError> {
-        let jar = self.sessions_of(&data.provider).ok_or(CreateError::TooLarge)?;
+        let jar = self.sessions_of(&data.provider).ok_or(CreateError::UnknownProvider)?;
         let held_parts = jar.cookies.read_session(request_headers).map_or(0, |cookie| cookie.part_count());
         let sealed = match &self.backend {
             Backend::Cookie => self.seal_session(data, held_parts),
