@@ -294,6 +294,34 @@ async fn the_access_token_goes_upstream_only_when_configured() {
 }
 
 #[tokio::test]
+async fn a_refreshed_session_sends_its_new_cookie_to_the_browser() {
+    let world = TestWorld::builder().tweak(ext_authz).start().await;
+    let listener = ExtAuthz::serve(&world).await;
+    let mut client = listener.client().await;
+    let alice = world.browser();
+    alice.login().await;
+    let before = world.open_session(&alice.session_value());
+    // Past the access token's lifetime (300 s at the development provider): the check refreshes it.
+    world.clock.advance(400);
+    let cookie = cookies_of(&alice);
+    let request =
+        check("GET", &world.gateway_addr.to_string(), "/app", &[("accept", "application/json"), ("cookie", &cookie)]);
+    let answer = Answer::of(ask(&mut client, request).await);
+    assert_eq!(answer.code, OK, "{answer:?}");
+    let renewed: Vec<SetCookie> = answer
+        .response_headers_to_add
+        .iter()
+        .filter(|(name, _)| name == "set-cookie")
+        .map(|(_, value)| SetCookie::parse(value))
+        .collect();
+    let session =
+        renewed.iter().find(|cookie| cookie.name == alice.session_cookie_name()).expect("the renewed session cookie");
+    let after = world.open_session(&session.value);
+    assert_eq!(after.sub, before.sub);
+    assert_ne!(after.access_token, before.access_token, "a new access token");
+}
+
+#[tokio::test]
 async fn a_browser_without_a_session_signs_in_through_the_denied_response_and_then_passes() {
     let world = TestWorld::builder().tweak(ext_authz).start().await;
     let listener = ExtAuthz::serve(&world).await;
