@@ -197,3 +197,28 @@ pub async fn run(
     watcher.abort();
     served
 }
+
+/// Serves Envoy's `ext_authz` gRPC service for a started gateway on
+/// `listener` (bound to `ext_authz.grpc_listen`; TLS with reloading when
+/// `ext_authz.cert_file` is set) until `shutdown` completes. Does nothing
+/// when `[ext_authz]` is off.
+pub async fn serve_ext_authz(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let Some(ext_authz) = gateway.config().ext_authz.clone() else { return Ok(()) };
+    let Some(files) = ext_authz.tls else {
+        server::ext_authz::serve(listener, None, gateway, shutdown).await;
+        return Ok(());
+    };
+    let certificate = Arc::new(tls::ReloadingCertificate::load(files)?);
+    // gRPC is HTTP/2 only: no `http/1.1` in ALPN.
+    let mut config = Arc::unwrap_or_clone(tls::server_config(Arc::clone(&certificate))?);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let watcher = tokio::spawn(Arc::clone(&certificate).watch(ext_authz.reload_interval));
+    server::ext_authz::serve(listener, Some(acceptor), gateway, shutdown).await;
+    watcher.abort();
+    Ok(())
+}

@@ -94,6 +94,10 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                 eprintln!("portcullis: invalid configuration: {error}");
                 return ExitCode::from(2);
             }
+            if let Some(Err(error)) = config.ext_authz.as_ref().map(|ext_authz| ext_authz.load_files()) {
+                eprintln!("portcullis: invalid configuration: {error}");
+                return ExitCode::from(2);
+            }
             println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
             println!(
                 "configuration is valid: protecting {} at {} with {}",
@@ -161,7 +165,22 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             }
         }
     }
+    let (stop_ext_authz, ext_authz_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = ext_authz_stopped.await;
+    };
+    let ext_authz = match start_ext_authz(&gateway, stopped).await {
+        Ok(ext_authz) => ext_authz,
+        Err(code) => return code,
+    };
     let served = portcullis::run(gateway, listener, shutdown_signal()).await;
+    // The checks are answered through the main listener's drain, then stop too.
+    let _ = stop_ext_authz.send(());
+    if let Some(ext_authz) = ext_authz
+        && let Ok(Err(error)) = ext_authz.await
+    {
+        tracing::error!(%error, "cannot serve ext_authz");
+    }
     // After the drain, so the spans of the last requests are sent too.
     if let Some(tracer) = tracer {
         tracer.shutdown(std::time::Duration::from_secs(5)).await;
@@ -172,6 +191,30 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Starts the `[ext_authz]` gRPC listener, if configured, until `stopped`;
+/// `Err` when its certificate or address cannot be used (logged).
+async fn start_ext_authz(
+    gateway: &std::sync::Arc<portcullis::gateway::Gateway>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Option<tokio::task::JoinHandle<Result<(), portcullis::ServeError>>>, ExitCode> {
+    let Some(ext_authz) = gateway.config().ext_authz.as_ref() else { return Ok(None) };
+    // The certificate is read before anything is served, so a bad file stops the start.
+    if let Err(error) = ext_authz.load_files() {
+        tracing::error!(%error, "cannot serve ext_authz");
+        return Err(ExitCode::FAILURE);
+    }
+    let addr = ext_authz.grpc_listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+        tracing::error!(listen = %addr, %error, "cannot listen for ext_authz (ext_authz.grpc_listen)");
+        ExitCode::FAILURE
+    })?;
+    tracing::info!(
+        listen = %addr, tls = ext_authz.tls.is_some(),
+        "Envoy ext_authz over gRPC (envoy.service.auth.v3.Authorization/Check)"
+    );
+    Ok(Some(tokio::spawn(portcullis::serve_ext_authz(std::sync::Arc::clone(gateway), listener, stopped))))
 }
 
 #[cfg(feature = "demo")]

@@ -5,6 +5,8 @@
 //! accepting for a grace period, then draining in-flight requests up to a
 //! deadline.
 
+pub mod ext_authz;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

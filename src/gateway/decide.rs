@@ -2,7 +2,7 @@
 //! path → target and rule) → identify (session, else bearer token) →
 //! authorize (the rule). Which hosts are served at all is the proxy path's
 //! question (421); forward-auth judges the host its trusted proxy states.
-//! The proxy path and forward-auth both ask [`Gateway::decide`];
+//! The proxy path, forward-auth and ext_authz (gRPC) all ask [`Gateway::decide`];
 //! `/oauth2/userinfo`, which has no route, asks its identify step. Each turns
 //! the [`Decision`] into its own kind of answer.
 

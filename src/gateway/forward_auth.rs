@@ -89,7 +89,7 @@ fn one_authority(text: &str) -> Result<RequestAuthority, ()> {
 }
 
 /// The path of a request target or absolute URL, without query or fragment.
-fn path_of(target: &str) -> Result<String, ()> {
+pub(super) fn path_of(target: &str) -> Result<String, ()> {
     let path = if target.starts_with('/') {
         target
     } else {

@@ -2,15 +2,15 @@
 //! PKCE verifier, `state` and `nonce` sealed in a flow cookie; API clients get
 //! a 401 they can act on, never a redirect.
 
-use http::{Request, Response, header};
+use http::{HeaderMap, Request, Response, header};
 use hyper::body::Incoming;
 use url::Url;
 
-use super::authority;
+use super::authority::{self, RequestAuthority};
 use super::form::query_value;
 use super::providers::IdentityProvider;
 use super::refusal::{ProviderNeed, Refusal};
-use super::{Gateway, RequestId};
+use super::{Asked, Gateway, RequestId};
 use crate::authz::ProviderSet;
 use crate::body::ProxyBody;
 use crate::oidc::authorize::{AuthorizationRequest, authorization_url};
@@ -29,19 +29,18 @@ impl Gateway {
     /// several; either way returning to the page it asked for.
     pub(super) async fn login_redirect(
         &self,
-        request: &Request<Incoming>,
+        asked: &Asked<'_>,
         accepted: ProviderSet,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let return_to = self.return_to(request, target);
-        self.login_or_choose(request, accepted, return_to, request_id).await
+        let return_to = self.return_to(asked.authority, asked.target);
+        self.login_or_choose(asked.headers, accepted, return_to, request_id).await
     }
 
     /// Starts a login at the one provider of `accepted`, or shows the chooser among several.
     async fn login_or_choose(
         &self,
-        request: &Request<Incoming>,
+        headers: &HeaderMap,
         accepted: ProviderSet,
         return_to: String,
         request_id: &RequestId,
@@ -51,9 +50,9 @@ impl Gateway {
             return Refusal::RuleDenied.render(Audience::Browser, request_id);
         };
         if providers.next().is_none() {
-            return self.begin_login(request, first, return_to, request_id).await;
+            return self.begin_login(headers, first, return_to, request_id).await;
         }
-        self.chooser(request.headers(), accepted, &return_to)
+        self.chooser(headers, accepted, &return_to)
     }
 
     /// `/oauth2/start?provider=ID&rd=/path`: an explicit login. Without
@@ -67,21 +66,22 @@ impl Gateway {
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         let requested = query_value(request.uri().query(), "rd").unwrap_or_else(|| "/".to_owned());
-        let return_to = self.return_to(request, &requested);
+        let authority = authority::of_request(request.uri(), request.headers()).ok().flatten();
+        let return_to = self.return_to(authority.as_ref(), &requested);
         let Some(id) = query_value(request.uri().query(), "provider") else {
             if self.config.providers.len() == 1 {
                 return match self.providers.get(0) {
-                    Some(provider) => self.begin_login(request, provider, return_to, request_id).await,
+                    Some(provider) => self.begin_login(request.headers(), provider, return_to, request_id).await,
                     None => self.internal_error(request_id),
                 };
             }
-            let accepted = self.accepted_at(request, &return_to);
-            return self.login_or_choose(request, accepted, return_to, request_id).await;
+            let accepted = self.accepted_at(authority.as_ref(), &return_to);
+            return self.login_or_choose(request.headers(), accepted, return_to, request_id).await;
         };
         let Some((_, provider)) = self.providers.by_id(&id) else {
             return Refusal::UnknownProvider.render(Audience::Browser, request_id);
         };
-        let mut response = self.begin_login(request, provider, return_to, request_id).await;
+        let mut response = self.begin_login(request.headers(), provider, return_to, request_id).await;
         if response.status() == http::StatusCode::FOUND
             && let Some(remember) = self.remember_choice(&provider.config.id)
         {
@@ -92,12 +92,11 @@ impl Gateway {
 
     /// The providers the page at `return_to` (a path on the request's host,
     /// or an absolute URL) accepts; all when it cannot be routed, or accepts none.
-    fn accepted_at(&self, request: &Request<Incoming>, return_to: &str) -> ProviderSet {
-        let request_host = authority::of_request(request.uri(), request.headers()).ok().flatten();
+    fn accepted_at(&self, request_host: Option<&RequestAuthority>, return_to: &str) -> ProviderSet {
         let absolute;
         let (host, path) = if return_to.starts_with('/') {
             let path = return_to.split(['?', '#']).next().unwrap_or("/");
-            (request_host.as_ref().map(authority::RequestAuthority::host), path)
+            (request_host.map(RequestAuthority::host), path)
         } else {
             let Ok(url) = Url::parse(return_to) else { return ProviderSet::ALL };
             absolute = url;
@@ -113,14 +112,12 @@ impl Gateway {
     /// policy allows it. With `session.cookie_domain` every subdomain's login
     /// ends at one callback origin, so the way back is an absolute URL on the
     /// request's own host (one the policy allows; else `/` on the callback origin).
-    fn return_to(&self, request: &Request<Incoming>, requested: &str) -> String {
+    fn return_to(&self, authority: Option<&RequestAuthority>, requested: &str) -> String {
         if self.config.session.cookie_domain.is_none() {
             return self.redirects.sanitise(requested);
         }
         // Shared cookies are https only (validated), so the browser is on https whatever the socket.
-        let request_origin = authority::of_request(request.uri(), request.headers())
-            .ok()
-            .flatten()
+        let request_origin = authority
             .and_then(|authority| Url::parse(&format!("https://{}", authority.header_value().to_str().ok()?)).ok());
         self.redirects.sanitise_on(requested, request_origin.as_ref().unwrap_or(&self.config.public_url))
     }
@@ -128,7 +125,7 @@ impl Gateway {
     /// Starts a login at the provider at index `provider`.
     async fn begin_login(
         &self,
-        request: &Request<Incoming>,
+        request_headers: &HeaderMap,
         identity_provider: &IdentityProvider,
         return_to: String,
         request_id: &RequestId,
@@ -167,7 +164,7 @@ impl Gateway {
 
         let mut response = pages::redirect(location.as_str());
         let headers = response.headers_mut();
-        let stale: Vec<String> = self.sessions.flow_cookie_names(request.headers()).map(str::to_owned).collect();
+        let stale: Vec<String> = self.sessions.flow_cookie_names(request_headers).map(str::to_owned).collect();
         for name in stale.iter().rev().skip(MAX_PARALLEL_FLOWS - 1) {
             if let Some(clear) = self.sessions.clear_cookie(name) {
                 headers.append(header::SET_COOKIE, clear);

@@ -11,6 +11,7 @@ mod callback;
 mod chooser;
 mod decide;
 mod endpoint;
+mod ext_authz;
 mod form;
 mod forward_auth;
 mod login;
@@ -274,24 +275,32 @@ impl Gateway {
             Ok(authority) => authority,
             Err(problem) => {
                 tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = problem.reason());
-                return Refusal::BadAuthority.render(self.audience(&request), request_id);
+                return Refusal::BadAuthority.render(self.audience_of(&request), request_id);
             }
         };
         let host = authority.as_ref().map(authority::RequestAuthority::host);
         if !self.serves_host(host) {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
-            return Refusal::Misdirected.render(self.audience(&request), request_id);
+            return Refusal::Misdirected.render(self.audience_of(&request), request_id);
         }
         let facts = RequestFacts { method: request.method(), host, path, headers: request.headers() };
         let (caller, route) = match self.decide(&facts, connection, request_id).await {
             Decision::Public { route } => (None, route),
             Decision::Allowed { caller, route } => (Some(caller), route),
-            Decision::Refused(refusal) => return Box::pin(self.refuse(refusal, &request, request_id)).await,
+            Decision::Refused(refusal) => {
+                let asked = Asked {
+                    method: request.method(),
+                    target: request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                    authority: authority.as_ref(),
+                    headers: request.headers(),
+                };
+                return Box::pin(self.refuse(refusal, &asked, request_id)).await;
+            }
         };
         // From here on the request is what was authorised: its normal path
         // and its one authority are what the upstream receives.
         if address_as_authorised(&mut request, &route.path, authority.as_ref()).is_err() {
-            return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
+            return authorize::ambiguous_path(request_id).render(self.audience_of(&request), request_id);
         }
         let Some(Identified { caller, set_cookies, credential }) = caller else {
             return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
@@ -317,18 +326,17 @@ impl Gateway {
         self.forward(request, connection, Some(&caller), route.upstream, set_cookies, request_id).await
     }
 
-    /// The proxy path's answer to a refusal: a browser navigation that needs
-    /// a login starts one; anything else is the refusal, for the audience
-    /// the request shows. An invalid session cookie is cleared either way.
-    async fn refuse(
-        &self,
-        refusal: Refusal,
-        request: &Request<Incoming>,
-        request_id: &RequestId,
-    ) -> Response<ProxyBody> {
-        let audience = if refusal.is_about_a_token() { Audience::Api } else { self.audience(request) };
+    /// The answer to a refusal of the proxy path and ext_authz: a browser
+    /// navigation that needs a login starts one; anything else is the refusal,
+    /// for the audience the request shows. An invalid session cookie is cleared either way.
+    async fn refuse(&self, refusal: Refusal, asked: &Asked<'_>, request_id: &RequestId) -> Response<ProxyBody> {
+        let audience = if refusal.is_about_a_token() {
+            Audience::Api
+        } else {
+            self.audience(asked.method, asked.target, asked.headers)
+        };
         let mut response = match refusal.needs_login() {
-            Some(accepted) if audience == Audience::Browser => self.login_redirect(request, accepted, request_id).await,
+            Some(accepted) if audience == Audience::Browser => self.login_redirect(asked, accepted, request_id).await,
             _ => refusal.render(audience, request_id),
         };
         if let Some(challenge) = refusal.needs_login().and_then(|accepted| self.login_challenge(accepted))
@@ -337,7 +345,7 @@ impl Gateway {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Refusal::SessionInvalid(accepted) = refusal {
-            self.clear_session_cookie(request.headers(), accepted, &mut response);
+            self.clear_session_cookie(asked.headers, accepted, &mut response);
         }
         response
     }
@@ -355,12 +363,19 @@ impl Gateway {
         }
     }
 
-    /// Browser or API client: the request's signals, or a configured API path.
-    fn audience(&self, request: &Request<Incoming>) -> Audience {
-        if self.config.authz.is_api_path(request.uri().path()) {
+    /// Browser or API client: the request's signals, or a configured API path
+    /// (`target`: the path, with or without its query).
+    fn audience(&self, method: &http::Method, target: &str, headers: &http::HeaderMap) -> Audience {
+        let path = target.split(['?', '#']).next().unwrap_or(target);
+        if self.config.authz.is_api_path(path) {
             return Audience::Api;
         }
-        audience::classify(request.method(), request.headers())
+        audience::classify(method, headers)
+    }
+
+    /// [`Self::audience`] of a request the gateway serves.
+    fn audience_of(&self, request: &Request<Incoming>) -> Audience {
+        self.audience(request.method(), request.uri().path(), request.headers())
     }
 
     /// Forwards to the upstream (`via` an `[[upstreams]]` entry, or the default)
@@ -375,18 +390,7 @@ impl Gateway {
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
-        use crate::config::TokenChoice;
-        let identity = caller.map(|caller| match via {
-            None => caller.identity_with_access_token(),
-            Some(route) => {
-                let authorization = match route.token {
-                    TokenChoice::Access => Some(caller.access_authorization.clone()),
-                    TokenChoice::Id => caller.id_token_authorization(),
-                    TokenChoice::None => None,
-                };
-                caller.identity_with(route.identity, authorization)
-            }
-        });
+        let identity = caller.map(|caller| upstream_identity(caller, via));
         let identity = identity.as_ref();
         let upstream = self.upstreams.target(via);
         let is_ours = |name: &str| self.sessions.is_ours(name);
@@ -454,6 +458,23 @@ impl Gateway {
     }
 }
 
+/// The identity headers an upstream (`via` an `[[upstreams]]` entry, or the
+/// default) gets for `caller`, with the token it is configured for.
+fn upstream_identity(caller: &Caller, via: Option<&upstreams::Route>) -> proxy::IdentityHeaders {
+    use crate::config::TokenChoice;
+    match via {
+        None => caller.identity_with_access_token(),
+        Some(route) => {
+            let authorization = match route.token {
+                TokenChoice::Access => Some(caller.access_authorization.clone()),
+                TokenChoice::Id => caller.id_token_authorization(),
+                TokenChoice::None => None,
+            };
+            caller.identity_with(route.identity, authorization)
+        }
+    }
+}
+
 /// Gives `request` the normal form of its path (query kept) when it was not
 /// already in it, and `authority` as its `Host`; `Err` if the normal form
 /// cannot be a request target (it is made of the original's characters, so
@@ -482,6 +503,17 @@ fn address_as_authorised(
         request.headers_mut().insert(header::HOST, authority.header_value().clone());
     }
     Ok(())
+}
+
+/// A refused request as its answer needs it: what the decision was asked about.
+#[derive(Debug)]
+struct Asked<'a> {
+    method: &'a http::Method,
+    /// Path and query as requested: where a browser returns after signing in.
+    target: &'a str,
+    /// The application's host, when known.
+    authority: Option<&'a authority::RequestAuthority>,
+    headers: &'a http::HeaderMap,
 }
 
 /// What the access log and metrics record besides the response.

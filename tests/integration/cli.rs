@@ -118,3 +118,51 @@ fn check_config_names_a_bad_upstream_setting_an_unusable_tls_key_and_a_bad_ticke
     let stderr = check(&format!("{tls}ticket_rotation = \"1m\"\n"));
     assert!(stderr.contains("tls.ticket_rotation: must be between 10m and 24h"), "{stderr}");
 }
+
+/// `[ext_authz]` is validated by check-config: its address, peers and
+/// certificate files, each error naming its key and quoting no value.
+#[test]
+fn check_config_validates_ext_authz() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let run = |extra: &str| {
+        portcullis()
+            .args(["check-config", "--config"])
+            .arg(write_config(&dir, extra))
+            .env("PORTCULLIS_SESSION__SECRET", crate::support::random_session_secret())
+            .output()
+            .expect("run check-config")
+    };
+    let refused = |extra: &str| {
+        let output = run(extra);
+        assert_eq!(output.status.code(), Some(2), "{extra}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let good = run("[ext_authz]\ngrpc_listen = \"127.0.0.1:9191\"\ntrusted_peers = [\"10.0.0.0/8\"]\n");
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(stdout.contains("\"grpc_listen\": \"127.0.0.1:9191\""), "{stdout}");
+
+    let stderr = refused("[ext_authz]\ngrpc_listen = \"not-an-address\"\n");
+    assert!(stderr.contains("ext_authz.grpc_listen:"), "{stderr}");
+    assert!(!stderr.contains("not-an-address"), "{stderr}");
+    let stderr =
+        refused("[ext_authz]\ngrpc_listen = \"127.0.0.1:9191\"\ntrusted_peers = [\"10.0.0.0/8\", \"everyone\"]\n");
+    assert!(stderr.contains("ext_authz.trusted_peers[1]:"), "{stderr}");
+    let stderr = refused("[ext_authz]\ngrpc_listen = \"127.0.0.1:9191\"\ntrusted_peers = []\n");
+    assert!(stderr.contains("ext_authz.trusted_peers:"), "{stderr}");
+    let stderr = refused("[ext_authz]\ngrpc_lsten = \"127.0.0.1:9191\"\n");
+    assert!(stderr.contains("grpc_lsten"), "unknown keys are refused: {stderr}");
+
+    let pki = crate::support::pki::Pki::new();
+    let (cert_file, key_file) = pki.write(&pki.server(), "ext-authz");
+    std::fs::write(&key_file, "not a private key\n").expect("spoil the key");
+    let tls = format!(
+        "[ext_authz]\ngrpc_listen = \"127.0.0.1:9191\"\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert_file, key_file
+    );
+    let stderr = refused(&tls);
+    assert!(stderr.contains("ext_authz.key_file:"), "{stderr}");
+    let stderr = refused(&format!("[ext_authz]\ncert_file = {cert_file:?}\nkey_file = {key_file:?}\n"));
+    assert!(stderr.contains("ext_authz.cert_file: needs ext_authz.grpc_listen"), "{stderr}");
+}

@@ -24,6 +24,7 @@ mod bearer;
 mod callback_failures;
 mod cli;
 mod connection_session;
+mod ext_authz_grpc;
 mod faults_idp;
 mod faults_upstream;
 mod forward_auth;

@@ -316,6 +316,11 @@ impl TestWorld {
         Ok(())
     }
 
+    /// The running gateway (to serve its other listeners, such as ext_authz).
+    pub fn gateway(&self) -> std::sync::Arc<portcullis::gateway::Gateway> {
+        std::sync::Arc::clone(self.gateway.as_ref().expect("a running gateway"))
+    }
+
     /// The gateway's Prometheus metrics, as `/metrics` serves them.
     pub fn metrics(&self) -> String {
         self.gateway.as_ref().map(|gateway| gateway.render_metrics()).unwrap_or_default()
