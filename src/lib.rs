@@ -213,8 +213,9 @@ pub async fn serve_ext_authz(
         return Ok(());
     };
     let certificate = Arc::new(tls::ReloadingCertificate::load(files)?);
-    // gRPC is HTTP/2 only: no `http/1.1` in ALPN.
-    let mut config = Arc::unwrap_or_clone(tls::server_config(Arc::clone(&certificate))?);
+    // gRPC is HTTP/2 only: no `http/1.1` in ALPN. No session tickets: Envoy
+    // keeps its few HTTP/2 connections open, so resumption would buy nothing.
+    let mut config = Arc::unwrap_or_clone(tls::server_config(Arc::clone(&certificate), None)?);
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let watcher = tokio::spawn(Arc::clone(&certificate).watch(ext_authz.reload_interval));

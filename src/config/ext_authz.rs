@@ -45,6 +45,8 @@ impl ExtAuthzConfig {
                 invalid("ext_authz.key_file", "does not match the certificate in ext_authz.cert_file")
             }
             TlsError::Rustls(error) => invalid("ext_authz", error.to_string()),
+            // Not raised by loading files (only by building a config with tickets).
+            TlsError::TicketKeys(error) => invalid("ext_authz", error.to_string()),
         })
     }
 }
