@@ -46,6 +46,7 @@ mod shared_store;
 mod sign_out;
 mod spoofing;
 mod store_commands;
+mod store_failover;
 mod subdomain_sso;
 mod third_party_provider;
 mod tls_handshake_warnings;

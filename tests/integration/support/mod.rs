@@ -13,6 +13,7 @@ pub mod nginx;
 pub mod pki;
 pub mod redis;
 pub mod replicas;
+pub mod sentinel;
 pub mod upstreams;
 pub mod world;
 
