@@ -80,7 +80,8 @@ enum Endpoint {
 struct Connected {
     /// Which lookup of the primary this is (1, 2, ...).
     generation: u64,
-    client: redis::Client,
+    /// For the pub/sub connection (shared: cloning a client copies its address and credentials).
+    client: std::sync::Arc<redis::Client>,
     /// Reads and most writes: the hot path's lookups go here.
     commands: ConnectionManager,
     /// Writes followed by `WAIT` (`min_replica_acks` > 0). `WAIT` blocks the
@@ -246,7 +247,7 @@ impl SessionStore {
             None
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        Ok(Connected { generation, client, commands, durable })
+        Ok(Connected { generation, client: std::sync::Arc::new(client), commands, durable })
     }
 
     /// After a failed operation on `generation`: with Sentinel, an error that

@@ -291,3 +291,44 @@ async fn the_gateway_follows_a_sentinel_failover_under_load_without_losing_a_ses
     );
     assert_ne!(group.named_primary_port().await, Some(old_primary));
 }
+
+#[tokio::test]
+async fn sentinel_mode_signs_in_to_the_data_nodes_as_the_acl_user_from_the_files() {
+    // The default user may run commands but touch no session key: only `portcullis` can.
+    let acl = [
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~unrelated:*",
+        "&*",
+        "+@all", //
+        "--user",
+        "portcullis",
+        "on",
+        ">data-s3cret",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    let group = SentinelGroup::start_with(&acl).await;
+    let dir = tempfile::tempdir().expect("a directory for the password file");
+    let password_file = dir.path().join("redis-password");
+    std::fs::write(&password_file, "data-s3cret\n").expect("write the password file");
+    let url = group.url();
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone()));
+            raw.session.store.username = Some("portcullis".to_owned());
+            raw.session.store.password_file = Some(password_file.clone());
+            raw.session.store.key_prefix = PREFIX.to_owned();
+        })
+        .start()
+        .await;
+    let browser = world.browser();
+    browser.login().await;
+    assert_eq!(browser.api_get("/private").await.status, StatusCode::OK);
+    let clients: Option<String> = query(group.primary.port(), redis::cmd("CLIENT").arg("LIST").clone()).await;
+    assert!(clients.is_some_and(|list| list.contains("user=portcullis")), "the gateway is signed in as portcullis");
+    assert_eq!(world.ready().await.status, StatusCode::OK);
+}

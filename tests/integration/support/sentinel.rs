@@ -37,9 +37,16 @@ impl SentinelGroup {
     /// and every sentinel knows the replica and the two other sentinels, so
     /// that a failover can be agreed on.
     pub async fn start() -> SentinelGroup {
-        let primary = RedisServer::start().await;
+        Self::start_with(&[]).await
+    }
+
+    /// [`SentinelGroup::start`] with extra options for the primary and the replica (ACL users).
+    pub async fn start_with(data_node_options: &[&str]) -> SentinelGroup {
+        let primary = RedisServer::start_with(data_node_options).await;
         let primary_port = primary.port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary_port]).await;
+        let mut replica_options = vec!["--replicaof", "127.0.0.1", &primary_port];
+        replica_options.extend_from_slice(data_node_options);
+        let replica = RedisServer::start_with(&replica_options).await;
         let linked = eventually(Duration::from_secs(30), || async {
             query::<String>(replica.port(), redis::cmd("INFO").arg("replication").clone())
                 .await
