@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 pub struct RedisServer {
     port: u16,
     extra: Vec<String>,
+    /// Its working directory: a replica's full sync writes an RDB file there.
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
@@ -32,7 +34,8 @@ impl RedisServer {
         for attempt in 0..2 {
             let port = free_port();
             let extra = extra.iter().map(|option| (*option).to_owned()).collect();
-            let mut server = RedisServer { port, extra, child: None };
+            let dir = tempfile::tempdir().expect("a working directory for redis-server");
+            let mut server = RedisServer { port, extra, dir, child: None };
             if server.spawn().await {
                 return server;
             }
@@ -95,6 +98,8 @@ impl RedisServer {
     async fn spawn(&mut self) -> bool {
         let spawned = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
