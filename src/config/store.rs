@@ -1,12 +1,15 @@
-//! `[session.store]`: one Redis (or Valkey) endpoint, or the primary that
-//! Redis Sentinel names; credentials from files, never quoted in an error.
+//! `[session.store]`: one Redis (or Valkey) endpoint, the primary that Redis
+//! Sentinel names, or a Redis Cluster; credentials from files, never quoted in
+//! an error.
 //!
 //! The Sentinel URL follows the form Harbor and others accept
 //! (`redis+sentinel://host1:26379,host2:26379/master-name[/db]`,
 //! `rediss+sentinel://` for TLS to the sentinels and the data nodes). It may not
 //! carry credentials: the data nodes' ACL user and password come from
 //! `username` and `password_file`, the sentinels' (when they ask for one) from
-//! `sentinel_username` and `sentinel_password_file`.
+//! `sentinel_username` and `sentinel_password_file`. A cluster is named by some
+//! of its nodes (`redis+cluster://node1:6379,node2:6379`, `rediss+cluster://`
+//! for TLS), with the same credential keys as a single endpoint.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +21,9 @@ use crate::secret::SecretString;
 
 /// Sentinel's default port.
 const SENTINEL_PORT: u16 = 26379;
+
+/// Redis's default port (cluster nodes).
+const REDIS_PORT: u16 = 6379;
 
 /// At most this many sentinels in one URL.
 const MAX_SENTINELS: usize = 16;
@@ -45,6 +51,8 @@ pub enum StoreEndpoint {
     Url(SecretString),
     /// The primary of a Sentinel-monitored group.
     Sentinel(SentinelConfig),
+    /// A Redis Cluster, found through these nodes (`(host, port)`; any one answering suffices).
+    Cluster { nodes: Vec<(String, u16)>, tls: bool },
 }
 
 /// A `redis+sentinel://` (or `rediss+sentinel://`) URL, parsed, and the sentinels' credentials.
@@ -78,7 +86,15 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
         }
         return Ok(None);
     };
-    let endpoint = if is_sentinel_url(url.expose()) {
+    let scheme = url.expose().split_once("://").map_or("", |(scheme, _)| scheme).to_ascii_lowercase();
+    let endpoint = if scheme == "redis+cluster" || scheme == "rediss+cluster" {
+        refuse_sentinel_credentials(raw.sentinel_username.is_some(), raw.sentinel_password_file.is_some())?;
+        if raw.min_replica_acks > 0 {
+            return Err(invalid("session.store.min_replica_acks", "is not supported with a cluster (yet); set 0"));
+        }
+        let (nodes, tls) = parse_cluster_url(url.expose())?;
+        StoreEndpoint::Cluster { nodes, tls }
+    } else if is_sentinel_url(url.expose()) {
         let mut sentinel = parse_sentinel_url(url.expose())?;
         sentinel.username =
             raw.sentinel_username.map(|name| acl_user("session.store.sentinel_username", name)).transpose()?;
@@ -89,12 +105,7 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
             .transpose()?;
         StoreEndpoint::Sentinel(sentinel)
     } else {
-        if raw.sentinel_username.is_some() {
-            return Err(invalid("session.store.sentinel_username", "needs a redis+sentinel:// URL"));
-        }
-        if raw.sentinel_password_file.is_some() {
-            return Err(invalid("session.store.sentinel_password_file", "needs a redis+sentinel:// URL"));
-        }
+        refuse_sentinel_credentials(raw.sentinel_username.is_some(), raw.sentinel_password_file.is_some())?;
         validate_single_url(&url, raw.password_file.is_some(), raw.username.is_some())?;
         StoreEndpoint::Url(url)
     };
@@ -124,6 +135,16 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
     }))
 }
 
+fn refuse_sentinel_credentials(username: bool, password_file: bool) -> Result<(), ConfigError> {
+    if username {
+        return Err(invalid("session.store.sentinel_username", "needs a redis+sentinel:// URL"));
+    }
+    if password_file {
+        return Err(invalid("session.store.sentinel_password_file", "needs a redis+sentinel:// URL"));
+    }
+    Ok(())
+}
+
 fn is_sentinel_url(url: &str) -> bool {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     scheme.eq_ignore_ascii_case("redis+sentinel") || scheme.eq_ignore_ascii_case("rediss+sentinel")
@@ -131,7 +152,8 @@ fn is_sentinel_url(url: &str) -> bool {
 
 /// Never quotes the URL: it may carry a password.
 fn validate_single_url(url: &SecretString, password_from_file: bool, username_set: bool) -> Result<(), ConfigError> {
-    const SHAPE: &str = "must be a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL";
+    const SHAPE: &str = "must be a redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// \
+                         or rediss+cluster:// URL";
     let parsed = Url::parse(url.expose()).map_err(|_| invalid("session.store.url", SHAPE))?;
     if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host().is_none() {
         return Err(invalid("session.store.url", format!("{SHAPE} with a host")));
@@ -165,7 +187,7 @@ pub(super) fn parse_sentinel_url(url: &str) -> Result<SentinelConfig, ConfigErro
     }
     let mut nodes = Vec::new();
     for node in authority.split(',') {
-        nodes.push(parse_node(node)?);
+        nodes.push(parse_node(node, SENTINEL_PORT)?);
     }
     if nodes.len() > MAX_SENTINELS {
         return Err(invalid(KEY, format!("names more than {MAX_SENTINELS} sentinels")));
@@ -192,24 +214,44 @@ pub(super) fn parse_sentinel_url(url: &str) -> Result<SentinelConfig, ConfigErro
     Ok(SentinelConfig { nodes, master_name: master_name.to_owned(), db, tls, username: None, password: None })
 }
 
-/// One `host[:port]` of a Sentinel URL (`[v6]:port` for IPv6), checked by the URL parser.
-fn parse_node(node: &str) -> Result<(String, u16), ConfigError> {
+/// `redis+cluster://node1[:port],node2[:port][/]`: the nodes and whether to use TLS.
+pub(super) fn parse_cluster_url(url: &str) -> Result<(Vec<(String, u16)>, bool), ConfigError> {
+    const KEY: &str = "session.store.url";
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(KEY, "is not a URL"))?;
+    let tls = scheme.eq_ignore_ascii_case("rediss+cluster");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') {
+        return Err(invalid(KEY, "a cluster URL carries no credentials: use session.store.username and password_file"));
+    }
+    if !path.is_empty() {
+        return Err(invalid(KEY, "a cluster URL has no path, query or database (a cluster has database 0 only)"));
+    }
+    let nodes = authority.split(',').map(|node| parse_node(node, REDIS_PORT)).collect::<Result<Vec<_>, _>>()?;
+    if nodes.len() > MAX_SENTINELS {
+        return Err(invalid(KEY, format!("names more than {MAX_SENTINELS} nodes")));
+    }
+    Ok((nodes, tls))
+}
+
+/// One `host[:port]` of a Sentinel or cluster URL (`[v6]:port` for IPv6), checked by the URL parser.
+fn parse_node(node: &str, default_port: u16) -> Result<(String, u16), ConfigError> {
     const KEY: &str = "session.store.url";
     if node.is_empty() {
-        return Err(invalid(KEY, "names an empty sentinel address"));
+        return Err(invalid(KEY, "names an empty node address"));
     }
     let parsed = Url::parse(&format!("redis://{node}/"))
-        .map_err(|_| invalid(KEY, "has a sentinel address that is not host:port"))?;
+        .map_err(|_| invalid(KEY, "has a node address that is not host:port"))?;
     let host = match parsed.host() {
         Some(url::Host::Domain(domain)) if !domain.is_empty() => domain.to_owned(),
         Some(url::Host::Ipv4(ip)) => ip.to_string(),
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        _ => return Err(invalid(KEY, "has a sentinel address without a host")),
+        _ => return Err(invalid(KEY, "has a node address without a host")),
     };
-    if parsed.path() != "/" || !parsed.username().is_empty() {
-        return Err(invalid(KEY, "has a sentinel address that is not host:port"));
+    if parsed.path() != "/" || !parsed.username().is_empty() || parsed.query().is_some() || parsed.fragment().is_some()
+    {
+        return Err(invalid(KEY, "has a node address that is not host:port"));
     }
-    Ok((host, parsed.port().unwrap_or(SENTINEL_PORT)))
+    Ok((host, parsed.port().unwrap_or(default_port)))
 }
 
 /// An ACL user name: 1-128 printable characters, no spaces.
@@ -275,5 +317,19 @@ mod tests {
         assert!(problem("redis+sentinel://:26379/m").contains("host"));
         let many = vec!["s"; MAX_SENTINELS + 1].join(",");
         assert!(problem(&format!("redis+sentinel://{many}/m")).contains("more than"));
+    }
+
+    #[test]
+    fn cluster_urls_name_nodes_and_nothing_else() {
+        let (nodes, tls) = parse_cluster_url("redis+cluster://n1,10.0.0.2:7000/").unwrap();
+        assert_eq!(nodes, [("n1".to_owned(), 6379), ("10.0.0.2".to_owned(), 7000)]);
+        assert!(!tls);
+        assert!(parse_cluster_url("rediss+cluster://n1:6380").unwrap().1);
+        for bad in ["redis+cluster://u:s3cret@n1", "redis+cluster://n1/0", "redis+cluster://n1?x=1", "redis+cluster://"]
+        {
+            let Err(ConfigError::Invalid { key, problem }) = parse_cluster_url(bad) else { panic!("{bad} parsed") };
+            assert_eq!(key, "session.store.url");
+            assert!(!problem.contains("s3cret"), "{problem}");
+        }
     }
 }

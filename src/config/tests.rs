@@ -236,6 +236,12 @@ fn the_session_store_accepts_sentinel_urls_and_acl_credentials_from_files() {
         assert_eq!(sentinel.password.as_ref().map(|password| password.expose()), Some("sentinel-s3cret"));
         assert!(!format!("{stored:?}").contains("s3cret"), "secrets are redacted in Debug");
         assert_eq!(load_from(jail, &store("url = \"redis://r\"")).unwrap().session.store.unwrap().min_replica_acks, 0);
+        let cluster = load_from(jail, &store("url = \"rediss+cluster://n1:7000,n2\"\nusername = \"portcullis\""));
+        let StoreEndpoint::Cluster { nodes, tls } = cluster.unwrap().session.store.unwrap().endpoint else {
+            panic!("a cluster endpoint")
+        };
+        assert_eq!(nodes, [("n1".to_owned(), 7000), ("n2".to_owned(), 6379)]);
+        assert!(tls);
 
         let refused = [
             ("url = \"redis+sentinel://u:s3cret@s1/m\"", "session.store.url:"),
@@ -254,6 +260,9 @@ fn the_session_store_accepts_sentinel_urls_and_acl_credentials_from_files() {
                 "session.store.sentinel_password_file:",
             ),
             ("url = \"redis://r\"\nmin_replica_acks = 17", "session.store.min_replica_acks:"),
+            ("url = \"redis+cluster://n1\"\nmin_replica_acks = 1", "session.store.min_replica_acks:"),
+            ("url = \"redis+cluster://n1\"\nsentinel_username = \"w\"", "session.store.sentinel_username:"),
+            ("url = \"redis+cluster://n1/0\"", "session.store.url:"),
         ];
         for (extra, key) in refused {
             let error = error_text(load_from(jail, &store(extra)));

@@ -9,16 +9,18 @@
 //! - `P` `jti:` jti: a used back-channel logout token (replay refusal on every replica), TTL 10 minutes;
 //! - channel `P` `events`: [`StoreEvent`]s as JSON.
 
+mod connection;
 mod sentinel;
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncCommands, FromRedisValue, IntoConnectionInfo};
 use serde::{Deserialize, Serialize};
 
+use self::connection::StoreConnection;
 use self::sentinel::Sentinels;
 use crate::clock::UnixSeconds;
 use crate::config::{StoreConfig, StoreEndpoint};
@@ -73,6 +75,10 @@ enum Endpoint {
     Single(redis::Client),
     /// The primary Redis Sentinel names, looked up again when it stops being one.
     Sentinel(Sentinels),
+    /// A Redis Cluster: its connection routes each key to its shard and follows
+    /// the slot map by itself. Pub/sub goes to one node (classic pub/sub
+    /// reaches every node of a cluster), the next one at each resubscription.
+    Cluster { client: redis::cluster::ClusterClient, nodes: Vec<std::sync::Arc<redis::Client>> },
 }
 
 /// The connections to the current primary.
@@ -83,11 +89,11 @@ struct Connected {
     /// For the pub/sub connection (shared: cloning a client copies its address and credentials).
     client: std::sync::Arc<redis::Client>,
     /// Reads and most writes: the hot path's lookups go here.
-    commands: ConnectionManager,
+    commands: StoreConnection,
     /// Writes followed by `WAIT` (`min_replica_acks` > 0). `WAIT` blocks the
     /// connection it is sent on until the replicas answer; on a connection of
     /// its own it never delays a lookup.
-    durable: Option<ConnectionManager>,
+    durable: Option<StoreConnection>,
 }
 
 /// Which connection an operation uses.
@@ -104,6 +110,8 @@ pub struct SessionStore {
     /// Serialises connecting; holds when the last attempt failed.
     connect: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     generations: AtomicU64,
+    /// Cluster: which node the next subscription goes to.
+    subscriptions: AtomicU64,
     /// The generation of the primary in use, for the pub/sub follower.
     primary_changes: tokio::sync::watch::Sender<u64>,
     healthy: AtomicBool,
@@ -137,6 +145,40 @@ impl SessionStore {
                 }
                 Endpoint::Single(redis::Client::open(info).map_err(StoreError::from)?)
             }
+            StoreEndpoint::Cluster { nodes, tls } => {
+                let infos: Vec<redis::ConnectionInfo> = nodes
+                    .iter()
+                    .map(|(host, port)| redis::ConnectionInfo {
+                        addr: if *tls {
+                            redis::ConnectionAddr::TcpTls {
+                                host: host.clone(),
+                                port: *port,
+                                insecure: false,
+                                tls_params: None,
+                            }
+                        } else {
+                            redis::ConnectionAddr::Tcp(host.clone(), *port)
+                        },
+                        redis: redis::RedisConnectionInfo {
+                            username: config.username.clone(),
+                            password: config.password.as_ref().map(|password| password.expose().to_owned()),
+                            ..redis::RedisConnectionInfo::default()
+                        },
+                    })
+                    .collect();
+                let client = redis::cluster::ClusterClientBuilder::new(infos.clone())
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(StoreError::from)?;
+                let nodes = infos
+                    .into_iter()
+                    .map(|info| redis::Client::open(info).map(std::sync::Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)?;
+                Endpoint::Cluster { client, nodes }
+            }
             StoreEndpoint::Sentinel(sentinel) => {
                 let data = redis::RedisConnectionInfo {
                     db: sentinel.db,
@@ -152,6 +194,7 @@ impl SessionStore {
             connected: RwLock::new(None),
             connect: tokio::sync::Mutex::new(None),
             generations: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
             primary_changes: tokio::sync::watch::Sender::new(0),
             healthy: AtomicBool::new(false),
             prefix: config.key_prefix.clone(),
@@ -234,15 +277,22 @@ impl SessionStore {
         let client = match &self.endpoint {
             Endpoint::Single(client) => client.clone(),
             Endpoint::Sentinel(sentinels) => sentinels.primary(self.timeout).await?,
+            Endpoint::Cluster { client, nodes } => {
+                let commands = StoreConnection::Cluster(client.get_async_connection().await?);
+                // Not used: subscriptions pick their node themselves (see `subscribe`).
+                let pubsub = nodes.first().cloned().ok_or_else(|| StoreError("no cluster node".to_owned()))?;
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                return Ok(Connected { generation, client: pubsub, commands, durable: None });
+            }
         };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1)
             .set_max_delay(200);
-        let commands = client.get_connection_manager_with_config(config.clone()).await?;
+        let commands = StoreConnection::Node(client.get_connection_manager_with_config(config.clone()).await?);
         let durable = if self.min_replica_acks > 0 {
-            Some(client.get_connection_manager_with_config(config).await?)
+            Some(StoreConnection::Node(client.get_connection_manager_with_config(config).await?))
         } else {
             None
         };
@@ -277,7 +327,7 @@ impl SessionStore {
     /// Runs one operation, recording whether the store answered.
     async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(StoreConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.run_on(Lane::Commands, operation).await
@@ -285,7 +335,7 @@ impl SessionStore {
 
     async fn run_on<T, F, Fut>(&self, lane: Lane, operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(StoreConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let connected = self.connected().await?;
@@ -508,7 +558,14 @@ impl SessionStore {
         let channel = self.channel();
         // Before connecting, so that a primary change from now on ends the stream.
         let mut changes = self.primary_changes.subscribe();
-        let client = self.connected().await?.client;
+        let client = match &self.endpoint {
+            Endpoint::Cluster { nodes, .. } => {
+                let next = self.subscriptions.fetch_add(1, Ordering::Relaxed);
+                let index = usize::try_from(next).unwrap_or(0) % nodes.len().max(1);
+                nodes.get(index).cloned().ok_or_else(|| StoreError("no cluster node".to_owned()))?
+            }
+            Endpoint::Single(_) | Endpoint::Sentinel(_) => self.connected().await?.client,
+        };
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;

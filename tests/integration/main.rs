@@ -45,6 +45,7 @@ mod sessions;
 mod shared_store;
 mod sign_out;
 mod spoofing;
+mod store_cluster;
 mod store_commands;
 mod store_failover;
 mod subdomain_sso;

@@ -3,6 +3,7 @@
 //! log capture ([`logs`]).
 
 pub mod browser;
+pub mod cluster;
 pub mod connection;
 pub mod front_proxies;
 pub mod guarded;
