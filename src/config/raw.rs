@@ -240,8 +240,9 @@ pub struct RawSession {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessionStore {
-    /// `redis://` or `rediss://` (TLS) URL, or `redis+sentinel://s1:26379,s2:26379/<master-name>[/db]`
-    /// (`rediss+sentinel://` for TLS), or `redis+cluster://n1:6379,n2:6379` (`rediss+cluster://`); unset: sessions live in the cookie only.
+    /// `redis://` or `rediss://` (TLS) URL, `redis+sentinel://s1:26379,s2:26379/<master-name>[/db]`
+    /// (`rediss+sentinel://` for TLS) or `redis+cluster://n1:6379,n2:6379` (`rediss+cluster://`);
+    /// unset: sessions live in the cookie only.
     #[serde(skip_serializing)]
     pub url: Option<SecretString>,
     /// The ACL user on the data nodes (instead of one in a `redis://` URL).
