@@ -1,6 +1,6 @@
 //! A Redis Sentinel group on loopback, all real processes killed on drop: a
 //! primary, one replica and three `redis-sentinel`s (quorum 2) that notice a
-//! dead primary after half a second, so a failover takes a few seconds.
+//! dead primary after a second, so a failover takes a few seconds.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -111,7 +111,7 @@ async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16
         let text = format!(
             "port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 500\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 5000\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             dir = dir.path().display()
