@@ -307,14 +307,7 @@ impl SessionStore {
         if !matches!(self.endpoint, Endpoint::Sentinel(_)) {
             return; // the connection manager reconnects to the one address by itself
         }
-        let left = error.is_none_or(|error| {
-            error.kind() == redis::ErrorKind::ReadOnly
-                || error.is_io_error()
-                || error.is_connection_dropped()
-                || error.is_connection_refusal()
-                || error.is_timeout()
-        });
-        if !left {
+        if !error.is_none_or(leaves_the_primary) {
             return;
         }
         if let Ok(mut slot) = self.connected.write()
@@ -587,6 +580,17 @@ impl SessionStore {
     }
 }
 
+/// Whether an error says the node in use is gone or no longer the primary
+/// (then, with Sentinel, the primary is looked up again); a refused command
+/// (a wrong type, a script error) says nothing about the node.
+fn leaves_the_primary(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::ReadOnly
+        || error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,6 +615,39 @@ mod tests {
         assert_eq!(store.session_key("abc"), "p:session:abc");
         assert_eq!(store.channel(), "p:events");
         assert!(!format!("{store:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn sentinel_and_cluster_endpoints_build_without_connecting() {
+        let sentinel = crate::config::SentinelConfig {
+            nodes: vec![("s1.example".to_owned(), 26379), ("s2.example".to_owned(), 26380)],
+            master_name: "portcullis".to_owned(),
+            db: 1,
+            tls: true,
+            username: Some("watcher".to_owned()),
+            password: Some(SecretString::new("sentinel-secret".to_owned())),
+        };
+        let cluster = StoreEndpoint::Cluster { nodes: vec![("n1.example".to_owned(), 6380)], tls: true };
+        for endpoint in [StoreEndpoint::Sentinel(sentinel), cluster] {
+            let store =
+                SessionStore::new(&StoreConfig { endpoint, ..config("redis://unused") }, Duration::from_secs(60))
+                    .expect("a store");
+            assert!(!store.is_healthy());
+            let shown = format!("{store:?}");
+            assert!(!shown.contains("secret") && !shown.contains("from-file"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_demoted_or_unreachable_node_is_left_and_a_refused_command_is_not() {
+        use redis::{ErrorKind, RedisError};
+        let io = |kind| RedisError::from(std::io::Error::from(kind));
+        assert!(leaves_the_primary(&RedisError::from((ErrorKind::ReadOnly, "replica"))));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::ConnectionRefused)));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::TimedOut)));
+        assert!(!leaves_the_primary(&RedisError::from((ErrorKind::TypeError, "wrong type"))));
+        assert!(!leaves_the_primary(&RedisError::from((ErrorKind::ResponseError, "ERR"))));
     }
 
     #[test]
