@@ -354,3 +354,24 @@ async fn sentinel_mode_signs_in_to_the_data_nodes_as_the_acl_user_from_the_files
     assert_eq!(browser.navigate("/oauth2/sign_out").await.expect_redirect(), "/");
     assert_eq!(copy.api_get("/private").await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn sentinels_that_require_a_password_get_it_from_the_sentinel_password_file() {
+    let group = SentinelGroup::start_with_sentinel_password(&[], Some("sentinel-s3cret")).await;
+    let dir = tempfile::tempdir().expect("a directory for the password file");
+    let password_file = dir.path().join("sentinel-password");
+    std::fs::write(&password_file, "sentinel-s3cret\n").expect("write the password file");
+    let url = group.url();
+    let world = TestWorld::builder()
+        .tweak(move |raw| {
+            raw.session.store.url = Some(portcullis::secret::SecretString::new(url.clone()));
+            raw.session.store.sentinel_password_file = Some(password_file.clone());
+            raw.session.store.key_prefix = PREFIX.to_owned();
+        })
+        .start()
+        .await;
+    assert_eq!(world.ready().await.status, StatusCode::OK);
+    let browser = world.browser();
+    browser.login().await;
+    assert_eq!(browser.api_get("/private").await.status, StatusCode::OK);
+}

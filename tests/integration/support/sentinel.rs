@@ -17,6 +17,8 @@ pub struct SentinelGroup {
     pub primary: RedisServer,
     pub replica: RedisServer,
     sentinels: Vec<Sentinel>,
+    /// The sentinels' `requirepass`, if any.
+    sentinel_password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,6 +44,15 @@ impl SentinelGroup {
 
     /// [`SentinelGroup::start`] with extra options for the primary and the replica (ACL users).
     pub async fn start_with(data_node_options: &[&str]) -> SentinelGroup {
+        Self::start_with_sentinel_password(data_node_options, None).await
+    }
+
+    /// [`SentinelGroup::start_with`], the sentinels requiring `sentinel_password` (`requirepass`,
+    /// and `sentinel sentinel-pass` among themselves).
+    pub async fn start_with_sentinel_password(
+        data_node_options: &[&str],
+        sentinel_password: Option<&str>,
+    ) -> SentinelGroup {
         let primary = RedisServer::start_with(data_node_options).await;
         let primary_port = primary.port().to_string();
         let mut replica_options = vec!["--replicaof", "127.0.0.1", &primary_port];
@@ -58,13 +69,15 @@ impl SentinelGroup {
         let dir = tempfile::tempdir().expect("a directory for the sentinels' files");
         let mut sentinels = Vec::new();
         for index in 0..3 {
-            sentinels.push(start_sentinel(&dir, index, primary.port()).await);
+            sentinels.push(start_sentinel(&dir, index, primary.port(), sentinel_password).await);
         }
-        let group = SentinelGroup { primary, replica, sentinels, _dir: dir };
+        let sentinel_password = sentinel_password.map(str::to_owned);
+        let group = SentinelGroup { primary, replica, sentinels, sentinel_password, _dir: dir };
         let agreed = eventually(Duration::from_secs(30), || async {
             for sentinel in &group.sentinels {
-                let Some(master) = query::<HashMap<String, String>>(
+                let Some(master) = query_as::<HashMap<String, String>>(
                     sentinel.port,
+                    group.sentinel_password.as_deref(),
                     redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME).clone(),
                 )
                 .await
@@ -94,7 +107,8 @@ impl SentinelGroup {
         let mut named = None;
         for sentinel in &self.sentinels {
             let command = redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER_NAME).clone();
-            let (_, port) = query::<(String, u16)>(sentinel.port, command).await?;
+            let (_, port) =
+                query_as::<(String, u16)>(sentinel.port, self.sentinel_password.as_deref(), command).await?;
             if named.is_some_and(|named| named != port) {
                 return None;
             }
@@ -104,7 +118,7 @@ impl SentinelGroup {
     }
 }
 
-async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16) -> Sentinel {
+async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16, password: Option<&str>) -> Sentinel {
     for _attempt in 0..2 {
         let port = free_port();
         let config = dir.path().join(format!("sentinel-{index}.conf"));
@@ -116,7 +130,9 @@ async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             dir = dir.path().display()
         );
-        std::fs::write(&config, text).expect("write a sentinel's configuration");
+        let auth = password
+            .map_or(String::new(), |password| format!("requirepass {password}\nsentinel sentinel-pass {password}\n"));
+        std::fs::write(&config, text + &auth).expect("write a sentinel's configuration");
         let spawned = Command::new("redis-sentinel").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         let child = match spawned {
             Ok(child) => child,
@@ -127,7 +143,13 @@ async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16
             Err(error) => panic!("cannot run redis-sentinel: {error}"),
         };
         let mut sentinel = Sentinel { port, child };
-        let up = eventually(Duration::from_secs(10), || async { ping(port).await }).await;
+        let up = eventually(Duration::from_secs(10), || async {
+            match password {
+                None => ping(port).await,
+                Some(_) => query_as::<String>(port, password, redis::cmd("PING")).await.is_some(),
+            }
+        })
+        .await;
         if up && matches!(sentinel.child.try_wait(), Ok(None)) {
             return sentinel;
         }
@@ -139,8 +161,14 @@ async fn start_sentinel(dir: &tempfile::TempDir, index: usize, primary_port: u16
 
 /// One command to the server on `port`, within 2 s; `None` on any failure.
 pub async fn query<T: redis::FromRedisValue>(port: u16, command: redis::Cmd) -> Option<T> {
+    query_as(port, None, command).await
+}
+
+/// [`query`] with a password (the default user's).
+pub async fn query_as<T: redis::FromRedisValue>(port: u16, password: Option<&str>, command: redis::Cmd) -> Option<T> {
     let exchange = async {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let auth = password.map_or(String::new(), |password| format!(":{password}@"));
+        let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/")).ok()?;
         let mut connection = client.get_multiplexed_async_connection().await.ok()?;
         command.query_async::<T>(&mut connection).await.ok()
     };
