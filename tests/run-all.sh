@@ -16,6 +16,7 @@ set -euo pipefail
 APT_REQUIREMENTS=(
     "chromium:chromium"
     "redis-server:redis-server"
+    "redis-sentinel:redis-sentinel"
     "nginx:nginx"
     "caddy:caddy"
     "openssl:openssl"

@@ -9,6 +9,7 @@ mod forward_auth;
 mod providers;
 pub mod raw;
 mod secret_key;
+mod store;
 mod traces;
 mod upstreams;
 
@@ -27,6 +28,8 @@ pub use self::providers::DEFAULT_PROVIDER_ID;
 use self::providers::ProviderKey;
 pub use self::raw::RawConfig;
 pub use self::secret_key::parse_session_secret;
+use self::store::validate_store;
+pub use self::store::{SentinelConfig, StoreConfig, StoreEndpoint};
 pub use self::traces::TracingConfig;
 pub use self::upstreams::{IdentitySelection, TokenChoice, UpstreamConfig};
 pub use crate::authz::{MAX_PROVIDERS, ProviderSet};
@@ -122,18 +125,6 @@ pub struct SessionConfig {
     pub cache_max_bytes: u64,
     /// The shared session store; `None`: sessions live in the cookie only.
     pub store: Option<StoreConfig>,
-}
-
-/// `[session.store]`, validated.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// The Redis URL (may hold a password, hence secret).
-    pub url: SecretString,
-    /// A password read from `session.store.password_file`.
-    pub password: Option<SecretString>,
-    pub key_prefix: String,
-    pub local_cache_ttl: Duration,
-    pub timeout: Duration,
 }
 
 /// `[proxy]`, validated.
@@ -805,54 +796,6 @@ fn check_callback_in_cookie_domain(session: &SessionConfig, provider: &OidcConfi
         )),
         _ => Ok(()),
     }
-}
-
-fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreConfig>, ConfigError> {
-    let Some(url) = raw.url else {
-        if raw.password_file.is_some() {
-            return Err(invalid("session.store.password_file", "needs session.store.url"));
-        }
-        return Ok(None);
-    };
-    // Never quote the URL: it may carry a password.
-    let parsed =
-        Url::parse(url.expose()).map_err(|_| invalid("session.store.url", "must be a redis:// or rediss:// URL"))?;
-    if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host().is_none() {
-        return Err(invalid("session.store.url", "must be a redis:// or rediss:// URL with a host"));
-    }
-    redis::IntoConnectionInfo::into_connection_info(url.expose())
-        .map_err(|_| invalid("session.store.url", "is not a usable Redis URL"))?;
-    let password = match raw.password_file {
-        Some(_) if parsed.password().is_some() => {
-            return Err(invalid(
-                "session.store.password_file",
-                "the URL already holds a password; use one or the other",
-            ));
-        }
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|error| {
-                invalid("session.store.password_file", format!("cannot read {}: {error}", path.display()))
-            })?;
-            Some(SecretString::new(text.trim().to_owned()))
-        }
-        None => None,
-    };
-    let prefix_ok = !raw.key_prefix.is_empty()
-        && raw.key_prefix.len() <= 64
-        && raw.key_prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?');
-    if !prefix_ok {
-        return Err(invalid("session.store.key_prefix", "must be 1-64 printable characters without '*' or '?'"));
-    }
-    if raw.local_cache_ttl > Duration::from_secs(60) {
-        return Err(invalid("session.store.local_cache_ttl", "must be at most one minute"));
-    }
-    Ok(Some(StoreConfig {
-        url,
-        password,
-        key_prefix: raw.key_prefix,
-        local_cache_ttl: raw.local_cache_ttl,
-        timeout: non_zero("session.store.timeout", raw.timeout)?,
-    }))
 }
 
 /// Figment errors name the key and the expected shape; they can quote the

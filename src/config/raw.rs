@@ -247,11 +247,22 @@ pub struct RawSession {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessionStore {
-    /// `redis://` or `rediss://` (TLS) URL; unset: sessions live in the cookie only.
+    /// `redis://` or `rediss://` (TLS) URL, `redis+sentinel://s1:26379,s2:26379/<master-name>[/db]`
+    /// (`rediss+sentinel://` for TLS) or `redis+cluster://n1:6379,n2:6379` (`rediss+cluster://`);
+    /// unset: sessions live in the cookie only.
     #[serde(skip_serializing)]
     pub url: Option<SecretString>,
+    /// The ACL user on the data nodes (instead of one in a `redis://` URL).
+    pub username: Option<String>,
     /// A file holding the Redis password (instead of one in the URL).
     pub password_file: Option<PathBuf>,
+    /// The ACL user on the sentinels, when they require authentication.
+    pub sentinel_username: Option<String>,
+    /// A file holding the sentinels' password, when they require one.
+    pub sentinel_password_file: Option<PathBuf>,
+    /// Replicas that must acknowledge a session write or sign-out (Redis `WAIT`) before it
+    /// counts as done; 0 (the default) does not wait. See docs/sessions.md.
+    pub min_replica_acks: u32,
     /// Prefix of every key and of the pub/sub channel, so deployments can share a Redis.
     pub key_prefix: String,
     /// How long a replica trusts its in-memory copy of a stored session (bounds a lost pub/sub message).
@@ -346,7 +357,11 @@ impl Default for RawConfig {
                 cache_max_bytes: 128 * 1024 * 1024,
                 store: RawSessionStore {
                     url: None,
+                    username: None,
                     password_file: None,
+                    sentinel_username: None,
+                    sentinel_password_file: None,
+                    min_replica_acks: 0,
                     key_prefix: "portcullis:".to_owned(),
                     local_cache_ttl: Duration::from_secs(5),
                     timeout: Duration::from_secs(2),

@@ -216,6 +216,66 @@ fn the_session_store_is_off_by_default_and_validated_when_set() {
 }
 
 #[test]
+fn the_session_store_accepts_sentinel_urls_and_acl_credentials_from_files() {
+    use crate::config::StoreEndpoint;
+    Jail::expect_with(|jail| {
+        let store = |extra: &str| minimal("") + &format!("[session.store]\n{extra}\n");
+        jail.create_file("pw.txt", "data-s3cret\n").unwrap();
+        jail.create_file("sentinel-pw.txt", "sentinel-s3cret").unwrap();
+        jail.create_file("empty.txt", "\n").unwrap();
+        let text = store(
+            "url = \"rediss+sentinel://s1:26380,s2/sessions/2\"\nusername = \"portcullis\"\n\
+             password_file = \"pw.txt\"\nsentinel_username = \"watcher\"\n\
+             sentinel_password_file = \"sentinel-pw.txt\"\nmin_replica_acks = 1",
+        );
+        let stored = load_from(jail, &text).unwrap().session.store.expect("store mode");
+        assert_eq!(stored.min_replica_acks, 1);
+        assert_eq!(stored.username.as_deref(), Some("portcullis"));
+        assert_eq!(stored.password.as_ref().map(|password| password.expose()), Some("data-s3cret"));
+        let StoreEndpoint::Sentinel(sentinel) = &stored.endpoint else { panic!("a Sentinel endpoint") };
+        assert_eq!(sentinel.nodes, [("s1".to_owned(), 26380), ("s2".to_owned(), 26379)]);
+        assert_eq!((sentinel.master_name.as_str(), sentinel.db, sentinel.tls), ("sessions", 2, true));
+        assert_eq!(sentinel.username.as_deref(), Some("watcher"));
+        assert_eq!(sentinel.password.as_ref().map(|password| password.expose()), Some("sentinel-s3cret"));
+        assert!(!format!("{stored:?}").contains("s3cret"), "secrets are redacted in Debug");
+        assert_eq!(load_from(jail, &store("url = \"redis://r\"")).unwrap().session.store.unwrap().min_replica_acks, 0);
+        let cluster = load_from(jail, &store("url = \"rediss+cluster://n1:7000,n2\"\nusername = \"portcullis\""));
+        let StoreEndpoint::Cluster { nodes, tls } = cluster.unwrap().session.store.unwrap().endpoint else {
+            panic!("a cluster endpoint")
+        };
+        assert_eq!(nodes, [("n1".to_owned(), 7000), ("n2".to_owned(), 6379)]);
+        assert!(tls);
+
+        let refused = [
+            ("url = \"redis+sentinel://u:s3cret@s1/m\"", "session.store.url:"),
+            ("url = \"redis+sentinel://s1\"", "session.store.url:"),
+            (
+                "url = \"redis://r\"\nsentinel_password_file = \"sentinel-pw.txt\"",
+                "session.store.sentinel_password_file:",
+            ),
+            ("url = \"redis://r\"\nsentinel_username = \"w\"", "session.store.sentinel_username:"),
+            ("username = \"portcullis\"", "session.store.username:"),
+            ("url = \"redis://user@r\"\nusername = \"portcullis\"", "session.store.username:"),
+            ("url = \"redis://r\"\nusername = \"a b\"", "session.store.username:"),
+            ("url = \"redis://r\"\npassword_file = \"empty.txt\"", "session.store.password_file:"),
+            (
+                "url = \"redis+sentinel://s1/m\"\nsentinel_password_file = \"/nope\"",
+                "session.store.sentinel_password_file:",
+            ),
+            ("url = \"redis://r\"\nmin_replica_acks = 17", "session.store.min_replica_acks:"),
+            ("url = \"redis+cluster://n1\"\nmin_replica_acks = 1", "session.store.min_replica_acks:"),
+            ("url = \"redis+cluster://n1\"\nsentinel_username = \"w\"", "session.store.sentinel_username:"),
+            ("url = \"redis+cluster://n1/0\"", "session.store.url:"),
+        ];
+        for (extra, key) in refused {
+            let error = error_text(load_from(jail, &store(extra)));
+            assert!(error.starts_with(key) && !error.contains("s3cret"), "{extra}: {error}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn the_effective_configuration_never_shows_secrets() {
     Jail::expect_with(|jail| {
         jail.clear_env();

@@ -9,19 +9,28 @@
 //! - `P` `jti:` jti: a used back-channel logout token (replay refusal on every replica), TTL 10 minutes;
 //! - channel `P` `events`: [`StoreEvent`]s as JSON.
 
+mod connection;
+mod sentinel;
+
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo};
+use redis::aio::ConnectionManagerConfig;
+use redis::{AsyncCommands, FromRedisValue, IntoConnectionInfo};
 use serde::{Deserialize, Serialize};
 
+use self::connection::StoreConnection;
+use self::sentinel::Sentinels;
 use crate::clock::UnixSeconds;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreEndpoint};
 use crate::session::data::SessionData;
 use crate::session::ended::issued_by;
 use crate::session::seal::{KeyRing, Purpose};
+
+/// After a failed attempt to (re)connect, the next one waits this long: however
+/// many requests fail at once, the primary is looked up at most this often.
+const RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The store could not be used: unreachable, timed out, or an answer it
 /// cannot read. Never carries a key, value or password.
@@ -59,15 +68,57 @@ pub struct StoredLookup {
     pub provider_session_ended_at: Option<UnixSeconds>,
 }
 
+/// How the store's primary is found.
+enum Endpoint {
+    /// One address (a standalone Redis, or a proxy in front of several); the
+    /// connection manager reconnects to it by itself.
+    Single(redis::Client),
+    /// The primary Redis Sentinel names, looked up again when it stops being one.
+    Sentinel(Sentinels),
+    /// A Redis Cluster: its connection routes each key to its shard and follows
+    /// the slot map by itself. Pub/sub goes to one node (classic pub/sub
+    /// reaches every node of a cluster), the next one at each resubscription.
+    Cluster { client: redis::cluster::ClusterClient, nodes: Vec<std::sync::Arc<redis::Client>> },
+}
+
+/// The connections to the current primary.
+#[derive(Clone)]
+struct Connected {
+    /// Which lookup of the primary this is (1, 2, ...).
+    generation: u64,
+    /// For the pub/sub connection (shared: cloning a client copies its address and credentials).
+    client: std::sync::Arc<redis::Client>,
+    /// Reads and most writes: the hot path's lookups go here.
+    commands: StoreConnection,
+    /// Writes followed by `WAIT` (`min_replica_acks` > 0). `WAIT` blocks the
+    /// connection it is sent on until the replicas answer; on a connection of
+    /// its own it never delays a lookup.
+    durable: Option<StoreConnection>,
+}
+
+/// Which connection an operation uses.
+#[derive(Clone, Copy)]
+enum Lane {
+    Commands,
+    Durable,
+}
+
 /// A connection to the shared store; cheap to share behind an `Arc`.
 pub struct SessionStore {
-    client: redis::Client,
-    connection: RwLock<Option<ConnectionManager>>,
-    connect: tokio::sync::Mutex<()>,
+    endpoint: Endpoint,
+    connected: RwLock<Option<Connected>>,
+    /// Serialises connecting; holds when the last attempt failed.
+    connect: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    generations: AtomicU64,
+    /// Cluster: which node the next subscription goes to.
+    subscriptions: AtomicU64,
+    /// The generation of the primary in use, for the pub/sub follower.
+    primary_changes: tokio::sync::watch::Sender<u64>,
     healthy: AtomicBool,
     prefix: String,
     timeout: Duration,
     lifetime: Duration,
+    min_replica_acks: u32,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -80,23 +131,76 @@ impl SessionStore {
     /// A store for `config`; does not connect yet (see [`SessionStore::check`]).
     /// `lifetime` is the session lifetime, the TTL of logout records.
     pub fn new(config: &StoreConfig, lifetime: Duration) -> Result<Self, StoreError> {
-        let mut info = config
-            .url
-            .expose()
-            .into_connection_info()
-            .map_err(|_| StoreError("session.store.url is not a usable Redis URL".to_owned()))?;
-        if let Some(password) = &config.password {
-            info.redis.password = Some(password.expose().to_owned());
-        }
-        let client = redis::Client::open(info).map_err(StoreError::from)?;
+        let endpoint = match &config.endpoint {
+            StoreEndpoint::Url(url) => {
+                let mut info = url
+                    .expose()
+                    .into_connection_info()
+                    .map_err(|_| StoreError("session.store.url is not a usable Redis URL".to_owned()))?;
+                if let Some(username) = &config.username {
+                    info.redis.username = Some(username.clone());
+                }
+                if let Some(password) = &config.password {
+                    info.redis.password = Some(password.expose().to_owned());
+                }
+                Endpoint::Single(redis::Client::open(info).map_err(StoreError::from)?)
+            }
+            StoreEndpoint::Cluster { nodes, tls } => {
+                let infos: Vec<redis::ConnectionInfo> = nodes
+                    .iter()
+                    .map(|(host, port)| redis::ConnectionInfo {
+                        addr: if *tls {
+                            redis::ConnectionAddr::TcpTls {
+                                host: host.clone(),
+                                port: *port,
+                                insecure: false,
+                                tls_params: None,
+                            }
+                        } else {
+                            redis::ConnectionAddr::Tcp(host.clone(), *port)
+                        },
+                        redis: redis::RedisConnectionInfo {
+                            username: config.username.clone(),
+                            password: config.password.as_ref().map(|password| password.expose().to_owned()),
+                            ..redis::RedisConnectionInfo::default()
+                        },
+                    })
+                    .collect();
+                let client = redis::cluster::ClusterClientBuilder::new(infos.clone())
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(StoreError::from)?;
+                let nodes = infos
+                    .into_iter()
+                    .map(|info| redis::Client::open(info).map(std::sync::Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)?;
+                Endpoint::Cluster { client, nodes }
+            }
+            StoreEndpoint::Sentinel(sentinel) => {
+                let data = redis::RedisConnectionInfo {
+                    db: sentinel.db,
+                    username: config.username.clone(),
+                    password: config.password.as_ref().map(|password| password.expose().to_owned()),
+                    ..redis::RedisConnectionInfo::default()
+                };
+                Endpoint::Sentinel(Sentinels::new(sentinel, data)?)
+            }
+        };
         Ok(Self {
-            client,
-            connection: RwLock::new(None),
-            connect: tokio::sync::Mutex::new(()),
+            endpoint,
+            connected: RwLock::new(None),
+            connect: tokio::sync::Mutex::new(None),
+            generations: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            primary_changes: tokio::sync::watch::Sender::new(0),
             healthy: AtomicBool::new(false),
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             lifetime,
+            min_replica_acks: config.min_replica_acks,
         })
     }
 
@@ -127,82 +231,208 @@ impl SessionStore {
         format!("{}events", self.prefix)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        if let Some(connection) = self.connection.read().ok().and_then(|slot| slot.clone()) {
-            return Ok(connection);
+    fn current(&self) -> Option<Connected> {
+        self.connected.read().ok().and_then(|slot| slot.clone())
+    }
+
+    /// The connections to the primary, connecting (and, with Sentinel, finding
+    /// it) first when there are none: one attempt at a time, at most one every
+    /// [`RECONNECT_INTERVAL`] after a failure; the others fail at once.
+    async fn connected(&self) -> Result<Connected, StoreError> {
+        if let Some(connected) = self.current() {
+            return Ok(connected);
         }
-        // One connect attempt at a time; the manager reconnects by itself afterwards.
-        let _guard = self.connect.lock().await;
-        if let Some(connection) = self.connection.read().ok().and_then(|slot| slot.clone()) {
-            return Ok(connection);
+        let mut last_failure = self.connect.lock().await;
+        if let Some(connected) = self.current() {
+            return Ok(connected);
         }
+        if last_failure.is_some_and(|at| at.elapsed() < RECONNECT_INTERVAL) {
+            return Err(StoreError("reconnecting".to_owned()));
+        }
+        // Boxed: connecting is rare, and erasing its future's type keeps the
+        // request future's type (checked for `Send` at every spawn) shallow.
+        let opening: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Connected, StoreError>> + Send + '_>> =
+            Box::pin(self.open());
+        match opening.await {
+            Ok(connected) => {
+                *last_failure = None;
+                if let Ok(mut slot) = self.connected.write() {
+                    *slot = Some(connected.clone());
+                }
+                if connected.generation > 1 {
+                    tracing::warn!(generation = connected.generation, "session store: connected to a new primary");
+                    self.primary_changes.send_replace(connected.generation);
+                }
+                Ok(connected)
+            }
+            Err(error) => {
+                *last_failure = Some(tokio::time::Instant::now());
+                self.healthy.store(false, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Connected, StoreError> {
+        let client = match &self.endpoint {
+            Endpoint::Single(client) => client.clone(),
+            Endpoint::Sentinel(sentinels) => sentinels.primary(self.timeout).await?,
+            Endpoint::Cluster { client, nodes } => {
+                let commands = StoreConnection::Cluster(client.get_async_connection().await?);
+                // Not used: subscriptions pick their node themselves (see `subscribe`).
+                let pubsub = nodes.first().cloned().ok_or_else(|| StoreError("no cluster node".to_owned()))?;
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                return Ok(Connected { generation, client: pubsub, commands, durable: None });
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1)
             .set_max_delay(200);
-        let connection = self.client.get_connection_manager_with_config(config).await.inspect_err(|_| {
-            self.healthy.store(false, Ordering::Relaxed);
-        })?;
-        if let Ok(mut slot) = self.connection.write() {
-            *slot = Some(connection.clone());
+        let commands = StoreConnection::Node(client.get_connection_manager_with_config(config.clone()).await?);
+        let durable = if self.min_replica_acks > 0 {
+            Some(StoreConnection::Node(client.get_connection_manager_with_config(config).await?))
+        } else {
+            None
+        };
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        Ok(Connected { generation, client: std::sync::Arc::new(client), commands, durable })
+    }
+
+    /// After a failed operation on `generation`: with Sentinel, an error that
+    /// says the node is gone or no longer the primary drops the connections,
+    /// so the next operation asks the sentinels again.
+    fn failed(&self, generation: u64, error: Option<&redis::RedisError>) {
+        if !matches!(self.endpoint, Endpoint::Sentinel(_)) {
+            return; // the connection manager reconnects to the one address by itself
         }
-        Ok(connection)
+        if !error.is_none_or(leaves_the_primary) {
+            return;
+        }
+        if let Ok(mut slot) = self.connected.write()
+            && slot.as_ref().is_some_and(|connected| connected.generation == generation)
+        {
+            *slot = None;
+        }
     }
 
     /// Runs one operation, recording whether the store answered.
     async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(StoreConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, operation(connection)).await;
-        let result = match result {
+        self.run_on(Lane::Commands, operation).await
+    }
+
+    async fn run_on<T, F, Fut>(&self, lane: Lane, operation: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(StoreConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connected = self.connected().await?;
+        let connection = match (lane, &connected.durable) {
+            (Lane::Durable, Some(durable)) => durable.clone(),
+            _ => connected.commands.clone(),
+        };
+        let result = match tokio::time::timeout(self.timeout, operation(connection)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::from(error)),
-            Err(_) => Err(StoreError("timed out".to_owned())),
+            Ok(Err(error)) => {
+                self.failed(connected.generation, Some(&error));
+                Err(StoreError::from(error))
+            }
+            Err(_) => {
+                self.failed(connected.generation, None);
+                Err(StoreError("timed out".to_owned()))
+            }
         };
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
         result
     }
 
-    /// PINGs the store, updating [`SessionStore::is_healthy`].
+    /// Runs a write; with `min_replica_acks` set, followed by `WAIT` for that
+    /// many replicas (at most half the store timeout). When fewer acknowledge,
+    /// `Err` if `must_replicate`, else a warning: the write itself was done.
+    async fn write<T: FromRedisValue + Send + 'static>(
+        &self,
+        command: redis::Cmd,
+        must_replicate: bool,
+    ) -> Result<T, StoreError> {
+        if self.min_replica_acks == 0 {
+            return self.run(|mut connection| async move { command.query_async(&mut connection).await }).await;
+        }
+        let wait_ms = u64::try_from(self.timeout.as_millis() / 2).unwrap_or(u64::MAX).max(1);
+        let wanted = self.min_replica_acks;
+        let (value, acknowledged): (T, u32) = self
+            .run_on(Lane::Durable, |mut connection| async move {
+                redis::pipe()
+                    .add_command(command)
+                    .cmd("WAIT")
+                    .arg(wanted)
+                    .arg(wait_ms)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        if acknowledged < wanted {
+            if must_replicate {
+                return Err(StoreError(format!("{acknowledged} of {wanted} replicas acknowledged a write")));
+            }
+            tracing::warn!(acknowledged, wanted, "session store: a write was not acknowledged by enough replicas");
+        }
+        Ok(value)
+    }
+
+    /// Checks that the store answers (with Sentinel: that the node in use is
+    /// still the primary), updating [`SessionStore::is_healthy`].
     pub async fn check(&self) -> Result<(), StoreError> {
+        if matches!(self.endpoint, Endpoint::Sentinel(_)) {
+            let role =
+                self.run(|mut connection| async move {
+                    redis::cmd("ROLE").query_async::<redis::Role>(&mut connection).await
+                })
+                .await?;
+            if !matches!(role, redis::Role::Primary { .. }) {
+                // Demoted (an old primary back as a replica): find the new one.
+                if let Some(connected) = self.current() {
+                    self.failed(connected.generation, None);
+                }
+                self.healthy.store(false, Ordering::Relaxed);
+                return Err(StoreError("the node in use is no longer the primary".to_owned()));
+            }
+            return Ok(());
+        }
         self.run(|mut connection| async move { redis::cmd("PING").query_async::<String>(&mut connection).await })
             .await
             .map(|_| ())
     }
 
-    /// Writes a session record, sealed and bound to its key, expiring with the session.
+    /// Writes a session record, sealed and bound to its key, expiring with the
+    /// session; with `min_replica_acks`, only done once replicated.
     pub async fn save(&self, keys: &KeyRing, data: &SessionData, now: UnixSeconds) -> Result<(), StoreError> {
         let key = self.session_key(&data.id);
         let json = serde_json::to_vec(data).map_err(|_| StoreError("cannot encode a session".to_owned()))?;
         let sealed = keys.seal(Purpose::Stored, &key, &json).map_err(|_| StoreError("cannot seal".to_owned()))?;
         let ttl_ms = u64::try_from(data.expires_at.saturating_sub(now)).unwrap_or(0).saturating_mul(1000).max(1000);
-        self.run(|mut connection| async move { connection.pset_ex::<_, _, ()>(key, sealed, ttl_ms).await }).await
+        let mut command = redis::cmd("SET");
+        command.arg(key).arg(sealed).arg("PX").arg(ttl_ms);
+        self.write::<()>(command, true).await
     }
 
     /// Overwrites the existing record of `data`'s session (new tokens after a
     /// refresh); `Ok(false)` when there is none: a session signed out while
-    /// it was being refreshed stays signed out, it is not written back.
+    /// it was being refreshed stays signed out, it is not written back. Too few
+    /// replica acknowledgements are a warning only: the tokens were written and
+    /// the provider may already have rotated the old ones.
     pub async fn replace(&self, keys: &KeyRing, data: &SessionData, now: UnixSeconds) -> Result<bool, StoreError> {
         let key = self.session_key(&data.id);
         let json = serde_json::to_vec(data).map_err(|_| StoreError("cannot encode a session".to_owned()))?;
         let sealed = keys.seal(Purpose::Stored, &key, &json).map_err(|_| StoreError("cannot seal".to_owned()))?;
         let ttl_ms = u64::try_from(data.expires_at.saturating_sub(now)).unwrap_or(0).saturating_mul(1000).max(1000);
-        let replaced: Option<String> = self
-            .run(|mut connection| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(sealed)
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .arg("XX")
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let mut command = redis::cmd("SET");
+        command.arg(key).arg(sealed).arg("PX").arg(ttl_ms).arg("XX");
+        let replaced: Option<String> = self.write(command, false).await?;
         Ok(replaced.is_some())
     }
 
@@ -229,13 +459,17 @@ impl SessionStore {
         Ok(StoredLookup { data, subject_ended_at, provider_session_ended_at: sid.and(sid_ended_at) })
     }
 
-    /// Deletes a session record (sign-out, refused refresh).
+    /// Deletes a session record (sign-out, refused refresh). With
+    /// `min_replica_acks`, waits for the replicas but does not fail for want
+    /// of them: a sign-out refused is worse than one a later failover might undo.
     pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let key = self.session_key(id);
-        self.run(|mut connection| async move { connection.del::<_, ()>(key).await }).await
+        let mut command = redis::cmd("DEL");
+        command.arg(self.session_key(id));
+        self.write::<()>(command, false).await
     }
 
-    /// Records a back-channel logout so replicas that missed the broadcast still see it.
+    /// Records a back-channel logout so replicas that missed the broadcast
+    /// still see it (replicated like [`SessionStore::delete`]).
     pub async fn record_logout(&self, event: &StoreEvent) -> Result<(), StoreError> {
         let (key, at) = match event {
             StoreEvent::Session { id } => return self.delete(id).await,
@@ -243,7 +477,9 @@ impl SessionStore {
             StoreEvent::ProviderSession { iss, sid, at } => (self.provider_session_key(iss, sid), *at),
         };
         let ttl = self.lifetime.as_secs().max(1);
-        self.run(|mut connection| async move { connection.set_ex::<_, _, ()>(key, at, ttl).await }).await
+        let mut command = redis::cmd("SET");
+        command.arg(key).arg(at).arg("EX").arg(ttl);
+        self.write::<()>(command, false).await
     }
 
     /// Publishes an event to every replica (including this one).
@@ -307,19 +543,33 @@ impl SessionStore {
         .map(|_| ())
     }
 
-    /// Subscribes to the event channel: a stream of [`StoreEvent`]s that ends
-    /// when the connection is lost (events may then have been missed).
+    /// Subscribes to the event channel on the primary: a stream of
+    /// [`StoreEvent`]s that ends when the connection is lost or another primary
+    /// is in use (events may then have been missed).
     pub async fn subscribe(&self) -> Result<impl futures_util::Stream<Item = StoreEvent> + Send + use<>, StoreError> {
         use futures_util::StreamExt;
         let channel = self.channel();
+        // Before connecting, so that a primary change from now on ends the stream.
+        let mut changes = self.primary_changes.subscribe();
+        let client = match &self.endpoint {
+            Endpoint::Cluster { nodes, .. } => {
+                let next = self.subscriptions.fetch_add(1, Ordering::Relaxed);
+                let index = usize::try_from(next).unwrap_or(0) % nodes.len().max(1);
+                nodes.get(index).cloned().ok_or_else(|| StoreError("no cluster node".to_owned()))?
+            }
+            Endpoint::Single(_) | Endpoint::Sentinel(_) => self.connected().await?.client,
+        };
         let subscribed = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let pubsub =
             tokio::time::timeout(self.timeout, subscribed).await.map_err(|_| StoreError("timed out".to_owned()))??;
-        Ok(pubsub.into_on_message().filter_map(|message| async move {
+        let primary_changed = async move {
+            let _ = changes.changed().await;
+        };
+        Ok(pubsub.into_on_message().take_until(primary_changed).filter_map(|message| async move {
             let payload = message.get_payload::<String>().ok()?;
             let event = serde_json::from_str::<StoreEvent>(&payload).ok();
             if event.is_none() {
@@ -330,6 +580,17 @@ impl SessionStore {
     }
 }
 
+/// Whether an error says the node in use is gone or no longer the primary
+/// (then, with Sentinel, the primary is looked up again); a refused command
+/// (a wrong type, a script error) says nothing about the node.
+fn leaves_the_primary(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::ReadOnly
+        || error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,11 +598,13 @@ mod tests {
 
     fn config(url: &str) -> StoreConfig {
         StoreConfig {
-            url: SecretString::new(url.to_owned()),
+            endpoint: StoreEndpoint::Url(SecretString::new(url.to_owned())),
+            username: None,
             password: Some(SecretString::new("from-file".to_owned())),
             key_prefix: "p:".to_owned(),
             local_cache_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(1),
+            min_replica_acks: 0,
         }
     }
 
@@ -352,6 +615,39 @@ mod tests {
         assert_eq!(store.session_key("abc"), "p:session:abc");
         assert_eq!(store.channel(), "p:events");
         assert!(!format!("{store:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn sentinel_and_cluster_endpoints_build_without_connecting() {
+        let sentinel = crate::config::SentinelConfig {
+            nodes: vec![("s1.example".to_owned(), 26379), ("s2.example".to_owned(), 26380)],
+            master_name: "portcullis".to_owned(),
+            db: 1,
+            tls: true,
+            username: Some("watcher".to_owned()),
+            password: Some(SecretString::new("sentinel-secret".to_owned())),
+        };
+        let cluster = StoreEndpoint::Cluster { nodes: vec![("n1.example".to_owned(), 6380)], tls: true };
+        for endpoint in [StoreEndpoint::Sentinel(sentinel), cluster] {
+            let store =
+                SessionStore::new(&StoreConfig { endpoint, ..config("redis://unused") }, Duration::from_secs(60))
+                    .expect("a store");
+            assert!(!store.is_healthy());
+            let shown = format!("{store:?}");
+            assert!(!shown.contains("secret") && !shown.contains("from-file"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_demoted_or_unreachable_node_is_left_and_a_refused_command_is_not() {
+        use redis::{ErrorKind, RedisError};
+        let io = |kind| RedisError::from(std::io::Error::from(kind));
+        assert!(leaves_the_primary(&RedisError::from((ErrorKind::ReadOnly, "replica"))));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::ConnectionRefused)));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(leaves_the_primary(&io(std::io::ErrorKind::TimedOut)));
+        assert!(!leaves_the_primary(&RedisError::from((ErrorKind::TypeError, "wrong type"))));
+        assert!(!leaves_the_primary(&RedisError::from((ErrorKind::ResponseError, "ERR"))));
     }
 
     #[test]

@@ -365,16 +365,23 @@ pub(super) async fn start_background<T: Send + Sync + 'static>(owner: &Arc<T>, s
     tokio::spawn(follow_events(weak, sessions));
 }
 
+/// The health check's period while the store answers, and while it does not:
+/// requests get a 503 without asking the store until a check succeeds, so the
+/// shorter period bounds how long that lasts after the store (or, with
+/// Sentinel, a new primary) is back.
+const HEALTHY_CHECK: Duration = Duration::from_secs(1);
+const UNHEALTHY_CHECK: Duration = Duration::from_millis(100);
+
 async fn health_loop<T>(owner: Weak<T>, sessions: fn(&T) -> &Sessions) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut healthy = true;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(if healthy { HEALTHY_CHECK } else { UNHEALTHY_CHECK }).await;
         let Some(owner) = owner.upgrade() else { return };
         if let Backend::Store(shared) = &sessions(&owner).backend {
             let was = shared.store.is_healthy();
-            let now = shared.store.check().await.is_ok();
-            if was != now {
-                tracing::warn!(healthy = now, "session store health changed");
+            healthy = shared.store.check().await.is_ok();
+            if was != healthy {
+                tracing::warn!(healthy, "session store health changed");
             }
         }
     }

@@ -3,6 +3,7 @@
 //! log capture ([`logs`]).
 
 pub mod browser;
+pub mod cluster;
 pub mod connection;
 pub mod front_proxies;
 pub mod guarded;
@@ -13,6 +14,7 @@ pub mod nginx;
 pub mod pki;
 pub mod redis;
 pub mod replicas;
+pub mod sentinel;
 pub mod upstreams;
 pub mod world;
 

@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 /// A running `redis-server`.
 pub struct RedisServer {
     port: u16,
+    extra: Vec<String>,
+    /// Its working directory: a replica's full sync writes an RDB file there.
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
@@ -23,15 +26,27 @@ impl RedisServer {
     /// Starts a server on a free loopback port without persistence; fails the
     /// test (saying how to install it) when `redis-server` is missing.
     pub async fn start() -> RedisServer {
+        Self::start_with(&[]).await
+    }
+
+    /// [`RedisServer::start`] with extra command-line options (`--replicaof 127.0.0.1 6379`).
+    pub async fn start_with(extra: &[&str]) -> RedisServer {
         for attempt in 0..2 {
             let port = free_port();
-            let mut server = RedisServer { port, child: None };
+            let extra = extra.iter().map(|option| (*option).to_owned()).collect();
+            let dir = tempfile::tempdir().expect("a working directory for redis-server");
+            let mut server = RedisServer { port, extra, dir, child: None };
             if server.spawn().await {
                 return server;
             }
             eprintln!("redis-server did not come up on port {port} (attempt {attempt}); retrying on another port");
         }
         panic!("redis-server did not start twice in a row");
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -68,6 +83,12 @@ impl RedisServer {
         }
     }
 
+    /// Starts a new, empty server on the same port with other extra options.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|option| (*option).to_owned()).collect();
+        self.restart().await;
+    }
+
     /// Starts a new, empty server on the same port after [`RedisServer::kill`].
     pub async fn restart(&mut self) {
         self.kill();
@@ -77,6 +98,9 @@ impl RedisServer {
     async fn spawn(&mut self) -> bool {
         let spawned = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -114,12 +138,12 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe address").port()
 }
 
-async fn ping(port: u16) -> bool {
+pub(crate) async fn ping(port: u16) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         stream.write_all(b"PING\r\n").await.ok()?;
