@@ -9,7 +9,8 @@
 # ID-token verification, sealed session cookie, 302 → GET / with that cookie → 200 from the upstream.
 # Each round: LOGINS logins, then wrk -t1 -c4 for DURATION s with the last login's cookie. CPU = Δ(utime+stime) of
 # the gateway process (/proc/PID/stat) over each phase. Reports logins/s, CPU µs per login, CPU µs per
-# authenticated request and their ratio, per round and as medians.
+# authenticated request and their ratio, per round and as medians; also the gateway's context switches per login
+# and per request (all threads, /proc/PID/task/*/status), a count that moves less with machine load than CPU time.
 #
 #   unshare -n bash -c 'ip link set lo up && bench/logins.sh'        ROUNDS=3 LOGINS=2000 CONCURRENCY=4 DURATION=8
 #   CALLGRIND=1 bench/logins.sh    user-space instructions per login and per request instead (valgrind; load-independent)
@@ -108,6 +109,8 @@ done
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$gw_pid/stat"; }
+# Context switches (voluntary + involuntary) of all the gateway's threads so far.
+switches() { cat /proc/"$gw_pid"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }
 
 # logins N CONCURRENCY: runs the generator, sets ok, seconds, cookie.
 logins() {
@@ -157,19 +160,19 @@ if [ -n "${CALLGRIND:-}" ]; then
 fi
 
 logins 50 "$CONCURRENCY" # warm-up
-echo "round | logins | logins/s | CPU µs/login | requests | req/s | CPU µs/request | login/request"
+echo "round | logins | logins/s | CPU µs/login | requests | req/s | CPU µs/request | login/request | switches/login | switches/request"
 results=()
 for round in $(seq "$ROUNDS"); do
-    before=$(cpu_ticks)
+    before=$(cpu_ticks) switched=$(switches)
     logins "$LOGINS" "$CONCURRENCY"
-    login_ticks=$(($(cpu_ticks) - before))
-    before=$(cpu_ticks)
+    login_ticks=$(($(cpu_ticks) - before)) login_switches=$(($(switches) - switched))
+    before=$(cpu_ticks) switched=$(switches)
     wrk_requests
-    request_ticks=$(($(cpu_ticks) - before))
+    request_ticks=$(($(cpu_ticks) - before)) request_switches=$(($(switches) - switched))
     line=$(awk -v r="$round" -v l="$ok" -v s="$seconds" -v lt="$login_ticks" -v q="$requests" -v qt="$request_ticks" \
-        -v hz="$ticks" -v d="$DURATION" 'BEGIN {
+        -v hz="$ticks" -v d="$DURATION" -v ls="$login_switches" -v qs="$request_switches" 'BEGIN {
         cl = lt / hz * 1e6 / l; cq = qt / hz * 1e6 / q
-        printf "%d | %d | %.0f | %.0f | %d | %.0f | %.1f | %.1f", r, l, l / s, cl, q, q / d, cq, cl / cq }')
+        printf "%d | %d | %.0f | %.0f | %d | %.0f | %.1f | %.1f | %.1f | %.2f", r, l, l / s, cl, q, q / d, cq, cl / cq, ls / l, qs / q }')
     echo "$line"
     results+=("$line")
 done
