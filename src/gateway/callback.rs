@@ -165,7 +165,7 @@ impl Gateway {
             email_verified: claims.email_verified,
             name: claims.name,
             preferred_username: claims.preferred_username,
-            roles: self.sessions.groups_in(provider_index, raw_id_token.expose()),
+            roles: self.sessions.groups_in(provider_index, &claims.payload),
             sid: claims.sid,
             created_at: now,
             last_seen_at: now,

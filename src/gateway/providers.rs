@@ -52,7 +52,7 @@ impl Providers {
     pub(super) fn new(config: &Config) -> Result<Self, std::io::Error> {
         let mut entries = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
-            let client = IdpHttpClient::new(provider.http_timeout, &provider.tls)?;
+            let client = IdpHttpClient::new(provider.http_timeout, &provider.tls, config.server.worker_threads)?;
             let handle = Arc::new(Provider::new(provider.issuer.clone(), client, Duration::from_secs(10)));
             entries.push(IdentityProvider { config: provider.clone(), handle });
         }
@@ -60,7 +60,10 @@ impl Providers {
         // The extra issuers' calls share the first provider's client settings, as before.
         let extra_issuers = match entries.first() {
             Some(first) => ExtraIssuers::new(&config.bearer.issuers, first.client()),
-            None => ExtraIssuers::new(&[], &IdpHttpClient::new(Duration::from_secs(10), &Default::default())?),
+            None => ExtraIssuers::new(
+                &[],
+                &IdpHttpClient::new(Duration::from_secs(10), &Default::default(), config.server.worker_threads)?,
+            ),
         };
         Ok(Self { entries, handles, extra_issuers, failed_callbacks: FailureBudget::new(FAILED_CALLBACKS_PER_CLIENT) })
     }

@@ -1,6 +1,7 @@
 //! The HTTP client for calls to the identity provider: TLS verified against
 //! the system roots or a configured CA, every call bounded in time and in response size.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tracing::Instrument as _;
+
+use crate::workers::{WorkerCount, WorkerLocal};
 
 /// Responses from the provider larger than this are refused (metadata, JWKS
 /// and token responses are a few kilobytes).
@@ -67,28 +70,39 @@ impl IdpCall {
     }
 }
 
+type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// A pooled client for the provider; cheap to clone.
+///
+/// Each serving worker has its own pool (and the other threads one more): a
+/// pooled connection is driven by a task on the runtime that opened it, so a
+/// pool shared by all threads had a worker's code exchange cross to the
+/// start-up runtime that held the connection and back (two cross-thread
+/// wake-ups, 3.5 more context switches per login; `bench/logins.sh`).
 #[derive(Clone, Debug)]
 pub struct IdpHttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    clients: Arc<WorkerLocal<PooledClient>>,
     timeout: Duration,
 }
 
 impl IdpHttpClient {
-    /// A client that verifies TLS as `tls` says (system roots unless a CA is configured).
-    pub fn new(timeout: Duration, tls: &crate::tls_client::ClientTls) -> std::io::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        http.set_nodelay(true);
+    /// A client that verifies TLS as `tls` says (system roots unless a CA is
+    /// configured), with a connection pool for each of `workers` serving workers.
+    pub fn new(timeout: Duration, tls: &crate::tls_client::ClientTls, workers: WorkerCount) -> std::io::Result<Self> {
         let config = crate::tls_client::client_config(tls, "identity provider").map_err(std::io::Error::other)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        Ok(Self { client, timeout })
+        let clients = WorkerLocal::new(workers, || {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(timeout));
+            http.set_nodelay(true);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config.clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https)
+        });
+        Ok(Self { clients: Arc::new(clients), timeout })
     }
 
     /// `GET url` accepting JSON; `call` names it in traces.
@@ -127,7 +141,7 @@ impl IdpHttpClient {
     async fn send(&self, call: IdpCall, request: Request<Full<Bytes>>) -> Result<IdpResponse, IdpHttpError> {
         let span = idp_span(call, &request);
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|error| {
+            let response = self.clients.current().request(request).await.map_err(|error| {
                 IdpHttpError::Unreachable(if error.is_connect() {
                     "connection failed".to_owned()
                 } else {

@@ -41,6 +41,10 @@ pub struct IdTokenClaims {
     pub groups: Option<Vec<String>>,
     #[serde(default)]
     pub sid: Option<String>,
+    /// The whole verified payload, for claims read by a configured path
+    /// (groups): the token is not decoded a second time for them.
+    #[serde(skip)]
+    pub payload: serde_json::Value,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
@@ -116,7 +120,10 @@ pub async fn validate(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Re
         now: expect.now,
         skew_seconds: expect.skew_seconds,
     };
-    let claims: IdTokenClaims = verify_signed(token, jwks, &rules, &["exp", "iss", "aud", "sub"]).await?;
+    let payload = verify_signed_payload(token, jwks, &rules, &["exp", "iss", "aud", "sub"]).await?;
+    let mut claims =
+        IdTokenClaims::deserialize(&payload).map_err(|_| IdTokenError::Invalid("malformed claims".to_owned()))?;
+    claims.payload = payload;
     if claims.exp.saturating_add(expect.skew_seconds) <= expect.now {
         return Err(IdTokenError::Expired);
     }
@@ -165,6 +172,17 @@ pub async fn verify_signed<T: DeserializeOwned>(
     rules: &JwtRules<'_>,
     required: &[&str],
 ) -> Result<T, IdTokenError> {
+    let payload = verify_signed_payload(token, jwks, rules, required).await?;
+    serde_json::from_value(payload).map_err(|_| IdTokenError::Invalid("malformed claims".to_owned()))
+}
+
+/// [`verify_signed`], answering the verified payload as JSON.
+async fn verify_signed_payload(
+    token: &str,
+    jwks: &Jwks,
+    rules: &JwtRules<'_>,
+    required: &[&str],
+) -> Result<serde_json::Value, IdTokenError> {
     // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
     let header = decode_header(token).map_err(|_| IdTokenError::Malformed)?;
     if !rules.algorithms.contains(&header.alg) {
@@ -194,8 +212,7 @@ pub async fn verify_signed<T: DeserializeOwned>(
         match decode::<serde_json::Value>(token, &candidate.key, &validation) {
             Ok(data) => {
                 check_common_claims(&data.claims, rules)?;
-                return serde_json::from_value(data.claims)
-                    .map_err(|_| IdTokenError::Invalid("malformed claims".to_owned()));
+                return Ok(data.claims);
             }
             Err(error) => last_error = IdTokenError::Invalid(error.kind_name()),
         }

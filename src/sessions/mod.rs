@@ -73,12 +73,10 @@ pub(crate) struct ProviderSessions {
 }
 
 impl ProviderSessions {
-    /// The groups (or roles) in a verified ID token of this provider: what
-    /// rules see and the groups header carries.
-    fn groups_in(&self, verified_id_token: &str) -> Vec<String> {
-        crate::authz::claims::unverified_payload(verified_id_token)
-            .map(|payload| crate::authz::claims::strings_at(&payload, &self.groups_claim))
-            .unwrap_or_default()
+    /// The groups (or roles) in the verified payload of an ID token of this
+    /// provider: what rules see and the groups header carries.
+    fn groups_in(&self, verified_claims: &serde_json::Value) -> Vec<String> {
+        crate::authz::claims::strings_at(verified_claims, &self.groups_claim)
     }
 }
 
@@ -260,11 +258,11 @@ impl Sessions {
         self.keys.verify_mac(label, message, tag)
     }
 
-    /// The groups (or roles) in a verified ID token of the provider at
+    /// The groups (or roles) in the verified payload of an ID token of the provider at
     /// `provider` (index), from the claim that provider's `groups_claim` (or
     /// `authz.groups_claim`) names.
-    pub(crate) fn groups_in(&self, provider: usize, verified_id_token: &str) -> Vec<String> {
-        self.providers.get(provider).map(|sessions| sessions.groups_in(verified_id_token)).unwrap_or_default()
+    pub(crate) fn groups_in(&self, provider: usize, verified_claims: &serde_json::Value) -> Vec<String> {
+        self.providers.get(provider).map(|sessions| sessions.groups_in(verified_claims)).unwrap_or_default()
     }
 
     /// Seals (cookie mode) or stores (store mode) a new session and caches

@@ -194,7 +194,7 @@ impl Sessions {
                     refreshed.email_verified = claims.email_verified.or(refreshed.email_verified);
                     refreshed.name = claims.name.or(refreshed.name);
                     refreshed.preferred_username = claims.preferred_username.or(refreshed.preferred_username);
-                    refreshed.roles = jar.groups_in(raw.expose());
+                    refreshed.roles = jar.groups_in(&claims.payload);
                     refreshed.id_token = Some(raw.expose().to_owned());
                 }
                 Ok(_) => {
