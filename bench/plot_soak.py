@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Draws the CSV of bench/soak.sh as a PNG: the gateway's RSS and open file descriptors over time, each with the
-+-5 % band around its post-warm-up median that the soak's verdict uses, and the warm-up shaded.
++-5 % band around its post-warm-up median, and the warm-up shaded; under the fds, the part that is not connections
+(with its own band: the one the verdict holds it to) and the client and pool connections.
 
     python3 bench/plot_soak.py target/soak/soak.csv docs/img/soak.png [--warmup-percent 20] [--title TEXT]
 
@@ -63,7 +64,7 @@ def main():
     warmup = duration * args.warmup_percent / 100
     after = [row for row in rows if row["elapsed_s"] / 60 >= warmup] or rows
 
-    figure, (rss_axis, fd_axis) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, dpi=100)
+    figure, (rss_axis, fd_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, dpi=100)
     panels = [
         (rss_axis, "rss_kb", 1 / 1024, "RSS (MiB)", "tab:blue"),
         (fd_axis, "fds", 1, "open file descriptors", "tab:green"),
@@ -82,6 +83,16 @@ def main():
         axis.set_ylim(0, max(max(values), median * (1 + BAND)) * 1.15)
         axis.grid(True, linewidth=0.3)
         axis.legend(loc="lower right", fontsize=8)
+    if "other_fds" in rows[0]:
+        others = [row["other_fds"] for row in rows]
+        other_median = statistics.median(row["other_fds"] for row in after)
+        fd_axis.axhspan(other_median * (1 - BAND), other_median * (1 + BAND), color="0.5", alpha=0.2)
+        fd_axis.plot(minutes, others, color="0.3", linewidth=1.2, label="of which not connections (±5 % band)")
+        fd_axis.plot(minutes, [row["client_conns"] for row in rows], color="tab:orange", linewidth=0.8,
+                     label="client connections")
+        fd_axis.plot(minutes, [row["pool_conns"] for row in rows], color="tab:purple", linewidth=0.8,
+                     label="upstream + provider pool")
+        fd_axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=7, ncol=3)
     fd_axis.set_xlabel("minutes")
     fd_axis.set_xlim(0, duration)
     last = rows[-1]

@@ -11,9 +11,11 @@
 #     provider authorize -> callback -> the page), a few authenticated requests, a sign-out, and the signed-out
 #     cookie refused (401, expected);
 # samples every SAMPLE_SECONDS into a CSV (elapsed, the gateway's VmRSS and open fds, its CPU, requests, logins and
-# refreshes from /metrics, sign-outs, errors), and ends with the verdict: after the warm-up (the first WARMUP_PERCENT
-# of the run), RSS and open fds within +-5 % of their post-warm-up median at every sample, and zero errors; the exit
-# status is non-zero otherwise. bench/plot_soak.py draws the CSV.
+# refreshes from /metrics, sign-outs, errors, the fds by kind), and ends with the verdict: after the warm-up (the
+# first WARMUP_PERCENT of the run), RSS within +-5 % of its post-warm-up median at every sample, the fds that are not
+# connections too, all fds not growing and no socket lingering in CLOSE_WAIT (the connections themselves follow the
+# load: see verdict() in bench/soak_load.py), and zero errors; the exit status is non-zero otherwise.
+# bench/plot_soak.py draws the CSV.
 #
 #   bench/soak.sh                 20 minutes (SOAK_MINUTES=20), a sample every 10 s
 #   SOAK_MINUTES=60 bench/soak.sh one hour
@@ -141,7 +143,7 @@ python3 "$repo/bench/soak_load.py" \
     --gateway "http://$HOST:$GW_PORT" --metrics "http://$HOST:$METRICS_PORT/metrics" --pid "$gw_pid" \
     --minutes "$SOAK_MINUTES" --sample-seconds "$SAMPLE_SECONDS" --warmup-percent "$WARMUP_PERCENT" \
     --sessions "$SESSIONS" --rate "$RATE" --churn-interval "$CHURN_INTERVAL" --stagger-seconds "$TOKEN_TTL" \
-    --csv "$out/soak.csv" | tee -a "$out/summary.txt" || status=$?
+    --upstream-port "$UP_PORT" --idp-port "$IDP_PORT" --csv "$out/soak.csv" | tee -a "$out/summary.txt" || status=$?
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt" >&2
 kill -0 "$gw_pid" 2>/dev/null || { echo "the gateway is not running any more" >&2; status=1; }
 echo "CSV: $out/soak.csv; summary: $out/summary.txt; plot: python3 bench/plot_soak.py $out/soak.csv OUT.png" >&2
