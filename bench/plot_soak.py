@@ -90,8 +90,10 @@ def main():
         fd_axis.plot(minutes, others, color="0.3", linewidth=1.2, label="of which not connections (±5 % band)")
         fd_axis.plot(minutes, [row["client_conns"] for row in rows], color="tab:orange", linewidth=0.8,
                      label="client connections")
-        fd_axis.plot(minutes, [row["pool_conns"] for row in rows], color="tab:purple", linewidth=0.8,
-                     label="upstream + provider pool")
+        fd_axis.plot(minutes, [row["upstream_conns"] for row in rows], color="tab:purple", linewidth=0.8,
+                     label="upstream pool")
+        fd_axis.plot(minutes, [row["idp_conns"] for row in rows], color="tab:red", linewidth=0.8,
+                     label="provider pool")
         fd_axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=7, ncol=3)
     fd_axis.set_xlabel("minutes")
     fd_axis.set_xlim(0, duration)

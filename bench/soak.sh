@@ -13,8 +13,9 @@
 # samples every SAMPLE_SECONDS into a CSV (elapsed, the gateway's VmRSS and open fds, its CPU, requests, logins and
 # refreshes from /metrics, sign-outs, errors, the fds by kind), and ends with the verdict: after the warm-up (the
 # first WARMUP_PERCENT of the run), RSS within +-5 % of its post-warm-up median at every sample, the fds that are not
-# connections too, all fds not growing and no socket lingering in CLOSE_WAIT (the connections themselves follow the
-# load: see verdict() in bench/soak_load.py), and zero errors; the exit status is non-zero otherwise.
+# connections too, each connection pool no larger than the load's concurrency and no socket lingering in CLOSE_WAIT
+# (the connections themselves follow the load: see verdict() in bench/soak_load.py), and zero errors; the exit
+# status is non-zero otherwise.
 # bench/plot_soak.py draws the CSV.
 #
 #   bench/soak.sh                 20 minutes (SOAK_MINUTES=20), a sample every 10 s
@@ -131,7 +132,8 @@ wait_port "$GW_PORT"
 wait_port "$METRICS_PORT"
 
 {
-    echo "binary: $gateway_bin ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+    echo "binary: $gateway_bin ($(stat -c %s "$gateway_bin") bytes, modified $(date -u -r "$gateway_bin" '+%Y-%m-%d %H:%M UTC'));" \
+        "repository at $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo 'no git')"
     echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "soak: $SOAK_MINUTES min, sample every $SAMPLE_SECONDS s, warm-up $WARMUP_PERCENT %, $SESSIONS sessions at $RATE req/s," \
