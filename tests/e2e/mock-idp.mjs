@@ -2,6 +2,7 @@
 // Mock OpenID provider for Portcullis' integration tests, built on oauth2-mock-server's OAuth2Server.
 //
 //   node tests/e2e/mock-idp.mjs [--port N] [--client-id ID] [--sub S] [--email E] [--username U] [--no-iss-param]
+//                               [--token-ttl SECONDS]
 //
 // Listens on 127.0.0.1 (port 0 = any free port unless --port), signs with a fresh RS256 key, and prints exactly one
 // line `MOCK_IDP_ISSUER=http://127.0.0.1:PORT` to stdout once it accepts connections; everything else goes to
@@ -45,6 +46,14 @@
 //   aud = azp = --client-id (default: the requesting client id), email (default "mock.user@example.test"),
 //   email_verified true, preferred_username (default "mock.user"), name "Mock User"; the access token gets
 //   client_id. /userinfo (beforeUserinfo) answers the same sub/email/preferred_username/name.
+// - Token lifetime: the library signs every token with exp = iat + 3600 and answers expires_in 3600, fixed.
+//   ADDED (--token-ttl SECONDS, 1-86400): the access token gets exp = iat + SECONDS (beforeTokenSigning) and a
+//   successful token response expires_in SECONDS (beforeResponse), for authorization_code and refresh_token alike,
+//   so a client refreshes every few seconds (the soak, bench/soak.sh). The id_token keeps the library's hour.
+// - refresh_token grant: YES, the library answers it (grant_type=refresh_token) with a new access token, a new
+//   id_token (sub, aud, no nonce; the claims above added by the same hook) and a new random refresh_token, but it
+//   accepts ANY refresh_token string (it never records the ones it issued) and checks no client_id. Nothing is
+//   added here: a refresh always succeeds.
 // - Discovery (/.well-known/openid-configuration) lists code_challenge_methods_supported ["plain","S256"],
 //   token_endpoint_auth_methods_supported ["none"], response_types_supported ["code"], RS256 only, end_session,
 //   revocation and introspection endpoints. Endpoints: /authorize /token /jwks /userinfo /revoke /endsession
@@ -75,6 +84,7 @@ const { values: options } = parseArgs({
     email: { type: 'string', default: 'mock.user@example.test' },
     username: { type: 'string', default: 'mock.user' },
     'no-iss-param': { type: 'boolean', default: false },
+    'token-ttl': { type: 'string' },
   },
   strict: true,
 });
@@ -85,6 +95,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 const expectedClientId = options['client-id'];
+const MAX_TOKEN_TTL_SECONDS = 86_400;
+const tokenTtl = options['token-ttl'] === undefined ? undefined : Number(options['token-ttl']);
+if (tokenTtl !== undefined && !(/^[0-9]+$/.test(options['token-ttl']) && tokenTtl >= 1 && tokenTtl <= MAX_TOKEN_TTL_SECONDS)) {
+  process.stderr.write(`mock-idp: invalid --token-ttl '${options['token-ttl']}' (whole seconds, 1-${MAX_TOKEN_TTL_SECONDS})\n`);
+  process.exit(2);
+}
 
 function log(message) {
   process.stderr.write(`mock-idp: ${message}\n`);
@@ -170,6 +186,7 @@ service.on('beforeTokenSigning', (token, req) => {
   const clientId = expectedClientId ?? requestingClientId(req);
   if ('scope' in payload) {
     if (clientId !== undefined) payload.client_id = clientId;
+    if (tokenTtl !== undefined) payload.exp = payload.iat + tokenTtl;
     return;
   }
   // The id_token: the only token the library builds without a scope claim.
@@ -191,6 +208,9 @@ service.on('beforeResponse', (response, req) => {
       response.statusCode = 400;
       response.body = { error: 'invalid_grant', error_description: problem };
     }
+  }
+  if (tokenTtl !== undefined && response.statusCode === 200 && 'access_token' in response.body) {
+    response.body.expires_in = tokenTtl;
   }
   log(`token: grant_type=${JSON.stringify(body.grant_type)} -> ${response.statusCode}`);
 });

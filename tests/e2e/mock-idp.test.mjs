@@ -1,5 +1,6 @@
 // Checks that mock-idp.mjs is the strict provider the Rust integration tests rely on: S256 PKCE enforced, codes
-// single-use and bound to client_id + redirect_uri, the test user's claims, RFC 9207 `iss`, clean exit.
+// single-use and bound to client_id + redirect_uri, the test user's claims, RFC 9207 `iss`, clean exit; with
+// --token-ttl, short-lived access tokens and a working refresh_token grant.
 //
 //   node --test tests/e2e/mock-idp.test.mjs
 
@@ -18,13 +19,14 @@ const REQUEST_TIMEOUT_MS = 5_000;
 let idp;
 let issuer;
 
-before(async () => {
-  idp = spawn(process.execPath, [scriptPath, '--client-id', CLIENT_ID], { stdio: ['pipe', 'pipe', 'inherit'] });
-  idp.stdout.setEncoding('utf8');
-  issuer = await new Promise((resolve, reject) => {
+/** Starts mock-idp.mjs with `args` and resolves to [child, issuer] once it printed its issuer line. */
+async function startIdp(args) {
+  const child = spawn(process.execPath, [scriptPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdout.setEncoding('utf8');
+  const url = await new Promise((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => reject(new Error('mock-idp printed no MOCK_IDP_ISSUER line')), READY_TIMEOUT_MS);
-    idp.stdout.on('data', (chunk) => {
+    child.stdout.on('data', (chunk) => {
       output += chunk;
       const match = /^MOCK_IDP_ISSUER=(http:\/\/127\.0\.0\.1:\d+)\n/.exec(output);
       if (match) {
@@ -32,11 +34,16 @@ before(async () => {
         resolve(match[1]);
       }
     });
-    idp.once('exit', (code) => {
+    child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`mock-idp exited early with ${code}`));
     });
   });
+  return [child, url];
+}
+
+before(async () => {
+  [idp, issuer] = await startIdp(['--client-id', CLIENT_ID]);
 });
 
 after(() => {
@@ -49,7 +56,7 @@ const challengeOf = (verifier) => base64Url(createHash('sha256').update(verifier
 const decodeJwtPayload = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
 
 /** Runs /authorize and returns the redirect's query parameters. */
-async function authorize(overrides = {}) {
+async function authorize(overrides = {}, at = issuer) {
   const params = new URLSearchParams({
     response_type: 'code',
     client_id: CLIENT_ID,
@@ -60,7 +67,7 @@ async function authorize(overrides = {}) {
     code_challenge_method: 'S256',
     ...overrides,
   });
-  const response = await fetch(`${issuer}/authorize?${params}`, {
+  const response = await fetch(`${at}/authorize?${params}`, {
     redirect: 'manual',
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
@@ -70,8 +77,8 @@ async function authorize(overrides = {}) {
   return location.searchParams;
 }
 
-async function token(fields) {
-  const response = await fetch(`${issuer}/token`, {
+async function token(fields, at = issuer) {
+  const response = await fetch(`${at}/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ grant_type: 'authorization_code', client_id: CLIENT_ID, redirect_uri: REDIRECT_URI, ...fields }),
@@ -148,6 +155,48 @@ test('authorize without S256 PKCE or with another client is refused', async () =
   assert.equal(noPkce.get('error'), 'invalid_request');
   const stranger = await authorize({ client_id: 'someone-else', code_challenge: challengeOf(newVerifier()) });
   assert.equal(stranger.get('error'), 'unauthorized_client');
+});
+
+test('--token-ttl shortens access tokens, and the refresh_token grant renews them', async () => {
+  const [shortIdp, shortIssuer] = await startIdp(['--client-id', CLIENT_ID, '--token-ttl', '7']);
+  try {
+    const verifier = newVerifier();
+    const code = (await authorize({ code_challenge: challengeOf(verifier) }, shortIssuer)).get('code');
+    const login = await token({ code, code_verifier: verifier }, shortIssuer);
+    assert.equal(login.status, 200);
+    assert.equal(login.body.expires_in, 7);
+    const access = decodeJwtPayload(login.body.access_token);
+    assert.equal(access.exp - access.iat, 7);
+    const idToken = decodeJwtPayload(login.body.id_token);
+    assert.equal(idToken.exp - idToken.iat, 3600, 'the id_token keeps its hour');
+    assert.ok(login.body.refresh_token);
+
+    const refresh = await token({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token }, shortIssuer);
+    assert.equal(refresh.status, 200);
+    assert.equal(refresh.body.expires_in, 7);
+    const renewed = decodeJwtPayload(refresh.body.access_token);
+    assert.equal(renewed.exp - renewed.iat, 7);
+    assert.equal(renewed.sub, 'mock-user-1');
+    assert.ok(refresh.body.refresh_token && refresh.body.refresh_token !== login.body.refresh_token, 'rotated');
+    const refreshedIdToken = decodeJwtPayload(refresh.body.id_token);
+    assert.equal(refreshedIdToken.iss, shortIssuer);
+    assert.equal(refreshedIdToken.sub, 'mock-user-1');
+    assert.equal(refreshedIdToken.aud, CLIENT_ID);
+    assert.equal(refreshedIdToken.nonce, undefined);
+
+    const plain = await token({ code: 'none', code_verifier: verifier });
+    assert.equal(plain.status, 400, 'the other provider is unaffected');
+  } finally {
+    shortIdp.kill('SIGKILL');
+  }
+});
+
+test('--token-ttl refuses a value that is not whole seconds in range', async () => {
+  for (const bad of ['0', '1.5', '-3', 'abc', '86401']) {
+    const child = spawn(process.execPath, [scriptPath, `--token-ttl=${bad}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    assert.equal(code, 2, `--token-ttl ${bad}`);
+  }
 });
 
 test('closing stdin stops the provider with status 0', async () => {
