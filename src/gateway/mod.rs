@@ -16,6 +16,7 @@ mod forward_auth;
 mod login;
 mod providers;
 mod refusal;
+mod reload;
 mod request_id;
 mod sign_out;
 mod throttle;
@@ -46,6 +47,7 @@ use self::endpoint::Endpoint;
 pub use self::endpoint::paths;
 use self::providers::Providers;
 use self::refusal::Refusal;
+pub use self::reload::ApplyError;
 pub use self::request_id::RequestId;
 use self::upstreams::Upstreams;
 
@@ -278,12 +280,15 @@ impl Gateway {
             }
         };
         let host = authority.as_ref().map(authority::RequestAuthority::host);
-        if !self.serves_host(host) {
+        // The routes and rules this request is decided and forwarded by, to
+        // its end, whatever a configuration reload installs meanwhile.
+        let routes = self.upstreams.current();
+        if !self.serves_host(&routes, host) {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
             return Refusal::Misdirected.render(self.audience(&request), request_id);
         }
         let facts = RequestFacts { method: request.method(), host, path, headers: request.headers() };
-        let (caller, route) = match self.decide(&facts, connection, request_id).await {
+        let (caller, route) = match self.decide(&routes, &facts, connection, request_id).await {
             Decision::Public { route } => (None, route),
             Decision::Allowed { caller, route } => (Some(caller), route),
             Decision::Refused(refusal) => return Box::pin(self.refuse(refusal, &request, request_id)).await,
@@ -294,7 +299,8 @@ impl Gateway {
             return authorize::ambiguous_path(request_id).render(self.audience(&request), request_id);
         }
         let Some(Identified { caller, set_cookies, credential }) = caller else {
-            return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
+            let to = upstreams::Destination { routes: &routes, via: route.upstream };
+            return self.forward(request, connection, None, to, Vec::new(), request_id).await;
         };
         if let Credential::Session { cookies_only, provider } = credential {
             // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
@@ -314,7 +320,8 @@ impl Gateway {
             }
         }
         outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
-        self.forward(request, connection, Some(&caller), route.upstream, set_cookies, request_id).await
+        let to = upstreams::Destination { routes: &routes, via: route.upstream };
+        self.forward(request, connection, Some(&caller), to, set_cookies, request_id).await
     }
 
     /// The proxy path's answer to a refusal: a browser navigation that needs
@@ -357,13 +364,13 @@ impl Gateway {
 
     /// Browser or API client: the request's signals, or a configured API path.
     fn audience(&self, request: &Request<Incoming>) -> Audience {
-        if self.config.authz.is_api_path(request.uri().path()) {
+        if self.upstreams.current().authz.is_api_path(request.uri().path()) {
             return Audience::Api;
         }
         audience::classify(request.method(), request.headers())
     }
 
-    /// Forwards to the upstream (`via` an `[[upstreams]]` entry, or the default)
+    /// Forwards to the upstream `to` names (an `[[upstreams]]` entry, or the default, of the request's routes)
     /// with the caller's identity (none on public routes) and the token the
     /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
@@ -371,11 +378,12 @@ impl Gateway {
         mut request: Request<Incoming>,
         connection: &Connection,
         caller: Option<&Caller>,
-        via: Option<&upstreams::Route>,
+        to: upstreams::Destination<'_>,
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
         use crate::config::TokenChoice;
+        let upstreams::Destination { routes, via } = to;
         let identity = caller.map(|caller| match via {
             None => caller.identity_with_access_token(),
             Some(route) => {
@@ -388,7 +396,7 @@ impl Gateway {
             }
         });
         let identity = identity.as_ref();
-        let upstream = self.upstreams.target(via);
+        let upstream = routes.target(via);
         let is_ours = |name: &str| self.sessions.is_ours(name);
         let context = ForwardContext {
             tunnels: self.upstreams.tunnels(),
@@ -398,8 +406,7 @@ impl Gateway {
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
             identity,
-            forward_client_authorization: caller.is_none()
-                && self.config.authz.forwards_client_authorization_on_public(),
+            forward_client_authorization: caller.is_none() && routes.authz.forwards_client_authorization_on_public(),
             request_id: Some(request_id.header_value()),
             set_headers: via.map_or(&[], |route| route.set_headers.as_slice()),
         };
