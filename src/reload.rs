@@ -91,17 +91,30 @@ impl Reloader {
     }
 
     /// Reloads on every SIGHUP and, when `watch` is set, whenever the
-    /// configuration file's content changes (read at that interval). Runs until
-    /// dropped (abort its task at shutdown).
-    pub async fn serve(self, watch: Option<Duration>) {
+    /// configuration file's content changes (read at that interval). SIGHUP
+    /// is taken over when this is called (from then on it no longer ends the
+    /// process), within a Tokio runtime; the future runs until dropped (abort
+    /// its task at shutdown).
+    pub fn serve(self, watch: Option<Duration>) -> impl std::future::Future<Output = ()> + Send {
         #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(signal) => Some(signal),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGHUP: configuration reload by signal unavailable");
                 None
             }
         };
+        #[cfg(not(unix))]
+        let hangup: Option<()> = None;
+        self.serve_from(hangup, watch)
+    }
+
+    async fn serve_from(
+        self,
+        #[cfg(unix)] mut hangup: Option<tokio::signal::unix::Signal>,
+        #[cfg(not(unix))] _hangup: Option<()>,
+        watch: Option<Duration>,
+    ) {
         let watched = match (watch, &self.path) {
             (Some(interval), Some(path)) => Some((interval, path.clone())),
             (Some(_), None) => {
