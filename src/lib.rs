@@ -18,6 +18,7 @@ pub mod pages;
 pub mod proxy;
 pub mod random;
 pub mod redirect;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -59,8 +59,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(config.as_deref()).map_err(|error| {
+fn load(config: Option<&std::path::Path>) -> Result<(Config, serde_json::Value), ExitCode> {
+    Config::load_with_effective(config).map_err(|error| {
         eprintln!("portcullis: invalid configuration: {error}");
         ExitCode::from(2)
     })
@@ -82,22 +82,12 @@ fn print_secret() -> ExitCode {
 
 #[allow(clippy::print_stdout, reason = "the command's output is the verdict")]
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    match Config::load_with_effective(path.as_deref()) {
+    match Config::load_checked(path.as_deref()) {
         Err(error) => {
             eprintln!("portcullis: invalid configuration: {error}");
             ExitCode::from(2)
         }
         Ok((config, effective)) => {
-            // Validation reads every other file; the listener's certificate and
-            // key are read by the server, so load them once here.
-            if let Some(Err(error)) = config.tls.as_ref().map(|tls| tls.load_files()) {
-                eprintln!("portcullis: invalid configuration: {error}");
-                return ExitCode::from(2);
-            }
-            if let Some(Err(error)) = config.ext_authz.as_ref().map(|ext_authz| ext_authz.load_files()) {
-                eprintln!("portcullis: invalid configuration: {error}");
-                return ExitCode::from(2);
-            }
             println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
             println!(
                 "configuration is valid: protecting {} at {} with {}",
@@ -111,8 +101,8 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn run(path: Option<PathBuf>) -> ExitCode {
-    let config = match load(path) {
-        Ok(config) => config,
+    let (config, effective) = match load(path.as_deref()) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let tracer =
@@ -173,7 +163,10 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
         Ok(ext_authz) => ext_authz,
         Err(code) => return code,
     };
+    let reloader = portcullis::reload::Reloader::new(std::sync::Arc::clone(&gateway), path, effective);
+    let reloads = tokio::spawn(reloader.serve(gateway.config().server.watch_config));
     let served = portcullis::run(gateway, listener, shutdown_signal()).await;
+    reloads.abort();
     // The checks are answered through the main listener's drain, then stop too.
     let _ = stop_ext_authz.send(());
     if let Some(ext_authz) = ext_authz

@@ -9,34 +9,53 @@
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+/// `allowed_redirect_hosts` and the hosts the `[[upstreams]]` of `config` are chosen by.
+fn allowed_hosts(config: &crate::config::Config) -> Vec<String> {
+    let mut allowed_hosts = config.allowed_redirect_hosts.clone();
+    for host in config.upstreams.iter().filter_map(|upstream| upstream.host.as_deref()) {
+        let host = host.to_ascii_lowercase();
+        if !allowed_hosts.contains(&host) {
+            allowed_hosts.push(host);
+        }
+    }
+    allowed_hosts
+}
+
 /// Where a user is sent when a requested target is refused.
 pub const FALLBACK: &str = "/";
 const MAX_TARGET_LEN: usize = 2048;
 
-/// The policy: our own origin plus any allow-listed hosts.
-#[derive(Clone, Debug)]
+/// The policy: our own origin plus any allow-listed hosts (which a
+/// configuration reload replaces, see [`RedirectPolicy::reload`]).
+#[derive(Debug)]
 pub struct RedirectPolicy {
     origin: Url,
-    allowed_hosts: Vec<String>,
+    allowed_hosts: arc_swap::ArcSwap<Vec<String>>,
+}
+
+impl Clone for RedirectPolicy {
+    fn clone(&self) -> Self {
+        Self { origin: self.origin.clone(), allowed_hosts: arc_swap::ArcSwap::new(self.allowed_hosts.load_full()) }
+    }
 }
 
 impl RedirectPolicy {
     /// A policy for `public_url` (an origin) and extra allowed host names.
     pub fn new(public_url: Url, allowed_hosts: Vec<String>) -> Self {
-        Self { origin: public_url, allowed_hosts }
+        Self { origin: public_url, allowed_hosts: arc_swap::ArcSwap::from_pointee(allowed_hosts) }
     }
 
     /// The policy of `config`: its public URL, `allowed_redirect_hosts` and the
     /// hosts its `[[upstreams]]` entries are chosen by.
     pub fn for_config(config: &crate::config::Config) -> Self {
-        let mut allowed_hosts = config.allowed_redirect_hosts.clone();
-        for host in config.upstreams.iter().filter_map(|upstream| upstream.host.as_deref()) {
-            let host = host.to_ascii_lowercase();
-            if !allowed_hosts.contains(&host) {
-                allowed_hosts.push(host);
-            }
-        }
-        Self::new(config.public_url.clone(), allowed_hosts)
+        Self::new(config.public_url.clone(), allowed_hosts(config))
+    }
+
+    /// Takes the allowed hosts of a reloaded `config` (`allowed_redirect_hosts`
+    /// and the `[[upstreams]]` hosts); the origin stays the one the policy was
+    /// made for (`public_url` needs a restart).
+    pub fn reload(&self, config: &crate::config::Config) {
+        self.allowed_hosts.store(std::sync::Arc::new(allowed_hosts(config)));
     }
 
     /// The safe target for `requested`, or [`FALLBACK`].
@@ -69,7 +88,7 @@ impl RedirectPolicy {
             return true;
         }
         let scheme_ok = url.scheme() == "https" || url.scheme() == self.origin.scheme();
-        scheme_ok && url.host_str().is_some_and(|host| self.allowed_hosts.contains(&host.to_ascii_lowercase()))
+        scheme_ok && url.host_str().is_some_and(|host| self.allowed_hosts.load().contains(&host.to_ascii_lowercase()))
     }
 
     fn check(&self, requested: &str) -> Option<String> {

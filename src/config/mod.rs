@@ -219,6 +219,9 @@ pub struct ServerConfig {
     pub http2_idle_timeout: Duration,
     pub max_connections_per_ip: usize,
     pub max_connection_age: Duration,
+    /// `server.watch_config`: how often the configuration file is read for a
+    /// change to reload (`server.watch_config_interval`); `None`: SIGHUP only.
+    pub watch_config: Option<Duration>,
 }
 
 /// The validated configuration the gateway runs on.
@@ -253,6 +256,10 @@ pub struct Config {
     pub tracing: Option<TracingConfig>,
 }
 
+/// Bounds of `server.watch_config_interval`: reading a small file this often costs nothing noticeable.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_WATCH_INTERVAL: Duration = Duration::from_secs(3600);
+
 impl Config {
     /// Loads defaults < `config_file` < `PORTCULLIS_*` and validates the result.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -269,6 +276,20 @@ impl Config {
             raw::figment(config_file).extract().map_err(|error| ConfigError::Load(describe_figment_error(&error)))?;
         let effective = raw.redacted_json();
         Ok((Self::from_raw(raw)?, effective))
+    }
+
+    /// Everything `portcullis check-config` checks: [`Config::load_with_effective`],
+    /// then the `[tls]` listener's certificate and key files (read by the
+    /// server, not by validation). A configuration reload checks the same.
+    pub fn load_checked(config_file: Option<&Path>) -> Result<(Self, serde_json::Value), ConfigError> {
+        let (config, effective) = Self::load_with_effective(config_file)?;
+        if let Some(tls) = &config.tls {
+            tls.load_files()?;
+        }
+        if let Some(ext_authz) = &config.ext_authz {
+            ext_authz.load_files()?;
+        }
+        Ok((config, effective))
     }
 
     /// Validates a raw configuration.
@@ -358,6 +379,15 @@ impl Config {
             http2_idle_timeout: non_zero("server.http2_idle_timeout", raw.server.http2_idle_timeout)?,
             max_connections_per_ip: at_least("server.max_connections_per_ip", raw.server.max_connections_per_ip, 1)?,
             max_connection_age: non_zero("server.max_connection_age", raw.server.max_connection_age)?,
+            watch_config: if raw.server.watch_config {
+                let interval = raw.server.watch_config_interval;
+                if !(MIN_WATCH_INTERVAL..=MAX_WATCH_INTERVAL).contains(&interval) {
+                    return Err(invalid("server.watch_config_interval", "must be between 100ms and 1h"));
+                }
+                Some(interval)
+            } else {
+                None
+            },
         };
 
         let tracing = self::traces::validate_tracing(raw.tracing)?;

@@ -125,6 +125,11 @@ pub struct RawServer {
     /// A connection is asked to close (after its requests in flight) at this age.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Duration,
+    /// Reload the configuration when the file's content changes (besides SIGHUP).
+    pub watch_config: bool,
+    /// How often the watched file is read for a change.
+    #[serde(with = "humantime_serde")]
+    pub watch_config_interval: Duration,
 }
 
 /// `[oidc]`
@@ -415,6 +420,8 @@ impl Default for RawConfig {
                 http2_idle_timeout: Duration::from_secs(60),
                 max_connections_per_ip: 512,
                 max_connection_age: Duration::from_secs(3600),
+                watch_config: false,
+                watch_config_interval: Duration::from_secs(5),
             },
         }
     }

@@ -113,6 +113,10 @@ fn errors_name_the_key() {
             (format!("{}\n[server]\nhttp2_idle_timeout = \"0s\"\n", minimal("")), "server.http2_idle_timeout"),
             (format!("{}\n[server]\nmax_connections_per_ip = 0\n", minimal("")), "server.max_connections_per_ip"),
             (format!("{}\n[server]\nmax_connection_age = \"0s\"\n", minimal("")), "server.max_connection_age"),
+            (
+                format!("{}\n[server]\nwatch_config = true\nwatch_config_interval = \"10ms\"\n", minimal("")),
+                "server.watch_config_interval",
+            ),
             (format!("{}\n[proxy]\nupgrade_protocols = [\"h2c\"]\n", minimal("")), "proxy.upgrade_protocols"),
             (format!("{}\n[proxy]\nupgrade_protocols = [\"a b\"]\n", minimal("")), "proxy.upgrade_protocols"),
             (format!("{}\n[proxy]\nupgrade_idle_timeout = \"0s\"\n", minimal("")), "proxy.upgrade_idle_timeout"),

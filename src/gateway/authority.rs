@@ -158,12 +158,12 @@ impl Gateway {
     /// Whether the gateway serves `host` (a request's, without port): any
     /// host, unless `[[upstreams]]` entries are chosen by host; then only
     /// theirs and the public URL's.
-    pub(super) fn serves_host(&self, host: Option<&str>) -> bool {
-        if !self.upstreams.has_host_routes() {
+    pub(super) fn serves_host(&self, routes: &super::upstreams::Routes, host: Option<&str>) -> bool {
+        if !routes.has_host_routes() {
             return true;
         }
         host.is_some_and(|host| {
-            self.upstreams.serves_host(host)
+            routes.serves_host(host)
                 || self
                     .config
                     .public_url

@@ -6,6 +6,7 @@
 use http::Method;
 
 use super::refusal::Refusal;
+use super::upstreams::Routes;
 use super::{Gateway, RequestId};
 use crate::authz::path::{NormalPath, normalise};
 use crate::authz::{Access, Principal, ProviderSet, Route};
@@ -35,29 +36,35 @@ impl Target<'_, '_> {
 
 impl Gateway {
     /// Routes `method`, the request's `host` (without port; see `authority`)
-    /// and the raw `path` through the upstreams and rules; `None` for a path
-    /// with several possible meanings, refused (400) before anything else.
-    pub(super) fn target<'p>(&self, method: &Method, host: Option<&str>, path: &'p str) -> Option<Target<'_, 'p>> {
+    /// and the raw `path` through the upstreams and rules of `routes` (the
+    /// request's snapshot); `None` for a path with several possible meanings,
+    /// refused (400) before anything else.
+    pub(super) fn target<'g, 'p>(
+        routes: &'g Routes,
+        method: &Method,
+        host: Option<&str>,
+        path: &'p str,
+    ) -> Option<Target<'g, 'p>> {
         let path = normalise(path).ok()?;
-        let upstream = self.upstreams.select(host, &path.path);
+        let upstream = routes.select(host, &path.path);
         // An upstream's own rules come first, then the global ones, both
         // matching the path as that upstream routes it.
-        let case_insensitive =
-            upstream.map_or(self.config.authz.case_insensitive(), |upstream| upstream.case_insensitive);
+        let case_insensitive = upstream.map_or(routes.authz.case_insensitive(), |upstream| upstream.case_insensitive);
         let route = upstream
             .and_then(|upstream| upstream.rules.route(method, &path.path, case_insensitive))
-            .unwrap_or_else(|| self.config.authz.route_with_case(method, &path.path, case_insensitive));
+            .unwrap_or_else(|| routes.authz.route_with_case(method, &path.path, case_insensitive));
         Some(Target { path, route, upstream })
     }
 
     /// `None` when `principal` may pass `target`; otherwise the refusal. Logs the decision.
     pub(super) fn authorize(
         &self,
+        routes: &Routes,
         target: &Target<'_, '_>,
         principal: &Principal,
         request_id: &RequestId,
     ) -> Option<Refusal> {
-        if self.config.authz.admits(target.route.access, principal) {
+        if routes.authz.admits(target.route.access, principal) {
             tracing::debug!(target: "portcullis::authz", request_id = %request_id, decision = "allow", rule = target.route.rule, user = %principal.subject);
             return None;
         }

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use super::authorize::{self, Target};
 use super::bearer::BearerOutcome;
 use super::refusal::{ProviderNeed, Refusal};
+use super::upstreams::Routes;
 use super::{Connection, Gateway, RequestId};
 use crate::authz::ProviderSet;
 use crate::sessions::{Authentication, Caller};
@@ -64,26 +65,28 @@ pub(super) enum Credential {
 }
 
 impl Gateway {
-    /// Routes, identifies and authorizes one request. Logs and counts refusals.
+    /// Routes, identifies and authorizes one request by `routes`, the
+    /// request's snapshot of the routes and rules. Logs and counts refusals.
     pub(super) async fn decide<'g, 'p>(
-        &'g self,
+        &self,
+        routes: &'g Routes,
         facts: &RequestFacts<'_, 'p>,
         connection: &Connection,
         request_id: &RequestId,
     ) -> Decision<'g, 'p> {
-        let Some(route) = self.target(facts.method, facts.host, facts.path) else {
+        let Some(route) = Self::target(routes, facts.method, facts.host, facts.path) else {
             return Decision::Refused(authorize::ambiguous_path(request_id));
         };
         record_upstream(route.upstream.map_or("default", |upstream| upstream.name.as_str()));
         if route.is_public() {
             return Decision::Public { route };
         }
-        let accepted = route.accepted(&self.config.authz);
+        let accepted = route.accepted(&routes.authz);
         let caller = match self.identify(facts.headers, connection, request_id, accepted).await {
             Ok(caller) => caller,
             Err(refusal) => return Decision::Refused(refusal),
         };
-        match self.authorize(&route, &caller.caller.principal, request_id) {
+        match self.authorize(routes, &route, &caller.caller.principal, request_id) {
             Some(denied) => Decision::Refused(denied),
             None => Decision::Allowed { caller, route },
         }

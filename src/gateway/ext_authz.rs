@@ -191,7 +191,9 @@ impl Gateway {
         }
         // Host routes are chosen by the application's host: without one, nothing can be routed.
         let host = original.authority.as_ref().map(RequestAuthority::host);
-        if host.is_none() && self.upstreams.has_host_routes() {
+        // One snapshot of the routes and rules for the whole decision (a reload may come meanwhile).
+        let routes = self.upstreams.current();
+        if host.is_none() && routes.has_host_routes() {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
             return self.refused(Refusal::UnknownOriginal, &asked, request_id).await;
         }
@@ -199,8 +201,8 @@ impl Gateway {
         // Each check stands alone: the gRPC connection carries every user's requests.
         let connection = Connection::new(original.client.unwrap_or(peer), original.tls);
         let mut upstream = HeaderMap::new();
-        let (set_cookies, client_authorization) = match self.decide(&facts, &connection, request_id).await {
-            Decision::Public { .. } => (Vec::new(), self.config.authz.forwards_client_authorization_on_public()),
+        let (set_cookies, client_authorization) = match self.decide(&routes, &facts, &connection, request_id).await {
+            Decision::Public { .. } => (Vec::new(), routes.authz.forwards_client_authorization_on_public()),
             Decision::Allowed { caller: Identified { caller, set_cookies, .. }, route } => {
                 *user = Some(caller.principal.subject.clone());
                 let identity = upstream_identity(&caller, route.upstream);

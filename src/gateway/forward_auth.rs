@@ -199,13 +199,15 @@ impl Gateway {
         };
         // Host routes are chosen by the application's host, which only a trusted proxy states.
         let host = original.host.as_ref().map(RequestAuthority::host);
-        if host.is_none() && self.upstreams.has_host_routes() {
+        // One snapshot of the routes and rules for the whole decision (a reload may come meanwhile).
+        let routes = self.upstreams.current();
+        if host.is_none() && routes.has_host_routes() {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "deny", reason = "unknown_host");
             return refuse(Refusal::UnknownOriginal);
         }
         let facts = RequestFacts { method: &original.method, host, path: &original.path, headers: request.headers() };
         // The one match from a decision to what auth_request proxies understand.
-        let (identity, set_cookies) = match self.decide(&facts, connection, request_id).await {
+        let (identity, set_cookies) = match self.decide(&routes, &facts, connection, request_id).await {
             Decision::Public { .. } => (None, Vec::new()),
             Decision::Allowed { caller: Identified { caller, set_cookies, .. }, .. } => {
                 outcome.user = Some(LoggedUser::Caller(std::sync::Arc::clone(&caller.principal)));

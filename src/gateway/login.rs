@@ -102,9 +102,9 @@ impl Gateway {
             absolute = url;
             (absolute.host_str(), absolute.path())
         };
-        let accepted = self
-            .target(&http::Method::GET, host, path)
-            .map_or(ProviderSet::ALL, |target| target.accepted(&self.config.authz));
+        let routes = self.upstreams.current();
+        let accepted = Self::target(&routes, &http::Method::GET, host, path)
+            .map_or(ProviderSet::ALL, |target| target.accepted(&routes.authz));
         if self.providers.accepted(accepted).next().is_none() { ProviderSet::ALL } else { accepted }
     }
 

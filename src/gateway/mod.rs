@@ -17,6 +17,7 @@ mod forward_auth;
 mod login;
 mod providers;
 mod refusal;
+mod reload;
 mod request_id;
 mod sign_out;
 mod throttle;
@@ -47,6 +48,7 @@ use self::endpoint::Endpoint;
 pub use self::endpoint::paths;
 use self::providers::Providers;
 use self::refusal::Refusal;
+pub use self::reload::ApplyError;
 pub use self::request_id::RequestId;
 use self::upstreams::Upstreams;
 
@@ -279,12 +281,15 @@ impl Gateway {
             }
         };
         let host = authority.as_ref().map(authority::RequestAuthority::host);
-        if !self.serves_host(host) {
+        // The routes and rules this request is decided and forwarded by, to
+        // its end, whatever a configuration reload installs meanwhile.
+        let routes = self.upstreams.current();
+        if !self.serves_host(&routes, host) {
             tracing::info!(target: "portcullis::authz", request_id = %request_id, decision = "refuse", reason = "unknown_host");
             return Refusal::Misdirected.render(self.audience_of(&request), request_id);
         }
         let facts = RequestFacts { method: request.method(), host, path, headers: request.headers() };
-        let (caller, route) = match self.decide(&facts, connection, request_id).await {
+        let (caller, route) = match self.decide(&routes, &facts, connection, request_id).await {
             Decision::Public { route } => (None, route),
             Decision::Allowed { caller, route } => (Some(caller), route),
             Decision::Refused(refusal) => {
@@ -303,7 +308,8 @@ impl Gateway {
             return authorize::ambiguous_path(request_id).render(self.audience_of(&request), request_id);
         }
         let Some(Identified { caller, set_cookies, credential }) = caller else {
-            return self.forward(request, connection, None, route.upstream, Vec::new(), request_id).await;
+            let to = upstreams::Destination { routes: &routes, via: route.upstream };
+            return self.forward(request, connection, None, to, Vec::new(), request_id).await;
         };
         if let Credential::Session { cookies_only, provider } = credential {
             // hyper marks every HTTP/1.1 request with `Upgrade` (the only kind the proxy
@@ -323,7 +329,8 @@ impl Gateway {
             }
         }
         outcome.user = Some(LoggedUser::Caller(Arc::clone(&caller.principal)));
-        self.forward(request, connection, Some(&caller), route.upstream, set_cookies, request_id).await
+        let to = upstreams::Destination { routes: &routes, via: route.upstream };
+        self.forward(request, connection, Some(&caller), to, set_cookies, request_id).await
     }
 
     /// The answer to a refusal of the proxy path and ext_authz: a browser
@@ -367,7 +374,7 @@ impl Gateway {
     /// (`target`: the path, with or without its query).
     fn audience(&self, method: &http::Method, target: &str, headers: &http::HeaderMap) -> Audience {
         let path = target.split(['?', '#']).next().unwrap_or(target);
-        if self.config.authz.is_api_path(path) {
+        if self.upstreams.current().authz.is_api_path(path) {
             return Audience::Api;
         }
         audience::classify(method, headers)
@@ -378,7 +385,7 @@ impl Gateway {
         self.audience(request.method(), request.uri().path(), request.headers())
     }
 
-    /// Forwards to the upstream (`via` an `[[upstreams]]` entry, or the default)
+    /// Forwards to the upstream `to` names (an `[[upstreams]]` entry, or the default, of the request's routes)
     /// with the caller's identity (none on public routes) and the token the
     /// upstream is configured for; appends `set_cookies` to the answer.
     async fn forward(
@@ -386,13 +393,14 @@ impl Gateway {
         mut request: Request<Incoming>,
         connection: &Connection,
         caller: Option<&Caller>,
-        via: Option<&upstreams::Route>,
+        to: upstreams::Destination<'_>,
         set_cookies: Vec<HeaderValue>,
         request_id: &RequestId,
     ) -> Response<ProxyBody> {
+        let upstreams::Destination { routes, via } = to;
         let identity = caller.map(|caller| upstream_identity(caller, via));
         let identity = identity.as_ref();
-        let upstream = self.upstreams.target(via);
+        let upstream = routes.target(via);
         let is_ours = |name: &str| self.sessions.is_ours(name);
         let context = ForwardContext {
             tunnels: self.upstreams.tunnels(),
@@ -402,8 +410,7 @@ impl Gateway {
             client_scheme: if connection.tls { "https" } else { "http" },
             is_gateway_cookie: &is_ours,
             identity,
-            forward_client_authorization: caller.is_none()
-                && self.config.authz.forwards_client_authorization_on_public(),
+            forward_client_authorization: caller.is_none() && routes.authz.forwards_client_authorization_on_public(),
             request_id: Some(request_id.header_value()),
             set_headers: via.map_or(&[], |route| route.set_headers.as_slice()),
         };

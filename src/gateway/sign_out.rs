@@ -107,10 +107,7 @@ impl Gateway {
         }
         let scheme_ok = origin.scheme() == "https" || origin.scheme() == public.scheme();
         let port_ok = origin.port_or_known_default() == public.port_or_known_default();
-        let served = origin.host_str().is_some_and(|host| {
-            let host = host.to_ascii_lowercase();
-            self.config.upstreams.iter().any(|upstream| upstream.host.as_deref() == Some(host.as_str()))
-        });
+        let served = origin.host_str().is_some_and(|host| self.upstreams.current().serves_host(host));
         scheme_ok && port_ok && served
     }
 

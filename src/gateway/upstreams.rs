@@ -4,12 +4,24 @@
 //! headers and choice of token), their connection pools, and the open tunnels.
 //! Requests no entry matches go to the top-level `upstream`. The entries are
 //! validated by `config::upstreams`.
+//!
+//! The routes and the `[authz]` policy are one [`Routes`] snapshot, which a
+//! configuration reload replaces whole ([`Upstreams::replace`]). A request
+//! takes the snapshot once ([`Upstreams::current`]) and keeps it to its end,
+//! so it finishes under the rules and upstream it started with; the pools of
+//! an upstream the new configuration still names (same URL) are kept, those of
+//! a removed one close once its last request has finished.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
+use crate::authz::Policy;
 use crate::authz::rules::RuleSet;
 use crate::config::{Config, IdentitySelection, TokenChoice};
 use crate::proxy::{ProxyError, Tunnels, Upstream, UpstreamSettings};
+use crate::workers::WorkerCount;
 
 /// One extra upstream, ready to serve.
 #[derive(Debug)]
@@ -31,19 +43,41 @@ pub(super) struct Route {
     pub providers: crate::authz::ProviderSet,
 }
 
-/// The upstreams: the default one, the extra ones in order, and the
-/// upgraded connections (WebSockets) still open to any of them.
+/// The upstreams and rules of one configuration: what a request is decided
+/// and forwarded by, from its start to its end.
 #[derive(Debug)]
-pub(super) struct Upstreams {
+pub(super) struct Routes {
     default: Upstream,
     routes: Vec<Route>,
+    /// `[authz]`: the global rules and the settings around them.
+    pub authz: Policy,
+}
+
+/// Where a decided request goes: `via` an `[[upstreams]]` entry of `routes`
+/// (the request's snapshot), or their default upstream.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Destination<'r> {
+    pub routes: &'r Routes,
+    pub via: Option<&'r Route>,
+}
+
+/// The current [`Routes`], the settings their pools are built with (which
+/// need a restart to change), and the upgraded connections (WebSockets) still
+/// open to any upstream.
+#[derive(Debug)]
+pub(super) struct Upstreams {
+    current: ArcSwap<Routes>,
+    settings: UpstreamSettings,
+    worker_count: WorkerCount,
+    /// Whether an upstream received the ID token at start (sessions keep its header ready only then).
+    sends_id_token: bool,
     tunnels: Tunnels,
 }
 
 impl Upstreams {
     /// Whether any upstream receives the session's ID token (so sessions must keep its header ready).
     pub(super) fn sends_id_token(&self) -> bool {
-        self.routes.iter().any(|route| route.token == TokenChoice::Id)
+        self.sends_id_token
     }
 
     /// Builds the client of the default upstream and of every validated
@@ -58,6 +92,54 @@ impl Upstreams {
         };
         // The count the server starts its workers with.
         let worker_count = config.server.worker_threads;
+        let routes = Routes::build(config, &settings, worker_count, &[])?;
+        Ok(Self {
+            sends_id_token: routes.sends_id_token(),
+            current: ArcSwap::from_pointee(routes),
+            settings,
+            worker_count,
+            tunnels: Tunnels::new(config.proxy.tunnels.clone()),
+        })
+    }
+
+    /// The routes and rules now: a request takes them once and keeps them.
+    pub(super) fn current(&self) -> arc_swap::Guard<Arc<Routes>> {
+        self.current.load()
+    }
+
+    /// Builds the routes of a reloaded `config` (reusing the pools of every
+    /// upstream whose URL it still names), for [`Upstreams::install`].
+    pub(super) fn prepare(&self, config: &Config) -> Result<Routes, ProxyError> {
+        let current = self.current.load();
+        let mut existing: Vec<Upstream> = current.routes.iter().map(|route| route.upstream.clone()).collect();
+        existing.push(current.default.clone());
+        Routes::build(config, &self.settings, self.worker_count, &existing)
+    }
+
+    /// Makes `routes` the current ones: requests from now on take them; those
+    /// in flight keep theirs.
+    pub(super) fn install(&self, routes: Routes) {
+        self.current.store(Arc::new(routes));
+    }
+
+    /// The upgraded connections (WebSockets) still open.
+    pub(super) fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
+    }
+}
+
+impl Routes {
+    /// The routes of `config`; an upstream with the URL of one in `existing` shares its pools.
+    fn build(
+        config: &Config,
+        settings: &UpstreamSettings,
+        worker_count: WorkerCount,
+        existing: &[Upstream],
+    ) -> Result<Self, ProxyError> {
+        let upstream = |url: &url::Url| match existing.iter().find(|upstream| upstream.base() == url) {
+            Some(upstream) => Ok(upstream.clone()),
+            None => Upstream::new(url.clone(), settings.clone(), worker_count),
+        };
         let entries = &config.upstreams;
         let mut routes = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -66,7 +148,7 @@ impl Upstreams {
                 host: entry.host.clone(),
                 path_prefix: entry.path_prefix.clone(),
                 case_insensitive: entry.case_insensitive,
-                upstream: Upstream::new(entry.url.clone(), settings.clone(), worker_count)?,
+                upstream: upstream(&entry.url)?,
                 token: entry.token,
                 identity: entry.identity,
                 set_headers: entry.set_headers.clone(),
@@ -74,8 +156,13 @@ impl Upstreams {
                 providers: entry.providers,
             });
         }
-        let default = Upstream::new(config.upstream.clone(), settings, worker_count)?;
-        Ok(Self { default, routes, tunnels: Tunnels::new(config.proxy.tunnels.clone()) })
+        let default = upstream(&config.upstream)?;
+        Ok(Self { default, routes, authz: config.authz.clone() })
+    }
+
+    /// Whether any upstream receives the session's ID token.
+    pub(super) fn sends_id_token(&self) -> bool {
+        self.routes.iter().any(|route| route.token == TokenChoice::Id)
     }
 
     /// The upstream a request goes to: `via`'s, or the default one.
@@ -83,13 +170,8 @@ impl Upstreams {
         via.map_or(&self.default, |route| &route.upstream)
     }
 
-    /// The upgraded connections (WebSockets) still open.
-    pub(super) fn tunnels(&self) -> &Tunnels {
-        &self.tunnels
-    }
-
     /// Whether any entry is chosen by host (then requests must name a host
-    /// the gateway serves: see [`Upstreams::serves_host`]).
+    /// the gateway serves: see [`Routes::serves_host`]).
     pub(super) fn has_host_routes(&self) -> bool {
         self.routes.iter().any(|route| route.host.is_some())
     }

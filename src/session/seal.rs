@@ -4,6 +4,8 @@
 //! associated data binds the purpose (flow vs session) and the cookie name, so
 //! a value sealed for one cookie never opens as another. Several keys may be
 //! configured: the first seals, any opens (rotation without logging users out).
+//! A configuration reload replaces the keys ([`KeyRing::replace`]); each seal,
+//! open or MAC uses the keys of one moment.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::{hkdf, hmac};
@@ -61,14 +63,14 @@ struct CookieKey {
     mac: hmac::Key,
 }
 
-/// The configured keys, ready to seal and open.
+/// The configured keys, ready to seal and open; replaced whole by a reload.
 pub struct KeyRing {
-    keys: Vec<CookieKey>,
+    keys: arc_swap::ArcSwap<Vec<CookieKey>>,
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("keys", &self.keys.len()).finish()
+        f.debug_struct("KeyRing").field("keys", &self.keys.load().len()).finish()
     }
 }
 
@@ -88,29 +90,21 @@ impl KeyRing {
     /// Derives an AEAD key from each configured secret (HKDF-SHA256), so the
     /// operator's secret is never used directly as a cipher key.
     pub fn new(secrets: &[SecretBytes]) -> Result<Self, KeyError> {
-        if secrets.is_empty() {
-            return Err(KeyError);
-        }
-        let mut keys = Vec::with_capacity(secrets.len());
-        for secret in secrets {
-            let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis cookie keys");
-            let prk = salt.extract(secret.expose());
-            let okm = prk.expand(&[b"aes-256-gcm"], AesKeyLen).map_err(|_| KeyError)?;
-            let mut material = [0u8; 32];
-            okm.fill(&mut material).map_err(|_| KeyError)?;
-            let unbound = UnboundKey::new(&AES_256_GCM, &material).map_err(|_| KeyError)?;
-            // A one-byte id from the secret's hash tells which key sealed a value, so
-            // opening tries one key, not all of them. Collisions only cost a retry.
-            let id = Sha256::digest(material).first().copied().unwrap_or(0);
-            let mac_okm = prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256).map_err(|_| KeyError)?;
-            keys.push(CookieKey { id, aead: LessSafeKey::new(unbound), mac: hmac::Key::from(mac_okm) });
-        }
-        Ok(Self { keys })
+        Ok(Self { keys: arc_swap::ArcSwap::from_pointee(derive_keys(secrets)?) })
+    }
+
+    /// Replaces the keys with those of `secrets` (a configuration reload): values
+    /// sealed with a key still among them keep opening; the first seals from now on.
+    /// Nothing changes when one cannot be derived.
+    pub fn replace(&self, secrets: &[SecretBytes]) -> Result<(), KeyError> {
+        self.keys.store(std::sync::Arc::new(derive_keys(secrets)?));
+        Ok(())
     }
 
     /// Encrypts and authenticates `plaintext` for `purpose` and `cookie_name`.
     pub fn seal(&self, purpose: Purpose, cookie_name: &str, plaintext: &[u8]) -> Result<String, random::RandomError> {
-        let key = self.keys.first().ok_or(random::RandomError)?;
+        let keys = self.keys.load();
+        let key = keys.first().ok_or(random::RandomError)?;
         let nonce_bytes = random::bytes::<NONCE_LEN>()?;
         let mut buffer = Vec::with_capacity(HEADER_LEN + plaintext.len() + AES_256_GCM.tag_len());
         buffer.push(FORMAT_VERSION);
@@ -147,7 +141,8 @@ impl KeyRing {
         }
         let (nonce_bytes, _) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| OpenError::Malformed)?;
-        let candidates = || self.keys.iter().enumerate().filter(|(_, key)| key.id == key_id);
+        let keys = self.keys.load();
+        let candidates = || keys.iter().enumerate().filter(|(_, key)| key.id == key_id);
         if candidates().count() == 1
             && let Some((index, key)) = candidates().next()
         {
@@ -184,7 +179,11 @@ impl KeyRing {
 impl KeyRing {
     /// A MAC of `message` for `label` with the newest key (e.g. a CSRF token bound to a session id).
     pub fn mac(&self, label: &str, message: &str) -> String {
-        self.keys.first().map(|key| URL_SAFE_NO_PAD.encode(mac_tag(&key.mac, label, message))).unwrap_or_default()
+        self.keys
+            .load()
+            .first()
+            .map(|key| URL_SAFE_NO_PAD.encode(mac_tag(&key.mac, label, message)))
+            .unwrap_or_default()
     }
 
     /// Checks a MAC made by [`KeyRing::mac`] with any configured key, in constant time.
@@ -194,8 +193,31 @@ impl KeyRing {
         data.extend_from_slice(label.as_bytes());
         data.push(0);
         data.extend_from_slice(message.as_bytes());
-        self.keys.iter().any(|key| hmac::verify(&key.mac, &data, &tag).is_ok())
+        self.keys.load().iter().any(|key| hmac::verify(&key.mac, &data, &tag).is_ok())
     }
+}
+
+/// Derives an AEAD key and a MAC key from each secret (HKDF-SHA256), so the
+/// operator's secret is never used directly as a cipher key.
+fn derive_keys(secrets: &[SecretBytes]) -> Result<Vec<CookieKey>, KeyError> {
+    if secrets.is_empty() {
+        return Err(KeyError);
+    }
+    let mut keys = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis cookie keys");
+        let prk = salt.extract(secret.expose());
+        let okm = prk.expand(&[b"aes-256-gcm"], AesKeyLen).map_err(|_| KeyError)?;
+        let mut material = [0u8; 32];
+        okm.fill(&mut material).map_err(|_| KeyError)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &material).map_err(|_| KeyError)?;
+        // A one-byte id from the secret's hash tells which key sealed a value, so
+        // opening tries one key, not all of them. Collisions only cost a retry.
+        let id = Sha256::digest(material).first().copied().unwrap_or(0);
+        let mac_okm = prk.expand(&[b"hmac-sha256"], hmac::HMAC_SHA256).map_err(|_| KeyError)?;
+        keys.push(CookieKey { id, aead: LessSafeKey::new(unbound), mac: hmac::Key::from(mac_okm) });
+    }
+    Ok(keys)
 }
 
 fn mac_tag(key: &hmac::Key, label: &str, message: &str) -> hmac::Tag {
@@ -231,6 +253,24 @@ mod tests {
         let keys = ring(&[1]);
         let sealed = keys.seal(Purpose::Session, "_p", b"hello").unwrap();
         assert_eq!(keys.open(Purpose::Session, "_p", &sealed).unwrap(), (b"hello".to_vec(), false));
+    }
+
+    #[test]
+    fn a_replaced_ring_opens_what_a_kept_key_sealed_and_seals_with_its_first() {
+        let secret = |seed: u8| SecretBytes::new(vec![seed; 32]);
+        let keys = ring(&[1]);
+        let before = keys.seal(Purpose::Session, "_p", b"before").unwrap();
+        keys.replace(&[secret(2), secret(1)]).unwrap();
+        assert_eq!(keys.open(Purpose::Session, "_p", &before).unwrap(), (b"before".to_vec(), true), "re-seal it");
+        let after = keys.seal(Purpose::Session, "_p", b"after").unwrap();
+        assert!(ring(&[2]).open(Purpose::Session, "_p", &after).is_ok());
+        assert!(ring(&[1]).open(Purpose::Session, "_p", &after).is_err());
+        // A failed replacement changes nothing.
+        assert!(keys.replace(&[]).is_err());
+        assert!(keys.open(Purpose::Session, "_p", &after).is_ok());
+        // A key removed: what it alone sealed no longer opens.
+        keys.replace(&[secret(2)]).unwrap();
+        assert!(keys.open(Purpose::Session, "_p", &before).is_err());
     }
 
     #[test]

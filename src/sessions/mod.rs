@@ -248,6 +248,14 @@ impl Sessions {
             .filter(|flow| flow.v == FLOW_FORMAT)
     }
 
+    /// Replaces the key ring with `secrets` (a configuration reload): sessions
+    /// sealed with a key still configured stay valid (re-sealed with the first
+    /// key at their next request); new ones are sealed with the first. Nothing
+    /// changes on an error.
+    pub fn replace_keys(&self, secrets: &[crate::secret::SecretBytes]) -> Result<(), SessionsError> {
+        self.keys.replace(secrets).map_err(SessionsError::Keys)
+    }
+
     /// A tag binding `message` to the key ring, for `label`'s use.
     pub(crate) fn mac(&self, label: &str, message: &str) -> String {
         self.keys.mac(label, message)

@@ -90,6 +90,8 @@ pub struct Metrics {
     panics: Counter,
     ended_sessions_overflows: Counter,
     used_logout_tokens_overflows: Counter,
+    config_reloads: Family<Labels1, Counter>,
+    config_last_reload: Gauge,
 }
 
 impl Default for Metrics {
@@ -180,7 +182,25 @@ impl Metrics {
              session.ended_max_entries",
             used_logout_tokens_overflows.clone(),
         );
+        let config_reloads = Family::<Labels1, Counter>::default();
+        for result in ["applied", "rejected"] {
+            drop(config_reloads.get_or_create(&[("result", result)]));
+        }
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or the file watch): applied, or rejected as invalid (the running \
+             configuration kept)",
+            config_reloads.clone(),
+        );
+        let config_last_reload = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the running configuration was loaded (at start, then at each applied reload), in Unix seconds",
+            config_last_reload.clone(),
+        );
         Self {
+            config_reloads,
+            config_last_reload,
             panics,
             ended_sessions_overflows,
             used_logout_tokens_overflows,
@@ -269,6 +289,16 @@ impl Metrics {
     /// A request handler panicked.
     pub fn panic(&self) {
         self.panics.inc();
+    }
+
+    /// A configuration reload was applied or rejected.
+    pub fn config_reload(&self, applied: bool) {
+        self.config_reloads.get_or_create(&[("result", if applied { "applied" } else { "rejected" })]).inc();
+    }
+
+    /// The running configuration was loaded at `unix_seconds` (at start or by a reload).
+    pub fn config_loaded(&self, unix_seconds: i64) {
+        self.config_last_reload.set(unix_seconds);
     }
 
     /// A client connection opened; the gauge goes down when the guard drops.

@@ -23,6 +23,7 @@ mod authz_encoding;
 mod bearer;
 mod callback_failures;
 mod cli;
+mod config_reload;
 mod connection_session;
 mod ext_authz_grpc;
 mod faults_idp;
