@@ -2,6 +2,7 @@
 // Mock OpenID provider for Portcullis' integration tests, built on oauth2-mock-server's OAuth2Server.
 //
 //   node tests/e2e/mock-idp.mjs [--port N] [--client-id ID] [--sub S] [--email E] [--username U] [--no-iss-param]
+//                               [--groups N]
 //
 // Listens on 127.0.0.1 (port 0 = any free port unless --port), signs with a fresh RS256 key, and prints exactly one
 // line `MOCK_IDP_ISSUER=http://127.0.0.1:PORT` to stdout once it accepts connections; everything else goes to
@@ -44,7 +45,9 @@
 //   ADDED (beforeTokenSigning): both tokens get sub = --sub (default "mock-user-1"); the id_token gets
 //   aud = azp = --client-id (default: the requesting client id), email (default "mock.user@example.test"),
 //   email_verified true, preferred_username (default "mock.user"), name "Mock User"; the access token gets
-//   client_id. /userinfo (beforeUserinfo) answers the same sub/email/preferred_username/name.
+//   client_id. /userinfo (beforeUserinfo) answers the same sub/email/preferred_username/name. With --groups N
+//   (default 0: none) the id_token also carries a `groups` claim of N names, as directory-backed providers send
+//   them: bench/binary.sh uses it for a session cookie of the size such providers produce (about 4 KB).
 // - Discovery (/.well-known/openid-configuration) lists code_challenge_methods_supported ["plain","S256"],
 //   token_endpoint_auth_methods_supported ["none"], response_types_supported ["code"], RS256 only, end_session,
 //   revocation and introspection endpoints. Endpoints: /authorize /token /jwks /userinfo /revoke /endsession
@@ -75,6 +78,7 @@ const { values: options } = parseArgs({
     email: { type: 'string', default: 'mock.user@example.test' },
     username: { type: 'string', default: 'mock.user' },
     'no-iss-param': { type: 'boolean', default: false },
+    groups: { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -85,6 +89,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 const expectedClientId = options['client-id'];
+const groupCount = Number.parseInt(options.groups, 10);
+if (!Number.isInteger(groupCount) || groupCount < 0 || groupCount > 1000) {
+  process.stderr.write(`mock-idp: invalid --groups '${options.groups}'\n`);
+  process.exit(2);
+}
+const groups = Array.from({ length: groupCount }, (_, index) => `app-${String(index).padStart(3, '0')}-readers`);
 
 function log(message) {
   process.stderr.write(`mock-idp: ${message}\n`);
@@ -181,6 +191,7 @@ service.on('beforeTokenSigning', (token, req) => {
   payload.email_verified = true;
   payload.preferred_username = options.username;
   payload.name = 'Mock User';
+  if (groups.length > 0) payload.groups = groups;
 });
 
 service.on('beforeResponse', (response, req) => {
