@@ -340,8 +340,10 @@ impl ConnectionTask {
             let connection = self.builder.http1.serve_connection(io, service).with_upgrades();
             drive(connection, |connection| connection.graceful_shutdown(), close_reason).await.map_err(Into::into)
         } else {
+            // Boxed: HTTP/2 with prior knowledge is rare, and unboxed this branch doubled
+            // every connection's future (the_request_and_connection_futures_stay_small).
             let connection = self.builder.auto.serve_connection_with_upgrades(io, service);
-            drive(connection, |connection| connection.graceful_shutdown(), close_reason).await
+            Box::pin(drive(connection, |connection| connection.graceful_shutdown(), close_reason)).await
         };
         if let Err(error) = ended {
             tracing::debug!(%error, "connection ended with an error");
@@ -755,7 +757,11 @@ secret = "q83vEjh5ZtNcXo0aNxyY5eWwIulXf1ESc3K0tkuqYzk="
         // (its part slices) no longer than it needs it and `identify` no longer
         // borrows the authentication's result (which kept it beside the future).
         const REQUEST_FUTURE_BOUND: usize = 3_500;
-        const CONNECTION_FUTURE_BOUND: usize = 2_100;
+        // The connection's: 2,048 until its first read moved out of hyper-util's
+        // version sniffing into `ConnectionTask::serve` (issue 18), 2,312 since
+        // (the first-read state and `Prepend` inside hyper's connection). It is
+        // moved once, when its task is spawned, not per request.
+        const CONNECTION_FUTURE_BOUND: usize = 2_400;
         let gateway = gateway();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client_addr = listener.local_addr().unwrap();
