@@ -120,8 +120,10 @@ impl WorkerHooks {
     pub const NONE: Self = Self { on_start: || {}, on_tick: || {}, on_stop: || {} };
 }
 
-/// A running set of worker threads. Dropping it lets the workers finish on
-/// their own (their tasks are dropped); [`Workers::stop`] also waits for them.
+/// A running set of worker threads. Dropping it ends them (their tasks are
+/// dropped) and waits for their threads, blocking the caller briefly, so what
+/// the tasks held (the listening socket's copies, connections) is closed when
+/// the drop returns; [`Workers::stop`] waits without blocking.
 pub struct Workers {
     dispatch: Arc<Dispatch>,
     /// Set to `true` by [`Workers::stop`]: each worker then ends, whoever
@@ -218,10 +220,9 @@ impl Workers {
 
     /// Ends every worker, dropping the tasks still running on them, and waits
     /// until their threads have ended.
-    pub async fn stop(self) {
-        let Self { dispatch, stopping, threads } = self;
-        stopping.send_replace(true);
-        drop(dispatch);
+    pub async fn stop(mut self) {
+        self.stopping.send_replace(true);
+        let threads = std::mem::take(&mut self.threads);
         let joined = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
@@ -303,6 +304,17 @@ impl Dispatch {
             .map(|offset| (start + offset) % count)
             .min_by_key(|&index| self.load.get(index).map_or(usize::MAX, |load| load.load(Ordering::Relaxed)))
             .unwrap_or(0)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Without `stop` (the serving future was dropped): the workers end at
+        // once, having nothing that blocks.
+        self.stopping.send_replace(true);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
