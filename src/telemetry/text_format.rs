@@ -4,7 +4,7 @@
 //! `dyn fmt::Write`, wraps each in (colourless) ANSI styles and formats the
 //! level with padding: about 11,600 instructions per access line, a sixth of
 //! an authenticated request's (docs/benchmarks.md, "The binary operators
-//! run"); this costs about 3,000.
+//! run"); this costs about 4,000.
 //!
 //! Events inside spans, from the `log` crate or carrying an error field take
 //! the `Full` format itself: none is on the hot path, and its output for them
