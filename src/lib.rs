@@ -5,6 +5,11 @@
 //! are forwarded to the upstream with a bearer token and trusted identity
 //! headers. [`run`] serves a validated [`config::Config`] on bound listeners.
 
+// The auto-trait (`Send`) check of a connection's future walks the whole request path (hyper, the
+// gateway, the session store's Redis client): deeper than the default limit of 128 since connections are
+// accepted on the worker that serves them (`server::accept_loop`).
+#![recursion_limit = "256"]
+
 pub mod authz;
 pub mod body;
 pub mod clock;

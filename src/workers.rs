@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -120,15 +120,26 @@ impl WorkerHooks {
     pub const NONE: Self = Self { on_start: || {}, on_tick: || {}, on_stop: || {} };
 }
 
-/// A running set of worker threads. Dropping it lets the workers finish on
-/// their own (their tasks are dropped); [`Workers::stop`] also waits for them.
+/// A running set of worker threads. Dropping it ends them (their tasks are
+/// dropped) and waits for their threads, blocking the caller briefly, so what
+/// the tasks held (the listening socket's copies, connections) is closed when
+/// the drop returns; [`Workers::stop`] waits without blocking.
 pub struct Workers {
+    dispatch: Arc<Dispatch>,
+    /// Set to `true` by [`Workers::stop`]: each worker then ends, whoever
+    /// still holds a [`Dispatch`] (the accept loops running on the workers do).
+    stopping: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Hands tasks to the workers; shared with tasks running on them (an accept
+/// loop hands a connection on when its own worker has more than its share).
+pub struct Dispatch {
     queues: Vec<mpsc::UnboundedSender<Job>>,
     /// Tasks handed to each worker and not yet finished.
     load: Arc<[AtomicUsize]>,
     /// Where the search for the least loaded worker starts, so ties rotate.
     next: AtomicUsize,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
@@ -137,16 +148,24 @@ impl Workers {
         let count = count.get();
         let mut queues = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
+        let (stopping, stop) = watch::channel(false);
         for index in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
+            let mut stop = stop.clone();
             let thread = std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || {
                 CURRENT.with(|current| current.set(Some(index)));
                 (hooks.on_start)();
                 runtime.block_on(async move {
                     tokio::spawn(anchor_timers(hooks.on_tick));
-                    while let Some(job) = jobs.recv().await {
-                        tokio::spawn(job);
+                    loop {
+                        tokio::select! {
+                            job = jobs.recv() => match job {
+                                Some(job) => drop(tokio::spawn(job)),
+                                None => break,
+                            },
+                            _ = stop.wait_for(|stop| *stop) => break,
+                        }
                     }
                 });
                 // Dropping the runtime drops any task still running.
@@ -156,32 +175,115 @@ impl Workers {
             queues.push(queue);
             threads.push(thread);
         }
-        Ok(Self::assemble(queues, threads))
+        Ok(Self::assemble(queues, threads, stopping))
     }
 
     /// Workers fed through `queues` (one per worker), running on `threads`.
-    fn assemble(queues: Vec<mpsc::UnboundedSender<Job>>, threads: Vec<JoinHandle<()>>) -> Self {
+    fn assemble(
+        queues: Vec<mpsc::UnboundedSender<Job>>,
+        threads: Vec<JoinHandle<()>>,
+        stopping: watch::Sender<bool>,
+    ) -> Self {
         let load: Arc<[AtomicUsize]> = queues.iter().map(|_| AtomicUsize::new(0)).collect();
-        Self { queues, load, next: AtomicUsize::new(0), threads }
+        Self { dispatch: Arc::new(Dispatch { queues, load, next: AtomicUsize::new(0) }), stopping, threads }
     }
 
     /// How many worker threads there are.
     pub fn count(&self) -> usize {
-        self.queues.len()
+        self.dispatch.queues.len()
+    }
+
+    /// What hands tasks to the workers, for tasks running on them.
+    pub fn dispatch(&self) -> &Arc<Dispatch> {
+        &self.dispatch
     }
 
     /// Runs `task` on the worker with the fewest unfinished tasks. The future
     /// is first polled on that worker, so I/O objects it creates (for
     /// example `TcpStream::from_std`) belong to that worker's runtime.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.dispatch.spawn(task);
+    }
+
+    /// Runs the task `make(index)` on each worker `index`, uncounted in the
+    /// workers' load (each has one alike): a loop that lives as long as they do.
+    pub fn spawn_on_each<F>(&self, mut make: impl FnMut(usize) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        for (index, queue) in self.dispatch.queues.iter().enumerate() {
+            if queue.send(Box::pin(make(index))).is_err() {
+                tracing::error!(worker = index, "a serving worker has stopped before its loop started");
+            }
+        }
+    }
+
+    /// Ends every worker, dropping the tasks still running on them, and waits
+    /// until their threads have ended.
+    pub async fn stop(mut self) {
+        self.stopping.send_replace(true);
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        let _ = joined.await;
+    }
+}
+
+impl Dispatch {
+    /// Runs `task` on the worker with the fewest unfinished tasks (see [`Workers::spawn`]).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let index = self.least_loaded();
-        let Some(queue) = self.queues.get(index) else { return };
-        let load = Arc::clone(&self.load);
-        if let Some(counter) = load.get(index) {
+        self.send(index, task);
+    }
+
+    /// The worker a task started by the calling worker should rather run on,
+    /// if that worker has clearly more unfinished tasks than the least loaded
+    /// one; `None`: run it here ([`Dispatch::spawn_here`]), on this worker's
+    /// own runtime, with no wake-up of another thread.
+    ///
+    /// "Clearly": by more than 1 + an eighth of the least loaded's tasks, so
+    /// that short connections coming and going on busy workers, whose counts
+    /// differ by a few from moment to moment, stay where they were accepted,
+    /// while a burst of long ones accepted by one worker is still spread.
+    /// Outside the workers: the least loaded.
+    pub fn elsewhere(&self) -> Option<usize> {
+        let least = self.least_loaded();
+        let Some(here) = current().filter(|&here| here < self.queues.len()) else { return Some(least) };
+        let load = |index: usize| self.load.get(index).map_or(usize::MAX, |load| load.load(Ordering::Relaxed));
+        let lowest = load(least);
+        (load(here) > lowest.saturating_add(1 + lowest / 8)).then_some(least)
+    }
+
+    /// Runs `task` on the calling worker's runtime, counted in its load (on
+    /// the caller's runtime, uncounted, outside the workers).
+    pub fn spawn_here(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let done = current().map(|here| self.count_one(here));
+        drop(tokio::spawn(async move {
+            let _done = done;
+            task.await;
+        }));
+    }
+
+    /// Runs `task` on worker `index` (see [`Workers::spawn`]).
+    pub fn spawn_on(&self, index: usize, task: impl Future<Output = ()> + Send + 'static) {
+        self.send(index, task);
+    }
+
+    /// Counts one more unfinished task on worker `index` until the returned guard drops.
+    fn count_one(&self, index: usize) -> Finished {
+        if let Some(counter) = self.load.get(index) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        Finished { load: Arc::clone(&self.load), index }
+    }
+
+    fn send(&self, index: usize, task: impl Future<Output = ()> + Send + 'static) {
+        let Some(queue) = self.queues.get(index) else { return };
         // Counted down when the task ends, or when it is dropped unpolled.
-        let done = Finished { load, index };
+        let done = self.count_one(index);
         let job = Box::pin(async move {
             let _done = done;
             task.await;
@@ -203,25 +305,29 @@ impl Workers {
             .min_by_key(|&index| self.load.get(index).map_or(usize::MAX, |load| load.load(Ordering::Relaxed)))
             .unwrap_or(0)
     }
+}
 
-    /// Closes the queues and waits until every worker thread has ended,
-    /// dropping the tasks still running on them.
-    pub async fn stop(self) {
-        let Self { queues, threads, .. } = self;
-        drop(queues);
-        let joined = tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        });
-        let _ = joined.await;
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Without `stop` (the serving future was dropped): the workers end at
+        // once, having nothing that blocks.
+        self.stopping.send_replace(true);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
 impl std::fmt::Debug for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").field("dispatch", &self.dispatch).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let load: Vec<usize> = self.load.iter().map(|load| load.load(Ordering::Relaxed)).collect();
-        f.debug_struct("Workers").field("load", &load).finish_non_exhaustive()
+        f.debug_struct("Dispatch").field("load", &load).finish_non_exhaustive()
     }
 }
 
@@ -305,7 +411,7 @@ mod tests {
         let (dead, gone) = mpsc::unbounded_channel::<Job>();
         drop(gone);
         let (live, mut jobs) = mpsc::unbounded_channel::<Job>();
-        let workers = Workers::assemble(vec![dead, live], Vec::new());
+        let workers = Workers::assemble(vec![dead, live], Vec::new(), watch::channel(false).0);
         for _ in 0..6 {
             workers.spawn(async {});
         }
@@ -315,8 +421,9 @@ mod tests {
         }
         // At most the first pick can land on the dead worker; every later one goes to the live one.
         assert!(received >= 5, "only {received} of 6 reached the live worker");
-        assert!(workers.load[0].load(Ordering::Relaxed) >= usize::MAX / 4, "the dead worker is marked");
-        assert_eq!(workers.load[1].load(Ordering::Relaxed), 0, "dropped jobs count themselves finished");
+        let load = &workers.dispatch.load;
+        assert!(load[0].load(Ordering::Relaxed) >= usize::MAX / 4, "the dead worker is marked");
+        assert_eq!(load[1].load(Ordering::Relaxed), 0, "dropped jobs count themselves finished");
     }
 
     #[tokio::test]

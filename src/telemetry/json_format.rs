@@ -34,28 +34,30 @@ where
     N: for<'w> FormatFields<'w> + 'static,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        // Composed in a `String` of our own and handed over in one piece: many
-        // small writes through `Writer`'s `dyn fmt::Write` cost more than the
-        // copy. The thread keeps that `String` for its next line (one allocation
-        // fewer per request); an event logged while one is being composed here
-        // gets a fresh one.
-        let kept = LINE.try_with(|kept| {
-            let mut line = kept.try_borrow_mut().ok()?;
-            line.clear();
-            let written = write_line(ctx, &mut line, event).and_then(|()| writer.write_str(&line));
-            if line.capacity() > MAX_KEPT_CAPACITY {
-                *line = String::with_capacity(LINE_CAPACITY);
-            }
-            Some(written)
-        });
-        match kept {
-            Ok(Some(written)) => written,
-            _ => {
-                let mut line = String::with_capacity(LINE_CAPACITY);
-                write_line(ctx, &mut line, event)?;
-                writer.write_str(&line)
-            }
+        with_line_buffer(|line| write_line(ctx, line, event).and_then(|()| writer.write_str(line)))
+    }
+}
+
+/// Runs `compose` with an empty line buffer: the one this thread keeps, or,
+/// when that one is in use (an event logged while a line is being composed),
+/// a fresh one. A line is composed in a `String` of our own and handed over
+/// in one piece: many small writes through `Writer`'s `dyn fmt::Write` cost
+/// more than the copy; keeping the buffer saves an allocation per line.
+pub(super) fn with_line_buffer<R>(compose: impl FnOnce(&mut String) -> Result<R, fmt::Error>) -> Result<R, fmt::Error> {
+    let mut compose = Some(compose);
+    let kept = LINE.try_with(|kept| {
+        let mut line = kept.try_borrow_mut().ok()?;
+        line.clear();
+        let composed = compose.take()?(&mut line);
+        if line.capacity() > MAX_KEPT_CAPACITY {
+            *line = String::with_capacity(LINE_CAPACITY);
         }
+        Some(composed)
+    });
+    match (kept, compose) {
+        (Ok(Some(composed)), _) => composed,
+        (_, Some(compose)) => compose(&mut String::with_capacity(LINE_CAPACITY)),
+        (_, None) => Err(fmt::Error),
     }
 }
 
@@ -116,7 +118,7 @@ where
 
 /// Events bridged from the `log` crate: their real target is the `log.target`
 /// field (what `tracing_log::NormalizeEvent` reports), not `log`.
-fn is_log_event(meta: &Metadata<'_>) -> bool {
+pub(super) fn is_log_event(meta: &Metadata<'_>) -> bool {
     meta.target() == "log" && meta.name() == "log event"
 }
 
@@ -406,4 +408,4 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -15,13 +15,16 @@ use crate::config::{LogFormat, TracingConfig};
 pub use self::json_format::JsonLine;
 pub use self::log_writer::{StderrLines, hold_lines_on_this_thread, write_held_lines};
 pub use self::otel::{SPAN_TARGET, TracerGuard};
+pub use self::text_format::TextLine;
 
 /// Installs the global subscriber, and the `log` bridge that re-levels rustls'
 /// warnings about peers (see `telemetry/log_bridge.rs`). `RUST_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
     let builder = fmt().with_env_filter(log_filter(level)).with_writer(StderrLines::new());
     let installed = match format {
-        LogFormat::Text => tracing::subscriber::set_global_default(builder.with_ansi(false).finish()),
+        LogFormat::Text => {
+            tracing::subscriber::set_global_default(builder.with_ansi(false).event_format(TextLine::default()).finish())
+        }
         LogFormat::Json => tracing::subscriber::set_global_default(
             builder.fmt_fields(JsonFields::new()).event_format(JsonLine).finish(),
         ),
@@ -49,7 +52,8 @@ pub fn init_with_tracing(
     // sees only trace spans (no log events, whatever they carry).
     let logs = match format {
         LogFormat::Text => {
-            fmt::layer().with_ansi(false).with_writer(StderrLines::new()).with_filter(log_filter(level)).boxed()
+            let text = fmt::layer().with_ansi(false).event_format(TextLine::default());
+            text.with_writer(StderrLines::new()).with_filter(log_filter(level)).boxed()
         }
         LogFormat::Json => {
             let json = fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLine);
@@ -78,3 +82,4 @@ mod log_writer;
 pub mod metrics;
 pub mod otel;
 mod otlp_client;
+mod text_format;

@@ -3,6 +3,7 @@
 //
 //   node tests/e2e/mock-idp.mjs [--port N] [--client-id ID] [--sub S] [--email E] [--username U] [--no-iss-param]
 //                               [--token-ttl SECONDS]
+//                               [--groups N]
 //
 // Listens on 127.0.0.1 (port 0 = any free port unless --port), signs with a fresh RS256 key, and prints exactly one
 // line `MOCK_IDP_ISSUER=http://127.0.0.1:PORT` to stdout once it accepts connections; everything else goes to
@@ -45,7 +46,9 @@
 //   ADDED (beforeTokenSigning): both tokens get sub = --sub (default "mock-user-1"); the id_token gets
 //   aud = azp = --client-id (default: the requesting client id), email (default "mock.user@example.test"),
 //   email_verified true, preferred_username (default "mock.user"), name "Mock User"; the access token gets
-//   client_id. /userinfo (beforeUserinfo) answers the same sub/email/preferred_username/name.
+//   client_id. /userinfo (beforeUserinfo) answers the same sub/email/preferred_username/name. With --groups N
+//   (default 0: none) the id_token also carries a `groups` claim of N names, as directory-backed providers send
+//   them: bench/binary.sh uses it for a session cookie of the size such providers produce (about 4 KB).
 // - Token lifetime: the library signs every token with exp = iat + 3600 and answers expires_in 3600, fixed.
 //   ADDED (--token-ttl SECONDS, 1-86400): the access token gets exp = iat + SECONDS (beforeTokenSigning) and a
 //   successful token response expires_in SECONDS (beforeResponse), for authorization_code and refresh_token alike,
@@ -85,6 +88,7 @@ const { values: options } = parseArgs({
     username: { type: 'string', default: 'mock.user' },
     'no-iss-param': { type: 'boolean', default: false },
     'token-ttl': { type: 'string' },
+    groups: { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -101,6 +105,12 @@ if (tokenTtl !== undefined && !(/^[0-9]+$/.test(options['token-ttl']) && tokenTt
   process.stderr.write(`mock-idp: invalid --token-ttl '${options['token-ttl']}' (whole seconds, 1-${MAX_TOKEN_TTL_SECONDS})\n`);
   process.exit(2);
 }
+const groupCount = Number.parseInt(options.groups, 10);
+if (!Number.isInteger(groupCount) || groupCount < 0 || groupCount > 1000) {
+  process.stderr.write(`mock-idp: invalid --groups '${options.groups}'\n`);
+  process.exit(2);
+}
+const groups = Array.from({ length: groupCount }, (_, index) => `app-${String(index).padStart(3, '0')}-readers`);
 
 function log(message) {
   process.stderr.write(`mock-idp: ${message}\n`);
@@ -198,6 +208,7 @@ service.on('beforeTokenSigning', (token, req) => {
   payload.email_verified = true;
   payload.preferred_username = options.username;
   payload.name = 'Mock User';
+  if (groups.length > 0) payload.groups = groups;
 });
 
 service.on('beforeResponse', (response, req) => {

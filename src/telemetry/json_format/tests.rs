@@ -10,7 +10,7 @@ use crate::clock;
 
 /// An in-memory log sink for one test's subscriber.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(in crate::telemetry) struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for Capture {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
@@ -32,7 +32,7 @@ impl<'a> MakeWriter<'a> for Capture {
 }
 
 impl Capture {
-    fn text(&self) -> String {
+    pub(in crate::telemetry) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
@@ -104,7 +104,7 @@ impl std::fmt::Debug for Pieces {
 }
 
 /// Events with every kind of field tracing records, inside and outside spans.
-fn every_kind_of_event() {
+pub(in crate::telemetry) fn every_kind_of_event() {
     let error = Failure("upstream \"x\"");
     let bytes: &[u8] = b"\x00\xffab";
     tracing::info!(target: "portcullis::access", request_id = %"id-1", method = %http::Method::GET,
