@@ -432,7 +432,7 @@ impl Config {
 
 /// The CA certificates of the PEM file at `path`, each checked to be usable as
 /// a trust anchor (as the TLS client will), so a bad file fails here, naming `key`.
-fn load_roots(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(super) fn load_roots(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let roots = load_certificates(path).map_err(|problem| invalid(key, problem))?;
     let mut store = rustls::RootCertStore::empty();
     for root in &roots {

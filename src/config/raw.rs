@@ -265,6 +265,9 @@ pub struct RawSessionStore {
     pub sentinel_username: Option<String>,
     /// A file holding the sentinels' password, when they require one.
     pub sentinel_password_file: Option<PathBuf>,
+    /// With a TLS URL (`rediss://`, `rediss+sentinel://`, `rediss+cluster://`): trust only the CAs
+    /// in this PEM file for every store node and sentinel (default: the system roots).
+    pub ca_file: Option<PathBuf>,
     /// Replicas that must acknowledge a session write or sign-out (Redis `WAIT`) before it
     /// counts as done; 0 (the default) does not wait. See docs/sessions.md.
     pub min_replica_acks: u32,
@@ -366,6 +369,7 @@ impl Default for RawConfig {
                     password_file: None,
                     sentinel_username: None,
                     sentinel_password_file: None,
+                    ca_file: None,
                     min_replica_acks: 0,
                     key_prefix: "portcullis:".to_owned(),
                     local_cache_ttl: Duration::from_secs(5),

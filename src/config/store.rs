@@ -10,6 +10,9 @@
 //! `sentinel_username` and `sentinel_password_file`. A cluster is named by some
 //! of its nodes (`redis+cluster://node1:6379,node2:6379`, `rediss+cluster://`
 //! for TLS), with the same credential keys as a single endpoint.
+//!
+//! `ca_file` (TLS URLs only) replaces the system roots for every connection
+//! the store makes: the data nodes, the sentinels and the cluster's nodes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,6 +40,9 @@ pub struct StoreConfig {
     pub username: Option<String>,
     /// A password read from `session.store.password_file`.
     pub password: Option<SecretString>,
+    /// The CA certificates of `session.store.ca_file` (PEM, each checked usable as a trust
+    /// anchor): trusted instead of the system roots. Only with a TLS URL.
+    pub ca_pem: Option<Vec<u8>>,
     pub key_prefix: String,
     pub local_cache_ttl: Duration,
     pub timeout: Duration,
@@ -80,6 +86,7 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
             ("session.store.username", raw.username.is_some()),
             ("session.store.sentinel_username", raw.sentinel_username.is_some()),
             ("session.store.sentinel_password_file", raw.sentinel_password_file.is_some()),
+            ("session.store.ca_file", raw.ca_file.is_some()),
         ];
         if let Some((key, _)) = needs_url.into_iter().find(|(_, set)| *set) {
             return Err(invalid(key, "needs session.store.url"));
@@ -109,6 +116,7 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
         validate_single_url(&url, raw.password_file.is_some(), raw.username.is_some())?;
         StoreEndpoint::Url(url)
     };
+    let ca_pem = raw.ca_file.as_deref().map(|path| read_ca(path, uses_tls(&endpoint))).transpose()?;
     let password =
         raw.password_file.as_deref().map(|path| read_password("session.store.password_file", path)).transpose()?;
     let username = raw.username.map(|name| acl_user("session.store.username", name)).transpose()?;
@@ -128,11 +136,32 @@ pub(super) fn validate_store(raw: raw::RawSessionStore) -> Result<Option<StoreCo
         endpoint,
         username,
         password,
+        ca_pem,
         key_prefix: raw.key_prefix,
         local_cache_ttl: raw.local_cache_ttl,
         timeout: non_zero("session.store.timeout", raw.timeout)?,
         min_replica_acks: raw.min_replica_acks,
     }))
+}
+
+/// Whether the store's connections use TLS (then `ca_file` applies).
+fn uses_tls(endpoint: &StoreEndpoint) -> bool {
+    match endpoint {
+        StoreEndpoint::Url(url) => url.expose().get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://")),
+        StoreEndpoint::Sentinel(sentinel) => sentinel.tls,
+        StoreEndpoint::Cluster { tls, .. } => *tls,
+    }
+}
+
+/// `session.store.ca_file`: PEM CA certificates, each usable as a trust anchor;
+/// refused with a plaintext URL (a CA there would suggest a protection that is not there).
+fn read_ca(path: &Path, tls: bool) -> Result<Vec<u8>, ConfigError> {
+    const KEY: &str = "session.store.ca_file";
+    if !tls {
+        return Err(invalid(KEY, "needs a TLS URL (rediss://, rediss+sentinel:// or rediss+cluster://)"));
+    }
+    super::load_roots(KEY, path)?;
+    std::fs::read(path).map_err(|error| invalid(KEY, format!("cannot read {}: {error}", path.display())))
 }
 
 fn refuse_sentinel_credentials(username: bool, password_file: bool) -> Result<(), ConfigError> {

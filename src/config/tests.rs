@@ -280,6 +280,38 @@ fn the_session_store_accepts_sentinel_urls_and_acl_credentials_from_files() {
 }
 
 #[test]
+fn the_session_store_ca_file_needs_a_tls_url_and_usable_certificates() {
+    Jail::expect_with(|jail| {
+        let store = |extra: &str| minimal("") + &format!("[session.store]\n{extra}\n");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&key).unwrap();
+        jail.create_file("store-ca.pem", &ca.pem())?;
+        jail.create_file("not-a-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")?;
+        for url in ["rediss://r:6380", "rediss+sentinel://s1/m", "rediss+cluster://n1,n2"] {
+            let text = store(&format!("url = \"{url}\"\nca_file = \"store-ca.pem\""));
+            let stored = load_from(jail, &text).unwrap().session.store.expect("store mode");
+            assert_eq!(stored.ca_pem.as_deref(), Some(ca.pem().as_bytes()), "{url}");
+        }
+        assert!(load_from(jail, &store("url = \"rediss://r\"")).unwrap().session.store.unwrap().ca_pem.is_none());
+        let refused = [
+            // A CA with a plaintext URL would suggest a protection that is not there.
+            ("url = \"redis://r\"\nca_file = \"store-ca.pem\"", "needs a TLS URL"),
+            ("url = \"redis+sentinel://s1/m\"\nca_file = \"store-ca.pem\"", "needs a TLS URL"),
+            ("url = \"redis+cluster://n1\"\nca_file = \"store-ca.pem\"", "needs a TLS URL"),
+            ("ca_file = \"store-ca.pem\"", "needs session.store.url"),
+            ("url = \"rediss://:s3cret@r\"\nca_file = \"missing.pem\"", "cannot read"),
+            ("url = \"rediss://:s3cret@r\"\nca_file = \"not-a-ca.pem\"", ""),
+        ];
+        for (extra, problem) in refused {
+            let error = error_text(load_from(jail, &store(extra)));
+            assert!(error.starts_with("session.store.ca_file: ") && error.contains(problem), "{extra}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn the_effective_configuration_never_shows_secrets() {
     Jail::expect_with(|jail| {
         jail.clear_env();

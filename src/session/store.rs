@@ -131,6 +131,8 @@ impl SessionStore {
     /// A store for `config`; does not connect yet (see [`SessionStore::check`]).
     /// `lifetime` is the session lifetime, the TTL of logout records.
     pub fn new(config: &StoreConfig, lifetime: Duration) -> Result<Self, StoreError> {
+        let certificates =
+            config.ca_pem.as_ref().map(|pem| redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
         let endpoint = match &config.endpoint {
             StoreEndpoint::Url(url) => {
                 let mut info = url
@@ -143,7 +145,7 @@ impl SessionStore {
                 if let Some(password) = &config.password {
                     info.redis.password = Some(password.expose().to_owned());
                 }
-                Endpoint::Single(redis::Client::open(info).map_err(StoreError::from)?)
+                Endpoint::Single(node_client(info, certificates.as_ref())?)
             }
             StoreEndpoint::Cluster { nodes, tls } => {
                 let infos: Vec<redis::ConnectionInfo> = nodes
@@ -166,17 +168,19 @@ impl SessionStore {
                         },
                     })
                     .collect();
-                let client = redis::cluster::ClusterClientBuilder::new(infos.clone())
+                let mut builder = redis::cluster::ClusterClientBuilder::new(infos.clone())
                     .connection_timeout(config.timeout)
                     .response_timeout(config.timeout)
-                    .retries(2)
-                    .build()
-                    .map_err(StoreError::from)?;
+                    .retries(2);
+                if let Some(certificates) = &certificates {
+                    // For the nodes of the URL and every node the slot map names.
+                    builder = builder.certs(certificates.clone());
+                }
+                let client = builder.build().map_err(StoreError::from)?;
                 let nodes = infos
                     .into_iter()
-                    .map(|info| redis::Client::open(info).map(std::sync::Arc::new))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(StoreError::from)?;
+                    .map(|info| node_client(info, certificates.as_ref()).map(std::sync::Arc::new))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Endpoint::Cluster { client, nodes }
             }
             StoreEndpoint::Sentinel(sentinel) => {
@@ -186,7 +190,7 @@ impl SessionStore {
                     password: config.password.as_ref().map(|password| password.expose().to_owned()),
                     ..redis::RedisConnectionInfo::default()
                 };
-                Endpoint::Sentinel(Sentinels::new(sentinel, data)?)
+                Endpoint::Sentinel(Sentinels::new(sentinel, data, certificates)?)
             }
         };
         Ok(Self {
@@ -580,6 +584,24 @@ impl SessionStore {
     }
 }
 
+/// A client for `info`; a TLS address trusts `certificates` (the CAs of
+/// `session.store.ca_file`) instead of the system roots. TLS addresses verify
+/// the node's certificate against the host they connect to, as given in the
+/// URL or as a sentinel or the cluster's slot map names it (an IP address must
+/// be an IP SAN). There is no fallback to plaintext.
+fn node_client(
+    info: redis::ConnectionInfo,
+    certificates: Option<&redis::TlsCertificates>,
+) -> Result<redis::Client, StoreError> {
+    match certificates {
+        Some(certificates) if matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) => {
+            redis::Client::build_with_tls(info, certificates.clone())
+        }
+        _ => redis::Client::open(info),
+    }
+    .map_err(StoreError::from)
+}
+
 /// Whether an error says the node in use is gone or no longer the primary
 /// (then, with Sentinel, the primary is looked up again); a refused command
 /// (a wrong type, a script error) says nothing about the node.
@@ -601,6 +623,7 @@ mod tests {
             endpoint: StoreEndpoint::Url(SecretString::new(url.to_owned())),
             username: None,
             password: Some(SecretString::new("from-file".to_owned())),
+            ca_pem: None,
             key_prefix: "p:".to_owned(),
             local_cache_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(1),

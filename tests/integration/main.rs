@@ -50,6 +50,7 @@ mod spoofing;
 mod store_cluster;
 mod store_commands;
 mod store_failover;
+mod store_tls;
 mod subdomain_sso;
 mod third_party_provider;
 mod tls_handshake_warnings;

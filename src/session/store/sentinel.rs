@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Role};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Role, TlsCertificates};
 
-use super::StoreError;
+use super::{StoreError, node_client};
 use crate::config::SentinelConfig;
 
 /// The sentinels of one monitored group and how to reach the data nodes they name.
@@ -26,13 +26,19 @@ pub(super) struct Sentinels {
     tls: bool,
     /// Database and ACL credentials on the data nodes.
     data: RedisConnectionInfo,
+    /// The CAs trusted instead of the system roots (`session.store.ca_file`), for TLS.
+    certificates: Option<TlsCertificates>,
     /// The sentinel asked first: the last one that answered.
     first: AtomicUsize,
 }
 
 impl Sentinels {
     /// The sentinels of `config`; `data` is what the data nodes need (db, user, password).
-    pub(super) fn new(config: &SentinelConfig, data: RedisConnectionInfo) -> Result<Self, StoreError> {
+    pub(super) fn new(
+        config: &SentinelConfig,
+        data: RedisConnectionInfo,
+        certificates: Option<TlsCertificates>,
+    ) -> Result<Self, StoreError> {
         let credentials = RedisConnectionInfo {
             username: config.username.clone(),
             password: config.password.as_ref().map(|password| password.expose().to_owned()),
@@ -43,7 +49,7 @@ impl Sentinels {
             .iter()
             .map(|(host, port)| {
                 let info = ConnectionInfo { addr: address(host, *port, config.tls), redis: credentials.clone() };
-                redis::Client::open(info).map_err(StoreError::from)
+                node_client(info, certificates.as_ref())
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -51,6 +57,7 @@ impl Sentinels {
             master_name: config.master_name.clone(),
             tls: config.tls,
             data,
+            certificates,
             first: AtomicUsize::new(0),
         })
     }
@@ -83,7 +90,8 @@ impl Sentinels {
             };
             self.first.store(index, Ordering::Relaxed);
             let info = ConnectionInfo { addr: address(&named.0, named.1, self.tls), redis: self.data.clone() };
-            let client = redis::Client::open(info).map_err(StoreError::from)?;
+            // Verified against the address the sentinel named (see `node_client`).
+            let client = node_client(info, self.certificates.as_ref())?;
             // The sentinels agree on one address at a time: asking the next one
             // would name the same node, so its answer decides this attempt.
             return match tokio::time::timeout(timeout, role(&client, timeout)).await {

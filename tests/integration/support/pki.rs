@@ -47,23 +47,30 @@ impl Pki {
 
     /// A server certificate for `localhost` and 127.0.0.1.
     pub fn server(&self) -> Leaf {
-        self.leaf(ExtendedKeyUsagePurpose::ServerAuth, &["localhost", "127.0.0.1"])
+        self.leaf(&[ExtendedKeyUsagePurpose::ServerAuth], &["localhost", "127.0.0.1"])
     }
 
     /// A server certificate for the host `names`.
     pub fn server_for(&self, names: &[&str]) -> Leaf {
-        self.leaf(ExtendedKeyUsagePurpose::ServerAuth, names)
+        self.leaf(&[ExtendedKeyUsagePurpose::ServerAuth], names)
+    }
+
+    /// A certificate for the host `names` that is also a client certificate:
+    /// for servers that connect to their peers with it (the Redis cluster bus
+    /// always asks for one).
+    pub fn peer_for(&self, names: &[&str]) -> Leaf {
+        self.leaf(&[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth], names)
     }
 
     /// A client certificate (for mTLS).
     pub fn client(&self) -> Leaf {
-        self.leaf(ExtendedKeyUsagePurpose::ClientAuth, &["localhost", "127.0.0.1"])
+        self.leaf(&[ExtendedKeyUsagePurpose::ClientAuth], &["localhost", "127.0.0.1"])
     }
 
-    fn leaf(&self, purpose: ExtendedKeyUsagePurpose, names: &[&str]) -> Leaf {
+    fn leaf(&self, purposes: &[ExtendedKeyUsagePurpose], names: &[&str]) -> Leaf {
         let names = names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
         let mut params = CertificateParams::new(names).expect("leaf params");
-        params.extended_key_usages = vec![purpose];
+        params.extended_key_usages = purposes.to_vec();
         params.distinguished_name.push(DnType::CommonName, "portcullis test");
         let key = KeyPair::generate().expect("a leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("a signed leaf");

@@ -1,4 +1,5 @@
-//! A real `redis-server` on loopback for shared-store tests, killed on drop.
+//! A real `redis-server` on loopback for shared-store tests, killed on drop;
+//! plaintext, or TLS-only ([`RedisTls`]: `--port 0 --tls-port P`).
 //!
 //! redis-server cannot listen on port 0, so the port is picked by binding a
 //! listener to `127.0.0.1:0`, reading its port and dropping it before the
@@ -7,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,66 @@ pub struct RedisServer {
     /// Its working directory: a replica's full sync writes an RDB file there.
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// TLS-only when set.
+    tls: Option<RedisTls>,
+}
+
+/// The TLS files of TLS-only Redis processes (certificate, key, the CA they
+/// and their test clients trust) and the host name test clients connect to.
+#[derive(Clone)]
+pub struct RedisTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    ca_pem: String,
+    host: String,
+}
+
+impl RedisTls {
+    /// A certificate from `pki` naming `names` (written as `{file}.crt`/`.key`;
+    /// a client certificate too: replication and the cluster bus present it);
+    /// test clients connect to `names[0]`.
+    pub fn new(pki: &super::pki::Pki, names: &[&str], file: &str) -> RedisTls {
+        let (cert, key) = pki.write(&pki.peer_for(names), file);
+        let host = names.first().copied().unwrap_or("127.0.0.1").to_owned();
+        RedisTls { ca: pki.ca_file(), cert, key, ca_pem: pki.ca_pem(), host }
+    }
+
+    /// The server options: TLS only on `port`, no client certificates asked,
+    /// TLS for replication and the cluster bus too.
+    pub fn server_options(&self, port: u16) -> Vec<String> {
+        let mut options = vec!["--port".to_owned(), "0".to_owned(), "--tls-port".to_owned(), port.to_string()];
+        for (option, path) in
+            [("--tls-cert-file", &self.cert), ("--tls-key-file", &self.key), ("--tls-ca-cert-file", &self.ca)]
+        {
+            options.push(option.to_owned());
+            options.push(path.display().to_string());
+        }
+        for option in ["--tls-auth-clients", "no", "--tls-replication", "yes", "--tls-cluster", "yes"] {
+            options.push(option.to_owned());
+        }
+        options
+    }
+
+    /// The same as lines of a configuration file (for redis-sentinel).
+    pub fn config_lines(&self, port: u16) -> String {
+        let options = self.server_options(port);
+        options.chunks(2).map(|pair| format!("{} {}\n", pair[0].trim_start_matches('-'), pair[1])).collect()
+    }
+
+    /// A client of the process on `port`, trusting the CA, connecting to the host name.
+    pub fn client(&self, port: u16, password: Option<&str>) -> Option<redis::Client> {
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::TcpTls { host: self.host.clone(), port, insecure: false, tls_params: None },
+            redis: redis::RedisConnectionInfo {
+                password: password.map(str::to_owned),
+                ..redis::RedisConnectionInfo::default()
+            },
+        };
+        let certificates =
+            redis::TlsCertificates { client_tls: None, root_cert: Some(self.ca_pem.clone().into_bytes()) };
+        redis::Client::build_with_tls(info, certificates).ok()
+    }
 }
 
 impl RedisServer {
@@ -31,11 +93,21 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with extra command-line options (`--replicaof 127.0.0.1 6379`).
     pub async fn start_with(extra: &[&str]) -> RedisServer {
+        Self::start_as(None, extra).await
+    }
+
+    /// [`RedisServer::start_with`], TLS only.
+    pub async fn start_tls(tls: &RedisTls, extra: &[&str]) -> RedisServer {
+        Self::start_as(Some(tls), extra).await
+    }
+
+    /// [`RedisServer::start_tls`] when `tls` is set, else [`RedisServer::start_with`].
+    pub async fn start_as(tls: Option<&RedisTls>, extra: &[&str]) -> RedisServer {
         for attempt in 0..2 {
             let port = free_port();
             let extra = extra.iter().map(|option| (*option).to_owned()).collect();
             let dir = tempfile::tempdir().expect("a working directory for redis-server");
-            let mut server = RedisServer { port, extra, dir, child: None };
+            let mut server = RedisServer { port, extra, dir, child: None, tls: tls.cloned() };
             if server.spawn().await {
                 return server;
             }
@@ -47,6 +119,11 @@ impl RedisServer {
     /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its TLS files, when it is TLS-only.
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_ref()
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -96,8 +173,13 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) -> bool {
+        let listen = match &self.tls {
+            Some(tls) => tls.server_options(self.port),
+            None => vec!["--port".to_owned(), self.port.to_string()],
+        };
         let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
@@ -122,7 +204,7 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if ping(self.port).await {
+            if ping_as(self.port, self.tls.as_ref()).await {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -141,6 +223,16 @@ impl Drop for RedisServer {
 pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe address").port()
+}
+
+/// [`ping`] over TLS when `tls` is set.
+pub(crate) async fn ping_as(port: u16, tls: Option<&RedisTls>) -> bool {
+    let Some(tls) = tls else { return ping(port).await };
+    let exchange = async {
+        let mut connection = tls.client(port, None)?.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange).await.ok().flatten().is_some_and(|pong| pong == "PONG")
 }
 
 pub(crate) async fn ping(port: u16) -> bool {
