@@ -3,7 +3,7 @@
 # Loopback only; bounded; stops what it starts.
 #
 #   portcullis  target/release/portcullis with a minimal TOML (listen, public_url, upstream, the provider's issuer
-#               and client id, the session secret): everything else, logging included (`warn`), is the binary's
+#               and client id, the session secret): everything else, logging included (text at `info`), is the binary's
 #               own default. The session comes from a real login at a provider in its own process: the npm
 #               `oauth2-mock-server` (tests/e2e/mock-idp.mjs, RS256), whose ID token carries ID_TOKEN_GROUPS (25)
 #               group names, as directory-backed providers send them: a session cookie of about 4.2 KB.
@@ -96,6 +96,8 @@ cat >"$work/up/nginx.conf" <<EOF
 user root; error_log stderr warn; pid $work/up/nginx.pid; worker_rlimit_nofile 8192; worker_processes 1;
 events { worker_connections 4096; }
 http { access_log off; $(temp_paths "$work/up") keepalive_requests 1000000;
+  # The cookie4k variant's 4 KB application cookie reaches the upstream through both proxies.
+  large_client_header_buffers 4 16k;
   server { listen $HOST:$UP_PORT; root $work/html; default_type text/plain; } }
 EOF
 cat >"$work/px/nginx.conf" <<EOF

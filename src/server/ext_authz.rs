@@ -70,6 +70,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (drain, draining) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut untrusted_seen = false;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -91,7 +92,14 @@ pub async fn serve(
         };
         let trusted = config.trusts(peer.ip());
         if !trusted {
-            tracing::warn!(peer = %peer.ip(), "ext_authz: a peer outside ext_authz.trusted_peers; its checks are refused");
+            // Once at warn, then at debug: any host that reaches the port could
+            // otherwise force a warning line per connection.
+            if untrusted_seen {
+                tracing::debug!(peer = %peer.ip(), "ext_authz: a peer outside ext_authz.trusted_peers; its checks are refused");
+            } else {
+                untrusted_seen = true;
+                tracing::warn!(peer = %peer.ip(), "ext_authz: a peer outside ext_authz.trusted_peers; its checks are refused (further such peers are logged at debug)");
+            }
         }
         let _ = stream.set_nodelay(true);
         let connection = Calls { service: service.clone(), peer, trusted, draining: draining.clone(), limits };
